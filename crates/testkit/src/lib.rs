@@ -1,0 +1,151 @@
+//! Test helpers for the membudget workspace: where the shared sample data is, where the
+//! built tool binaries are, and the external validators (Python with tifffile, laspy,
+//! astropy, jpylyzer...) that check our results against code no one here wrote.
+//!
+//! Validators: `cargo xtask test` installs them into `target/venv` and sets
+//! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails the test. Under plain
+//! `cargo test` a test whose validator is missing prints `skipped: ...` and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root (the directory holding the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join(".cargo").is_dir() || !dir.join("Cargo.toml").is_file() {
+        if !dir.pop() {
+            panic!(
+                "workspace root not found above {}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+        }
+    }
+    dir
+}
+
+/// The shared sample data (`../shared/data` beside the checkout, or
+/// `$MEMBUDGET_SHARED_DATA`).
+pub fn shared_data() -> PathBuf {
+    if let Some(p) = std::env::var_os("MEMBUDGET_SHARED_DATA") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join("../shared/data");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// A file of the shared sample data, e.g. `data("tiff/rgb-3c-8b.tiff")`.
+pub fn data(rel: &str) -> PathBuf {
+    let p = shared_data().join(rel);
+    assert!(p.exists(), "sample file missing: {}", p.display());
+    p
+}
+
+/// The path of a built binary of the workspace (`mem-estimate`...), building it once if
+/// it is not there yet.
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    // Tests run from target/<profile>/deps/<test-binary>.
+    let profile_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .unwrap_or_else(|| target.join("debug"));
+    let path = profile_dir.join(name);
+    static BUILT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(workspace_root())
+            .args(["build", "--quiet", "--bin", name]);
+        if release {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo build");
+        assert!(st.success(), "building {name} failed");
+        built.push(name.to_string());
+    }
+    path
+}
+
+/// Whether validator tests must run (set by `cargo xtask test`).
+pub fn validators_required() -> bool {
+    std::env::var_os("MEMBUDGET_REQUIRE_VALIDATORS").is_some_and(|v| v == "1")
+}
+
+/// A Python interpreter that can import every module in `modules`, or `None` (after
+/// printing why) when there is none and validators are not required. Panics when they
+/// are required and missing.
+pub fn python(modules: &[&str]) -> Option<PathBuf> {
+    let candidates: Vec<PathBuf> = std::env::var_os("MEMBUDGET_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([workspace_root().join("target/venv/bin/python")])
+        .collect();
+    let import = format!(
+        "import {}",
+        if modules.is_empty() {
+            "sys".into()
+        } else {
+            modules.join(", ")
+        }
+    );
+    for py in candidates {
+        if !py.exists() {
+            continue;
+        }
+        let ok = Command::new(&py)
+            .args(["-c", &import])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(py);
+        }
+    }
+    let why = format!("no Python with {modules:?} (run `cargo xtask test` to install validators)");
+    if validators_required() {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// Run a Python snippet with arguments; panics with its stderr if it fails. Returns stdout.
+pub fn run_python(py: &Path, code: &str, args: &[&str]) -> String {
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("run python");
+    check(&out, "python");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Panic with the command's stderr unless it succeeded.
+pub fn check(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Parse NDJSON output into JSON values.
+pub fn ndjson(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
