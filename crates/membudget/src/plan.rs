@@ -1,1 +1,321 @@
-//! Planning: a budget to chunk geometry and a worker count per record. (Being written.)
+//! Planning: a memory budget to chunk geometry and a worker count, per input.
+//!
+//! The search, for one cost model and one input:
+//!
+//! 1. For each worker count from the most allowed down to one, take the largest chunk
+//!    whose predicted peak fits the budget with that many workers. Accept it if it is at
+//!    least the model's *efficient* chunk (below that, per-chunk overheads eat the gain
+//!    of another worker).
+//! 2. If no worker count passes, use one worker and the largest chunk that fits at all.
+//! 3. If even the smallest chunk with one worker does not fit, refuse with an
+//!    [`ErrorKind::Budget`] error naming the minimum needed (tools exit 3).
+//!
+//! The plan never exceeds the budget by its own model (a property the tests check).
+//! [`shard`] balances inputs across machines, longest processing time first.
+
+use crate::budget::{human_bytes, Budget};
+use crate::cost::{CostModel, Summary};
+use crate::error::{Error, ErrorKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A plan for one input and one tool, written under `plan.<tool>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The chunk size in the model's unit.
+    pub chunk: u64,
+    /// What `chunk` counts (`tile_side`, `rows`, `points`, `entries`, `pages`).
+    pub chunk_unit: String,
+    /// The chunk's geometry (`tile`, `halo`, `rows`, ...), merged into the section.
+    #[serde(flatten)]
+    pub geometry: serde_json::Map<String, Value>,
+    /// Workers (threads or processes) to run at once.
+    pub workers: u32,
+    /// The model's predicted peak RSS for this plan.
+    pub predicted_peak_bytes: u64,
+    /// The model's minimum (smallest chunk, one worker).
+    pub min_bytes: u64,
+    /// The model's whole-input footprint.
+    pub whole_bytes: u64,
+    /// Why these numbers, for `-v` and for people reading the record.
+    #[serde(skip)]
+    pub reasons: Vec<String>,
+}
+
+/// Plan `model` for input `s` within `budget`, with at most `max_workers` workers.
+pub fn plan(
+    model: &dyn CostModel,
+    s: &Summary,
+    budget: Budget,
+    max_workers: u32,
+) -> Result<Plan, Error> {
+    if !model.applies(s) {
+        return Err(Error::unsupported(format!(
+            "{} does not process {} files",
+            model.name(),
+            s.format.as_str()
+        )));
+    }
+    let chunks = model.chunks(s);
+    let Some(&smallest) = chunks.last() else {
+        return Err(Error::unsupported(format!(
+            "{}: nothing to process",
+            model.name()
+        )));
+    };
+    let max_workers = max_workers.max(1);
+    let b = budget.bytes;
+    let min_bytes = model.peak_bytes(s, smallest, 1);
+    if min_bytes > b {
+        return Err(Error::new(
+            ErrorKind::Budget,
+            format!(
+                "{} needs at least {} ({} {} with one worker) but the budget is {}",
+                model.name(),
+                human_bytes(min_bytes),
+                smallest,
+                model.chunk_unit(),
+                human_bytes(b)
+            ),
+        ));
+    }
+    let efficient = model.efficient_chunk(s).min(chunks[0]);
+    let largest_fitting = |w: u32| {
+        chunks
+            .iter()
+            .copied()
+            .find(|&c| model.peak_bytes(s, c, w) <= b)
+    };
+    let mut reasons = Vec::new();
+    let mut choice = None;
+    for w in (1..=max_workers).rev() {
+        match largest_fitting(w) {
+            Some(c) if c >= efficient || w == 1 => {
+                reasons.push(format!(
+                    "{} {}: the largest of {:?} whose predicted peak ({}) fits {} with {} worker{}",
+                    model.chunk_unit(),
+                    c,
+                    chunks,
+                    human_bytes(model.peak_bytes(s, c, w)),
+                    human_bytes(b),
+                    w,
+                    if w == 1 { "" } else { "s" }
+                ));
+                choice = Some((c, w));
+                break;
+            }
+            Some(c) => reasons.push(format!(
+                "{w} workers would need chunks of {c} {}, below the efficient size {efficient}",
+                model.chunk_unit()
+            )),
+            None => reasons.push(format!(
+                "{w} workers do not fit even with the smallest chunk"
+            )),
+        }
+    }
+    // The loop always ends at w = 1, where the smallest chunk fits (checked above).
+    let (chunk, workers) = choice.unwrap_or((smallest, 1));
+    if workers < max_workers {
+        reasons.push(format!(
+            "{workers} of {max_workers} allowed workers: more would not fit"
+        ));
+    }
+    let whole_bytes = model.whole_bytes(s);
+    if whole_bytes <= b {
+        reasons.push(format!(
+            "the whole input ({}) would fit too",
+            human_bytes(whole_bytes)
+        ));
+    }
+    let geometry = match model.describe(s, chunk) {
+        Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("geometry".into(), other);
+            m
+        }
+    };
+    Ok(Plan {
+        chunk,
+        chunk_unit: model.chunk_unit().to_string(),
+        geometry,
+        workers,
+        predicted_peak_bytes: model.peak_bytes(s, chunk, workers),
+        min_bytes,
+        whole_bytes,
+        reasons,
+    })
+}
+
+/// Assign items of the given costs to `shards` bins, longest processing time first:
+/// each item, largest first, goes to the least loaded shard (ties: the lowest index).
+/// Returns the shard of each item, in the items' order. Deterministic.
+pub fn shard(costs: &[f64], shards: u32) -> Vec<u32> {
+    let n = shards.max(1) as usize;
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+    let mut load = vec![0.0f64; n];
+    let mut out = vec![0u32; costs.len()];
+    for i in order {
+        let (best, _) = load
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1).then(a.0.cmp(&b.0)))
+            .unwrap_or((0, &0.0));
+        load[best] += costs[i].max(0.0);
+        out[i] = best as u32;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::{models, Summary};
+    use crate::probe::{Format, ImageSummary, Layout, PointsSummary, SampleFormat};
+
+    fn image(width: u64, height: u64, bands: u32, rows: u64) -> Summary {
+        Summary {
+            format: Format::Tiff,
+            bytes: 0,
+            image: Some(ImageSummary {
+                width,
+                height,
+                bands,
+                bits: 8,
+                sample_format: SampleFormat::Uint,
+                pages: 1,
+                layout: Layout::Strips,
+                block: [width, rows],
+                compressed: false,
+            }),
+            points: None,
+            archive: None,
+            document: None,
+        }
+    }
+
+    fn cloud(count: u64) -> Summary {
+        Summary {
+            format: Format::Laz,
+            bytes: 0,
+            image: None,
+            points: Some(PointsSummary {
+                count,
+                record_bytes: 38,
+                bounds: [0.0, 0.0, 0.0, 1000.0, 1000.0, 50.0],
+                compressed: true,
+            }),
+            archive: None,
+            document: None,
+        }
+    }
+
+    /// A deterministic pseudo-random sequence (xorshift), so property tests repeat.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed.max(1);
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    #[test]
+    fn plans_never_exceed_their_budget_and_shrink_with_it() {
+        let mut next = rng(42);
+        for _ in 0..300 {
+            let s = if next() % 2 == 0 {
+                image(
+                    1 + next() % 60000,
+                    1 + next() % 60000,
+                    1 + (next() % 4) as u32,
+                    1 + next() % 512,
+                )
+            } else {
+                cloud(1 + next() % 50_000_000)
+            };
+            for m in models().iter().filter(|m| m.applies(&s)) {
+                let mut last_peak = u64::MAX;
+                let mut last_chunk = u64::MAX;
+                for budget in [8u64 << 30, 1 << 30, 256 << 20, 64 << 20, 16 << 20] {
+                    let workers = 1 + (next() % 4) as u32;
+                    match plan(m.as_ref(), &s, Budget::bytes(budget), workers) {
+                        Ok(p) => {
+                            assert!(
+                                p.predicted_peak_bytes <= budget,
+                                "{}: {p:?} over {budget}",
+                                m.name()
+                            );
+                            assert!(p.workers >= 1 && p.workers <= workers);
+                            assert!(p.predicted_peak_bytes <= last_peak || workers > 1);
+                            if workers == 1 {
+                                assert!(
+                                    p.chunk <= last_chunk,
+                                    "{}: smaller budget, larger chunk",
+                                    m.name()
+                                );
+                                last_chunk = p.chunk;
+                            }
+                            last_peak = p.predicted_peak_bytes;
+                        }
+                        Err(e) => {
+                            assert_eq!(e.kind, ErrorKind::Budget);
+                            assert!(m.peak_bytes(&s, *m.chunks(&s).last().unwrap(), 1) > budget);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn single_worker_chunks_shrink_with_the_budget() {
+        let s = image(40000, 40000, 3, 16);
+        let m = crate::cost::model("strip-convert").unwrap();
+        let big = plan(m.as_ref(), &s, Budget::bytes(2 << 30), 1).unwrap();
+        let small = plan(m.as_ref(), &s, Budget::bytes(64 << 20), 1).unwrap();
+        assert!(small.chunk < big.chunk, "{small:?} vs {big:?}");
+        assert!(small.predicted_peak_bytes <= 64 << 20);
+    }
+
+    #[test]
+    fn impossible_budget_names_the_minimum() {
+        let s = image(1_000_000, 1000, 3, 1000);
+        let m = crate::cost::model("strip-convert").unwrap();
+        let e = plan(m.as_ref(), &s, Budget::bytes(16 << 20), 2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Budget);
+        assert!(e.message.contains("needs at least"), "{}", e.message);
+    }
+
+    #[test]
+    fn more_budget_buys_workers() {
+        let s = image(20000, 20000, 3, 16);
+        let m = crate::cost::model("strip-convert").unwrap();
+        let p = plan(m.as_ref(), &s, Budget::bytes(8 << 30), 2).unwrap();
+        assert_eq!(p.workers, 2);
+        assert_eq!(p.chunk, 1024);
+    }
+
+    #[test]
+    fn shards_are_balanced_within_1_2_of_ideal() {
+        let mut next = rng(7);
+        for shards in [2u32, 3, 4, 8] {
+            let costs: Vec<f64> = (0..200).map(|_| (1 + next() % 1000) as f64).collect();
+            let a = shard(&costs, shards);
+            let mut load = vec![0.0; shards as usize];
+            for (c, s) in costs.iter().zip(&a) {
+                load[*s as usize] += c;
+            }
+            let ideal = costs.iter().sum::<f64>() / f64::from(shards);
+            let max = load.iter().cloned().fold(0.0, f64::max);
+            assert!(
+                max <= 1.2 * ideal,
+                "{shards} shards: max {max} vs ideal {ideal}"
+            );
+            assert!(a.iter().all(|&s| s < shards));
+        }
+        assert_eq!(shard(&[5.0, 1.0, 4.0], 2), vec![0, 1, 1]);
+    }
+}
