@@ -320,9 +320,9 @@ impl Output {
         }
     }
 
-    /// Write one record. An error record also prints `tool: path: message` on stderr and
-    /// raises the exit status (to 3 for a budget error, else 1). A closed stdout returns
-    /// [`ClosedPipe`].
+    /// Write one record. An error record raises the exit status (to 3 for a budget error,
+    /// else 1); when the error is this tool's own it also prints `tool: path: message` on
+    /// stderr (upstream tools printed theirs). A closed stdout returns [`ClosedPipe`].
     pub fn write(&mut self, record: &Record) -> Result<(), ClosedPipe> {
         if let Some(e) = record.error() {
             let from_here = record
@@ -355,6 +355,11 @@ impl Output {
                 } else {
                     Status::SomeFailed
                 });
+            } else {
+                // An upstream tool already reported it on stderr; the input still failed,
+                // so the status says so (a Makefile or `set -e` script sees it).
+                self.failed += 1;
+                self.status = self.status.worst(Status::SomeFailed);
             }
         }
         let line = record.to_line();

@@ -1,11 +1,34 @@
 //! `chunk-plan`: turn a memory budget into chunk geometry and worker counts per record.
+//!
+//! For each input record (from `mem-estimate`, or a plain path, which is then probed) and
+//! each tool that can process it (or the tools named by `--for`), the planner in
+//! `membudget::plan` picks the largest chunk and the most workers whose predicted peak RSS
+//! fits the budget, and writes them under `plan.<tool>`. With `--shards N` the records are
+//! spread over N machines (longest processing time first) and `plan.shard` says where
+//! each goes; `--order` sorts the output.
 
 use anyhow::Result;
-use clap::{ArgMatches, Args, Command, FromArgMatches};
+use clap::{ArgMatches, Args, Command, FromArgMatches, ValueEnum};
 use membudget::cli::{self, BudgetArgs, Input, InputArgs, LogArgs, Output, Status};
+use membudget::cost::{self, CostModel, Summary};
+use membudget::plan;
+use membudget::system::SystemInfo;
+use membudget::{probe, Budget, Error, Record};
+use serde_json::json;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "chunk-plan";
+
+/// Output order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Order {
+    /// As the inputs came (streams: each record is written as soon as it is planned).
+    Input,
+    /// Most work first: the order that keeps parallel workers busy to the end.
+    Largest,
+    /// Least work first.
+    Smallest,
+}
 
 /// The command line.
 #[derive(Debug, Args)]
@@ -14,8 +37,21 @@ pub struct Opts {
     input: InputArgs,
     #[command(flatten)]
     budget: BudgetArgs,
+    /// Plan only for this tool (repeatable); default: every tool that can process the input
+    #[arg(long = "for", value_name = "TOOL", value_parser = tool_names())]
+    tools: Vec<String>,
+    /// Spread the inputs over N machines, balancing the estimated work (writes plan.shard)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    shards: Option<u32>,
+    /// Output order; any order but `input` (and --shards) reads all inputs first
+    #[arg(long, value_enum, default_value_t = Order::Input)]
+    order: Order,
     #[command(flatten)]
     log: LogArgs,
+}
+
+fn tool_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(cost::model_names())
 }
 
 /// The clap command (used by `main`, man pages and completions).
@@ -23,19 +59,170 @@ pub fn command() -> Command {
     Opts::augment_args(
         Command::new(NAME)
             .version(env!("CARGO_PKG_VERSION"))
-            .about("Turn a memory budget into chunk geometry and worker counts per record"),
+            .about("Turn a memory budget into chunk geometry and worker counts per record")
+            .long_about(
+                "Reads manifest records (from mem-estimate) or plain paths, and writes each \
+                 record back with a `plan` section: for each tool that can process the input \
+                 (or each --for tool), the largest chunk and the most workers whose predicted \
+                 peak RSS fits the budget. A record no tool can fit becomes an error record \
+                 naming the minimum memory needed, and the exit status is 3.",
+            )
+            .after_help(
+                "Exit status: 0 all planned, 1 some inputs failed, 2 usage or fatal error, \
+                 3 the budget cannot be met for some input.\n\n\
+                 Example: find scans -name '*.tif' | mem-estimate | chunk-plan -m 256MiB -v",
+            ),
     )
+}
+
+/// The models to plan for: `--for` ones, or all.
+fn selected(tools: &[String]) -> Vec<Box<dyn CostModel>> {
+    cost::models()
+        .into_iter()
+        .filter(|m| tools.is_empty() || tools.iter().any(|t| t == m.name()))
+        .collect()
+}
+
+/// Plan one record in place. Returns the record's work (for shards and ordering).
+fn plan_record(
+    r: &mut Record,
+    models: &[Box<dyn CostModel>],
+    explicit: bool,
+    budget: Budget,
+    jobs: u32,
+) -> f64 {
+    if r.is_error() {
+        return 0.0;
+    }
+    let summary = match Summary::from_record(r) {
+        Some(s) => s,
+        None => match probe::probe_path(std::path::Path::new(r.path())) {
+            Ok(p) => {
+                cost::annotate(r, &p);
+                Summary::from_probe(&p)
+            }
+            Err(e) => {
+                r.set_error(NAME, &e);
+                return 0.0;
+            }
+        },
+    };
+    r.set_in("plan", "budget_bytes", budget.bytes);
+    let mut planned = 0;
+    let mut first_error: Option<Error> = None;
+    let mut work: f64 = 0.0;
+    for m in models {
+        if !m.applies(&summary) {
+            if explicit {
+                first_error.get_or_insert(Error::unsupported(format!(
+                    "{} does not process {} files",
+                    m.name(),
+                    summary.format.as_str()
+                )));
+            }
+            continue;
+        }
+        work = work.max(m.work(&summary));
+        match plan::plan(m.as_ref(), &summary, budget, jobs) {
+            Ok(p) => {
+                for why in &p.reasons {
+                    log::info!("{}: {}: {}", r.path(), m.name(), why);
+                }
+                r.set_in(
+                    "plan",
+                    m.name(),
+                    serde_json::to_value(&p).unwrap_or_default(),
+                );
+                planned += 1;
+            }
+            Err(e) => {
+                log::info!("{}: {}: {}", r.path(), m.name(), e.message);
+                r.set_in(
+                    "plan",
+                    m.name(),
+                    json!({"error": {"kind": e.kind, "message": e.message}}),
+                );
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // With --for every named tool must fit; otherwise one fitting tool is enough.
+    let failed = if explicit {
+        first_error.is_some()
+    } else {
+        planned == 0
+    };
+    if failed {
+        let e = first_error.unwrap_or_else(|| {
+            Error::unsupported(format!(
+                "no tool processes this {} file (no image, points, archive or pages)",
+                summary.format.as_str()
+            ))
+        });
+        r.set_error(NAME, &e);
+    }
+    work
 }
 
 /// Run on parsed arguments.
 pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
+    let sys = SystemInfo::probe();
+    let budget = match opts.budget.budget(&sys) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{NAME}: {}", e.message);
+            return Ok(Status::Fatal);
+        }
+    };
+    if sys.heavy_swap() {
+        log::warn!("swap is more than half in use: planning one worker");
+    }
+    let jobs = u32::try_from(opts.budget.jobs(&sys)).unwrap_or(u32::MAX);
+    log::info!(
+        "budget {budget} ({:?}), at most {jobs} workers",
+        budget.source
+    );
+    let models = selected(&opts.tools);
+    let explicit = !opts.tools.is_empty();
     let mut out = Output::new(NAME);
+    let buffered = opts.shards.is_some() || opts.order != Order::Input;
+    let mut held: Vec<(Record, f64)> = Vec::new();
     for input in cli::inputs(NAME, &opts.input) {
-        let record = match input {
-            Input::Bad(r) | Input::Record(r) => r,
+        let (record, work) = match input {
+            Input::Bad(r) => (r, 0.0),
+            Input::Record(mut r) => {
+                let w = plan_record(&mut r, &models, explicit, budget, jobs);
+                (r, w)
+            }
         };
-        out.write(&record)?;
+        if buffered {
+            held.push((record, work));
+        } else {
+            out.write(&record)?;
+        }
+    }
+    if buffered {
+        if let Some(n) = opts.shards {
+            let works: Vec<f64> = held.iter().map(|(_, w)| *w).collect();
+            let assigned = plan::shard(&works, n);
+            let mut load = vec![0.0; n as usize];
+            for ((r, w), s) in held.iter_mut().zip(assigned) {
+                if !r.is_error() {
+                    r.set_in("plan", "shard", s);
+                }
+                load[s as usize] += *w;
+            }
+            log::info!("shard loads (work units): {load:?}");
+        }
+        match opts.order {
+            Order::Input => {}
+            Order::Largest => held.sort_by(|a, b| b.1.total_cmp(&a.1)),
+            Order::Smallest => held.sort_by(|a, b| a.1.total_cmp(&b.1)),
+        }
+        for (r, _) in &held {
+            out.write(r)?;
+        }
     }
     Ok(out.status())
 }

@@ -1,0 +1,162 @@
+//! The tools composed as users compose them: through `sh -c` pipelines with real pipes,
+//! on the shared sample data.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+use testkit::{bin, ndjson, shared_data};
+
+fn sh(script: &str) -> Output {
+    let dir = bin("mem-estimate").parent().unwrap().to_path_buf();
+    bin("chunk-plan");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("bash")
+        .args(["-c", script])
+        .env("PATH", path)
+        .env("DATA", shared_data())
+        .output()
+        .expect("bash")
+}
+
+#[test]
+fn find_mem_estimate_chunk_plan_gives_one_record_per_file() {
+    let files = Command::new("find")
+        .arg(shared_data())
+        .args(["-type", "f"])
+        .output()
+        .unwrap();
+    let n = String::from_utf8_lossy(&files.stdout).lines().count();
+    assert!(n > 50, "expected the shared data, found {n} files");
+    let out = sh(
+        r#"find "$DATA" -type f | mem-estimate | chunk-plan --memory-limit 64MiB; echo "status=${PIPESTATUS[*]}" >&2"#,
+    );
+    let records = ndjson(&out.stdout);
+    assert_eq!(records.len(), n, "one record per file");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // mem-estimate fails on the licence and README files: exit 1; chunk-plan passes the
+    // failed records through and says so with exit 1 too.
+    assert!(stderr.contains("status=0 1 1"), "{stderr}");
+    let failed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(!failed.is_empty());
+    for r in &failed {
+        let e = &r["error"];
+        assert!(
+            e["kind"].is_string() && e["message"].is_string() && e["tool"].is_string(),
+            "{r}"
+        );
+    }
+    // Every README / licence is an error record, every TIFF outside fuzz/ has a plan.
+    for r in &records {
+        let p = r["path"].as_str().unwrap();
+        if p.ends_with("README.md") || p.contains("LICENSE") || p.ends_with("COPYRIGHT") {
+            assert_eq!(r["error"]["kind"], "unsupported", "{r}");
+        }
+        if (p.ends_with(".tif") || p.ends_with(".tiff"))
+            && !p.contains("/fuzz/")
+            && r.get("error").is_none()
+        {
+            let plan = &r["plan"]["strip-convert"];
+            assert!(
+                plan["predicted_peak_bytes"].as_u64().unwrap() <= 64 << 20,
+                "{r}"
+            );
+        }
+    }
+    // Error lines on stderr are `tool: path: message`, one per failure, from the tool
+    // that failed only.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("status="))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("mem-estimate: ") || l.starts_with("chunk-plan: ")),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), failed.len(), "{stderr}");
+}
+
+#[test]
+fn a_closed_pipe_downstream_ends_quietly() {
+    // Thousands of inputs, one record read: mem-estimate must stop at once, quietly.
+    let out = sh(
+        r#"for i in $(seq 3000); do echo "$DATA/tiff/rgb-3c-8b.tiff"; done \
+        | mem-estimate | chunk-plan -m 64MiB | head -n 1; echo "status=${PIPESTATUS[*]}" >&2"#,
+    );
+    assert_eq!(ndjson(&out.stdout).len(), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), "status=0 0 0 0", "{stderr}");
+}
+
+#[test]
+fn unknown_fields_pass_through_every_tool() {
+    let out = sh(
+        r#"printf '{"job":"j1","path":"%s","nested":{"a":[1,2]}}\n' "$DATA/tiff/rgb-3c-8b.tiff" \
+        | mem-estimate | chunk-plan --for strip-convert -m 1GiB"#,
+    );
+    let r = &ndjson(&out.stdout)[0];
+    assert_eq!(r["job"], "j1");
+    assert_eq!(r["nested"]["a"][1], 2);
+    let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+    assert_eq!(keys[..3], ["job", "path", "nested"], "order kept");
+    assert!(
+        r["estimate"]["strip-convert"]["min_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let plan = &r["plan"]["strip-convert"];
+    assert_eq!(plan["chunk_unit"], "tile_side");
+    assert!(plan["workers"].as_u64().unwrap() >= 1);
+    assert_eq!(plan["tile"].as_array().unwrap().len(), 2);
+    assert_eq!(r["plan"]["budget_bytes"].as_u64(), Some(1 << 30));
+}
+
+#[test]
+fn an_impossible_budget_exits_3_naming_the_minimum() {
+    let out =
+        sh(r#"mem-estimate "$DATA/tiff/rgb-3c-8b.tiff" | chunk-plan --for strip-convert -m 1MiB"#);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &ndjson(&out.stdout)[0];
+    assert_eq!(r["error"]["kind"], "budget");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs at least"),
+        "{r}"
+    );
+}
+
+#[test]
+fn shards_spread_the_inputs() {
+    let out = sh(
+        r#"find "$DATA/tiff" "$DATA/images" -maxdepth 1 -name '*.tif*' | mem-estimate \
+        | chunk-plan -m 1GiB --shards 3 --order largest"#,
+    );
+    let records = ndjson(&out.stdout);
+    let ok: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("error").is_none())
+        .collect();
+    assert!(ok.len() > 10);
+    let mut used = [false; 3];
+    for r in &ok {
+        let s = r["plan"]["shard"].as_u64().unwrap();
+        assert!(s < 3);
+        used[s as usize] = true;
+    }
+    assert_eq!(used, [true; 3]);
+}
