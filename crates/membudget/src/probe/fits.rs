@@ -176,9 +176,9 @@ impl Header {
     fn int(&self, key: &str) -> Result<Option<i64>> {
         match self.raw(key) {
             None => Ok(None),
-            Some(v) => parse_int(v)
-                .map(Some)
-                .ok_or_else(|| Error::corrupt(format!("FITS keyword {key} is not an integer: {v:?}"))),
+            Some(v) => parse_int(v).map(Some).ok_or_else(|| {
+                Error::corrupt(format!("FITS keyword {key} is not an integer: {v:?}"))
+            }),
         }
     }
     fn req_int(&self, key: &str) -> Result<i64> {
@@ -315,7 +315,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 
 /// The type a reader returns for `BITPIX` with `BZERO`/`BSCALE` applied, following the
 /// FITS convention for unsigned integers (and astropy's choice of float width).
-pub fn effective_dtype(bitpix: i64, bzero: Option<f64>, bscale: Option<f64>) -> Option<&'static str> {
+pub fn effective_dtype(
+    bitpix: i64,
+    bzero: Option<f64>,
+    bscale: Option<f64>,
+) -> Option<&'static str> {
     let zero = bzero.unwrap_or(0.0);
     let scale = bscale.unwrap_or(1.0);
     let unscaled = zero == 0.0 && scale == 1.0;
@@ -353,16 +357,22 @@ fn check_bitpix(bitpix: i64, key: &str) -> Result<()> {
     if matches!(bitpix, 8 | 16 | 32 | 64 | -32 | -64) {
         Ok(())
     } else {
-        Err(Error::corrupt(format!("FITS {key} = {bitpix} is not a valid value")))
+        Err(Error::corrupt(format!(
+            "FITS {key} = {bitpix} is not a valid value"
+        )))
     }
 }
 
 /// Reads the axes `{prefix}1..{prefix}n`.
 fn axes(h: &Header, prefix: &str, n: i64) -> Result<Vec<u64>> {
     if !(0..=MAX_NAXIS).contains(&n) {
-        return Err(Error::corrupt(format!("FITS {prefix} = {n} is out of range")));
+        return Err(Error::corrupt(format!(
+            "FITS {prefix} = {n} is out of range"
+        )));
     }
-    (1..=n).map(|i| h.count(&format!("{prefix}{i}"), None)).collect()
+    (1..=n)
+        .map(|i| h.count(&format!("{prefix}{i}"), None))
+        .collect()
 }
 
 /// Builds one HDU from its header; `index` 0 is the primary HDU.
@@ -370,7 +380,9 @@ fn hdu_from_header(h: &Header, index: usize, header_offset: u64, data_offset: u6
     let first = h.cards.first().map(|(k, _)| k.as_str());
     let (kind, xtension) = if index == 0 {
         if first != Some("SIMPLE") || h.logical("SIMPLE") != Some(true) {
-            return Err(Error::corrupt("not a FITS file: first card is not SIMPLE = T"));
+            return Err(Error::corrupt(
+                "not a FITS file: first card is not SIMPLE = T",
+            ));
         }
         (HduKind::Primary, None)
     } else {
@@ -507,7 +519,9 @@ pub fn read_hdus<R: Read + Seek>(r: &mut R, len: u64) -> Result<FitsInfo> {
     let mut trailing_bytes = 0;
     while offset < len {
         if hdus.len() >= MAX_HDUS {
-            return Err(Error::hostile(format!("FITS file has more than {MAX_HDUS} HDUs")));
+            return Err(Error::hostile(format!(
+                "FITS file has more than {MAX_HDUS} HDUs"
+            )));
         }
         r.seek(SeekFrom::Start(offset))?;
         if !hdus.is_empty() {
@@ -556,7 +570,9 @@ fn image_summary(hdus: &[Hdu]) -> Option<ImageSummary> {
         let (a, _) = h.image_axes();
         a.iter().skip(2).fold(1u64, |acc, &n| acc.saturating_mul(n))
     };
-    let pages = images.iter().fold(0u64, |acc, h| acc.saturating_add(planes(h)));
+    let pages = images
+        .iter()
+        .fold(0u64, |acc, h| acc.saturating_add(planes(h)));
     let dtype = first
         .dtype
         .as_deref()
@@ -609,7 +625,8 @@ mod tests {
 
     #[test]
     fn card_values() {
-        let (k, v) = parse_card(format!("{:<80}", "EXTNAME = 'O''HARA  '  / a name").as_bytes()).unwrap();
+        let (k, v) =
+            parse_card(format!("{:<80}", "EXTNAME = 'O''HARA  '  / a name").as_bytes()).unwrap();
         assert_eq!(k, "EXTNAME");
         assert_eq!(parse_string(&v).as_deref(), Some("O'HARA"));
         let (_, v) = parse_card(format!("{:<80}", "BSCALE  =   1.5D2 / x").as_bytes()).unwrap();
