@@ -117,12 +117,13 @@ pub fn probe(path: &Path) -> Result<Probe> {
     let byte_order = if head[0] == b'I' { "little" } else { "big" };
     file.seek(SeekFrom::Start(0))?;
 
-    // `Decoder::new` reads the first IFD with the crate's default limits; the explicit
-    // limits below cover every later read. We never decode, so no decoding buffer at all.
+    // `Decoder::new` reads the first IFD with the crate's default limits; these cover every
+    // later read. Nothing is decoded, but the crate also bounds the in-memory list a tag
+    // value becomes (about 32 bytes per element) by `decoding_buffer_size`.
     let mut limits = Limits::default();
     limits.ifd_value_size = MAX_TAG_VALUE_BYTES;
-    limits.decoding_buffer_size = 0;
-    limits.intermediate_buffer_size = 0;
+    limits.decoding_buffer_size = 4 * MAX_TAG_VALUE_BYTES;
+    limits.intermediate_buffer_size = MAX_TAG_VALUE_BYTES;
     let mut dec = Decoder::new(file).map_err(tiff_error)?.with_limits(limits);
     let first = dec
         .ifd_pointer()
