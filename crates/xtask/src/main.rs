@@ -1,6 +1,104 @@
-//! `cargo xtask`: docs, test, demo, bench. (Being written.)
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `docs [--check]`: man pages and shell completions generated from the tools' clap
+//!   commands (the registry in [`tools`]), committed and checked in CI.
+//! - `test [ARGS]`: install the external validators and run the whole suite with them
+//!   required.
+//! - `demo`: make sample inputs and run the real pipeline through real pipes, with the
+//!   peak RSS of every stage.
+//! - `bench <tool>`: a benchmark against a peer program, one module per tool in [`bench`].
 
-fn main() -> anyhow::Result<()> {
-    let _ = (mem_estimate::command(), chunk_plan::command());
-    anyhow::bail!("xtask: not written yet")
+mod bench;
+mod demo;
+mod docs;
+mod measure;
+mod samples;
+mod suite;
+mod tools;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Project automation for the membudget workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Write man/<tool>.1 and completions/{bash,zsh,fish}/ for every tool
+    Docs {
+        /// Write nothing; fail if a committed file differs, is missing or is stale
+        #[arg(long)]
+        check: bool,
+    },
+    /// Install the external validators (apt, a venv in target/venv) and run
+    /// `cargo test --workspace` with them required; extra arguments go to cargo test
+    Test {
+        /// Arguments passed through to `cargo test --workspace`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Generate sample inputs in target/demo/in and run the real pipeline on them
+    Demo,
+    /// Benchmark a tool against a peer program and print a table
+    Bench {
+        /// The tool to benchmark
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(bench::names()))]
+        tool: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.cmd {
+        Cmd::Docs { check } => docs::run(&root, check).map(|()| ExitCode::SUCCESS),
+        Cmd::Test { args } => suite::run(&root, &args),
+        Cmd::Demo => demo::run(&root).map(|()| ExitCode::SUCCESS),
+        Cmd::Bench { tool } => bench::run(&root, &tool),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: two levels above this crate.
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
+}
+
+/// The cargo that runs us (`$CARGO`), or the one on PATH.
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Build the release binaries of `packages` and return the directory holding them.
+fn build_release(root: &Path, packages: &[&str]) -> Result<PathBuf> {
+    let mut cmd = std::process::Command::new(cargo());
+    cmd.current_dir(root)
+        .args(["build", "--release", "--quiet"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    eprintln!("xtask: cargo build --release -p {}", packages.join(" -p "));
+    let st = cmd.status().context("running cargo build")?;
+    anyhow::ensure!(st.success(), "cargo build --release failed ({st})");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release"))
 }

@@ -1,0 +1,112 @@
+//! `cargo xtask bench <tool>`: one benchmark per tool, each in its own module here, run
+//! against a peer program on the same inputs in the same run and printed as one table.
+//!
+//! To add a benchmark: write `bench/<tool>.rs` with `pub fn run(root) -> Result<bool>`
+//! (true = target met), add `mod` and one line to [`BENCHES`].
+
+mod mem_estimate;
+
+use crate::measure;
+use anyhow::{Context, Result};
+use membudget::budget::human_bytes;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+/// A benchmark: the tool it measures and the function that runs it.
+type Bench = (&'static str, fn(&Path) -> Result<bool>);
+
+/// Every benchmark. strip-convert, laz-enrich: one line each.
+const BENCHES: &[Bench] = &[("mem-estimate", mem_estimate::run)];
+
+/// The names `bench` accepts.
+pub fn names() -> Vec<&'static str> {
+    BENCHES.iter().map(|(n, _)| *n).collect()
+}
+
+/// Run the benchmark of `tool`; exit status 0 when it met its target, 1 when not.
+pub fn run(root: &Path, tool: &str) -> Result<ExitCode> {
+    let (_, f) = BENCHES
+        .iter()
+        .find(|(n, _)| *n == tool)
+        .with_context(|| format!("no benchmark for {tool}"))?;
+    Ok(if f(root)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One measured program: the median wall time of some runs and the largest peak RSS.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Row label.
+    pub name: String,
+    /// Median wall time.
+    pub wall: Duration,
+    /// Largest peak RSS seen in any run (the process and its children).
+    pub peak_rss: u64,
+    /// What the last run wrote on stdout.
+    pub stdout: Vec<u8>,
+}
+
+/// Run `make()`'s command `runs` times with `stdin_file` on stdin; the median wall time
+/// resists one slow run on a shared machine. A run that fails is an error.
+pub fn measure(
+    name: &str,
+    runs: usize,
+    stdin_file: &Path,
+    ok_codes: &[i32],
+    make: impl Fn() -> Command,
+) -> Result<Sample> {
+    let mut walls = Vec::with_capacity(runs);
+    let mut peak = 0;
+    let mut stdout = Vec::new();
+    for _ in 0..runs.max(1) {
+        let run = measure::pipeline(vec![make()], Some(stdin_file))?;
+        let st = &run.stages[0];
+        if !st.status.code().is_some_and(|c| ok_codes.contains(&c)) {
+            anyhow::bail!("{name} ended with {}", st.status);
+        }
+        walls.push(run.wall);
+        peak = peak.max(st.peak_rss);
+        stdout = run.stdout;
+    }
+    walls.sort();
+    Ok(Sample {
+        name: name.to_string(),
+        wall: walls[walls.len() / 2],
+        peak_rss: peak,
+        stdout,
+    })
+}
+
+/// Print `samples` as a table against the first one: wall, items/s, peak RSS and how
+/// many times slower (wall) and heavier (RSS) each is than the first.
+pub fn print_table(items: u64, unit: &str, samples: &[Sample]) {
+    let Some(base) = samples.first() else {
+        return;
+    };
+    let mut rows = vec![vec![
+        "program".to_string(),
+        "role".to_string(),
+        "wall".to_string(),
+        format!("{unit}/s"),
+        "peak RSS".to_string(),
+        "wall ratio".to_string(),
+        "RSS ratio".to_string(),
+    ]];
+    for (i, s) in samples.iter().enumerate() {
+        let secs = s.wall.as_secs_f64();
+        rows.push(vec![
+            s.name.clone(),
+            if i == 0 { "tool" } else { "peer" }.to_string(),
+            format!("{secs:.3} s"),
+            format!("{:.0}", items as f64 / secs.max(1e-9)),
+            human_bytes(s.peak_rss),
+            format!("{:.2}", secs / base.wall.as_secs_f64().max(1e-9)),
+            format!("{:.2}", s.peak_rss as f64 / base.peak_rss.max(1) as f64),
+        ]);
+    }
+    crate::demo::print_table(&rows);
+}
