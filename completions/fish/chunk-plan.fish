@@ -1,0 +1,18 @@
+complete -c chunk-plan -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smaller of available memory and the cgroup limit' -r
+complete -c chunk-plan -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use)' -r
+complete -c chunk-plan -l for -d 'Plan only for this tool (repeatable); default: every tool that can process the input' -r -f -a "strip-convert\t''
+tile-enhance\t''
+spot-detect\t''
+fits-stack\t''
+laz-enrich\t''
+cbz-stream\t''
+pdf-to-cbz\t''"
+complete -c chunk-plan -l shards -d 'Spread the inputs over N machines, balancing the estimated work (writes plan.shard)' -r
+complete -c chunk-plan -l order -d 'Output order; any order but `input` (and --shards) reads all inputs first' -r -f -a "input\t'As the inputs came (streams: each record is written as soon as it is planned)'
+largest\t'Most work first: the order that keeps parallel workers busy to the end'
+smallest\t'Least work first'"
+complete -c chunk-plan -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c chunk-plan -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
+complete -c chunk-plan -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
+complete -c chunk-plan -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c chunk-plan -s V -l version -d 'Print version'
