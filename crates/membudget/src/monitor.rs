@@ -1,24 +1,840 @@
 //! Measuring memory while running: current and peak RSS of this process, a child's peak
-//! RSS, a background sampler, and the guard tools call between chunks. (Being completed.)
+//! RSS, a background sampler, and the guard tools call between chunks.
+//!
+//! - [`current_rss`], [`peak_rss`], [`reset_peak`]: this process, from `/proc/self`
+//!   (`getrusage` for the peak elsewhere). Tools that process many files call
+//!   [`reset_peak`] before each one so every record carries that file's own peak.
+//! - [`run_measured`]: run a command and get its peak RSS, times and exit status from
+//!   `wait4`, as benchmarks and tests need for our tools and the peers they are compared
+//!   with.
+//! - [`Sampler`]: a thread that reads RSS every few milliseconds, for a timeline maximum
+//!   that does not depend on the kernel's high-water mark.
+//! - [`Guard`]: admission control against a budget, shared by the worker threads of a tool.
+//!
+//! All figures are bytes. RSS counts every resident page of the process: heap, stacks,
+//! mapped files that were touched (memory maps count as they are read), shared libraries.
 
-/// Peak resident set size of this process in bytes (VmHWM).
+use std::fs::File;
+use std::io::{self, Read};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Peak resident set size of this process in bytes: `VmHWM` from `/proc/self/status`
+/// (since the start or the last [`reset_peak`]), or `getrusage`'s `ru_maxrss` (since the
+/// start, not affected by [`reset_peak`]) where there is no `/proc`.
+///
+/// The kernel updates the high-water mark from approximate per-CPU counters, so it can
+/// be a few pages (tens of KiB) below a [`current_rss`] read earlier; fine for budgets,
+/// not for exact accounting.
 pub fn peak_rss() -> Option<u64> {
-    status_field("VmHWM:")
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_status_field(&s, "VmHWM"))
+        .or_else(|| rusage_maxrss(Who::SelfProcess))
 }
 
-/// Current resident set size of this process in bytes (VmRSS).
+/// Current resident set size of this process in bytes (`/proc/self/statm`, the same
+/// figure as `VmRSS`). `None` where there is no `/proc`.
 pub fn current_rss() -> Option<u64> {
-    status_field("VmRSS:")
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    parse_statm_resident(&text, page_size())
 }
 
-fn status_field(name: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with(name))?;
-    let kb: u64 = line[name.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+/// Reset this process's peak RSS (`VmHWM`) to its current RSS, so that the next
+/// [`peak_rss`] reports the peak since now. Returns whether it worked: it needs Linux 4.0+
+/// and a writable `/proc/self/clear_refs` (some sandboxes refuse it).
+///
+/// Writing `5` to `clear_refs` resets only the high-water mark; it does not touch page
+/// tables, so it is cheap enough to call before every file.
+pub fn reset_peak() -> bool {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/clear_refs")
+        .and_then(|mut f| f.write_all(b"5"))
+        .is_ok()
+}
+
+/// The largest peak RSS among the child processes this process has waited for (and
+/// their own waited-for descendants), from `getrusage(RUSAGE_CHILDREN)`. A maximum,
+/// never a sum.
+pub fn children_peak_rss() -> Option<u64> {
+    rusage_maxrss(Who::Children)
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`...) in bytes.
+pub fn parse_status_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+        crate::system::parse_kb(rest)
+    })
+}
+
+/// The resident size of a `/proc/<pid>/statm` text (second field, in pages) in bytes.
+pub fn parse_statm_resident(text: &str, page_size: u64) -> Option<u64> {
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    pages.checked_mul(page_size)
+}
+
+/// The page size, read once.
+fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        #[cfg(unix)]
+        {
+            // SAFETY: sysconf has no memory-safety preconditions.
+            let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            if p > 0 {
+                return p as u64;
+            }
+        }
+        4096
+    })
+}
+
+enum Who {
+    SelfProcess,
+    Children,
+}
+
+#[cfg(unix)]
+fn rusage_maxrss(who: Who) -> Option<u64> {
+    let who = match who {
+        Who::SelfProcess => libc::RUSAGE_SELF,
+        Who::Children => libc::RUSAGE_CHILDREN,
+    };
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return None;
+    }
+    Some(maxrss_bytes(ru.ru_maxrss))
+}
+
+#[cfg(not(unix))]
+fn rusage_maxrss(_who: Who) -> Option<u64> {
+    None
+}
+
+/// `ru_maxrss` is in kilobytes on Linux and the BSDs, in bytes on macOS.
+#[cfg(unix)]
+fn maxrss_bytes(v: libc::c_long) -> u64 {
+    let v = v.max(0) as u64;
+    if cfg!(target_vendor = "apple") {
+        v
+    } else {
+        v.saturating_mul(1024)
+    }
+}
+
+#[cfg(unix)]
+fn timeval(tv: libc::timeval) -> Duration {
+    Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
+}
+
+/// What [`run_measured`] found out about one run of a command.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Peak RSS of the process in bytes (`ru_maxrss` from `wait4`). This is the largest
+    /// peak of the process itself and of the descendants it waited for (the kernel
+    /// folds a reaped child's peak into its parent's as a maximum), never their sum: for
+    /// `sh -c 'a | b'` it is max(sh, a, b), not what the pipeline held at once.
+    ///
+    /// It is never below [`Measured::floor_bytes`]; see there.
+    pub peak_rss_bytes: u64,
+    /// This process's own peak RSS just after the child started.
+    ///
+    /// A child starts life on this process's memory (shared until `exec` with the
+    /// `vfork`-style spawn std uses, copied with `fork`), and when it calls `exec` Linux
+    /// folds the high-water mark of that memory into the child's `ru_maxrss`. So the
+    /// child's figure is at least this process's peak at spawn time: when
+    /// `peak_rss_bytes` is above `floor_bytes` it is the child's own, when it equals it
+    /// the child's own peak is only known to be at most that (see
+    /// [`Measured::peak_is_own`]). Harnesses keep the floor low by holding little memory
+    /// and, when their own high-water mark may be forgotten, by calling [`reset_peak`]
+    /// before spawning. The figure can only be inflated this way, never understated.
+    pub floor_bytes: u64,
+    /// Wall-clock time from spawn to exit.
+    pub wall: Duration,
+    /// User CPU time of the process and its waited-for descendants.
+    pub user: Duration,
+    /// System CPU time of the process and its waited-for descendants.
+    pub sys: Duration,
+    /// Everything written to stdout, when the command's stdout was piped.
+    pub stdout: Option<Vec<u8>>,
+    /// Everything written to stderr, when the command's stderr was piped.
+    pub stderr: Option<Vec<u8>>,
+}
+
+impl Measured {
+    /// Whether [`Measured::peak_rss_bytes`] is the child's own peak rather than the
+    /// floor inherited from this process: it is above [`Measured::floor_bytes`] by more
+    /// than the 1 MiB the kernel's high-water counters may be off by.
+    pub fn peak_is_own(&self) -> bool {
+        self.peak_rss_bytes > self.floor_bytes.saturating_add(1 << 20)
+    }
+}
+
+/// Run `cmd` to completion and measure its peak RSS, wall time and CPU times.
+///
+/// Read [`Measured::floor_bytes`] before trusting a small peak: Linux charges this
+/// process's own peak to the child.
+///
+/// The command's stdio is used as configured. Pipes the caller set up for stdout and
+/// stderr are drained by threads (so a chatty child cannot block on a full pipe) and
+/// returned in [`Measured::stdout`] / [`Measured::stderr`]; a piped stdin is closed at
+/// once. If a descendant keeps a pipe open after the command exits, this waits for it.
+///
+/// The child is reaped with `wait4`, which returns its resource usage; std's
+/// [`std::process::Child`] is then dropped without waiting (dropping never waits), so
+/// the process is reaped exactly once.
+pub fn run_measured(cmd: &mut Command) -> io::Result<Measured> {
+    run(cmd)
+}
+
+/// [`run_measured`] with stdout and stderr captured and stdin empty (`/dev/null`), as
+/// [`Command::output`] does.
+pub fn run_measured_capture(cmd: &mut Command) -> io::Result<Measured> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run(cmd)
+}
+
+#[cfg(unix)]
+fn run(cmd: &mut Command) -> io::Result<Measured> {
+    use std::os::unix::process::ExitStatusExt;
+
+    let start = Instant::now();
+    let mut child = cmd.spawn()?;
+    // `spawn` returns once the child has exec'd (or failed to), so the high-water mark
+    // folded into the child's figure is at most what is read here.
+    let floor_bytes = peak_rss().unwrap_or(0);
+    drop(child.stdin.take());
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        pipe.map(|mut p| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                p.read_to_end(&mut buf).map(|_| buf)
+            })
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to a c_int and a rusage owned by this frame.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if rc == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let wall = start.elapsed();
+    drop(child);
+
+    let join = |t: Option<JoinHandle<io::Result<Vec<u8>>>>| -> io::Result<Option<Vec<u8>>> {
+        match t {
+            None => Ok(None),
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("pipe reader thread panicked"))?
+                .map(Some),
+        }
+    };
+    Ok(Measured {
+        status: ExitStatus::from_raw(status),
+        peak_rss_bytes: maxrss_bytes(ru.ru_maxrss),
+        floor_bytes,
+        wall,
+        user: timeval(ru.ru_utime),
+        sys: timeval(ru.ru_stime),
+        stdout: join(out)?,
+        stderr: join(err)?,
+    })
+}
+
+#[cfg(not(unix))]
+fn run(_cmd: &mut Command) -> io::Result<Measured> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "measuring a child's peak RSS needs wait4 (Unix)",
+    ))
+}
+
+/// What a [`Sampler`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerReport {
+    /// The largest RSS sampled, in bytes (0 when no sample could be read).
+    pub max_rss_bytes: u64,
+    /// How many samples were read.
+    pub samples: u64,
+}
+
+#[derive(Debug, Default)]
+struct SamplerState {
+    max: AtomicU64,
+    samples: AtomicU64,
+}
+
+/// A background thread that reads this process's RSS at a fixed interval and keeps the
+/// maximum. Stops on [`Sampler::stop`] or when dropped.
+///
+/// Each sample is one `pread` of `/proc/self/statm` through a file kept open (no
+/// allocation, no text beyond a few numbers), so sampling every few milliseconds costs
+/// little. Spikes shorter than the interval can be missed: [`peak_rss`] is the exact
+/// figure, the sampler is for a maximum over a window when the high-water mark cannot be
+/// reset, and for watching progress.
+#[derive(Debug)]
+pub struct Sampler {
+    state: Arc<SamplerState>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// The default interval between samples.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
+
+    /// Start sampling every [`Sampler::DEFAULT_INTERVAL`].
+    pub fn start() -> Sampler {
+        Sampler::with_interval(Self::DEFAULT_INTERVAL)
+    }
+
+    /// Start sampling every `interval` (at least 1 ms). The first sample is taken at once.
+    pub fn with_interval(interval: Duration) -> Sampler {
+        let interval = interval.max(Duration::from_millis(1));
+        let state = Arc::new(SamplerState::default());
+        let (tx, rx) = mpsc::channel::<()>();
+        let st = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                let Ok(file) = File::open("/proc/self/statm") else {
+                    return;
+                };
+                let page = page_size();
+                let sample = || {
+                    if let Some(rss) = read_statm(&file, page) {
+                        st.max.fetch_max(rss, Ordering::Relaxed);
+                        st.samples.fetch_add(1, Ordering::Release);
+                    }
+                };
+                sample();
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                    sample();
+                }
+                // One last look at the moment of stopping.
+                sample();
+            })
+            .ok();
+        Sampler {
+            state,
+            stop: Some(tx),
+            thread,
+        }
+    }
+
+    /// The largest RSS sampled so far, in bytes.
+    pub fn max_rss(&self) -> u64 {
+        self.state.max.load(Ordering::Relaxed)
+    }
+
+    /// How many samples were read so far.
+    pub fn samples(&self) -> u64 {
+        self.state.samples.load(Ordering::Acquire)
+    }
+
+    /// Stop the thread and report.
+    pub fn stop(mut self) -> SamplerReport {
+        self.halt();
+        SamplerReport {
+            max_rss_bytes: self.max_rss(),
+            samples: self.samples(),
+        }
+    }
+
+    fn halt(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            // The thread only reads a file and updates atomics; a panic there would be
+            // a bug that the missing samples already show.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+#[cfg(unix)]
+fn read_statm(file: &File, page: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 128];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    parse_statm_resident(std::str::from_utf8(&buf[..n]).ok()?, page)
+}
+
+#[cfg(not(unix))]
+fn read_statm(_file: &File, _page: u64) -> Option<u64> {
+    None
+}
+
+/// The answer of a [`Guard`] to "may I start a chunk needing this many bytes?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// It fits: start it.
+    Go,
+    /// It does not fit now. `max_bytes` is what would fit at this moment (possibly 0):
+    /// narrow the chunk to that, or wait for memory to be released.
+    Shrink {
+        /// The largest request that would be admitted now.
+        max_bytes: u64,
+    },
+}
+
+impl Admit {
+    /// Whether this is [`Admit::Go`].
+    pub fn is_go(self) -> bool {
+        self == Admit::Go
+    }
+}
+
+/// Where a guard reads RSS from.
+type RssFn = dyn Fn() -> Option<u64> + Send + Sync;
+
+struct GuardInner {
+    budget: u64,
+    reserved: AtomicU64,
+    peak_seen: AtomicU64,
+    /// `None`: this process's RSS (and [`peak_rss`] counts toward [`Guard::peak`]).
+    rss: Option<Box<RssFn>>,
+    lock: Mutex<()>,
+    released: Condvar,
+}
+
+/// Admission control against a memory budget, called between chunks.
+///
+/// **Semantics.** A request for `bytes` is admitted when
+/// `rss_now + reserved + bytes <= budget`, where `rss_now` is this process's current RSS
+/// read at the moment of the call and `reserved` is the sum of the outstanding
+/// [`Reservation`]s. [`Guard::admit`] only answers; [`Guard::try_reserve`] answers and, when
+/// the answer is yes, adds `bytes` to `reserved` in the same atomic step, so N workers
+/// asking at once cannot all be admitted on the same free memory.
+///
+/// A reservation stands for memory a worker is about to touch, which RSS does not show
+/// yet. Holding it for the whole chunk is simplest and safe, but counts the chunk twice
+/// once its buffers are resident (in RSS and in `reserved`), so admission is conservative
+/// by up to the reservations in flight. A worker whose buffers are all allocated and
+/// touched up front may drop its reservation at that point: from then on RSS alone counts
+/// them exactly.
+///
+/// When RSS cannot be read (no `/proc`), `rss_now` is 0 and only reservations count.
+///
+/// `Guard` is a cheap handle: clones share one budget and one reservation counter, so
+/// give each worker thread a clone.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<GuardInner>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("budget", &self.inner.budget)
+            .field("reserved", &self.reserved())
+            .field("peak_seen", &self.inner.peak_seen.load(Ordering::Relaxed))
+            .field("custom_rss", &self.inner.rss.is_some())
+            .finish()
+    }
+}
+
+/// How often a waiting [`Guard`] re-reads RSS: memory freed by `free` shows up in RSS
+/// without any notification, while released reservations wake waiters at once.
+const WAIT_POLL: Duration = Duration::from_millis(10);
+
+impl Guard {
+    /// A guard for this process's RSS against `budget_bytes`.
+    pub fn new(budget_bytes: u64) -> Guard {
+        Guard::build(budget_bytes, None)
+    }
+
+    /// A guard reading RSS from `rss` instead of this process: for tests, and for tools
+    /// that account a child process or an external pool.
+    pub fn with_rss_source(
+        budget_bytes: u64,
+        rss: impl Fn() -> Option<u64> + Send + Sync + 'static,
+    ) -> Guard {
+        Guard::build(budget_bytes, Some(Box::new(rss)))
+    }
+
+    fn build(budget: u64, rss: Option<Box<RssFn>>) -> Guard {
+        Guard {
+            inner: Arc::new(GuardInner {
+                budget,
+                reserved: AtomicU64::new(0),
+                peak_seen: AtomicU64::new(0),
+                rss,
+                lock: Mutex::new(()),
+                released: Condvar::new(),
+            }),
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn budget(&self) -> u64 {
+        self.inner.budget
+    }
+
+    /// RSS now (0 when unknown), remembered for [`Guard::peak`].
+    pub fn rss(&self) -> u64 {
+        let rss = match &self.inner.rss {
+            Some(f) => f(),
+            None => current_rss(),
+        }
+        .unwrap_or(0);
+        self.inner.peak_seen.fetch_max(rss, Ordering::Relaxed);
+        rss
+    }
+
+    /// Bytes reserved by outstanding reservations.
+    pub fn reserved(&self) -> u64 {
+        self.inner.reserved.load(Ordering::Acquire)
+    }
+
+    /// What a request could get now: `budget - rss_now - reserved`, or 0.
+    pub fn headroom(&self) -> u64 {
+        self.headroom_with(self.rss())
+    }
+
+    fn headroom_with(&self, rss: u64) -> u64 {
+        self.inner
+            .budget
+            .saturating_sub(rss.saturating_add(self.reserved()))
+    }
+
+    /// May a chunk needing `bytes` start now? Does not reserve anything.
+    pub fn admit(&self, bytes: u64) -> Admit {
+        let room = self.headroom();
+        if bytes <= room {
+            Admit::Go
+        } else {
+            Admit::Shrink { max_bytes: room }
+        }
+    }
+
+    /// Wait until a chunk needing `bytes` is admitted or `timeout` has passed; returns
+    /// the last answer. Returns at once when `bytes` exceeds the whole budget, which no
+    /// amount of waiting can fix. Waiters wake when a reservation is released and
+    /// otherwise re-read RSS every 10 ms.
+    pub fn wait_for(&self, bytes: u64, timeout: Duration) -> Admit {
+        let attempt = || match self.admit(bytes) {
+            Admit::Go => Ok(()),
+            Admit::Shrink { max_bytes } => Err(max_bytes),
+        };
+        match self.wait(timeout, bytes, attempt) {
+            Ok(()) => Admit::Go,
+            Err(max_bytes) => Admit::Shrink { max_bytes },
+        }
+    }
+
+    /// Admit `bytes` and reserve them in one atomic step. `Err(max_bytes)` when they do
+    /// not fit, with what would fit now.
+    pub fn try_reserve(&self, bytes: u64) -> Result<Reservation, u64> {
+        let rss = self.rss();
+        let budget = self.inner.budget;
+        let res = self
+            .inner
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                let used = rss.saturating_add(r);
+                (used.saturating_add(bytes) <= budget).then(|| r + bytes)
+            });
+        match res {
+            Ok(_) => Ok(self.reservation(bytes)),
+            Err(r) => Err(budget.saturating_sub(rss.saturating_add(r))),
+        }
+    }
+
+    /// [`Guard::try_reserve`], waiting up to `timeout` as [`Guard::wait_for`] does.
+    pub fn wait_reserve(&self, bytes: u64, timeout: Duration) -> Result<Reservation, u64> {
+        self.wait(timeout, bytes, || self.try_reserve(bytes))
+    }
+
+    /// Reserve `bytes` whether or not they fit: for the smallest chunk, which must run
+    /// for the tool to make progress at all. Later requests see it.
+    pub fn reserve_anyway(&self, bytes: u64) -> Reservation {
+        // The closure always returns Some, so this cannot fail.
+        let _ = self
+            .inner
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_add(bytes))
+            });
+        self.reservation(bytes)
+    }
+
+    /// Give back `bytes` of reserved memory by hand (saturating at 0), for reservations
+    /// turned into a plain count with [`Reservation::leak`]. Wakes waiters.
+    pub fn release(&self, bytes: u64) {
+        // The closure always returns Some, so this cannot fail.
+        let _ = self
+            .inner
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_sub(bytes))
+            });
+        let _lock = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.released.notify_all();
+    }
+
+    /// The highest RSS seen: the maximum of the guard's own readings and, for a guard on
+    /// this process, [`peak_rss`] (since the start or the last [`reset_peak`]).
+    pub fn peak(&self) -> u64 {
+        let seen = self.inner.peak_seen.load(Ordering::Relaxed);
+        match self.inner.rss {
+            Some(_) => seen,
+            None => seen.max(peak_rss().unwrap_or(0)),
+        }
+    }
+
+    fn reservation(&self, bytes: u64) -> Reservation {
+        Reservation {
+            guard: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Repeat `attempt` until it succeeds, `timeout` passes, or `bytes` is seen to
+    /// exceed the whole budget; `Err` carries the last answer's `max_bytes`.
+    fn wait<T>(
+        &self,
+        timeout: Duration,
+        bytes: u64,
+        mut attempt: impl FnMut() -> Result<T, u64>,
+    ) -> Result<T, u64> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let answer = attempt();
+            if answer.is_ok() || bytes > self.inner.budget {
+                return answer;
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => return answer,
+                Some(d) => d - now,
+                None => WAIT_POLL,
+            };
+            let lock = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+            // A release between `attempt` and here is caught by the next poll at most
+            // WAIT_POLL later.
+            drop(
+                self.inner
+                    .released
+                    .wait_timeout(lock, left.min(WAIT_POLL))
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+    }
+}
+
+/// Bytes reserved on a [`Guard`]; released when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    guard: Guard,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// The bytes reserved.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Keep the bytes reserved after this handle is gone; give them back later with
+    /// [`Guard::release`]. Returns the byte count.
+    pub fn leak(self) -> u64 {
+        let bytes = self.bytes;
+        std::mem::forget(self);
+        bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.guard.release(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_status_and_statm() {
+        let status = "Name:\tcat\nVmPeak:\t  8000 kB\nVmHWM:\t    1024 kB\nVmRSS:\t     512 kB\n";
+        assert_eq!(parse_status_field(status, "VmHWM"), Some(1024 * 1024));
+        assert_eq!(parse_status_field(status, "VmRSS"), Some(512 * 1024));
+        assert_eq!(parse_status_field(status, "VmSwap"), None);
+        assert_eq!(parse_status_field("VmRSS:\tmany kB\n", "VmRSS"), None);
+        assert_eq!(
+            parse_statm_resident("765 420 391 5 0 123 0\n", 4096),
+            Some(420 * 4096)
+        );
+        assert_eq!(parse_statm_resident("765\n", 4096), None);
+        assert_eq!(parse_statm_resident("", 4096), None);
+        assert_eq!(parse_statm_resident("1 18446744073709551615", 4096), None);
+    }
+
+    /// A guard whose RSS the test sets, and a count of the guard's RSS readings.
+    fn fake_counted(budget: u64) -> (Guard, Arc<AtomicU64>, Arc<AtomicU64>) {
+        let rss = Arc::new(AtomicU64::new(0));
+        let reads = Arc::new(AtomicU64::new(0));
+        let (r, n) = (Arc::clone(&rss), Arc::clone(&reads));
+        let g = Guard::with_rss_source(budget, move || {
+            n.fetch_add(1, Ordering::SeqCst);
+            Some(r.load(Ordering::SeqCst))
+        });
+        (g, rss, reads)
+    }
+
+    fn fake(budget: u64) -> (Guard, Arc<AtomicU64>) {
+        let (g, rss, _) = fake_counted(budget);
+        (g, rss)
+    }
+
+    /// Spin until the guard has read RSS more than `before` times: a waiter has tried
+    /// and, the test having arranged it, been refused.
+    fn until_read(reads: &AtomicU64, before: u64) {
+        while reads.load(Ordering::SeqCst) <= before {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn guard_admits_and_shrinks() {
+        let (g, rss) = fake(1000);
+        rss.store(300, Ordering::SeqCst);
+        assert_eq!(g.admit(700), Admit::Go);
+        assert_eq!(g.admit(701), Admit::Shrink { max_bytes: 700 });
+        rss.store(1200, Ordering::SeqCst);
+        assert_eq!(g.admit(1), Admit::Shrink { max_bytes: 0 });
+        assert_eq!(g.peak(), 1200);
+        rss.store(100, Ordering::SeqCst);
+        assert_eq!(g.headroom(), 900);
+        assert_eq!(g.peak(), 1200);
+    }
+
+    #[test]
+    fn reservations_count_and_release_on_drop() {
+        let (g, rss) = fake(1000);
+        rss.store(200, Ordering::SeqCst);
+        let a = g.try_reserve(500).expect("fits");
+        assert_eq!(g.reserved(), 500);
+        assert_eq!(g.admit(400), Admit::Shrink { max_bytes: 300 });
+        assert_eq!(g.try_reserve(301).err(), Some(300));
+        let b = g.try_reserve(300).expect("fits exactly");
+        assert_eq!(g.headroom(), 0);
+        drop(a);
+        assert_eq!(g.reserved(), 300);
+        assert_eq!(g.admit(500), Admit::Go);
+        let n = b.leak();
+        assert_eq!(g.reserved(), 300);
+        g.release(n);
+        assert_eq!(g.reserved(), 0);
+        g.release(5); // more than reserved: saturates
+        assert_eq!(g.reserved(), 0);
+        let forced = g.reserve_anyway(5000);
+        assert_eq!(g.admit(1), Admit::Shrink { max_bytes: 0 });
+        drop(forced);
+        assert_eq!(g.reserved(), 0);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_budget() {
+        let (g, _rss) = fake(10_000);
+        let held: Vec<Reservation> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let g = g.clone();
+                    s.spawn(move || {
+                        (0..100)
+                            .filter_map(|_| g.try_reserve(70).ok())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        // 10_000 / 70 = 142 fit; 800 were asked for.
+        assert_eq!(held.len(), 142);
+        assert_eq!(g.reserved(), 142 * 70);
+        drop(held);
+        assert_eq!(g.reserved(), 0);
+    }
+
+    #[test]
+    fn waiters_wake_when_memory_is_released() {
+        let (g, rss, reads) = fake_counted(1000);
+        rss.store(100, Ordering::SeqCst);
+        let r = g.try_reserve(800).unwrap();
+        // Nothing releases: a zero timeout answers at once.
+        assert_eq!(
+            g.wait_for(200, Duration::ZERO),
+            Admit::Shrink { max_bytes: 100 }
+        );
+        // More than the whole budget: answered at once whatever the timeout.
+        assert!(!g.wait_for(1001, Duration::from_secs(600)).is_go());
+        std::thread::scope(|s| {
+            let g2 = g.clone();
+            let before = reads.load(Ordering::SeqCst);
+            let waiter = s.spawn(move || g2.wait_reserve(500, Duration::from_secs(600)));
+            // Release only once the waiter has been refused at least once.
+            until_read(&reads, before);
+            drop(r);
+            let got = waiter.join().unwrap().expect("admitted after the release");
+            assert_eq!(got.bytes(), 500);
+            assert_eq!(g.reserved(), 500);
+        });
+        assert_eq!(g.reserved(), 0);
+        // RSS falling (memory freed without a reservation) is seen by polling.
+        rss.store(950, Ordering::SeqCst);
+        std::thread::scope(|s| {
+            let g2 = g.clone();
+            let before = reads.load(Ordering::SeqCst);
+            let waiter = s.spawn(move || g2.wait_for(500, Duration::from_secs(600)));
+            until_read(&reads, before);
+            rss.store(100, Ordering::SeqCst);
+            assert_eq!(waiter.join().unwrap(), Admit::Go);
+        });
+    }
 }

@@ -260,6 +260,13 @@ pub(crate) fn parse_kb(s: &str) -> Option<u64> {
 }
 
 /// Total and available memory from `sysconf`, where there is no `/proc/meminfo`.
+#[cfg(not(unix))]
+fn sysconf_memory() -> Option<Meminfo> {
+    None
+}
+
+/// Total and available memory from `sysconf`, where there is no `/proc/meminfo`.
+#[cfg(unix)]
 fn sysconf_memory() -> Option<Meminfo> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
