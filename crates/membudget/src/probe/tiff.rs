@@ -157,8 +157,10 @@ pub fn probe(path: &Path) -> Result<Probe> {
         }
         let dir = dec.read_directory(ptr).map_err(tiff_error)?;
         next = dir.next();
-        let page = read_page(&mut dec.read_directory_tags(&dir))
-            .map_err(|e| Error::new(e.kind, format!("TIFF page {}: {}", pages.len(), e)))?;
+        let page = read_page(&mut dec.read_directory_tags(&dir)).map_err(|e| {
+            let msg = e.message.trim_start_matches("TIFF: ");
+            Error::new(e.kind, format!("TIFF page {}: {msg}", pages.len()))
+        })?;
         pages.push(page);
     }
 
