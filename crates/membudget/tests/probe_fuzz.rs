@@ -236,6 +236,32 @@ fn hostile_jpeg2000_headers_are_refused() {
             Err(e) => assert_eq!(e.kind, *kind, "{name}: {e}"),
         }
     }
+
+    // Random byte changes to the baseline: any outcome but a panic, hang or odd kind.
+    let base = jp2(100, 50, 3, &codestream(100, 50, 64, 3));
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for i in 0..300 {
+        let mut v = base.clone();
+        for _ in 0..3 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let at = 12 + (seed as usize) % (v.len() - 12);
+            v[at] = (seed >> 32) as u8;
+        }
+        let path = write(d, &format!("mutant{i}.jp2"), &v);
+        match probe_bounded(&path) {
+            Ok(p) => check_sane(&path, &p),
+            Err(e) => assert!(
+                matches!(
+                    e.kind,
+                    ErrorKind::Corrupt | ErrorKind::Hostile | ErrorKind::Unsupported
+                ),
+                "mutant {i}: {e} ({})",
+                e.kind
+            ),
+        }
+    }
     let peak = peak_rss();
     assert!(peak < 512 << 20, "peak RSS {peak} bytes");
 }
@@ -292,4 +318,66 @@ fn hostile_tiff_headers_are_refused() {
         matches!(e.kind, ErrorKind::Corrupt | ErrorKind::Hostile),
         "{e}"
     );
+}
+
+#[test]
+fn truncated_and_mutated_samples_never_panic() {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(testkit::data("tiff"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tif" || x == "tiff"))
+        .collect();
+    for f in [
+        "astronaut.png",
+        "page.png",
+        "hubble_deep_field.jpg",
+        "multipage.tif",
+    ] {
+        sources.push(testkit::data(&format!("images/{f}")));
+    }
+    sources.sort();
+    let dir = testkit::tempdir();
+    // A fixed-seed generator: the same mutations on every run.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut probed = 0;
+    for src in &sources {
+        // Headers sit in the first few KiB (or point there); mutate only that part.
+        let bytes = std::fs::read(src).unwrap();
+        let head = &bytes[..bytes.len().min(16 << 10)];
+        let mut variants: Vec<Vec<u8>> = [4, 9, 17, 64, 300, head.len() / 2, head.len() - 1]
+            .iter()
+            .map(|&n| head[..n.min(head.len())].to_vec())
+            .collect();
+        for _ in 0..12 {
+            let mut v = head.to_vec();
+            for _ in 0..4 {
+                // Keep the magic so the same probe sees the mutant.
+                let at = 4 + (next() as usize) % (v.len() - 4);
+                v[at] = next() as u8;
+            }
+            variants.push(v);
+        }
+        for (i, v) in variants.iter().enumerate() {
+            let name = format!("{}.{i}", src.file_name().unwrap().to_string_lossy());
+            let path = write(dir.path(), &name, v);
+            match probe_bounded(&path) {
+                Ok(p) => check_sane(&path, &p),
+                Err(e) => assert!(
+                    !matches!(e.kind, ErrorKind::Internal | ErrorKind::Io),
+                    "{name}: {e} ({})",
+                    e.kind
+                ),
+            }
+            probed += 1;
+        }
+    }
+    assert!(probed > 400);
+    let peak = peak_rss();
+    assert!(peak < 512 << 20, "peak RSS {peak} bytes");
 }
