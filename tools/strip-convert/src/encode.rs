@@ -1,0 +1,680 @@
+//! The JPEG 2000 encoder: OpenJPEG's J2K codec (through `openjpeg-sys`) fed one tile at a
+//! time with `opj_write_tile`, never the whole image.
+//!
+//! Tiles are encoded in parallel, each by its own codec instance: the codec is set up for
+//! a one-tile image placed at the tile's position on the reference grid (image offset =
+//! tile origin, same tile size, levels, code-blocks, precincts and quantisation as the full
+//! image), so the tile-parts it writes are exactly those of that tile in the full
+//! codestream; only `Isot`, the tile index in each SOT marker, is rewritten. The main
+//! header comes from a codec set up for the full image that never receives a tile. Why:
+//! one OpenJPEG codec encodes tiles strictly one after another, and its internal threads
+//! only cover the code-block and wavelet stages of a tile; encoding whole tiles side by
+//! side keeps both cores busy through the colour transform, tier-2 and rate allocation
+//! too, and a finished tile's memory is released at once.
+
+use membudget::{Error, ErrorKind};
+use openjpeg_sys as opj;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::ptr;
+
+/// Progression orders (ISO 15444-1 A.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Layer, resolution, component, position.
+    Lrcp,
+    /// Resolution, layer, component, position.
+    Rlcp,
+    /// Resolution, position, component, layer.
+    Rpcl,
+    /// Position, component, resolution, layer.
+    Pcrl,
+    /// Component, position, resolution, layer.
+    Cprl,
+}
+
+impl Order {
+    /// Parse `LRCP`, `rpcl`...
+    pub fn parse(s: &str) -> Option<Order> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "LRCP" => Order::Lrcp,
+            "RLCP" => Order::Rlcp,
+            "RPCL" => Order::Rpcl,
+            "PCRL" => Order::Pcrl,
+            "CPRL" => Order::Cprl,
+            _ => return None,
+        })
+    }
+    /// The four-letter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Lrcp => "LRCP",
+            Order::Rlcp => "RLCP",
+            Order::Rpcl => "RPCL",
+            Order::Pcrl => "PCRL",
+            Order::Cprl => "CPRL",
+        }
+    }
+    fn to_opj(self) -> opj::OPJ_PROG_ORDER {
+        match self {
+            Order::Lrcp => opj::PROG_ORDER::OPJ_LRCP,
+            Order::Rlcp => opj::PROG_ORDER::OPJ_RLCP,
+            Order::Rpcl => opj::PROG_ORDER::OPJ_RPCL,
+            Order::Pcrl => opj::PROG_ORDER::OPJ_PCRL,
+            Order::Cprl => opj::PROG_ORDER::OPJ_CPRL,
+        }
+    }
+}
+
+/// How quality layers are allocated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quality {
+    /// Every layer lossless-bound: `layers` layers, the last one lossless (reversible only).
+    Lossless {
+        /// Number of quality layers.
+        layers: u32,
+    },
+    /// Compression ratio per layer, decreasing (e.g. `[64, 16, 4]`); 1 means lossless.
+    Rates(Vec<f32>),
+    /// PSNR in dB per layer, increasing; 0 means lossless.
+    Psnr(Vec<f32>),
+}
+
+impl Quality {
+    /// Number of quality layers.
+    pub fn layers(&self) -> u32 {
+        match self {
+            Quality::Lossless { layers } => *layers,
+            Quality::Rates(r) => r.len() as u32,
+            Quality::Psnr(p) => p.len() as u32,
+        }
+    }
+}
+
+/// Where tile-parts are split (`--tileparts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileParts {
+    /// One tile-part per resolution level.
+    Resolution,
+    /// One tile-part per quality layer.
+    Layer,
+    /// One tile-part per component.
+    Component,
+}
+
+impl TileParts {
+    fn flag(self) -> c_char {
+        (match self {
+            TileParts::Resolution => b'R',
+            TileParts::Layer => b'L',
+            TileParts::Component => b'C',
+        }) as c_char
+    }
+}
+
+/// Everything the codestream's coding parameters depend on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodeParams {
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// Number of components.
+    pub comps: u16,
+    /// Bits per sample (1..=16), the same for every component.
+    pub prec: u8,
+    /// Tile width and height.
+    pub tile: (u32, u32),
+    /// Decomposition levels (resolutions - 1), already capped.
+    pub levels: u8,
+    /// Code-block width and height (powers of two, 4..=1024, area <= 4096).
+    pub codeblock: (u32, u32),
+    /// Precinct sizes, highest resolution first; the last repeats for lower ones.
+    /// Empty: one precinct per resolution (the maximum).
+    pub precincts: Vec<(u32, u32)>,
+    /// Progression order.
+    pub order: Order,
+    /// Layers and rate allocation.
+    pub quality: Quality,
+    /// 9/7 irreversible wavelet instead of 5/3 reversible.
+    pub irreversible: bool,
+    /// Multi-component transform (RCT or ICT) for 3+ component images.
+    pub mct: bool,
+    /// Start-of-packet markers.
+    pub sop: bool,
+    /// End-of-packet-header markers.
+    pub eph: bool,
+    /// Packet length markers in tile-part headers.
+    pub plt: bool,
+    /// Code-block style flags (bypass 1, reset 2, termall 4, vcausal 8, predictable
+    /// termination 16, segmentation symbols 32).
+    pub cblk_style: u8,
+    /// Tile-part divisions.
+    pub tileparts: Option<TileParts>,
+}
+
+impl EncodeParams {
+    /// Number of tiles across and down.
+    pub fn tile_grid(&self) -> (u32, u32) {
+        (
+            self.width.div_ceil(self.tile.0),
+            self.height.div_ceil(self.tile.1),
+        )
+    }
+    /// Bytes per sample in the planar buffers handed to OpenJPEG.
+    pub fn sample_bytes(&self) -> usize {
+        if self.prec <= 8 {
+            1
+        } else {
+            2
+        }
+    }
+    /// The image rectangle of tile `index`: `(x0, y0, x1, y1)`.
+    pub fn tile_rect(&self, index: u32) -> (u32, u32, u32, u32) {
+        let (tw, _) = self.tile_grid();
+        let (tx, ty) = (index % tw, index / tw);
+        let x0 = tx * self.tile.0;
+        let y0 = ty * self.tile.1;
+        (
+            x0,
+            y0,
+            (x0 + self.tile.0).min(self.width),
+            (y0 + self.tile.1).min(self.height),
+        )
+    }
+
+    fn cparameters(&self) -> Result<opj::opj_cparameters_t, Error> {
+        // SAFETY: opj_cparameters_t is plain data; OpenJPEG's own initialiser fills it.
+        let mut p: opj::opj_cparameters_t = unsafe { std::mem::zeroed() };
+        unsafe { opj::opj_set_default_encoder_parameters(&mut p) };
+        p.tile_size_on = 1;
+        p.cp_tdx = self.tile.0 as i32;
+        p.cp_tdy = self.tile.1 as i32;
+        p.numresolution = i32::from(self.levels) + 1;
+        p.cblockw_init = self.codeblock.0 as i32;
+        p.cblockh_init = self.codeblock.1 as i32;
+        p.prog_order = self.order.to_opj();
+        p.irreversible = i32::from(self.irreversible);
+        p.tcp_mct = c_char::from(self.mct && self.comps >= 3);
+        p.mode = i32::from(self.cblk_style);
+        let mut csty = 0;
+        if self.sop {
+            csty |= 0x02;
+        }
+        if self.eph {
+            csty |= 0x04;
+        }
+        if !self.precincts.is_empty() {
+            csty |= 0x01;
+            let n = self.precincts.len().min(33);
+            for (i, &(w, h)) in self.precincts.iter().take(n).enumerate() {
+                p.prcw_init[i] = w as i32;
+                p.prch_init[i] = h as i32;
+            }
+            p.res_spec = n as i32;
+        }
+        p.csty = csty;
+        let layers = self.quality.layers().clamp(1, 100) as usize;
+        p.tcp_numlayers = layers as i32;
+        match &self.quality {
+            Quality::Lossless { .. } => {
+                // Lower layers get rates from 1:200 down to about 1:2.5 so each adds
+                // detail; the last layer's rate 0 asks for everything (lossless).
+                p.cp_disto_alloc = 1;
+                if layers > 1 {
+                    let lower = crate::profile::layer_rates(2.5, layers as u32 - 1);
+                    for (i, r) in lower.iter().enumerate() {
+                        p.tcp_rates[i] = *r;
+                    }
+                }
+                p.tcp_rates[layers - 1] = 0.0;
+            }
+            Quality::Rates(rates) => {
+                p.cp_disto_alloc = 1;
+                for (i, r) in rates.iter().take(layers).enumerate() {
+                    p.tcp_rates[i] = *r;
+                }
+            }
+            Quality::Psnr(psnr) => {
+                p.cp_fixed_quality = 1;
+                for (i, q) in psnr.iter().take(layers).enumerate() {
+                    p.tcp_distoratio[i] = *q;
+                }
+            }
+        }
+        if let Some(tp) = self.tileparts {
+            p.tp_on = 1;
+            p.tp_flag = tp.flag();
+        }
+        // cp_comment stays null: OpenJPEG then writes its own "Created by OpenJPEG
+        // version ..." COM marker, which says which encoder made the file.
+        Ok(p)
+    }
+}
+
+/// Messages OpenJPEG reported through its error handler, kept for the error record.
+#[derive(Debug, Default)]
+struct Messages {
+    errors: String,
+}
+
+unsafe extern "C" fn on_error(msg: *const c_char, data: *mut c_void) {
+    if msg.is_null() || data.is_null() {
+        return;
+    }
+    // SAFETY: `data` is the `Messages` the codec was set up with, alive for its lifetime,
+    // and OpenJPEG calls back on the thread that called into it.
+    let m = unsafe { &mut *(data as *mut Messages) };
+    let s = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+    if !m.errors.is_empty() {
+        m.errors.push_str("; ");
+    }
+    m.errors.push_str(s.trim());
+}
+
+unsafe extern "C" fn ignore(_msg: *const c_char, _data: *mut c_void) {}
+
+/// An in-memory output stream for OpenJPEG: bytes land in a `Vec` with seek support (the
+/// codec seeks back to patch lengths).
+#[derive(Debug, Default)]
+struct MemSink {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+unsafe extern "C" fn sink_write(data: *mut c_void, n: usize, user: *mut c_void) -> usize {
+    // SAFETY: `user` is the `MemSink` owned by the `Codec` that owns the stream; `data`
+    // points at `n` readable bytes (OpenJPEG's contract).
+    let sink = unsafe { &mut *(user as *mut MemSink) };
+    let src = unsafe { std::slice::from_raw_parts(data as *const u8, n) };
+    let end = sink.pos + n;
+    if end > sink.buf.len() {
+        sink.buf.resize(end, 0);
+    }
+    sink.buf[sink.pos..end].copy_from_slice(src);
+    sink.pos = end;
+    n
+}
+
+unsafe extern "C" fn sink_skip(n: i64, user: *mut c_void) -> i64 {
+    // SAFETY: as in `sink_write`.
+    let sink = unsafe { &mut *(user as *mut MemSink) };
+    let Some(p) = (sink.pos as i64).checked_add(n).filter(|p| *p >= 0) else {
+        return -1;
+    };
+    sink.pos = p as usize;
+    n
+}
+
+unsafe extern "C" fn sink_seek(n: i64, user: *mut c_void) -> i32 {
+    // SAFETY: as in `sink_write`.
+    let sink = unsafe { &mut *(user as *mut MemSink) };
+    if n < 0 {
+        return 0;
+    }
+    sink.pos = n as usize;
+    1
+}
+
+/// One OpenJPEG compressor with its image, stream and message sink; everything is freed
+/// on drop, also on the error paths.
+struct Codec {
+    codec: *mut opj::opj_codec_t,
+    image: *mut opj::opj_image_t,
+    stream: *mut opj::opj_stream_t,
+    sink: Box<MemSink>,
+    messages: Box<Messages>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("bytes", &self.sink.buf.len())
+            .finish()
+    }
+}
+
+impl Drop for Codec {
+    fn drop(&mut self) {
+        // SAFETY: each pointer was created by OpenJPEG and is destroyed once.
+        unsafe {
+            if !self.stream.is_null() {
+                opj::opj_stream_destroy(self.stream);
+            }
+            if !self.codec.is_null() {
+                opj::opj_destroy_codec(self.codec);
+            }
+            if !self.image.is_null() {
+                opj::opj_image_destroy(self.image);
+            }
+        }
+    }
+}
+
+impl Codec {
+    /// A compressor for the image rectangle `(x0, y0, x1, y1)` of the reference grid with
+    /// the tile grid anchored at `(tx0, ty0)`, its main header already written.
+    fn start(
+        params: &EncodeParams,
+        rect: (u32, u32, u32, u32),
+        tile_origin: (u32, u32),
+        threads: usize,
+        extra: &[&str],
+    ) -> Result<Codec, Error> {
+        let mut c = Codec {
+            codec: ptr::null_mut(),
+            image: ptr::null_mut(),
+            stream: ptr::null_mut(),
+            sink: Box::default(),
+            messages: Box::default(),
+        };
+        let (x0, y0, x1, y1) = rect;
+        let mut comps: Vec<opj::opj_image_cmptparm_t> = (0..params.comps)
+            .map(|_| {
+                // SAFETY: plain data.
+                let mut cp: opj::opj_image_cmptparm_t = unsafe { std::mem::zeroed() };
+                cp.dx = 1;
+                cp.dy = 1;
+                cp.w = x1 - x0;
+                cp.h = y1 - y0;
+                cp.x0 = x0;
+                cp.y0 = y0;
+                cp.prec = u32::from(params.prec);
+                cp.sgnd = 0;
+                cp
+            })
+            .collect();
+        let space = if params.comps >= 3 {
+            opj::COLOR_SPACE::OPJ_CLRSPC_SRGB
+        } else {
+            opj::COLOR_SPACE::OPJ_CLRSPC_GRAY
+        };
+        let mut p = params.cparameters()?;
+        p.cp_tx0 = tile_origin.0 as i32;
+        p.cp_ty0 = tile_origin.1 as i32;
+        let msgs: *mut Messages = &mut *c.messages;
+        let sink: *mut MemSink = &mut *c.sink;
+        // SAFETY: FFI calls in the order OpenJPEG documents (create, setup, start); every
+        // pointer checked; `msgs` and `sink` are boxed and outlive the codec and stream,
+        // which `Drop` destroys first.
+        unsafe {
+            // opj_image_tile_create allocates no sample buffers: the data comes per tile.
+            c.image =
+                opj::opj_image_tile_create(u32::from(params.comps), comps.as_mut_ptr(), space);
+            if c.image.is_null() {
+                return Err(oom("image"));
+            }
+            (*c.image).x0 = x0;
+            (*c.image).y0 = y0;
+            (*c.image).x1 = x1;
+            (*c.image).y1 = y1;
+            c.codec = opj::opj_create_compress(opj::CODEC_FORMAT::OPJ_CODEC_J2K);
+            if c.codec.is_null() {
+                return Err(oom("codec"));
+            }
+            opj::opj_set_error_handler(c.codec, Some(on_error), msgs as *mut c_void);
+            opj::opj_set_warning_handler(c.codec, Some(ignore), ptr::null_mut());
+            opj::opj_set_info_handler(c.codec, Some(ignore), ptr::null_mut());
+            if opj::opj_setup_encoder(c.codec, &mut p, c.image) == 0 {
+                return Err(c.failure("setting up the encoder"));
+            }
+            if !extra.is_empty() {
+                let owned: Vec<CString> = extra
+                    .iter()
+                    .map(|s| CString::new(*s).expect("option without NUL"))
+                    .collect();
+                let mut ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
+                ptrs.push(ptr::null());
+                if opj::opj_encoder_set_extra_options(c.codec, ptrs.as_ptr()) == 0 {
+                    return Err(c.failure("setting encoder options"));
+                }
+            }
+            if threads > 1 {
+                opj::opj_codec_set_threads(c.codec, threads as i32);
+            }
+            c.stream = opj::opj_stream_create(1 << 20, 0);
+            if c.stream.is_null() {
+                return Err(oom("stream"));
+            }
+            opj::opj_stream_set_user_data(c.stream, sink as *mut c_void, None);
+            opj::opj_stream_set_write_function(c.stream, Some(sink_write));
+            opj::opj_stream_set_skip_function(c.stream, Some(sink_skip));
+            opj::opj_stream_set_seek_function(c.stream, Some(sink_seek));
+            if opj::opj_start_compress(c.codec, c.image, c.stream) == 0 {
+                return Err(c.failure("starting compression"));
+            }
+        }
+        Ok(c)
+    }
+
+    fn failure(&self, what: &str) -> Error {
+        let detail = if self.messages.errors.is_empty() {
+            "OpenJPEG gave no reason".to_string()
+        } else {
+            self.messages.errors.clone()
+        };
+        Error::new(
+            ErrorKind::Internal,
+            format!("JPEG 2000 encoder failed {what}: {detail}"),
+        )
+    }
+
+    /// End compression and take the codestream.
+    fn finish(mut self) -> Result<Vec<u8>, Error> {
+        // SAFETY: codec and stream are valid (created in `start`).
+        if unsafe { opj::opj_end_compress(self.codec, self.stream) } == 0 {
+            return Err(self.failure("ending compression"));
+        }
+        // Destroying the stream first flushes nothing more; the sink holds every byte
+        // (opj_end_compress flushes).
+        Ok(std::mem::take(&mut self.sink.buf))
+    }
+}
+
+fn oom(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("JPEG 2000 encoder could not allocate its {what}"),
+    )
+}
+
+/// The extra options OpenJPEG takes as strings.
+fn extra_options(params: &EncodeParams) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if params.plt {
+        v.push("PLT=YES");
+    }
+    v
+}
+
+/// The main header of the full image's codestream (SOC up to, not including, the first
+/// SOT): written by a codec set up for the whole image, ended without tiles.
+pub fn main_header(params: &EncodeParams) -> Result<Vec<u8>, Error> {
+    let c = Codec::start(
+        params,
+        (0, 0, params.width, params.height),
+        (0, 0),
+        1,
+        &extra_options(params),
+    )?;
+    let bytes = c.finish()?;
+    // What an ended codec without tiles wrote: the main header, then EOC.
+    let end = header_end(&bytes)?;
+    Ok(bytes[..end].to_vec())
+}
+
+/// Where the main header ends: the offset of the first SOT or of EOC, walking marker
+/// segments by their lengths from SOC.
+fn header_end(cs: &[u8]) -> Result<usize, Error> {
+    let bad = || Error::new(ErrorKind::Internal, "encoder wrote a malformed main header");
+    if cs.get(..2) != Some(&[0xFF, 0x4F]) {
+        return Err(bad());
+    }
+    let mut p = 2;
+    loop {
+        let m = cs.get(p..p + 2).ok_or_else(bad)?;
+        if m[0] != 0xFF {
+            return Err(bad());
+        }
+        if m[1] == 0x90 || m[1] == 0xD9 {
+            return Ok(p);
+        }
+        let len = cs.get(p + 2..p + 4).ok_or_else(bad)?;
+        p += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    }
+}
+
+/// One encoded tile: its tile-parts, ready to append to the codestream, and each
+/// tile-part's length (for TLM markers).
+#[derive(Debug)]
+pub struct EncodedTile {
+    /// Tile index in raster order.
+    pub index: u32,
+    /// The tile-parts (SOT ... data), `Isot` already set to `index`.
+    pub bytes: Vec<u8>,
+    /// Length of each tile-part.
+    pub parts: Vec<u32>,
+}
+
+/// Encode tile `index` from planar samples (component after component, each row-major,
+/// 1 byte per sample for precision <= 8, else 2 bytes native-endian).
+pub fn encode_tile(
+    params: &EncodeParams,
+    index: u32,
+    planar: &mut [u8],
+    threads: usize,
+) -> Result<EncodedTile, Error> {
+    let rect = params.tile_rect(index);
+    let (x0, y0, _, _) = rect;
+    let expect = (rect.2 - rect.0) as usize
+        * (rect.3 - rect.1) as usize
+        * usize::from(params.comps)
+        * params.sample_bytes();
+    if planar.len() != expect {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "tile {index}: {} bytes of samples, {expect} expected",
+                planar.len()
+            ),
+        ));
+    }
+    let c = Codec::start(params, rect, (x0, y0), threads, &extra_options(params))?;
+    // SAFETY: codec and stream are valid; `planar` holds exactly the bytes OpenJPEG
+    // expects for this one-tile image (checked above).
+    let ok = unsafe {
+        opj::opj_write_tile(
+            c.codec,
+            0,
+            planar.as_mut_ptr(),
+            planar.len() as u32,
+            c.stream,
+        )
+    };
+    if ok == 0 {
+        return Err(c.failure(&format!("writing tile {index}")));
+    }
+    let cs = c.finish()?;
+    let start = header_end(&cs)?;
+    let mut parts = Vec::new();
+    let mut out = cs[start..].to_vec();
+    // Rewrite Isot in each tile-part and drop the trailing EOC.
+    let mut p = 0;
+    loop {
+        match out.get(p..p + 2) {
+            Some([0xFF, 0x90]) => {}
+            Some([0xFF, 0xD9]) => break,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("tile {index}: encoder wrote an unexpected tile-part"),
+                ))
+            }
+        }
+        let psot = u32::from_be_bytes([out[p + 6], out[p + 7], out[p + 8], out[p + 9]]);
+        if psot < 14 || p + psot as usize > out.len() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("tile {index}: tile-part length {psot} out of range"),
+            ));
+        }
+        out[p + 4..p + 6].copy_from_slice(&(index as u16).to_be_bytes());
+        parts.push(psot);
+        p += psot as usize;
+    }
+    out.truncate(p);
+    Ok(EncodedTile {
+        index,
+        bytes: out,
+        parts,
+    })
+}
+
+/// The largest number of decomposition levels the tile and image sizes allow: every
+/// resolution must keep at least one sample across the smaller tile side, and more levels
+/// than the image's smaller side supports only add empty resolutions.
+pub fn max_levels(width: u32, height: u32, tile: (u32, u32)) -> u8 {
+    let side = tile
+        .0
+        .min(tile.1)
+        .min(width.max(1))
+        .min(height.max(1))
+        .max(1);
+    // floor(log2(side)), at most 32 resolutions.
+    (31 - side.leading_zeros()).min(32) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(w: u32, h: u32) -> EncodeParams {
+        EncodeParams {
+            width: w,
+            height: h,
+            comps: 3,
+            prec: 8,
+            tile: (64, 64),
+            levels: 3,
+            codeblock: (32, 32),
+            precincts: vec![],
+            order: Order::Rpcl,
+            quality: Quality::Lossless { layers: 1 },
+            irreversible: false,
+            mct: true,
+            sop: true,
+            eph: true,
+            plt: false,
+            cblk_style: 0,
+            tileparts: None,
+        }
+    }
+
+    #[test]
+    fn tile_rects_cover_the_image() {
+        let p = params(100, 70);
+        assert_eq!(p.tile_grid(), (2, 2));
+        assert_eq!(p.tile_rect(0), (0, 0, 64, 64));
+        assert_eq!(p.tile_rect(3), (64, 64, 100, 70));
+    }
+
+    #[test]
+    fn levels_are_capped_by_tile_and_image() {
+        assert_eq!(max_levels(10240, 10240, (1024, 1024)), 10);
+        assert_eq!(max_levels(100, 3000, (1024, 1024)), 6);
+        assert_eq!(max_levels(1, 1, (1024, 1024)), 0);
+    }
+
+    #[test]
+    fn tiles_encode_with_their_index() {
+        let p = params(100, 70);
+        let header = main_header(&p).unwrap();
+        assert_eq!(&header[..4], &[0xFF, 0x4F, 0xFF, 0x51]);
+        let (x0, y0, x1, y1) = p.tile_rect(3);
+        let n = ((x1 - x0) * (y1 - y0) * 3) as usize;
+        let mut data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        let t = encode_tile(&p, 3, &mut data, 1).unwrap();
+        assert_eq!(&t.bytes[..2], &[0xFF, 0x90]);
+        assert_eq!(u16::from_be_bytes([t.bytes[4], t.bytes[5]]), 3);
+        assert_eq!(t.parts.iter().sum::<u32>() as usize, t.bytes.len());
+    }
+}

@@ -1,0 +1,723 @@
+//! `strip-convert`: TIFF to archival JPEG 2000 (JP2) in bounded memory.
+//!
+//! Each input page is read band by band (one row of JPEG 2000 tiles at a time, decoding
+//! only the TIFF strips or tiles that overlap it) and encoded tile by tile with OpenJPEG,
+//! tiles side by side on every allowed thread; the JP2 boxes around the codestream are
+//! written here (see [`jp2`]). The tile size and the number of threads come from the
+//! memory budget through `membudget`'s cost model and planner, and every result record
+//! carries the measured peak RSS.
+//!
+//! Modules: [`source`] reads TIFF bands, [`encode`] drives OpenJPEG, [`jp2`] writes the
+//! boxes, [`convert`] runs the pipeline, [`profile`] holds institutional profiles,
+//! [`verify`] decodes the result tile by tile and compares it with the source.
+
+pub mod convert;
+pub mod encode;
+pub mod jp2;
+pub mod profile;
+pub mod source;
+pub mod verify;
+
+use anyhow::Result;
+use clap::{ArgMatches, Args, Command, FromArgMatches};
+use encode::{EncodeParams, Order, Quality, TileParts};
+use membudget::cli::{
+    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
+};
+use membudget::cost::strip_convert::StripConvert;
+use membudget::cost::{CostModel, Summary};
+use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
+use membudget::system::SystemInfo;
+use membudget::{monitor, plan, Error, ErrorKind, Record};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The tool's name, as in records and messages.
+pub const NAME: &str = "strip-convert";
+
+/// The command line.
+#[derive(Debug, Clone, Args)]
+pub struct Opts {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Encoding profile (options given too override its values): bnf, kb-master,
+    /// kb-access, loc-ndnp
+    #[arg(long, value_name = "NAME", value_parser = profile::names())]
+    profile: Option<String>,
+    /// BnF profile class: photo (1:4, photographs and heritage documents), print (1:6,
+    /// colour print), gray (1:16, greyscale)
+    #[arg(long, value_name = "CLASS", value_parser = ["photo", "print", "gray"], default_value = "photo")]
+    bnf_class: String,
+    /// Convert only page N (counting from 1); default: every page
+    #[arg(long, value_name = "N")]
+    page: Option<u32>,
+    /// Lossless: 5/3 reversible wavelet and RCT (the default without a lossy profile)
+    #[arg(long, conflicts_with_all = ["rates", "psnr"])]
+    lossless: bool,
+    /// Lossy by compression ratio per layer, decreasing (e.g. 64,16,4); 9/7 wavelet
+    #[arg(
+        long,
+        value_name = "R,...",
+        value_delimiter = ',',
+        conflicts_with = "psnr"
+    )]
+    rates: Vec<f32>,
+    /// Lossy by PSNR in dB per layer, increasing (e.g. 30,40,50); 9/7 wavelet
+    #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+    psnr: Vec<f32>,
+    /// Decomposition levels (capped by tile and image size; the record says what was used)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=32))]
+    levels: Option<u8>,
+    /// Tile size: N or WxH (default: planned from the memory budget)
+    #[arg(long, value_name = "N|WxH", value_parser = parse_size)]
+    tile: Option<(u32, u32)>,
+    /// Code-block size: N or WxH, powers of two from 4 to 1024, area at most 4096
+    #[arg(long, value_name = "N|WxH", value_parser = parse_size)]
+    codeblock: Option<(u32, u32)>,
+    /// Precinct sizes from the highest resolution down, each N or WxH (powers of two);
+    /// the last repeats for lower resolutions (e.g. 256,256,128)
+    #[arg(long, value_name = "P,...", value_delimiter = ',', value_parser = parse_size)]
+    precincts: Vec<(u32, u32)>,
+    /// Progression order: LRCP, RLCP, RPCL, PCRL, CPRL
+    #[arg(long, value_name = "ORDER", value_parser = parse_order)]
+    order: Option<Order>,
+    /// Quality layers (lossless: lower layers at rates from 1:200 down, the last lossless)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    layers: Option<u32>,
+    /// Start-of-packet markers
+    #[arg(long)]
+    sop: bool,
+    /// End-of-packet-header markers
+    #[arg(long)]
+    eph: bool,
+    /// Packet length markers (PLT) in tile-part headers
+    #[arg(long)]
+    plt: bool,
+    /// Tile-part length markers (TLM) in the main header
+    #[arg(long)]
+    tlm: bool,
+    /// Split tiles into tile-parts by resolution (R), layer (L) or component (C)
+    #[arg(long, value_name = "R|L|C", value_parser = parse_tileparts)]
+    tileparts: Option<TileParts>,
+    /// Do not copy the TIFF's ICC profile (write the enumerated sRGB or greyscale space)
+    #[arg(long)]
+    no_icc: bool,
+    /// Put this file's content in an `xml ` box
+    #[arg(long, value_name = "FILE")]
+    xml: Option<PathBuf>,
+    /// Put this XMP packet in the XMP uuid box (default: the TIFF's XMP, if any)
+    #[arg(long, value_name = "FILE")]
+    xmp: Option<PathBuf>,
+    /// XMP dcterms:isPartOf (bnf profile)
+    #[arg(long, value_name = "TEXT")]
+    is_part_of: Option<String>,
+    /// XMP dcterms:provenance (bnf profile)
+    #[arg(long, value_name = "TEXT")]
+    provenance: Option<String>,
+    /// XMP dc:relation (bnf profile)
+    #[arg(long, value_name = "TEXT")]
+    relation: Option<String>,
+    /// XMP dc:source (bnf profile)
+    #[arg(long, value_name = "TEXT")]
+    dc_source: Option<String>,
+    /// Decode the written file tile by tile and compare with the source: lossless must
+    /// match exactly; lossy reports PSNR, SSIM and MSE against the thresholds
+    #[arg(long)]
+    verify: bool,
+    /// Lossy verification: lowest acceptable PSNR in dB
+    #[arg(long, value_name = "DB", default_value_t = 40.0)]
+    min_psnr: f64,
+    /// Lossy verification: lowest acceptable SSIM
+    #[arg(long, value_name = "S", default_value_t = 0.95)]
+    min_ssim: f64,
+    #[command(flatten)]
+    budget: BudgetArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?} is not N or WxH");
+    let (w, h) = match s.split_once(['x', 'X']) {
+        Some((w, h)) => (w, h),
+        None => (s, s),
+    };
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if w == 0 || h == 0 {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+fn parse_order(s: &str) -> Result<Order, String> {
+    Order::parse(s).ok_or_else(|| format!("{s:?} is not LRCP, RLCP, RPCL, PCRL or CPRL"))
+}
+
+fn parse_tileparts(s: &str) -> Result<TileParts, String> {
+    match s {
+        "R" | "r" => Ok(TileParts::Resolution),
+        "L" | "l" => Ok(TileParts::Layer),
+        "C" | "c" => Ok(TileParts::Component),
+        _ => Err(format!("{s:?} is not R, L or C")),
+    }
+}
+
+fn profiles_help() -> String {
+    let mut s = String::from(
+        "Reads TIFF paths or NDJSON manifest records (arguments, `-` or stdin) and writes one \
+         JP2 per page: `<stem>.jp2`, or `<stem>_page_<n>.jp2` (n from 1) for multi-page \
+         files, beside the input or mirrored under --output-dir. Lossless (5/3, RCT) by \
+         default. One record per page is written with a `strip-convert` section: output, \
+         bytes, ratio, profile, levels, tile, threads, peak_rss, seconds, verification.\n\n\
+         Memory: the tile size and threads are planned from --memory-limit with membudget's \
+         strip-convert cost model; only one row of tiles of decoded input (two while the \
+         next is decoded) and one tile per thread are held.\n\n\
+         Inputs: gray, gray+alpha, RGB, RGBA, palette (expanded to RGB), 1 to 16 bits, \
+         strips or tiles, any compression the tiff crate decodes, planar or chunky, \
+         BigTIFF, multi-page. CMYK, float and signed samples are refused with an error \
+         record.\n\nProfiles:\n",
+    );
+    for p in profile::all() {
+        s.push_str(&format!(
+            "  {}: {}, {} levels, {} layers, {}, {}x{} tiles, {}x{} code-blocks{}{}{}{}; {}\n",
+            p.name,
+            match p.ratio {
+                Some(r) => format!("9/7 irreversible about 1:{r}"),
+                None => "5/3 lossless".into(),
+            },
+            p.levels,
+            p.layers,
+            p.order.as_str(),
+            p.tile,
+            p.tile,
+            p.codeblock,
+            p.codeblock,
+            if p.precincts.is_empty() {
+                String::new()
+            } else {
+                ", precincts 256,256 then 128".into()
+            },
+            if p.sop { ", SOP" } else { "" },
+            if p.eph { ", EPH" } else { "" },
+            if p.plt { ", PLT" } else { "" },
+            p.source
+        ));
+    }
+    s
+}
+
+/// The clap command (used by `main`, man pages and completions).
+pub fn command() -> Command {
+    Opts::augment_args(
+        Command::new(NAME)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("Convert TIFF scans to archival JPEG 2000 (JP2) in bounded memory")
+            .long_about(profiles_help()),
+    )
+}
+
+/// Run on parsed arguments.
+pub fn run(m: &ArgMatches) -> Result<Status> {
+    let opts = Opts::from_arg_matches(m)?;
+    let sys = SystemInfo::probe();
+    let budget = match opts.budget.budget(&sys) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            return Ok(Status::Fatal);
+        }
+    };
+    let jobs = opts.budget.jobs(&sys);
+    let xml = match &opts.xml {
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--xml {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let xmp = match &opts.xmp {
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--xmp {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let ctx = Ctx {
+        opts: &opts,
+        budget: budget.bytes,
+        jobs,
+        xml,
+        xmp,
+    };
+    let mut out = Output::new(NAME);
+    let bar = cli::progress(None, &opts.log);
+    for input in cli::inputs(NAME, &opts.input) {
+        match input {
+            Input::Bad(r) => out.write(&r)?,
+            Input::Record(r) => {
+                if r.is_error() {
+                    // Upstream failures pass through untouched.
+                    out.write(&r)?;
+                    continue;
+                }
+                for rec in ctx.process(r) {
+                    out.write(&rec)?;
+                }
+            }
+        }
+        bar.inc(1);
+        if cli::interrupted() {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(out.status())
+}
+
+struct Ctx<'a> {
+    opts: &'a Opts,
+    budget: u64,
+    jobs: usize,
+    xml: Option<Vec<u8>>,
+    xmp: Option<Vec<u8>>,
+}
+
+impl Ctx<'_> {
+    /// Every page of one input: one record each (one record with the error when the file
+    /// cannot be opened at all).
+    fn process(&self, record: Record) -> Vec<Record> {
+        let path = PathBuf::from(record.path());
+        let pages = match source::page_count(&path) {
+            Ok(n) => n,
+            Err(e) => {
+                let mut r = record;
+                r.set_error(NAME, &e);
+                return vec![r];
+            }
+        };
+        let selected: Vec<usize> = match self.opts.page {
+            Some(n) if n >= 1 && (n as usize) <= pages => vec![n as usize - 1],
+            Some(n) => {
+                let mut r = record;
+                r.set_error(
+                    NAME,
+                    &Error::new(
+                        ErrorKind::BadRecord,
+                        format!("--page {n}: the file has {pages} page(s)"),
+                    ),
+                );
+                return vec![r];
+            }
+            None => (0..pages).collect(),
+        };
+        selected
+            .into_iter()
+            .map(|index| {
+                let mut r = record.clone();
+                if let Err(e) = self.page(&path, index, pages, &mut r) {
+                    r.set_error(NAME, &e);
+                }
+                r
+            })
+            .collect()
+    }
+
+    fn page(&self, path: &Path, index: usize, pages: usize, r: &mut Record) -> Result<(), Error> {
+        let started = Instant::now();
+        monitor::reset_peak();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let name = if pages > 1 {
+            format!("{stem}_page_{}.jp2", index + 1)
+        } else {
+            format!("{stem}.jp2")
+        };
+        let dest = self.opts.output.output_path(path, &name)?;
+        let sec = |r: &mut Record, k: &str, v: Value| r.set_in(NAME, k, v);
+        sec(r, "output", json!(dest.to_string_lossy()));
+        if pages > 1 {
+            sec(r, "page", json!(index + 1));
+        }
+        if dest.exists() && !self.opts.output.force {
+            sec(r, "status", json!("skipped"));
+            sec(
+                r,
+                "reason",
+                json!("output exists (use --force to overwrite)"),
+            );
+            return Ok(());
+        }
+        let mut page = source::TiffPage::open(path, index)?;
+        let info = page.info.clone();
+        let setup = self.setup(&info)?;
+        let params = &setup.params;
+        sec(
+            r,
+            "profile",
+            json!(self.opts.profile.as_deref().unwrap_or("default")),
+        );
+        sec(r, "reversible", json!(!params.irreversible));
+        sec(r, "levels", json!(params.levels));
+        sec(r, "tile", json!([params.tile.0, params.tile.1]));
+        sec(r, "layers", json!(params.quality.layers()));
+        sec(r, "order", json!(params.order.as_str()));
+        sec(
+            r,
+            "threads",
+            json!(setup.run.workers.max(setup.run.codec_threads)),
+        );
+        sec(r, "predicted_peak_rss", json!(setup.predicted));
+        sec(r, "budget_bytes", json!(self.budget));
+        if let Some(n) = &setup.note {
+            sec(r, "note", json!(n));
+        }
+        if self.opts.output.dry_run {
+            sec(r, "status", json!("dry_run"));
+            return Ok(());
+        }
+        let mut file = AtomicFile::create(&dest)?;
+        let written = convert::convert(&mut page, params, &setup.header, &setup.run, file.file())?;
+        drop(page);
+        let raw = info.row_bytes() * u64::from(info.height);
+        sec(r, "bytes", json!(written.bytes));
+        sec(
+            r,
+            "ratio",
+            json!((raw as f64 / written.bytes.max(1) as f64 * 1000.0).round() / 1000.0),
+        );
+        if self.opts.verify {
+            let v = verify::verify(
+                file.temp_path(),
+                path,
+                index,
+                params,
+                &verify::Thresholds {
+                    min_psnr: self.opts.min_psnr,
+                    min_ssim: self.opts.min_ssim,
+                },
+            )?;
+            let failed = v.status == "fail";
+            sec(
+                r,
+                "verification",
+                serde_json::to_value(&v).unwrap_or(Value::Null),
+            );
+            if failed {
+                return Err(Error::new(ErrorKind::Verify, v.message.clone()));
+            }
+        } else {
+            sec(r, "verification", Value::Null);
+        }
+        file.commit()?;
+        sec(r, "peak_rss", json!(monitor::peak_rss()));
+        sec(
+            r,
+            "seconds",
+            json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+        );
+        sec(r, "status", json!("ok"));
+        Ok(())
+    }
+
+    /// Encoding parameters, JP2 header and run geometry for a page: profile, then options,
+    /// then the plan for the budget.
+    fn setup(&self, info: &source::PageInfo) -> Result<Setup, Error> {
+        let o = self.opts;
+        let prof = o.profile.as_deref().and_then(profile::find);
+        let mut note = None;
+        // Quality.
+        let mut irreversible = prof.as_ref().is_some_and(|p| p.irreversible);
+        let layers = o.layers.or(prof.as_ref().map(|p| p.layers)).unwrap_or(1);
+        let quality = if !o.rates.is_empty() {
+            irreversible = true;
+            Quality::Rates(o.rates.clone())
+        } else if !o.psnr.is_empty() {
+            irreversible = true;
+            Quality::Psnr(o.psnr.clone())
+        } else if o.lossless {
+            irreversible = false;
+            Quality::Lossless { layers }
+        } else if let Some(ratio) = prof.as_ref().and_then(|p| p.ratio) {
+            let ratio = if prof.as_ref().is_some_and(|p| p.name == "bnf") {
+                match o.bnf_class.as_str() {
+                    "print" => 6.0,
+                    "gray" => 16.0,
+                    _ => ratio,
+                }
+            } else {
+                ratio
+            };
+            Quality::Rates(profile::layer_rates(ratio, layers))
+        } else {
+            Quality::Lossless { layers }
+        };
+        let order = o
+            .order
+            .or(prof.as_ref().map(|p| p.order))
+            .unwrap_or(Order::Rpcl);
+        let codeblock = o
+            .codeblock
+            .or(prof.as_ref().map(|p| (p.codeblock, p.codeblock)))
+            .unwrap_or((64, 64));
+        check_codeblock(codeblock)?;
+        let precincts = if !o.precincts.is_empty() {
+            o.precincts.clone()
+        } else {
+            prof.as_ref()
+                .map(|p| p.precincts.to_vec())
+                .unwrap_or_default()
+        };
+        for &(w, h) in &precincts {
+            if !w.is_power_of_two() || !h.is_power_of_two() || w < 2 || h < 2 {
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    format!("precinct {w}x{h}: sides must be powers of two, at least 2"),
+                ));
+            }
+        }
+
+        // Plan: tile side and workers from the budget.
+        let model = StripConvert::default();
+        let summary = summary(info);
+        let (tile, workers, predicted) = match o.tile.or(prof.as_ref().map(|p| (p.tile, p.tile))) {
+            Some(t) => {
+                let t = (t.0.min(info.width), t.1.min(info.height));
+                let side = u64::from(t.0.max(t.1));
+                let w = (1..=self.jobs as u32)
+                    .rev()
+                    .find(|&w| model.peak_bytes(&summary, side, w) <= self.budget);
+                match w {
+                    Some(w) => (t, w as usize, model.peak_bytes(&summary, side, w)),
+                    None => {
+                        let need = model.peak_bytes(&summary, side, 1);
+                        return Err(Error::new(
+                            ErrorKind::Budget,
+                            format!(
+                                "tile {}x{} needs about {} MiB but the budget is {} MiB",
+                                t.0,
+                                t.1,
+                                need >> 20,
+                                self.budget >> 20
+                            ),
+                        ));
+                    }
+                }
+            }
+            None => {
+                let p = plan::plan(
+                    &model,
+                    &summary,
+                    membudget::Budget::bytes(self.budget),
+                    self.jobs as u32,
+                )?;
+                let side = p.chunk as u32;
+                (
+                    (side.min(info.width), side.min(info.height)),
+                    p.workers as usize,
+                    p.predicted_peak_bytes,
+                )
+            }
+        };
+        let (across, down) = (info.width.div_ceil(tile.0), info.height.div_ceil(tile.1));
+        let tiles = u64::from(across) * u64::from(down);
+        if tiles > 65535 {
+            return Err(Error::unsupported(format!(
+                "{tiles} tiles of {}x{}: JPEG 2000 allows at most 65535; use a larger --tile",
+                tile.0, tile.1
+            )));
+        }
+        let workers = workers.min(tiles as usize).max(1);
+        let codec_threads = (self.jobs / workers).max(1);
+        let max_levels = encode::max_levels(info.width, info.height, tile);
+        let want = o.levels.or(prof.as_ref().map(|p| p.levels)).unwrap_or(5);
+        let levels = want.min(max_levels);
+        if levels < want {
+            note = Some(format!(
+                "levels capped from {want} to {levels} by the tile and image size"
+            ));
+        }
+        let params = EncodeParams {
+            width: info.width,
+            height: info.height,
+            comps: info.comps,
+            prec: info.prec,
+            tile,
+            levels,
+            codeblock,
+            precincts,
+            order,
+            quality,
+            irreversible,
+            mct: info.comps >= 3,
+            sop: o.sop || prof.as_ref().is_some_and(|p| p.sop),
+            eph: o.eph || prof.as_ref().is_some_and(|p| p.eph),
+            plt: o.plt || prof.as_ref().is_some_and(|p| p.plt),
+            cblk_style: prof.as_ref().map(|p| p.cblk_style).unwrap_or(0),
+            tileparts: o.tileparts.or(prof.as_ref().and_then(|p| p.tileparts)),
+        };
+
+        // JP2 header.
+        let icc = match (&info.icc, o.no_icc) {
+            (Some(icc), false) if jp2::icc_is_restricted(icc, info.colour) => Some(icc.clone()),
+            (Some(_), false) => {
+                note = Some(
+                    "the TIFF's ICC profile is not a restricted (matrix/TRC) profile JP2 \
+                     allows; enumerated colour space written instead"
+                        .into(),
+                );
+                None
+            }
+            _ => None,
+        };
+        let xmp = if let Some(x) = &self.xmp {
+            Some(x.clone())
+        } else if prof.as_ref().is_some_and(|p| p.xmp_fields)
+            || o.is_part_of.is_some()
+            || o.provenance.is_some()
+            || o.relation.is_some()
+            || o.dc_source.is_some()
+        {
+            Some(xmp_packet(o))
+        } else {
+            info.xmp.clone()
+        };
+        let header = jp2::Header {
+            width: info.width,
+            height: info.height,
+            comps: info.comps,
+            prec: info.prec,
+            colour: Some(info.colour),
+            extra: Some(info.extra),
+            icc,
+            resolution: info.resolution,
+            xml: self.xml.clone(),
+            xmp,
+        };
+        Ok(Setup {
+            params,
+            header,
+            run: convert::Run {
+                workers,
+                codec_threads,
+                bands: model.bands_in_flight as usize,
+                tlm: o.tlm,
+            },
+            predicted,
+            note,
+        })
+    }
+}
+
+struct Setup {
+    params: EncodeParams,
+    header: jp2::Header,
+    run: convert::Run,
+    predicted: u64,
+    note: Option<String>,
+}
+
+fn check_codeblock((w, h): (u32, u32)) -> Result<(), Error> {
+    let ok = w.is_power_of_two()
+        && h.is_power_of_two()
+        && (4..=1024).contains(&w)
+        && (4..=1024).contains(&h)
+        && w * h <= 4096;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::BadRecord,
+            format!(
+                "code-block {w}x{h}: sides must be powers of two from 4 to 1024, area at most 4096"
+            ),
+        ))
+    }
+}
+
+/// The cost model's view of one page.
+fn summary(info: &source::PageInfo) -> Summary {
+    Summary {
+        format: Format::Tiff,
+        bytes: 0,
+        image: Some(ImageSummary {
+            width: u64::from(info.width),
+            height: u64::from(info.height),
+            bands: u32::from(info.comps),
+            bits: u32::from(info.prec),
+            sample_format: SampleFormat::Uint,
+            pages: 1,
+            layout: if info.layout == "tiles" {
+                Layout::Tiles
+            } else {
+                Layout::Strips
+            },
+            block: [u64::from(info.chunk.0), u64::from(info.chunk.1)],
+            compressed: true,
+        }),
+        points: None,
+        archive: None,
+        document: None,
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An XMP packet with the Dublin Core fields the BnF profile asks for.
+fn xmp_packet(o: &Opts) -> Vec<u8> {
+    let mut props = String::new();
+    let mut add = |ns: &str, name: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            props.push_str(&format!(
+                "   <{ns}:{name}>{}</{ns}:{name}>\n",
+                xml_escape(v)
+            ));
+        }
+    };
+    add("dcterms", "isPartOf", &o.is_part_of);
+    add("dcterms", "provenance", &o.provenance);
+    add("dc", "relation", &o.relation);
+    add("dc", "source", &o.dc_source);
+    format!(
+        "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\n\
+         <x:xmpmeta xmlns:x=\"adobe:ns:meta/\">\n\
+         <rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">\n\
+         <rdf:Description rdf:about=\"\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\" \
+         xmlns:dcterms=\"http://purl.org/dc/terms/\">\n{props}</rdf:Description>\n\
+         </rdf:RDF>\n</x:xmpmeta>\n<?xpacket end=\"w\"?>"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_valid() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512"), Ok((512, 512)));
+        assert_eq!(parse_size("1024x256"), Ok((1024, 256)));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ax2").is_err());
+    }
+
+    #[test]
+    fn codeblocks_are_checked() {
+        assert!(check_codeblock((64, 64)).is_ok());
+        assert!(check_codeblock((128, 64)).is_err());
+        assert!(check_codeblock((48, 48)).is_err());
+    }
+}

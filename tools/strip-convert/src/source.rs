@@ -1,0 +1,613 @@
+//! Reading a TIFF page band by band: only the strips or tiles that overlap the rows asked
+//! for are decoded, and their samples land in planar per-component buffers (one byte per
+//! sample up to 8 bits, two native-endian bytes up to 16), the layout OpenJPEG takes.
+//!
+//! Sample rules (documented in the man page): gray, gray+alpha, RGB and RGBA are kept as
+//! they are (1 to 16 bits; 1-, 2- and 4-bit gray keep their precision); palette images are
+//! expanded to RGB (8 bits when every colour-map entry is an exact 8-bit value, else 16);
+//! WhiteIsZero is inverted by the decoder so that 0 is black, as JP2's greyscale says;
+//! JPEG-compressed YCbCr is decoded to RGB. CMYK, float and signed samples are refused:
+//! JP2 has no CMYK colour space, and converting any of them would change the archived
+//! values by a rule the archive did not choose.
+
+use membudget::{Error, ErrorKind};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
+use tiff::tags::{PhotometricInterpretation, PlanarConfiguration, SampleFormat, Tag};
+use tiff::ColorType;
+
+/// Colour interpretation of the output components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    /// One gray component (then maybe alpha or extra components).
+    Gray,
+    /// Red, green, blue (then maybe alpha).
+    Rgb,
+}
+
+/// What the extra component after the colour components means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    /// No extra component.
+    None,
+    /// Unassociated (straight) alpha.
+    Alpha,
+    /// Associated (premultiplied) alpha.
+    Premultiplied,
+    /// An extra component of unspecified meaning.
+    Unspecified,
+}
+
+/// Capture resolution in pixels per metre (TIFF XResolution/YResolution with a unit),
+/// kept as an exact fraction `num / den * 10^exp` where possible.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resolution {
+    /// Horizontal: (numerator, denominator, decimal exponent).
+    pub x: (u32, u32, i8),
+    /// Vertical: (numerator, denominator, decimal exponent).
+    pub y: (u32, u32, i8),
+}
+
+impl Resolution {
+    /// Horizontal pixels per metre.
+    pub fn x_ppm(&self) -> f64 {
+        f64::from(self.x.0) / f64::from(self.x.1) * 10f64.powi(i32::from(self.x.2))
+    }
+    /// Vertical pixels per metre.
+    pub fn y_ppm(&self) -> f64 {
+        f64::from(self.y.0) / f64::from(self.y.1) * 10f64.powi(i32::from(self.y.2))
+    }
+}
+
+/// How the decoder's samples become output samples.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// Samples are copied (bits 8 or 16, or unpacked from 1/2/4 bits).
+    Direct,
+    /// Indices into a colour map (`r`, `g`, `b` tables of 2^bits entries each).
+    Palette { map: Vec<u16>, shift: u8 },
+}
+
+/// One page of a TIFF as the converter sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageInfo {
+    /// Page index (IFD number, from 0).
+    pub index: usize,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Output components.
+    pub comps: u16,
+    /// Output bits per sample.
+    pub prec: u8,
+    /// Colour interpretation.
+    pub colour: Colour,
+    /// Meaning of the component after the colour ones.
+    pub extra: Extra,
+    /// The ICC profile (tag 34675), if any.
+    pub icc: Option<Vec<u8>>,
+    /// The XMP packet (tag 700), if any.
+    pub xmp: Option<Vec<u8>>,
+    /// Capture resolution, if the TIFF says it in inches or centimetres.
+    pub resolution: Option<Resolution>,
+    /// `strips` or `tiles`.
+    pub layout: &'static str,
+    /// Strip or tile size `(width, rows)`.
+    pub chunk: (u32, u32),
+    /// Decoded bytes of the largest chunk (all planes of a coding unit).
+    pub chunk_bytes: u64,
+    /// Samples per pixel in the file.
+    samples: u16,
+    /// Bits per sample in the file.
+    bits: u8,
+    planar: bool,
+    kind: Kind,
+}
+
+impl PageInfo {
+    /// Bytes per output sample in planar buffers (1 or 2).
+    pub fn sample_bytes(&self) -> usize {
+        if self.prec <= 8 {
+            1
+        } else {
+            2
+        }
+    }
+    /// Bytes of one output row, all components.
+    pub fn row_bytes(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.comps) * self.sample_bytes() as u64
+    }
+}
+
+/// A band of rows in planar layout: `planes[c]` holds `rows` rows of `width` samples.
+#[derive(Debug, Default)]
+pub struct Band {
+    /// First row of the band in the image.
+    pub y0: u32,
+    /// Number of rows.
+    pub rows: u32,
+    /// Width in samples.
+    pub width: u32,
+    /// Bytes per sample.
+    pub sample_bytes: usize,
+    /// One buffer per component.
+    pub planes: Vec<Vec<u8>>,
+}
+
+impl Band {
+    /// Copy the rectangle `x0..x1` of every row into `out` as planar tile data
+    /// (component after component).
+    pub fn tile(&self, x0: u32, x1: u32, out: &mut Vec<u8>) {
+        let sb = self.sample_bytes;
+        let w = self.width as usize * sb;
+        let (a, b) = (x0 as usize * sb, x1 as usize * sb);
+        out.clear();
+        out.reserve((b - a) * self.rows as usize * self.planes.len());
+        for plane in &self.planes {
+            for r in 0..self.rows as usize {
+                out.extend_from_slice(&plane[r * w + a..r * w + b]);
+            }
+        }
+    }
+}
+
+fn tiff_err(e: tiff::TiffError) -> Error {
+    use tiff::TiffError as T;
+    match e {
+        T::IoError(io) => Error::from(io),
+        T::UnsupportedError(u) => Error::unsupported(format!("TIFF: {u}")),
+        T::LimitsExceeded => {
+            Error::hostile("TIFF: a strip, tile or tag exceeds the decoder's limits")
+        }
+        T::IntSizeError => Error::hostile("TIFF: sizes overflow"),
+        other => Error::corrupt(format!("TIFF: {other}")),
+    }
+}
+
+/// The TIFF decoder's limits: a strip or tile may decode to at most 256 MiB (the plan
+/// must hold one), tags (ICC, XMP) may hold up to 16 MiB.
+fn limits() -> Limits {
+    let mut l = Limits::default();
+    l.ifd_value_size = 16 << 20;
+    l
+}
+
+/// An open TIFF file positioned on one page.
+pub struct TiffPage {
+    decoder: Decoder<BufReader<File>>,
+    /// The page.
+    pub info: PageInfo,
+    /// Decoded chunks that may still be needed by the next band.
+    cache: BTreeMap<u32, DecodingResult>,
+}
+
+impl std::fmt::Debug for TiffPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TiffPage")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// Number of pages (IFDs) in the file, walking the IFD chain (the decoder refuses cycles).
+pub fn page_count(path: &Path) -> Result<usize, Error> {
+    let f = File::open(path)?;
+    let mut d = Decoder::new(BufReader::new(f))
+        .map_err(tiff_err)?
+        .with_limits(limits());
+    let mut n = 1;
+    while d.more_images() {
+        d.next_image().map_err(tiff_err)?;
+        n += 1;
+        if n > 100_000 {
+            return Err(Error::hostile("TIFF: more than 100000 pages"));
+        }
+    }
+    Ok(n)
+}
+
+impl TiffPage {
+    /// Open page `index` of the TIFF at `path` and read its header.
+    pub fn open(path: &Path, index: usize) -> Result<TiffPage, Error> {
+        let f = File::open(path)?;
+        let mut d = Decoder::new(BufReader::new(f))
+            .map_err(tiff_err)?
+            .with_limits(limits());
+        if index > 0 {
+            d.seek_to_image(index).map_err(tiff_err)?;
+        }
+        let info = read_info(&mut d, index)?;
+        Ok(TiffPage {
+            decoder: d,
+            info,
+            cache: BTreeMap::new(),
+        })
+    }
+
+    /// Fill `band` with rows `y0 .. y0 + rows` (reusing its buffers).
+    pub fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        let info = &self.info;
+        let sb = info.sample_bytes();
+        band.y0 = y0;
+        band.rows = rows;
+        band.width = info.width;
+        band.sample_bytes = sb;
+        let plane_len = info.width as usize * rows as usize * sb;
+        band.planes.resize_with(usize::from(info.comps), Vec::new);
+        for p in &mut band.planes {
+            p.clear();
+            p.resize(plane_len, 0);
+        }
+        let (cw, ch) = info.chunk;
+        let across = info.width.div_ceil(cw);
+        let per_plane = across * info.height.div_ceil(ch);
+        let planes = if info.planar { info.samples } else { 1 };
+        let (first_row, last_row) = (y0 / ch, (y0 + rows - 1) / ch);
+        for crow in first_row..=last_row {
+            for cx in 0..across {
+                for plane in 0..planes {
+                    let idx = u32::from(plane) * per_plane + crow * across + cx;
+                    if !self.cache.contains_key(&idx) {
+                        let data = self.decoder.read_chunk(idx).map_err(tiff_err)?;
+                        self.cache.insert(idx, data);
+                    }
+                    let (dw, dh) = self.decoder.chunk_data_dimensions(idx);
+                    let data = &self.cache[&idx];
+                    place(&self.info, data, (cx * cw, crow * ch, dw, dh), plane, band)?;
+                }
+            }
+        }
+        // Chunks ending inside this band are done; keep only those reaching past it.
+        let end = y0 + rows;
+        self.cache.retain(|idx, _| {
+            let crow = (idx % per_plane) / across;
+            (crow + 1) * ch > end
+        });
+        Ok(())
+    }
+}
+
+fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo, Error> {
+    let (width, height) = d.dimensions().map_err(tiff_err)?;
+    if width == 0 || height == 0 {
+        return Err(Error::corrupt("TIFF: zero width or height"));
+    }
+    let color = d.colortype().map_err(tiff_err)?;
+    let photometric = d
+        .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+        .map_err(tiff_err)?
+        .and_then(PhotometricInterpretation::from_u16);
+    let compression = d
+        .find_tag_unsigned::<u16>(Tag::Compression)
+        .map_err(tiff_err)?
+        .unwrap_or(1);
+    let sample_format = d
+        .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
+        .map_err(tiff_err)?
+        .and_then(|v| v.first().copied())
+        .map(SampleFormat::from_u16_exhaustive)
+        .unwrap_or(SampleFormat::Uint);
+    match sample_format {
+        SampleFormat::Uint => {}
+        SampleFormat::Int => {
+            return Err(Error::unsupported(
+                "signed samples are refused: JPEG 2000 could keep them, but archival profiles \
+                 and viewers expect unsigned data; convert with an explicit offset first",
+            ))
+        }
+        SampleFormat::IEEEFP => {
+            return Err(Error::unsupported(
+                "floating-point samples are refused: JPEG 2000 codes integers; scale them to \
+                 8 or 16 bits by a rule you choose first",
+            ))
+        }
+        _ => return Err(Error::unsupported("unknown TIFF sample format")),
+    }
+    let planar = d
+        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
+        .map_err(tiff_err)?
+        .and_then(PlanarConfiguration::from_u16)
+        == Some(PlanarConfiguration::Planar);
+    let extra_tag: Vec<u16> = d
+        .find_tag_unsigned_vec::<u16>(Tag::ExtraSamples)
+        .map_err(tiff_err)?
+        .unwrap_or_default();
+    let extra_of = |v: Option<&u16>| match v {
+        Some(1) => Extra::Premultiplied,
+        Some(2) => Extra::Alpha,
+        Some(_) => Extra::Unspecified,
+        None => Extra::None,
+    };
+    let (samples, bits, colour, extra, kind, comps, prec) = match color {
+        ColorType::Gray(b) => (1, b, Colour::Gray, Extra::None, Kind::Direct, 1, b),
+        ColorType::GrayA(b) => (2, b, Colour::Gray, Extra::Alpha, Kind::Direct, 2, b),
+        ColorType::Multiband {
+            bit_depth,
+            num_samples: 2,
+        } if matches!(
+            photometric,
+            Some(PhotometricInterpretation::BlackIsZero | PhotometricInterpretation::WhiteIsZero)
+        ) =>
+        {
+            let e = extra_of(extra_tag.first());
+            (2, bit_depth, Colour::Gray, e, Kind::Direct, 2, bit_depth)
+        }
+        ColorType::RGB(b) => (3, b, Colour::Rgb, Extra::None, Kind::Direct, 3, b),
+        ColorType::RGBA(b) => {
+            let e = match extra_of(extra_tag.first()) {
+                Extra::None => Extra::Alpha,
+                e => e,
+            };
+            (4, b, Colour::Rgb, e, Kind::Direct, 4, b)
+        }
+        // JPEG-compressed YCbCr comes out of the JPEG decoder as RGB.
+        ColorType::YCbCr(8) if compression == 7 => {
+            (3, 8, Colour::Rgb, Extra::None, Kind::Direct, 3, 8)
+        }
+        ColorType::YCbCr(_) => {
+            return Err(Error::unsupported(
+                "uncompressed or non-JPEG YCbCr TIFFs are not supported (subsampled chroma)",
+            ))
+        }
+        ColorType::Palette(b) => {
+            let map = d.get_tag_u16_vec(Tag::ColorMap).map_err(tiff_err)?;
+            let entries = 1usize << b;
+            if map.len() != 3 * entries {
+                return Err(Error::corrupt(format!(
+                    "TIFF: colour map has {} entries, {} expected",
+                    map.len(),
+                    3 * entries
+                )));
+            }
+            let exact8 = map.iter().all(|v| v % 257 == 0);
+            let prec = if exact8 { 8 } else { 16 };
+            let shift = if exact8 { 8 } else { 0 };
+            (
+                1,
+                b,
+                Colour::Rgb,
+                Extra::None,
+                Kind::Palette { map, shift },
+                3,
+                prec,
+            )
+        }
+        ColorType::CMYK(_) | ColorType::CMYKA(_) => {
+            return Err(Error::unsupported(
+                "CMYK is refused: JP2 has no CMYK colour space; convert to RGB with an \
+                 ICC-aware tool first",
+            ))
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "TIFF colour type {other:?} is not supported"
+            )))
+        }
+    };
+    if !(1..=16).contains(&bits) || (bits > 8 && bits != 16 && !(9..16).contains(&bits)) {
+        return Err(Error::unsupported(format!(
+            "{bits}-bit samples are not supported"
+        )));
+    }
+    if matches!(kind, Kind::Direct) && bits < 8 && samples != 1 {
+        return Err(Error::unsupported(format!(
+            "{bits}-bit samples with {samples} samples per pixel are not supported"
+        )));
+    }
+    let (layout, chunk) = match d.get_chunk_type() {
+        ChunkType::Strip => ("strips", (width, d.chunk_dimensions().1.clamp(1, height))),
+        ChunkType::Tile => ("tiles", d.chunk_dimensions()),
+    };
+    if chunk.0 == 0 || chunk.1 == 0 {
+        return Err(Error::corrupt("TIFF: zero strip or tile size"));
+    }
+    let sample_bytes = u64::from(bits.div_ceil(8));
+    let chunk_bytes = u64::from(chunk.0) * u64::from(chunk.1) * u64::from(samples) * sample_bytes;
+    let icc = d
+        .find_tag(Tag::IccProfile)
+        .ok()
+        .flatten()
+        .and_then(|v| v.into_u8_vec().ok());
+    let xmp = d
+        .find_tag(Tag::Unknown(700))
+        .ok()
+        .flatten()
+        .and_then(|v| v.into_u8_vec().ok());
+    let resolution = read_resolution(d);
+    Ok(PageInfo {
+        index,
+        width,
+        height,
+        comps,
+        prec,
+        colour,
+        extra,
+        icc,
+        xmp,
+        resolution,
+        layout,
+        chunk,
+        chunk_bytes,
+        samples,
+        bits,
+        planar,
+        kind,
+    })
+}
+
+fn read_resolution(d: &mut Decoder<BufReader<File>>) -> Option<Resolution> {
+    let unit = d
+        .find_tag_unsigned::<u16>(Tag::ResolutionUnit)
+        .ok()
+        .flatten()
+        .unwrap_or(2);
+    let rational = |d: &mut Decoder<BufReader<File>>, tag| -> Option<(u32, u32)> {
+        match d.find_tag(tag).ok()?? {
+            tiff::decoder::ifd::Value::Rational(n, den) if n > 0 && den > 0 => Some((n, den)),
+            tiff::decoder::ifd::Value::List(v) => match v.first() {
+                Some(tiff::decoder::ifd::Value::Rational(n, den)) if *n > 0 && *den > 0 => {
+                    Some((*n, *den))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let x = rational(d, Tag::XResolution)?;
+    let y = rational(d, Tag::YResolution)?;
+    let to_ppm = |(n, den): (u32, u32)| -> (u32, u32, i8) {
+        // Per inch: n/den / 0.0254 m = n / (den * 254) * 10^4, exact when it fits.
+        // Per centimetre: n/den * 10^2.
+        let (num, den, exp) = match unit {
+            3 => (u64::from(n), u64::from(den), 2i8),
+            _ => (u64::from(n), u64::from(den) * 254, 4i8),
+        };
+        let g = gcd(num, den);
+        let (mut num, mut den, mut exp) = (num / g, den / g, exp);
+        // The resc box holds 16-bit fractions: shrink both by powers of ten, then by
+        // halving, until they fit; the error stays below 1e-4 relative.
+        while num > 0xFFFF || den > 0xFFFF {
+            if den > 0xFFFF && den % 10 == 0 {
+                den /= 10;
+                exp -= 1;
+            } else if num > 0xFFFF && num % 10 == 0 {
+                num /= 10;
+                exp += 1;
+            } else {
+                num = num.div_ceil(2);
+                den = den.div_ceil(2);
+            }
+        }
+        (num.max(1) as u32, den.max(1) as u32, exp)
+    };
+    match unit {
+        2 | 3 => Some(Resolution {
+            x: to_ppm(x),
+            y: to_ppm(y),
+        }),
+        _ => None,
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
+/// Copy the part of one decoded chunk at image position `(cx0, cy0)` (data size `dw` x
+/// `dh`) that falls in the band into its planes.
+fn place(
+    info: &PageInfo,
+    data: &DecodingResult,
+    (cx0, cy0, dw, dh): (u32, u32, u32, u32),
+    plane: u16,
+    band: &mut Band,
+) -> Result<(), Error> {
+    let r0 = cy0.max(band.y0);
+    let r1 = (cy0 + dh).min(band.y0 + band.rows);
+    if r0 >= r1 {
+        return Ok(());
+    }
+    let dw = dw.min(info.width - cx0) as usize;
+    let spp = if info.planar {
+        1
+    } else {
+        usize::from(info.samples)
+    };
+    let width = info.width as usize;
+    let short = || Error::corrupt("TIFF: a strip or tile decoded to fewer samples than its size");
+    // read_chunk returns the chunk's data size, padding removed.
+    let stride_px = dw;
+    for y in r0..r1 {
+        let src_row = (y - cy0) as usize;
+        let dst_row = (y - band.y0) as usize;
+        match (&info.kind, data) {
+            (Kind::Direct, DecodingResult::U8(v)) if info.bits == 8 => {
+                let row = v
+                    .get(src_row * stride_px * spp..(src_row * stride_px + dw) * spp)
+                    .ok_or_else(short)?;
+                for s in 0..spp {
+                    let c = if info.planar { usize::from(plane) } else { s };
+                    let dst = &mut band.planes[c][dst_row * width + cx0 as usize..][..dw];
+                    for (d, px) in dst.iter_mut().zip(row.chunks_exact(spp)) {
+                        *d = px[s];
+                    }
+                }
+            }
+            (Kind::Direct, DecodingResult::U16(v)) => {
+                let row = v
+                    .get(src_row * stride_px * spp..(src_row * stride_px + dw) * spp)
+                    .ok_or_else(short)?;
+                for s in 0..spp {
+                    let c = if info.planar { usize::from(plane) } else { s };
+                    let dst = &mut band.planes[c][(dst_row * width + cx0 as usize) * 2..][..dw * 2];
+                    for (d, px) in dst.chunks_exact_mut(2).zip(row.chunks_exact(spp)) {
+                        d.copy_from_slice(&px[s].to_ne_bytes());
+                    }
+                }
+            }
+            (Kind::Direct, DecodingResult::U8(v)) => {
+                // 1, 2 or 4 bits, one sample per pixel, rows padded to whole bytes.
+                let bits = usize::from(info.bits);
+                let row_bytes = (stride_px * bits).div_ceil(8);
+                let row = v
+                    .get(src_row * row_bytes..(src_row + 1) * row_bytes)
+                    .ok_or_else(short)?;
+                let dst = &mut band.planes[0][dst_row * width + cx0 as usize..][..dw];
+                unpack(row, bits, dst, |i| i as u8);
+            }
+            (Kind::Palette { map, shift }, DecodingResult::U8(v)) => {
+                let bits = usize::from(info.bits);
+                let row_bytes = (stride_px * bits).div_ceil(8);
+                let row = v
+                    .get(src_row * row_bytes..(src_row + 1) * row_bytes)
+                    .ok_or_else(short)?;
+                let n = 1usize << bits;
+                let mut idx = vec![0u8; dw];
+                unpack(row, bits, &mut idx, |i| i as u8);
+                for c in 0..3 {
+                    let table = &map[c * n..(c + 1) * n];
+                    let start = dst_row * width + cx0 as usize;
+                    if *shift == 8 {
+                        let dst = &mut band.planes[c][start..][..dw];
+                        for (d, &i) in dst.iter_mut().zip(&idx) {
+                            *d = (table[usize::from(i)] >> 8) as u8;
+                        }
+                    } else {
+                        let dst = &mut band.planes[c][start * 2..][..dw * 2];
+                        for (d, &i) in dst.chunks_exact_mut(2).zip(&idx) {
+                            d.copy_from_slice(&table[usize::from(i)].to_ne_bytes());
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "TIFF: {}-bit samples decoded to an unexpected type",
+                        info.bits
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unpack `dst.len()` samples of `bits` bits (1, 2, 4 or 8), most significant first.
+fn unpack(row: &[u8], bits: usize, dst: &mut [u8], f: impl Fn(u32) -> u8) {
+    let per = 8 / bits;
+    let mask = (1u32 << bits) - 1;
+    for (i, d) in dst.iter_mut().enumerate() {
+        let byte = u32::from(row[i / per]);
+        let shift = 8 - bits * (i % per + 1);
+        *d = f((byte >> shift) & mask);
+    }
+}
