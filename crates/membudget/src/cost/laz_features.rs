@@ -1,12 +1,16 @@
 //! Cost model of `laz-enrich` (geometric features per point over spatial tiles with halo).
 //!
-//! In flight per tile: the owned points and the halo points (positions as f64 and their
-//! index), the neighbour-search structure, and the feature values of the owned points
-//! before they are written. The halo's share grows as tiles shrink: with density `d`
-//! points per square metre, a square tile of `p` owned points has side `sqrt(p / d)` and
-//! holds `d * (side + 2r)^2` points. Whole-cloud tools (jakteristics, building a KD-tree
-//! over everything) hold about 150 bytes a point. First-principles constants; the
-//! laz-enrich tests recalibrate them.
+//! In flight per pass: the owned and halo points of the pass's tiles (stored integer
+//! coordinates, 12 bytes, plus an 8-byte index for owned points), the column grid of the
+//! tile being computed (a sorted copy, 12 bytes, and about two column offsets a point),
+//! and the feature values of its owned points (4 bytes a feature) before they are
+//! written: `bytes_per_point + features * bytes_per_feature` a held point. The halo's
+//! share grows as tiles shrink: with density `d` points per square metre, a square tile
+//! of `p` owned points has side `sqrt(p / d)` and holds `d * (side + 2r)^2` points.
+//! Whole-cloud tools (jakteristics, building a KD-tree over everything) hold about 150
+//! bytes a point. `fixed` covers the process, the LAZ decoder/encoder and a slab of
+//! records; the constants are calibrated against measured peak RSS by laz-enrich's
+//! tests (tools/laz-enrich/tests/budget.rs).
 
 use super::{halving, CostModel, Summary, MIB};
 use crate::probe::Format;
@@ -17,8 +21,12 @@ use serde_json::{json, Value};
 pub struct LazFeatures {
     /// Process overhead (LAZ decoder and encoder state, write buffers).
     pub fixed: u64,
-    /// Bytes per point held in a tile (xyz f64, index, grid entry, features).
+    /// Bytes per point held in a pass, features not included (positions, index, grid).
     pub bytes_per_point: u64,
+    /// Bytes per feature of a held point.
+    pub bytes_per_feature: u64,
+    /// Features computed.
+    pub features: u64,
     /// Neighbourhood radius in metres (the halo width).
     pub radius: f64,
     /// Bytes per point of a whole-cloud tool.
@@ -29,7 +37,9 @@ impl Default for LazFeatures {
     fn default() -> Self {
         LazFeatures {
             fixed: 24 * MIB,
-            bytes_per_point: 120,
+            bytes_per_point: 48,
+            bytes_per_feature: 4,
+            features: 12,
             radius: 1.0,
             whole_bytes_per_point: 150,
         }
@@ -46,6 +56,21 @@ impl LazFeatures {
         } else {
             p.count.max(1) as f64
         }
+    }
+
+    /// Bytes a held point costs, features included.
+    pub fn per_point(&self) -> u64 {
+        self.bytes_per_point
+            .saturating_add(self.features.saturating_mul(self.bytes_per_feature))
+            .max(1)
+    }
+
+    /// Points (owned plus halo) one pass may hold within `budget_bytes`, if any.
+    pub fn capacity(&self, budget_bytes: u64) -> Option<u64> {
+        budget_bytes
+            .checked_sub(self.fixed)
+            .map(|b| b / self.per_point())
+            .filter(|&c| c > 0)
     }
 
     /// Points held for a tile of `owned` points: owned plus halo.
@@ -86,7 +111,7 @@ impl CostModel for LazFeatures {
     fn peak_bytes(&self, s: &Summary, owned: u64, workers: u32) -> u64 {
         let held = self.held_points(s, owned);
         self.fixed.saturating_add(
-            held.saturating_mul(self.bytes_per_point)
+            held.saturating_mul(self.per_point())
                 .saturating_mul(u64::from(workers.max(1))),
         )
     }

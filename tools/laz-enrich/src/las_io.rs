@@ -1,0 +1,203 @@
+//! LAS/LAZ/COPC reading and the output header: every input VLR and EVLR kept except the
+//! ones that describe the input's encoding (the laszip VLR, the COPC info VLR and
+//! hierarchy EVLR: a header cloned from a reader keeps them, and a LAZ written with the
+//! stale laszip VLR cannot be read back), and one Extra Bytes VLR describing the input's
+//! extra bytes followed by the new dimensions.
+
+use las::{Builder, Header, Reader, Vlr};
+use membudget::{Error, ErrorKind};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+/// Bytes of one Extra Bytes descriptor (LAS 1.4 R15, table 24).
+const EB_DESCRIPTOR: usize = 192;
+/// LAS data type 9: a 4-byte IEEE float.
+const EB_FLOAT: u8 = 9;
+
+/// A las-crate error as a membudget error with the right kind.
+pub fn las_error(path: &Path, e: las::Error) -> Error {
+    let msg = format!("{}: {e}", path.display());
+    match e {
+        las::Error::Io(io) => {
+            let kind = Error::from(io).kind;
+            Error::new(kind, msg)
+        }
+        las::Error::LaszipNotEnabled | las::Error::UnsupportedFormat { .. } => {
+            Error::new(ErrorKind::Unsupported, msg)
+        }
+        _ => Error::new(ErrorKind::Corrupt, msg),
+    }
+}
+
+/// Open a LAS/LAZ/COPC file for sequential reading.
+pub fn open(path: &Path) -> Result<Reader, Error> {
+    let file = File::open(path)?;
+    let mut head = [0u8; 4];
+    use std::io::Read;
+    let n = (&file).read(&mut head)?;
+    if n < 4 || &head != b"LASF" {
+        return Err(Error::unsupported(format!(
+            "{}: not a LAS/LAZ file",
+            path.display()
+        )));
+    }
+    use std::io::Seek;
+    let mut file = file;
+    file.rewind()?;
+    Reader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| las_error(path, e))
+}
+
+/// `[x, y, z]` scales of a header.
+pub fn scales(h: &Header) -> [f64; 3] {
+    let t = h.transforms();
+    [t.x.scale, t.y.scale, t.z.scale]
+}
+
+/// `[x, y, z]` offsets of a header.
+pub fn offsets(h: &Header) -> [f64; 3] {
+    let t = h.transforms();
+    [t.x.offset, t.y.offset, t.z.offset]
+}
+
+fn is_extra_bytes(v: &Vlr) -> bool {
+    v.user_id == "LASF_Spec" && v.record_id == 4
+}
+
+fn descriptor_size(data_type: u8, options: u8) -> Option<u16> {
+    const BASE: [u16; 10] = [1, 1, 2, 2, 4, 4, 8, 8, 4, 8];
+    match data_type {
+        0 => Some(u16::from(options)),
+        1..=10 => Some(BASE[usize::from(data_type - 1)]),
+        11..=20 => Some(2 * BASE[usize::from(data_type - 11)]),
+        21..=30 => Some(3 * BASE[usize::from(data_type - 21)]),
+        _ => None,
+    }
+}
+
+fn descriptor(data_type: u8, options: u8, name: &str, description: &str) -> [u8; EB_DESCRIPTOR] {
+    let mut d = [0u8; EB_DESCRIPTOR];
+    d[2] = data_type;
+    d[3] = options;
+    let n = name.as_bytes();
+    d[4..4 + n.len().min(32)].copy_from_slice(&n[..n.len().min(32)]);
+    let s = description.as_bytes();
+    d[160..160 + s.len().min(32)].copy_from_slice(&s[..s.len().min(32)]);
+    d
+}
+
+fn descriptor_name(d: &[u8]) -> String {
+    let raw = &d[4..36];
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(32);
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// The output header: the input's, minus the encoding VLRs, with one Extra Bytes VLR
+/// describing the input's extra bytes then `dims` (name, description) as f32, and the
+/// point format grown by 4 bytes a dimension.
+pub fn output_header(
+    path: &Path,
+    input: &Header,
+    dims: &[(&str, &str)],
+    compress: bool,
+) -> Result<Header, Error> {
+    let mut b = Builder::from(input.clone());
+    let old_extra = b.point_format.extra_bytes;
+    // Every descriptor of every Extra Bytes VLR, in file order: some writers split them
+    // over several VLRs, which is invalid (readers see only the first), so they are
+    // merged into one.
+    let mut descriptors: Vec<u8> = Vec::new();
+    let mut first_eb = None;
+    let mut kept = Vec::with_capacity(b.vlrs.len());
+    for v in b.vlrs.drain(..) {
+        if las::laz::is_laszip_vlr(&v) || v.is_copc_info() {
+            continue;
+        }
+        if is_extra_bytes(&v) {
+            if v.data.len() % EB_DESCRIPTOR != 0 {
+                return Err(Error::corrupt(format!(
+                    "{}: Extra Bytes VLR of {} bytes is not a whole number of descriptors",
+                    path.display(),
+                    v.data.len()
+                )));
+            }
+            descriptors.extend_from_slice(&v.data);
+            if first_eb.is_none() {
+                first_eb = Some(kept.len());
+            }
+            continue;
+        }
+        kept.push(v);
+    }
+    b.vlrs = kept;
+    b.evlrs
+        .retain(|v| !v.is_copc_hierarchy() && !v.is_copc_info());
+    let mut described = 0u32;
+    let mut names = Vec::new();
+    for d in descriptors.chunks(EB_DESCRIPTOR) {
+        let size = descriptor_size(d[2], d[3]).ok_or_else(|| {
+            Error::corrupt(format!(
+                "{}: Extra Bytes descriptor with unknown data type {}",
+                path.display(),
+                d[2]
+            ))
+        })?;
+        described += u32::from(size);
+        names.push(descriptor_name(d));
+    }
+    if described > u32::from(old_extra) {
+        return Err(Error::corrupt(format!(
+            "{}: Extra Bytes VLRs describe {described} bytes but points carry {old_extra}",
+            path.display()
+        )));
+    }
+    // Undocumented extra bytes (data type 0) before ours, so ours land at the right offset.
+    let mut gap = u32::from(old_extra) - described;
+    while gap > 0 {
+        let n = gap.min(255) as u8;
+        descriptors.extend_from_slice(&descriptor(0, n, "", "undocumented extra bytes"));
+        gap -= u32::from(n);
+    }
+    for (name, desc) in dims {
+        if names.iter().any(|n| n == name) {
+            return Err(Error::unsupported(format!(
+                "{}: already has an extra dimension named {name:?} (enriched twice?)",
+                path.display()
+            )));
+        }
+        descriptors.extend_from_slice(&descriptor(EB_FLOAT, 0, name, desc));
+    }
+    let added = u16::try_from(dims.len() * 4)
+        .ok()
+        .and_then(|a| old_extra.checked_add(a))
+        .ok_or_else(|| Error::unsupported("too many extra bytes per point"))?;
+    b.point_format.extra_bytes = added;
+    b.point_format.is_compressed = compress;
+    let eb = Vlr {
+        user_id: "LASF_Spec".into(),
+        record_id: 4,
+        description: "Extra Bytes Record".into(),
+        data: descriptors,
+    };
+    let at = first_eb.unwrap_or(b.vlrs.len()).min(b.vlrs.len());
+    b.vlrs.insert(at, eb);
+    b.into_header().map_err(|e| las_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_sizes() {
+        assert_eq!(descriptor_size(0, 7), Some(7));
+        assert_eq!(descriptor_size(9, 0), Some(4));
+        assert_eq!(descriptor_size(3, 0), Some(2));
+        assert_eq!(descriptor_size(13, 0), Some(4));
+        assert_eq!(descriptor_size(30, 0), Some(24));
+        assert_eq!(descriptor_size(31, 0), None);
+        let d = descriptor(EB_FLOAT, 0, "planarity", "(l2 - l3) / l1");
+        assert_eq!(descriptor_name(&d), "planarity");
+        assert_eq!(d[2], 9);
+    }
+}

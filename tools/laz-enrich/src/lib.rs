@@ -1,0 +1,379 @@
+//! `laz-enrich`: per-point geometric features (eigenvalue features, normals, density) of
+//! LiDAR clouds of any size, in bounded memory, exact across tile borders.
+//!
+//! The pipeline is in [`enrich`]; the features and their formulas in [`features`]; the
+//! neighbour search in [`neighbours`]; the spatial tiles in [`tiling`]; the LAS header
+//! handling in [`las_io`]. Memory comes from `membudget`: the budget, the cost model
+//! `membudget::cost::laz_features` and the planner.
+
+pub mod eigen;
+pub mod enrich;
+pub mod features;
+pub mod las_io;
+pub mod neighbours;
+pub mod tiling;
+
+use anyhow::Result;
+use clap::{ArgMatches, Args, Command, FromArgMatches};
+use features::{Feature, Names, Orientation};
+use membudget::budget::human_bytes;
+use membudget::cli::{
+    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
+};
+use membudget::cost::laz_features::LazFeatures;
+use membudget::cost::Summary;
+use membudget::probe::{Format, PointsSummary};
+use membudget::system::SystemInfo;
+use membudget::{Error, ErrorKind, Record};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The tool's name, as in records and messages.
+pub const NAME: &str = "laz-enrich";
+
+/// Tiles never hold more points than this unless `--tile-points` says so: larger tiles
+/// are no faster (the halo costs 1-2 % at this size) and only use more memory.
+pub const EFFICIENT_TILE_POINTS: u64 = 1 << 20;
+
+/// Output container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFormat {
+    /// LASzip-compressed LAS
+    Laz,
+    /// Uncompressed LAS
+    Las,
+}
+
+/// The command line.
+#[derive(Debug, Args)]
+pub struct Opts {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Neighbourhood radius in metres: neighbours are the points at distance <= R, the
+    /// point itself included
+    #[arg(short = 'R', long, value_name = "METRES", default_value_t = 1.0)]
+    radius: f64,
+    /// Features to compute, comma-separated, or `all` (see FEATURES below)
+    #[arg(short = 'F', long, value_name = "LIST", value_parser = parse_features)]
+    features: Option<FeatureList>,
+    /// Names of the new dimensions
+    #[arg(long, value_enum, default_value_t = Names::Jakteristics)]
+    names: Names,
+    /// Orient normals towards this point (X,Y,Z in the file's coordinates) instead of up
+    #[arg(long, value_name = "X,Y,Z", value_parser = parse_viewpoint)]
+    viewpoint: Option<[f64; 3]>,
+    /// Take halo points from the LAS/LAZ files in this directory (adjacent tiles), so
+    /// features at this file's borders equal those of the merged cloud
+    #[arg(long, value_name = "DIR", alias = "neighbors")]
+    neighbours: Option<PathBuf>,
+    /// Output container
+    #[arg(long, value_enum, default_value_t = OutFormat::Laz)]
+    format: OutFormat,
+    /// Appended to the input's stem to name the output
+    #[arg(long, value_name = "TEXT", default_value = ".enriched")]
+    suffix: String,
+    /// Directory for temporary files (about 12 + 4 x features bytes a point); default:
+    /// the output's directory
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
+    /// Most points (owned plus halo) a tile may hold, below what the budget allows
+    /// (default: the budget's capacity, at most 1048576)
+    #[arg(long, value_name = "N")]
+    tile_points: Option<u64>,
+    #[command(flatten)]
+    budget: BudgetArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// A parsed `--features` list (a newtype so clap sees one value, not many).
+#[derive(Debug, Clone)]
+pub struct FeatureList(pub Vec<Feature>);
+
+fn parse_features(s: &str) -> Result<FeatureList, String> {
+    features::parse_list(s).map(FeatureList)
+}
+
+fn parse_viewpoint(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("viewpoint: {e}"))?;
+    match v.as_slice() {
+        [x, y, z] if v.iter().all(|c| c.is_finite()) => Ok([*x, *y, *z]),
+        _ => Err("viewpoint must be three finite numbers X,Y,Z".into()),
+    }
+}
+
+fn features_help() -> String {
+    let mut s = String::from(
+        "FEATURES (eigenvalues l1 >= l2 >= l3 of the neighbourhood's sample covariance, \
+         centred on its mean, divided by n - 1; NaN where undefined):\n",
+    );
+    for f in Feature::ALL {
+        let ign = f.dimension_name(Names::Ign);
+        let alias = if ign != f.name() {
+            format!(" (IGN: {ign})")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!("  {:<20} {}{}\n", f.name(), f.formula(), alias));
+    }
+    let defaults: Vec<&str> = Feature::DEFAULT.iter().map(|f| f.name()).collect();
+    s.push_str(&format!("Default: {}\n", defaults.join(",")));
+    s
+}
+
+/// The clap command (used by `main`, man pages and completions).
+pub fn command() -> Command {
+    Opts::augment_args(
+        Command::new(NAME)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(
+                "Add per-point geometric features to LAS/LAZ clouds of any size, in bounded memory",
+            )
+            .long_about(
+                "Reads paths or NDJSON manifest records (arguments, `-` or stdin), computes for \
+                 every point the features of its radius neighbourhood and writes a copy of the \
+                 cloud with one new float32 dimension per feature (LAS 1.4 extra bytes, all \
+                 described in one Extra Bytes VLR). Every input point, dimension, VLR and the \
+                 CRS are kept, in the original order. The cloud is cut into spatial tiles whose \
+                 points plus a halo of R metres fit the memory budget, so results are exact at \
+                 tile borders and identical (bit for bit) whatever the budget; with \
+                 --neighbours, halo points also come from adjacent files. One record per input \
+                 on stdout with a `laz-enrich` section (output, status, points, tiles, \
+                 peak_rss, seconds).",
+            )
+            .after_long_help(features_help()),
+    )
+}
+
+/// Run on parsed arguments.
+pub fn run(m: &ArgMatches) -> Result<Status> {
+    let opts = Opts::from_arg_matches(m)?;
+    if !(opts.radius.is_finite() && opts.radius > 0.0) {
+        anyhow::bail!("--radius must be a positive number of metres");
+    }
+    let sys = SystemInfo::probe();
+    let budget = opts.budget.budget(&sys)?;
+    let jobs = opts.budget.jobs(&sys);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
+    let neighbours = match &opts.neighbours {
+        Some(dir) => list_clouds(dir)?,
+        None => Vec::new(),
+    };
+    let mut out = Output::new(NAME);
+    let bar = cli::progress(None, &opts.log);
+    for input in cli::inputs(NAME, &opts.input) {
+        let record = match input {
+            Input::Bad(r) => r,
+            Input::Record(r) if r.is_error() => r,
+            Input::Record(mut r) => {
+                let path = PathBuf::from(r.path());
+                let started = Instant::now();
+                match pool.install(|| one(&opts, &path, budget.bytes, &neighbours, &mut r)) {
+                    Ok(()) => {
+                        r.set_in(
+                            NAME,
+                            "seconds",
+                            (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+                        );
+                        if let Some(p) = membudget::monitor::peak_rss() {
+                            r.set_in(NAME, "peak_rss", p);
+                        }
+                    }
+                    Err(e) => r.set_error(NAME, &e),
+                }
+                r
+            }
+        };
+        bar.inc(1);
+        out.write(&record)?;
+    }
+    bar.finish_and_clear();
+    Ok(out.status())
+}
+
+/// The LAS/LAZ files of a directory (not recursive), sorted.
+fn list_clouds(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("--neighbours {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("las") || x.eq_ignore_ascii_case("laz"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The output file name for `input`: its stem (without `.copc`) plus the suffix.
+fn output_name(input: &Path, suffix: &str, format: OutFormat) -> String {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cloud".into());
+    let stem = stem.strip_suffix(".copc").unwrap_or(&stem).to_string();
+    let ext = match format {
+        OutFormat::Laz => "laz",
+        OutFormat::Las => "las",
+    };
+    format!("{stem}{suffix}.{ext}")
+}
+
+/// Process one input, filling the record's section.
+fn one(
+    opts: &Opts,
+    input: &Path,
+    budget: u64,
+    neighbours: &[PathBuf],
+    r: &mut Record,
+) -> Result<(), Error> {
+    let dest = opts
+        .output
+        .output_path(input, &output_name(input, &opts.suffix, opts.format))?;
+    let features = opts
+        .features
+        .clone()
+        .map(|l| l.0)
+        .unwrap_or_else(|| Feature::DEFAULT.to_vec());
+    let header = las_io::open(input)?.header().clone();
+    let model = LazFeatures {
+        radius: opts.radius,
+        features: features.len() as u64,
+        ..LazFeatures::default()
+    };
+    let b = header.bounds();
+    let summary = Summary {
+        format: if header.point_format().is_compressed {
+            Format::Laz
+        } else {
+            Format::Las
+        },
+        bytes: std::fs::metadata(input)?.len(),
+        image: None,
+        points: Some(PointsSummary {
+            count: header.number_of_points(),
+            record_bytes: u32::from(header.point_format().len()),
+            bounds: [b.min.x, b.min.y, b.min.z, b.max.x, b.max.y, b.max.z],
+            compressed: header.point_format().is_compressed,
+        }),
+        archive: None,
+        document: None,
+    };
+    let plan = membudget::plan::plan(&model, &summary, membudget::Budget::bytes(budget), 1)?;
+    if let Ok(v) = serde_json::to_value(&plan) {
+        r.set_in("plan", NAME, v);
+    }
+    let capacity = model
+        .capacity(budget)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Budget,
+                format!(
+                    "the budget {} is below the fixed overhead",
+                    human_bytes(budget)
+                ),
+            )
+        })?
+        .min(opts.tile_points.unwrap_or(EFFICIENT_TILE_POINTS))
+        .min(u64::from(u32::MAX));
+    // A slab of records in and out plus their features: the decode/encode passes.
+    let rec_in = u64::from(header.point_format().len());
+    let per_slab_point = 2 * rec_in + 8 * features.len() as u64 + 32;
+    let slab = (budget.saturating_sub(model.fixed) / per_slab_point / 2).clamp(4096, 1 << 18);
+    r.set_in(NAME, "output", dest.to_string_lossy().into_owned());
+    if dest.exists() && !opts.output.force {
+        r.set_in(NAME, "status", "skipped");
+        return Ok(());
+    }
+    if opts.output.dry_run {
+        r.set_in(NAME, "status", "dry_run");
+        return Ok(());
+    }
+    let names = opts.names;
+    let params = enrich::Params {
+        radius: opts.radius,
+        dims: features
+            .iter()
+            .map(|f| {
+                (
+                    f.dimension_name(names).to_string(),
+                    f.formula().chars().take(32).collect(),
+                )
+            })
+            .collect(),
+        features: features.clone(),
+        orientation: match opts.viewpoint {
+            Some(v) => Orientation::Towards(v),
+            None => Orientation::Up,
+        },
+        compress: opts.format == OutFormat::Laz,
+        capacity,
+        slab,
+        temp_dir: opts.temp_dir.clone().unwrap_or_else(|| {
+            dest.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        }),
+        neighbours: neighbours.to_vec(),
+    };
+    let mut atomic = AtomicFile::create(&dest)?;
+    let report = enrich::enrich(input, atomic.file(), &params)?;
+    atomic.commit()?;
+    r.set_in(NAME, "status", "ok");
+    r.set_in(NAME, "points", report.points);
+    r.set_in(NAME, "radius", opts.radius);
+    r.set_in(
+        NAME,
+        "features",
+        params
+            .dims
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>(),
+    );
+    r.set_in(NAME, "budget_bytes", budget);
+    r.set_in(NAME, "tile_capacity", capacity);
+    r.set_in(NAME, "tiles", report.tiles);
+    r.set_in(NAME, "passes", report.passes);
+    r.set_in(NAME, "max_tile_points", report.max_tile_points);
+    r.set_in(NAME, "halo_points", report.halo_points);
+    if !params.neighbours.is_empty() {
+        r.set_in(NAME, "neighbour_files", report.neighbour_files);
+        r.set_in(NAME, "neighbour_points", report.foreign_points);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_valid() {
+        super::command().debug_assert();
+    }
+
+    #[test]
+    fn output_names() {
+        assert_eq!(
+            output_name(Path::new("a/b.copc.laz"), ".enriched", OutFormat::Laz),
+            "b.enriched.laz"
+        );
+        assert_eq!(output_name(Path::new("x.las"), "", OutFormat::Las), "x.las");
+    }
+
+    #[test]
+    fn viewpoints_parse() {
+        assert_eq!(parse_viewpoint("1,2.5,-3").unwrap(), [1.0, 2.5, -3.0]);
+        assert!(parse_viewpoint("1,2").is_err());
+        assert!(parse_viewpoint("1,2,nan").is_err());
+    }
+}

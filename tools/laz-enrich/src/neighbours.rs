@@ -1,0 +1,197 @@
+//! Radius neighbourhoods over the points of one tile plus its halo.
+//!
+//! A uniform 2D grid of columns at least `r` wide, each column's points sorted by height:
+//! a query visits the 3x3 columns around the point and, in each, only the run of points
+//! whose height is within `r` (two binary searches). Chosen over a KD-tree (kiddo) for
+//! radius queries because building it is one counting sort (no per-node allocation),
+//! its memory is the points plus one offset per column, and a query touches a few
+//! contiguous runs; vegetation's tall columns are handled by the height sort. The
+//! neighbour sums are exact integers, so the visiting order does not matter (see
+//! [`crate::features::Sums`]).
+
+use crate::features::Sums;
+
+/// A column grid over a set of points in stored integer coordinates.
+#[derive(Debug)]
+pub struct Grid {
+    /// The points, grouped by column (row-major) and sorted by z within a column.
+    pts: Vec<[i32; 3]>,
+    /// `starts[c]..starts[c + 1]` are the points of column `c`.
+    starts: Vec<u32>,
+    origin: [i64; 2],
+    cell: [i64; 2],
+    cols: i64,
+    rows: i64,
+    /// The largest integer offset per axis that can lie within the radius.
+    reach: [i64; 3],
+    scale: [f64; 3],
+    r2: f64,
+}
+
+impl Grid {
+    /// Build the grid for `points` (at most `u32::MAX`), coordinate scales and radius.
+    pub fn build(points: &[[i32; 3]], scale: [f64; 3], radius: f64) -> Grid {
+        // One more than the exact reach: the distance test decides, the grid only has to
+        // offer every candidate.
+        let reach = [
+            (radius / scale[0]).floor() as i64 + 1,
+            (radius / scale[1]).floor() as i64 + 1,
+            (radius / scale[2]).floor() as i64 + 1,
+        ];
+        let (mut lo, mut hi) = ([i64::MAX; 2], [i64::MIN; 2]);
+        for p in points {
+            for a in 0..2 {
+                lo[a] = lo[a].min(i64::from(p[a]));
+                hi[a] = hi[a].max(i64::from(p[a]));
+            }
+        }
+        if points.is_empty() {
+            lo = [0, 0];
+            hi = [0, 0];
+        }
+        let mut cell = [reach[0].max(1), reach[1].max(1)];
+        let span = |c: [i64; 2]| ((hi[0] - lo[0]) / c[0] + 1, (hi[1] - lo[1]) / c[1] + 1);
+        // Sparse tiles (outliers far apart) would make too many empty columns: widen the
+        // cells (still at least r, so 3x3 columns still cover every neighbour).
+        let max_cells = 2 * points.len() as i64 + 4096;
+        let (mut cols, mut rows) = span(cell);
+        while (cols as i128) * (rows as i128) > max_cells as i128 {
+            cell = [cell[0] * 2, cell[1] * 2];
+            (cols, rows) = span(cell);
+        }
+        let ncells = (cols * rows) as usize;
+        let col_of = |p: &[i32; 3]| -> usize {
+            let cx = (i64::from(p[0]) - lo[0]) / cell[0];
+            let cy = (i64::from(p[1]) - lo[1]) / cell[1];
+            (cy * cols + cx) as usize
+        };
+        let mut starts = vec![0u32; ncells + 1];
+        for p in points {
+            starts[col_of(p) + 1] += 1;
+        }
+        for i in 0..ncells {
+            starts[i + 1] += starts[i];
+        }
+        let mut fill = starts.clone();
+        let mut pts = vec![[0i32; 3]; points.len()];
+        for p in points {
+            let c = col_of(p);
+            pts[fill[c] as usize] = *p;
+            fill[c] += 1;
+        }
+        drop(fill);
+        for c in 0..ncells {
+            let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
+            if b - a > 1 {
+                pts[a..b].sort_unstable_by_key(|p| p[2]);
+            }
+        }
+        Grid {
+            pts,
+            starts,
+            origin: lo,
+            cell,
+            cols,
+            rows,
+            reach,
+            scale,
+            r2: radius * radius,
+        }
+    }
+
+    /// Bytes held by the grid (for the memory model's calibration).
+    pub fn bytes(&self) -> usize {
+        self.pts.len() * 12 + self.starts.len() * 4
+    }
+
+    /// Exact sums over the points within the radius of `q` (distance <= r, `q` itself
+    /// counted if it is in the grid).
+    pub fn radius_sums(&self, q: [i32; 3]) -> Sums {
+        let mut sums = Sums::default();
+        let qx = i64::from(q[0]);
+        let qy = i64::from(q[1]);
+        let qz = i64::from(q[2]);
+        let cx = (qx - self.origin[0]).div_euclid(self.cell[0]);
+        let cy = (qy - self.origin[1]).div_euclid(self.cell[1]);
+        let zlo = qz - self.reach[2];
+        let zhi = qz + self.reach[2];
+        for row in (cy - 1).max(0)..=(cy + 1).min(self.rows - 1) {
+            for col in (cx - 1).max(0)..=(cx + 1).min(self.cols - 1) {
+                let c = (row * self.cols + col) as usize;
+                let run = &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize];
+                let first = run.partition_point(|p| i64::from(p[2]) < zlo);
+                for p in &run[first..] {
+                    let dz = i64::from(p[2]) - qz;
+                    if i64::from(p[2]) > zhi {
+                        break;
+                    }
+                    let dx = i64::from(p[0]) - qx;
+                    let dy = i64::from(p[1]) - qy;
+                    let fx = dx as f64 * self.scale[0];
+                    let fy = dy as f64 * self.scale[1];
+                    let fz = dz as f64 * self.scale[2];
+                    if fx * fx + fy * fy + fz * fz <= self.r2 {
+                        sums.add([dx, dy, dz]);
+                    }
+                }
+            }
+        }
+        sums
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force over every pair, for comparison.
+    fn brute(points: &[[i32; 3]], q: [i32; 3], scale: [f64; 3], r: f64) -> Sums {
+        let mut s = Sums::default();
+        for p in points {
+            let d = [
+                i64::from(p[0]) - i64::from(q[0]),
+                i64::from(p[1]) - i64::from(q[1]),
+                i64::from(p[2]) - i64::from(q[2]),
+            ];
+            let f = [
+                d[0] as f64 * scale[0],
+                d[1] as f64 * scale[1],
+                d[2] as f64 * scale[2],
+            ];
+            if f[0] * f[0] + f[1] * f[1] + f[2] * f[2] <= r * r {
+                s.add(d);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn grid_equals_brute_force() {
+        // A deterministic pseudo-random cloud with duplicates and exact-distance ties.
+        let mut state = 12345u64;
+        let mut next = |m: i64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as i64 % m) as i32
+        };
+        let mut pts: Vec<[i32; 3]> = (0..3000)
+            .map(|_| [next(2000) - 1000, next(2000), next(300)])
+            .collect();
+        pts.push([0, 0, 0]);
+        pts.push([100, 0, 0]);
+        pts.push([60, 80, 0]);
+        pts.push([-1_000_000, 5, 5]); // a far outlier: widens the cells
+        let scale = [0.01, 0.01, 0.01];
+        for r in [1.0, 0.37, 2.5] {
+            let g = Grid::build(&pts, scale, r);
+            for q in pts.iter().step_by(7).chain([&[0, 0, 0]]) {
+                assert_eq!(
+                    g.radius_sums(*q),
+                    brute(&pts, *q, scale, r),
+                    "r={r} q={q:?}"
+                );
+            }
+        }
+    }
+}
