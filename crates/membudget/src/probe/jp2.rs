@@ -1,7 +1,9 @@
 //! JPEG 2000 probe: JP2 boxes and the codestream main header (SIZ, COD), never tile data.
 //!
-//! Written by hand: the Rust JPEG 2000 crates (`jpeg2k`/`openjpeg-sys` bindings, `hayro-jpeg2000`)
-//! only expose these parameters after decoding, and what is needed is small: a box walker
+//! Written by hand: no Rust crate reads these headers without decoding. The safe wrappers
+//! (`jpeg2k`) give only size and components from the header; OpenJPEG's codestream info
+//! (via `openjpeg-sys`) means unsafe FFI into a C parser and still says nothing of the JP2
+//! boxes (colour, resolution, xml, uuid). What is needed is small: a box walker
 //! (ISO/IEC 15444-1 Annex I) and the SIZ and COD marker segments (Annex A). Every length is
 //! checked against its parent box and the file size before anything is read, reads are
 //! bounded by the 16-bit marker lengths, and box and marker counts are capped, so a
