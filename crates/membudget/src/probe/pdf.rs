@@ -96,8 +96,16 @@ impl PdfImage {
     }
 }
 
+/// A one-line error: the `pdf` crate's message is a chain of "Try at <source file>,
+/// caused by" lines whose last line is the actual cause.
 fn pdf_err(what: &str, e: pdf::error::PdfError) -> Error {
-    Error::corrupt(format!("PDF {what}: {e}"))
+    let text = e.to_string();
+    let cause = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("unreadable");
+    Error::corrupt(format!("PDF {what}: {cause}"))
 }
 
 /// Probe a PDF file.
@@ -271,7 +279,7 @@ fn walk_pages(
             if let Primitive::Reference(kr) = kid {
                 if !seen.insert(kr) {
                     return Err(Error::corrupt(format!(
-                        "PDF page tree has a loop (object {} is reached twice)",
+                        "PDF page tree has a loop or a shared node (object {} is reached twice)",
                         kr.id
                     )));
                 }
