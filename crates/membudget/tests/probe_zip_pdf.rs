@@ -507,3 +507,95 @@ fn hostile_pdfs_give_errors() {
         );
     }
 }
+
+/// Writes `head`, leaves a hole of `gap` bytes (sparse: no disk used), then `tail`.
+fn write_sparse(path: &Path, head: &[u8], gap: u64, tail: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(head).unwrap();
+    f.seek(SeekFrom::Current(gap as i64)).unwrap();
+    f.write_all(tail).unwrap();
+    // A seek past the end without a write does not extend the file.
+    f.set_len(head.len() as u64 + gap + tail.len() as u64)
+        .unwrap();
+}
+
+/// Probing a 1 GiB PDF (one page, one raw 32768 x 32768 gray image) and a 1 GiB FITS
+/// file touches headers only: the probing tool's peak RSS stays a few MiB.
+#[test]
+fn large_files_probe_in_small_memory() {
+    const GAP: u64 = 1 << 30;
+    let dir = testkit::tempdir();
+
+    // PDF: objects 1-4 before the image data, the xref after it.
+    let mut head = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for body in [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 600] /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>".to_string(),
+        "<< /Length 31 >>\nstream\nq 600 0 0 600 0 0 cm /Im0 Do Q\nendstream".to_string(),
+    ] {
+        offsets.push(head.len());
+        head.extend(format!("{} 0 obj\n{body}\nendobj\n", offsets.len()).bytes());
+    }
+    offsets.push(head.len());
+    head.extend(
+        format!("5 0 obj\n<< /Type /XObject /Subtype /Image /Width 32768 /Height 32768 /BitsPerComponent 8 /ColorSpace /DeviceGray /Length {GAP} >>\nstream\n")
+            .bytes(),
+    );
+    let xref = head.len() as u64 + GAP + "\nendstream\nendobj\n".len() as u64;
+    let mut tail = b"\nendstream\nendobj\n".to_vec();
+    tail.extend(b"xref\n0 6\n0000000000 65535 f \n");
+    for o in &offsets {
+        tail.extend(format!("{o:010} 00000 n \n").bytes());
+    }
+    tail.extend(format!("trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").bytes());
+    let pdf = dir.path().join("big.pdf");
+    write_sparse(&pdf, &head, GAP, &tail);
+
+    // FITS: a 32768 x 32768 uint8 primary image.
+    let mut fits = Vec::new();
+    for card in [
+        "SIMPLE  =                    T",
+        "BITPIX  =                    8",
+        "NAXIS   =                    2",
+        "NAXIS1  =                32768",
+        "NAXIS2  =                32768",
+        "END",
+    ] {
+        fits.extend(format!("{card:<80}").bytes());
+    }
+    fits.resize(2880, b' ');
+    let fits_path = dir.path().join("big.fits");
+    write_sparse(&fits_path, &fits, GAP, &[]);
+
+    let tool = testkit::bin("mem-estimate");
+    for path in [&pdf, &fits_path] {
+        let m = membudget::monitor::run_measured_capture(Command::new(&tool).arg(path))
+            .expect("run mem-estimate");
+        let stdout = m.stdout.as_deref().unwrap_or_default();
+        let rec = testkit::ndjson(stdout).remove(0);
+        assert!(rec.get("error").is_none(), "{}: {rec}", path.display());
+        if path == &pdf {
+            assert_eq!(
+                rec["document"]["largest_image"],
+                serde_json::json!([32768, 32768])
+            );
+            assert_eq!(rec["document"]["image_pages"], 1);
+        } else {
+            assert_eq!(rec["image"]["width"], 32768);
+        }
+        assert!(
+            m.peak_rss_bytes < 48 << 20,
+            "{}: peak RSS {} bytes probing a {GAP}-byte file",
+            path.display(),
+            m.peak_rss_bytes
+        );
+        eprintln!(
+            "{}: peak RSS {} KiB",
+            path.display(),
+            m.peak_rss_bytes >> 10
+        );
+    }
+}

@@ -171,7 +171,7 @@ pub fn read_info<B: pdf::backend::Backend>(data: B) -> Result<PdfInfo> {
         .map_or(0, |c| u64::try_from(c).unwrap_or(0));
     let pages = walk_pages(&r, root_ref, root_dict)?;
     Ok(PdfInfo {
-        version: version.trim().to_string(),
+        version: version.trim().trim_start_matches("PDF-").to_string(),
         encrypted,
         declared_pages,
         pages,
