@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Bumped whenever the generated inputs change, so an old `target/demo/in` is remade.
-const INPUTS_VERSION: &str = "1";
+const INPUTS_VERSION: &str = "2";
 
 /// The budget every stage plans for.
 const MEMORY_LIMIT: &str = "64MiB";
@@ -121,10 +121,13 @@ pub fn run(root: &Path) -> Result<()> {
             m.status
                 .code()
                 .map_or_else(|| m.status.to_string(), |c| c.to_string()),
-            human_bytes(m.peak_rss),
+            m.shown(),
         ]);
     }
     print_table(&rows);
+    if run.stages.iter().any(|m| !m.is_own()) {
+        println!("{}", measure::FLOOR_NOTE);
+    }
     let failed = records.iter().filter(|r| r.get("error").is_some()).count();
     println!(
         "\n{} inputs, {} records, {} with an error (exit 1 says so), {:.2} s wall, budget {}",
@@ -160,11 +163,11 @@ fn make_inputs(root: &Path, demo: &Path, input: &Path) -> Result<usize> {
         let s = |p: &str| input.join(p);
         // Decoded it is 108 MB, more than the 64 MiB budget: it must be cut into strips.
         samples::tiff(
-            &s("scans/map-rgb-6000x6000-lzw.tif"),
+            &s("scans/map-rgb-6000x6000-deflate.tif"),
             6000,
             6000,
             3,
-            TiffCompression::Lzw,
+            TiffCompression::Deflate,
             1,
         )?;
         samples::tiff(
@@ -219,11 +222,19 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// One row per record: path, format, size, plan, estimate (or the error).
+/// One row per record and tool: path, format, size, then for each tool that can process
+/// the input its estimate (smallest chunk..whole input) and its plan. Errors show as such.
 fn print_records(records: &[Value], strip: &str) {
-    let mut rows = vec![["path", "format", "size", "plan", "estimate"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![[
+        "path",
+        "format",
+        "size",
+        "tool",
+        "estimate (min..whole)",
+        "plan",
+    ]
+    .map(String::from)
+    .to_vec()];
     for r in records {
         let path = r.get("path").and_then(Value::as_str).unwrap_or("-");
         let path = path.strip_prefix(strip).unwrap_or(path).to_string();
@@ -236,27 +247,87 @@ fn print_records(records: &[Value], strip: &str) {
             .get("bytes")
             .and_then(Value::as_u64)
             .map_or("-".to_string(), human_bytes);
+        let mut head = vec![path, format, size];
         if let Some(e) = r.get("error") {
             let kind = e.get("kind").and_then(Value::as_str).unwrap_or("?");
             let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
-            rows.push(vec![
-                path,
-                format,
-                size,
-                format!("error: {kind}: {msg}"),
-                String::new(),
-            ]);
+            head.extend(["error".to_string(), kind.to_string(), msg.to_string()]);
+            rows.push(head);
             continue;
         }
-        rows.push(vec![
-            path,
-            format,
-            size,
-            summarize(r.get("plan")),
-            summarize_estimate(r.get("estimate")),
-        ]);
+        let estimate = r.get("estimate").and_then(Value::as_object);
+        let plan = r.get("plan").and_then(Value::as_object);
+        let mut tools: Vec<&String> = estimate.into_iter().flat_map(|m| m.keys()).collect();
+        for k in plan.into_iter().flat_map(|m| m.keys()) {
+            if !tools.contains(&k) && plan.is_some_and(|p| p[k].is_object()) {
+                tools.push(k);
+            }
+        }
+        if tools.is_empty() {
+            head.extend(["-", "-", "-"].map(String::from));
+            rows.push(head.clone());
+        }
+        for (i, tool) in tools.into_iter().enumerate() {
+            let mut row = if i == 0 {
+                head.clone()
+            } else {
+                vec![String::new(); 3]
+            };
+            row.push(tool.clone());
+            row.push(summarize_estimate(estimate.and_then(|m| m.get(tool))));
+            row.push(summarize_plan(plan.and_then(|m| m.get(tool))));
+            rows.push(row);
+        }
     }
     print_table(&rows);
+}
+
+/// `estimate.<tool>` as `min..whole`.
+fn summarize_estimate(v: Option<&Value>) -> String {
+    let Some(e) = v else {
+        return "-".into();
+    };
+    match (
+        e.get("min_bytes").and_then(Value::as_u64),
+        e.get("whole_bytes").and_then(Value::as_u64),
+    ) {
+        (Some(a), Some(b)) => format!("{}..{}", human_bytes(a), human_bytes(b)),
+        _ => summarize(Some(e)),
+    }
+}
+
+/// `plan.<tool>` as its geometry, workers and predicted peak, or its error.
+fn summarize_plan(v: Option<&Value>) -> String {
+    let Some(Value::Object(p)) = v else {
+        return "-".into();
+    };
+    if let Some(e) = p.get("error") {
+        return format!(
+            "refused: {}",
+            e.get("message").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
+    const BOOKKEEPING: &[&str] = &[
+        "chunk",
+        "chunk_unit",
+        "workers",
+        "predicted_peak_bytes",
+        "min_bytes",
+        "whole_bytes",
+    ];
+    let geometry: Vec<String> = p
+        .iter()
+        .filter(|(k, _)| !BOOKKEEPING.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={}", scalar(k, v)))
+        .collect();
+    let mut out = geometry.join(" ");
+    if let Some(w) = p.get("workers") {
+        out.push_str(&format!(" workers={w}"));
+    }
+    if let Some(b) = p.get("predicted_peak_bytes").and_then(Value::as_u64) {
+        out.push_str(&format!(" peak~{}", human_bytes(b)));
+    }
+    out.trim().to_string()
 }
 
 /// A section as `key=value` pairs, byte counts in binary units.
@@ -269,26 +340,6 @@ fn summarize(v: Option<&Value>) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         Some(other) => other.to_string(),
-    }
-}
-
-/// `estimate` is one entry per tool; show each as `tool: min..whole` when it has those
-/// fields, else compactly.
-fn summarize_estimate(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(tool, e)| {
-                let min = e.get("min_bytes").and_then(Value::as_u64);
-                let whole = e.get("whole_bytes").and_then(Value::as_u64);
-                match (min, whole) {
-                    (Some(a), Some(b)) => format!("{tool}: {}..{}", human_bytes(a), human_bytes(b)),
-                    _ => format!("{tool}: {}", summarize(Some(e))),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => summarize(other),
     }
 }
 
@@ -340,17 +391,17 @@ mod tests {
 
     #[test]
     fn summaries_are_readable() {
-        let plan = serde_json::json!({"budget_bytes": 67108864, "tile": [1024, 512], "threads": 2});
+        let plan = serde_json::json!({"chunk": 1024, "chunk_unit": "tile_side",
+            "tile": [1024, 512], "halo": 16, "workers": 2, "predicted_peak_bytes": 67108864,
+            "min_bytes": 1, "whole_bytes": 2});
         assert_eq!(
-            summarize(Some(&plan)),
-            "budget_bytes=64.0 MiB tile=1024x512 threads=2"
+            summarize_plan(Some(&plan)),
+            "tile=1024x512 halo=16 workers=2 peak~64.0 MiB"
         );
-        let est =
-            serde_json::json!({"strip-convert": {"min_bytes": 1048576, "whole_bytes": 2097152}});
-        assert_eq!(
-            summarize_estimate(Some(&est)),
-            "strip-convert: 1.0 MiB..2.0 MiB"
-        );
+        let refused = serde_json::json!({"error": {"kind": "budget", "message": "needs 2 MiB"}});
+        assert_eq!(summarize_plan(Some(&refused)), "refused: needs 2 MiB");
+        let est = serde_json::json!({"min_bytes": 1048576, "whole_bytes": 2097152});
+        assert_eq!(summarize_estimate(Some(&est)), "1.0 MiB..2.0 MiB");
         assert_eq!(summarize(None), "-");
     }
 }

@@ -1,8 +1,10 @@
-//! Running commands and pipelines as real processes and measuring each one's peak RSS
-//! with `wait4` (the kernel's own high-water mark, children included), plus wall time.
+//! Running a pipeline of real processes (`a | b | c`) and measuring each stage's peak RSS
+//! with `wait4` (the kernel's own high-water mark, reaped children included).
 //!
-//! Written here rather than taken from `membudget::monitor` because xtask measures whole
-//! pipelines of other programs (`find`, `xargs file`), whose processes it starts itself.
+//! `membudget::monitor::run_measured` measures one command; a pipeline needs every stage
+//! started before any is waited for, hence this module. It follows the same rule: Linux
+//! folds the parent's high-water mark at spawn into each child's figure, so xtask resets
+//! its own peak first ([`membudget::monitor::reset_peak`]) and reports the floor.
 
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -17,7 +19,33 @@ pub struct Measured {
     pub status: ExitStatus,
     /// Peak RSS in bytes: the maximum of the process and every child it waited for.
     pub peak_rss: u64,
+    /// xtask's own RSS high-water mark when the stage started: the child's figure is never
+    /// below it (see [`Measured::is_own`]).
+    pub floor: u64,
 }
+
+impl Measured {
+    /// Whether `peak_rss` is the process's own, not the floor inherited from xtask (more
+    /// than the 1 MiB the kernel's counters may be off by above it).
+    pub fn is_own(&self) -> bool {
+        self.peak_rss > self.floor.saturating_add(1 << 20)
+    }
+
+    /// The peak for people: `12.0 MiB`, or `<= 9.5 MiB*` when it is only known to be at
+    /// most the inherited floor.
+    pub fn shown(&self) -> String {
+        let h = membudget::budget::human_bytes(self.peak_rss);
+        if self.is_own() {
+            h
+        } else {
+            format!("<= {h}*")
+        }
+    }
+}
+
+/// The footnote for [`Measured::shown`]'s star.
+pub const FLOOR_NOTE: &str = "* not above the RSS a child inherits from xtask at spawn \
+                              (Linux counts it in ru_maxrss): its own peak is at most this";
 
 /// One finished pipeline.
 #[derive(Debug)]
@@ -32,7 +60,7 @@ pub struct PipelineRun {
 
 /// Reap `child` with `wait4` and return its status and peak RSS. The `Child` must not be
 /// waited on afterwards (the process is gone).
-pub fn wait_measured(child: &Child) -> Result<Measured> {
+pub fn wait_measured(child: &Child, floor: u64) -> Result<Measured> {
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data, all-zero is a valid value.
@@ -53,6 +81,7 @@ pub fn wait_measured(child: &Child) -> Result<Measured> {
     Ok(Measured {
         status: ExitStatus::from_raw(status),
         peak_rss: kib * 1024,
+        floor,
     })
 }
 
@@ -63,6 +92,8 @@ pub fn pipeline(stages: Vec<Command>, stdin_file: Option<&std::path::Path>) -> R
     if stages.is_empty() {
         bail!("empty pipeline");
     }
+    // Keep the floor every child inherits as low as xtask's current RSS.
+    membudget::monitor::reset_peak();
     let start = Instant::now();
     let n = stages.len();
     let mut children: Vec<Child> = Vec::with_capacity(n);
@@ -82,6 +113,7 @@ pub fn pipeline(stages: Vec<Command>, stdin_file: Option<&std::path::Path>) -> R
             .with_context(|| format!("starting stage {} ({:?})", i + 1, cmd.get_program()))?;
         children.push(child);
     }
+    let floor = membudget::monitor::peak_rss().unwrap_or(0);
     let mut stdout = Vec::new();
     if let Some(last) = children.last_mut() {
         if let Some(mut out) = last.stdout.take() {
@@ -91,7 +123,7 @@ pub fn pipeline(stages: Vec<Command>, stdin_file: Option<&std::path::Path>) -> R
     }
     let mut measured = Vec::with_capacity(n);
     for c in &children {
-        measured.push(wait_measured(c)?);
+        measured.push(wait_measured(c, floor)?);
     }
     Ok(PipelineRun {
         stdout,
