@@ -1,25 +1,14 @@
 //! chunk-plan as a user runs it: plans from mem-estimate records or plain paths, budgets,
 //! `-v` explanations, exit codes.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use testkit::{data, ndjson};
 
 fn run(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chunk-plan"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    testkit::run_stdin(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chunk-plan")),
+        args,
+        stdin,
+    )
 }
 
 #[test]

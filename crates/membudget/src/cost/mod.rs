@@ -108,8 +108,8 @@ pub trait CostModel: std::fmt::Debug + Send + Sync {
 pub fn models() -> Vec<Box<dyn CostModel>> {
     vec![
         Box::new(strip_convert::StripConvert::default()),
-        Box::new(raster_filters::TileEnhance::default()),
-        Box::new(raster_filters::SpotDetect::default()),
+        Box::new(raster_filters::TiledFilter::tile_enhance()),
+        Box::new(raster_filters::TiledFilter::spot_detect()),
         Box::new(fits_stack::FitsStack::default()),
         Box::new(laz_features::LazFeatures::default()),
         Box::new(cbz::CbzPack::default()),
