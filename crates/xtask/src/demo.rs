@@ -12,7 +12,6 @@ use membudget::budget::human_bytes;
 use serde_json::Value;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 /// Bumped whenever the generated inputs change, so an old `target/demo/in` is remade.
 const INPUTS_VERSION: &str = "2";
@@ -92,15 +91,10 @@ pub fn run(root: &Path) -> Result<()> {
         })
         .collect();
     println!("$ {}\n", shown.join(" | "));
-    let commands: Vec<Command> = stages
-        .iter()
-        .map(|s| {
-            let mut c = Command::new(&s.argv[0]);
-            c.args(&s.argv[1..]).current_dir(root).env("LC_ALL", "C");
-            c
-        })
-        .collect();
-    let run = measure::pipeline(commands, None)?;
+    let argvs: Vec<Vec<OsString>> = stages.iter().map(|s| s.argv.clone()).collect();
+    let run = measure::pipeline(&argvs, None, |c| {
+        c.current_dir(root).env("LC_ALL", "C");
+    })?;
 
     let records: Vec<Value> = String::from_utf8_lossy(&run.stdout)
         .lines()
@@ -157,6 +151,7 @@ fn make_inputs(root: &Path, demo: &Path, input: &Path) -> Result<usize> {
     let want = format!("{INPUTS_VERSION} shared={}", shared.is_dir());
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
         eprintln!("xtask: generating sample inputs in target/demo/in");
+        let started = std::time::Instant::now();
         if input.exists() {
             std::fs::remove_dir_all(input)?;
         }
@@ -204,6 +199,10 @@ fn make_inputs(root: &Path, demo: &Path, input: &Path) -> Result<usize> {
             }
         }
         std::fs::write(&stamp, &want)?;
+        eprintln!(
+            "xtask: generated in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(count_files(input))
 }

@@ -52,6 +52,16 @@ enum Cmd {
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(bench::names()))]
         tool: String,
     },
+    /// Internal: run a command in this small fresh process and write its peak RSS and
+    /// wall time to REPORT (see measure.rs for why)
+    #[command(hide = true)]
+    MeasureChild {
+        /// Where to write the figures
+        report: PathBuf,
+        /// The command and its arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => suite::run(&root, &args),
         Cmd::Demo => demo::run(&root).map(|()| ExitCode::SUCCESS),
         Cmd::Bench { tool } => bench::run(&root, &tool),
+        Cmd::MeasureChild { report, argv } => measure::measure_child(&report, &argv),
     };
     match result {
         Ok(code) => code,

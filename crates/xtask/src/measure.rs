@@ -1,15 +1,18 @@
 //! Running a pipeline of real processes (`a | b | c`) and measuring each stage's peak RSS
-//! with `wait4` (the kernel's own high-water mark, reaped children included).
+//! and wall time.
 //!
-//! `membudget::monitor::run_measured` measures one command; a pipeline needs every stage
-//! started before any is waited for, hence this module. It follows the same rule: Linux
-//! folds the parent's high-water mark at spawn into each child's figure, so xtask resets
-//! its own peak first ([`membudget::monitor::reset_peak`]) and reports the floor.
+//! Linux folds the parent's memory high-water mark at spawn into the child's `ru_maxrss`,
+//! so a child started by xtask (which holds tens of MiB after generating samples) could
+//! never report less than that. Each stage therefore runs under `xtask measure-child`: a
+//! fresh, small xtask process that starts the real command with
+//! `membudget::monitor::run_measured` (wait4) and writes the figures to a report file.
+//! What is left inherited is that small process's own peak, reported as the floor.
 
 use anyhow::{bail, Context, Result};
-use std::io::Read;
+use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// One finished process.
@@ -19,19 +22,21 @@ pub struct Measured {
     pub status: ExitStatus,
     /// Peak RSS in bytes: the maximum of the process and every child it waited for.
     pub peak_rss: u64,
-    /// xtask's own RSS high-water mark when the stage started: the child's figure is never
-    /// below it (see [`Measured::is_own`]).
+    /// The measuring process's own high-water mark when the command started: the
+    /// command's figure is never below it (see [`Measured::is_own`]).
     pub floor: u64,
+    /// From spawn to exit of the command.
+    pub wall: Duration,
 }
 
 impl Measured {
-    /// Whether `peak_rss` is the process's own, not the floor inherited from xtask (more
-    /// than the 1 MiB the kernel's counters may be off by above it).
+    /// Whether `peak_rss` is the process's own, not the inherited floor (more than the
+    /// 1 MiB the kernel's counters may be off by above it).
     pub fn is_own(&self) -> bool {
         self.peak_rss > self.floor.saturating_add(1 << 20)
     }
 
-    /// The peak for people: `12.0 MiB`, or `<= 9.5 MiB*` when it is only known to be at
+    /// The peak for people: `12.0 MiB`, or `<= 3.1 MiB*` when it is only known to be at
     /// most the inherited floor.
     pub fn shown(&self) -> String {
         let h = membudget::budget::human_bytes(self.peak_rss);
@@ -44,8 +49,8 @@ impl Measured {
 }
 
 /// The footnote for [`Measured::shown`]'s star.
-pub const FLOOR_NOTE: &str = "* not above the RSS a child inherits from xtask at spawn \
-                              (Linux counts it in ru_maxrss): its own peak is at most this";
+pub const FLOOR_NOTE: &str = "* within 1 MiB of the RSS a child inherits from the process that \
+                              starts it (Linux counts it in ru_maxrss): its own peak is at most this";
 
 /// One finished pipeline.
 #[derive(Debug)]
@@ -58,46 +63,69 @@ pub struct PipelineRun {
     pub wall: Duration,
 }
 
-/// Reap `child` with `wait4` and return its status and peak RSS. The `Child` must not be
-/// waited on afterwards (the process is gone).
-pub fn wait_measured(child: &Child, floor: u64) -> Result<Measured> {
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data, all-zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: valid pointers to locals; pid is our own child.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err).context("wait4");
-        }
-    }
-    // Linux reports ru_maxrss in KiB.
-    let kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    Ok(Measured {
-        status: ExitStatus::from_raw(status),
-        peak_rss: kib * 1024,
-        floor,
+/// The body of the hidden `xtask measure-child REPORT -- ARGV...`: run `argv` with
+/// inherited stdio, write `raw-wait-status peak floor wall-ns` to `report`, and exit
+/// with the command's status.
+pub fn measure_child(report: &Path, argv: &[OsString]) -> Result<ExitCode> {
+    let (program, args) = argv.split_first().context("no command to measure")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    membudget::monitor::reset_peak();
+    let m = membudget::monitor::run_measured(&mut cmd)
+        .with_context(|| format!("starting {}", program.to_string_lossy()))?;
+    std::fs::write(
+        report,
+        format!(
+            "{} {} {} {}\n",
+            m.status.into_raw(),
+            m.peak_rss_bytes,
+            m.floor_bytes,
+            m.wall.as_nanos()
+        ),
+    )?;
+    Ok(match m.status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        // 128 + signal, as shells report it.
+        None => ExitCode::from(128u8.saturating_add(m.status.signal().unwrap_or(0) as u8)),
     })
 }
 
-/// Run `stages` as one pipeline (`a | b | c`): the first stage reads `stdin_file` (or
+fn read_report(report: &Path) -> Result<Measured> {
+    let text = std::fs::read_to_string(report)
+        .with_context(|| format!("no measurement in {}", report.display()))?;
+    let f: Vec<u128> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad measurement {text:?}"))?;
+    let [raw, peak, floor, wall] = f[..] else {
+        bail!("bad measurement {text:?}");
+    };
+    Ok(Measured {
+        status: ExitStatus::from_raw(i32::try_from(raw)?),
+        peak_rss: u64::try_from(peak)?,
+        floor: u64::try_from(floor)?,
+        wall: Duration::from_nanos(u64::try_from(wall)?),
+    })
+}
+
+/// Run `stages` (each an argv) as one pipeline: the first stage reads `stdin_file` (or
 /// nothing), each later stage reads the previous one's stdout, and the last stage's
-/// stdout is collected. Stderr passes through to ours.
-pub fn pipeline(stages: Vec<Command>, stdin_file: Option<&std::path::Path>) -> Result<PipelineRun> {
+/// stdout is collected. Stderr passes through. `setup` configures every stage
+/// (working directory, environment).
+pub fn pipeline(
+    stages: &[Vec<OsString>],
+    stdin_file: Option<&Path>,
+    setup: impl Fn(&mut Command),
+) -> Result<PipelineRun> {
     if stages.is_empty() {
         bail!("empty pipeline");
     }
-    // Keep the floor every child inherits as low as xtask's current RSS.
-    membudget::monitor::reset_peak();
+    let reports = tempfile::tempdir().context("temp dir for measurements")?;
+    let me = std::env::current_exe().context("finding xtask's own binary")?;
     let start = Instant::now();
-    let n = stages.len();
-    let mut children: Vec<Child> = Vec::with_capacity(n);
-    for (i, mut cmd) in stages.into_iter().enumerate() {
+    let mut children: Vec<Child> = Vec::with_capacity(stages.len());
+    for (i, argv) in stages.iter().enumerate() {
         let stdin = match children.last_mut() {
             Some(prev) => Stdio::from(prev.stdout.take().context("stage has no stdout")?),
             None => match stdin_file {
@@ -107,23 +135,32 @@ pub fn pipeline(stages: Vec<Command>, stdin_file: Option<&std::path::Path>) -> R
                 None => Stdio::null(),
             },
         };
+        let mut cmd = Command::new(&me);
+        cmd.arg("measure-child")
+            .arg(reports.path().join(i.to_string()))
+            .arg("--")
+            .args(argv);
+        setup(&mut cmd);
         cmd.stdin(stdin).stdout(Stdio::piped());
         let child = cmd
             .spawn()
-            .with_context(|| format!("starting stage {} ({:?})", i + 1, cmd.get_program()))?;
+            .with_context(|| format!("starting stage {} ({argv:?})", i + 1))?;
         children.push(child);
     }
-    let floor = membudget::monitor::peak_rss().unwrap_or(0);
     let mut stdout = Vec::new();
     if let Some(last) = children.last_mut() {
         if let Some(mut out) = last.stdout.take() {
-            out.read_to_end(&mut stdout)
-                .context("reading pipeline output")?;
+            std::io::Read::read_to_end(&mut out, &mut stdout).context("reading pipeline output")?;
         }
     }
-    let mut measured = Vec::with_capacity(n);
-    for c in &children {
-        measured.push(wait_measured(c, floor)?);
+    let mut measured = Vec::with_capacity(children.len());
+    for (i, mut c) in children.into_iter().enumerate() {
+        let st = c.wait()?;
+        match read_report(&reports.path().join(i.to_string())) {
+            Ok(m) => measured.push(m),
+            // The measuring process could not start the command: it said why on stderr.
+            Err(e) => bail!("stage {} ({:?}) failed ({st}): {e:#}", i + 1, stages[i]),
+        }
     }
     Ok(PipelineRun {
         stdout,
@@ -136,40 +173,48 @@ pub fn pipeline(stages: Vec<Command>, stdin_file: Option<&std::path::Path>) -> R
 mod tests {
     use super::*;
 
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
     #[test]
-    fn pipeline_passes_data_and_measures_each_stage() {
-        let mut a = Command::new("printf");
-        a.arg("b\\na\\nc\\n");
-        let b = Command::new("sort");
-        let run = pipeline(vec![a, b], None).unwrap();
-        assert_eq!(run.stdout, b"a\nb\nc\n");
-        assert_eq!(run.stages.len(), 2);
-        for s in &run.stages {
-            assert!(s.status.success());
-            // Any process maps at least a few pages.
-            assert!(s.peak_rss > 64 * 1024, "{s:?}");
+    fn a_large_allocation_is_measured_as_the_childs_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("r");
+        // 64 MiB touched page by page: the child's own peak is at least that.
+        let code = "b = bytearray(64 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1";
+        if measure_child(&report, &argv(&["python3", "-c", code])).is_err() {
+            eprintln!("skipped: no python3");
+            return;
+        }
+        let m = read_report(&report).unwrap();
+        assert!(m.status.success());
+        assert!(m.peak_rss >= 64 << 20, "{m:?}");
+        assert!(m.is_own(), "{m:?}");
+        assert!(!m.shown().starts_with("<="));
+    }
+
+    #[test]
+    fn exit_status_and_small_peaks_are_reported_honestly() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("r");
+        let code = measure_child(&report, &argv(&["sh", "-c", "exit 3"])).unwrap();
+        assert_eq!(code, ExitCode::from(3));
+        let m = read_report(&report).unwrap();
+        assert_eq!(m.status.code(), Some(3));
+        assert!(m.peak_rss > 0 && m.floor > 0, "{m:?}");
+        // A shell that does nothing is not above the floor it inherits from this test
+        // process, and says so.
+        if !m.is_own() {
+            assert!(m.shown().starts_with("<= "));
         }
     }
 
     #[test]
-    fn peak_rss_sees_a_large_allocation() {
-        // A child that touches 64 MiB must report at least that much.
-        let mut c = Command::new("python3");
-        c.args([
-            "-c",
-            "b = bytearray(64 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1",
-        ]);
-        let Ok(run) = pipeline(vec![c], None) else {
-            eprintln!("skipped: no python3");
-            return;
-        };
-        assert!(run.stages[0].status.success());
-        assert!(run.stages[0].peak_rss >= 64 << 20, "{:?}", run.stages[0]);
-    }
-
-    #[test]
-    fn failing_stage_is_reported() {
-        let run = pipeline(vec![Command::new("false")], None).unwrap();
-        assert_eq!(run.stages[0].status.code(), Some(1));
+    fn a_missing_program_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("r");
+        assert!(measure_child(&report, &argv(&["/nonexistent/prog"])).is_err());
+        assert!(read_report(&report).is_err());
     }
 }

@@ -6,9 +6,9 @@
 use super::{measure, print_table};
 use crate::samples::{self, TiffCompression};
 use anyhow::{Context, Result};
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Files to probe.
 const FILES: u32 = 10_000;
@@ -27,20 +27,14 @@ pub fn run(root: &Path) -> Result<bool> {
     let tool = bin.join("mem-estimate");
     crate::suite::install_debian_packages(&[("file", "file")])?;
 
-    let ours = || {
-        let mut c = Command::new(&tool);
-        c.arg("-q");
-        c
-    };
-    let peer = || {
-        let mut c = Command::new("xargs");
-        c.args(["file", "--mime-type"]);
-        c
-    };
+    let ours: Vec<OsString> = vec![tool.into(), "-q".into()];
+    let peer: Vec<OsString> = ["xargs", "file", "--mime-type"]
+        .map(OsString::from)
+        .to_vec();
     // Warm-up: the page cache then holds every file for both programs alike.
-    measure("warm-up", 1, &list, &[0, 1], ours)?;
-    let a = measure("mem-estimate", RUNS, &list, &[0, 1], ours)?;
-    let b = measure("xargs file --mime-type", RUNS, &list, &[0], peer)?;
+    measure("warm-up", 1, &list, &[0, 1], &ours)?;
+    let a = measure("mem-estimate", RUNS, &list, &[0, 1], &ours)?;
+    let b = measure("xargs file --mime-type", RUNS, &list, &[0], &peer)?;
 
     // The tool must have said something true about every file, or its speed means nothing.
     let records = testable_records(&a.stdout)?;
@@ -100,6 +94,7 @@ fn make_files(dir: &Path) -> Result<PathBuf> {
     if files.exists() {
         std::fs::remove_dir_all(&files)?;
     }
+    std::fs::create_dir_all(dir)?;
     let mut paths = std::io::BufWriter::new(std::fs::File::create(&list)?);
     for i in 0..FILES {
         // 100 files per directory, as a scanned collection is laid out.

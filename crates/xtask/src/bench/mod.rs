@@ -8,9 +8,9 @@ mod mem_estimate;
 
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
-use membudget::monitor;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// A benchmark: the tool it measures and the function that runs it.
@@ -44,8 +44,8 @@ pub struct Sample {
     pub name: String,
     /// Median wall time.
     pub wall: Duration,
-    /// Largest peak RSS seen in any run (the process and its children), as measured by
-    /// `membudget::monitor::run_measured`.
+    /// Largest peak RSS seen in any run (the process and its children), see
+    /// [`crate::measure`].
     pub peak_rss: u64,
     /// Whether that peak is the program's own rather than the floor inherited from xtask.
     pub peak_is_own: bool,
@@ -53,37 +53,33 @@ pub struct Sample {
     pub stdout: Vec<u8>,
 }
 
-/// Run `make()`'s command `runs` times with `stdin_file` on stdin; the median wall time
-/// resists one slow run on a shared machine. A run that ends with a status not in
-/// `ok_codes` is an error.
+/// Run `argv` `runs` times with `stdin_file` on stdin; the median wall time resists one
+/// slow run on a shared machine. A run that ends with a status not in `ok_codes` is an
+/// error.
 pub fn measure(
     name: &str,
     runs: usize,
     stdin_file: &Path,
     ok_codes: &[i32],
-    make: impl Fn() -> Command,
+    argv: &[OsString],
 ) -> Result<Sample> {
     let mut walls = Vec::with_capacity(runs);
     let mut peak = 0;
     let mut own = false;
     let mut stdout = Vec::new();
     for _ in 0..runs.max(1) {
-        let mut cmd = make();
-        cmd.stdin(std::fs::File::open(stdin_file)?)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        // Linux counts xtask's own high-water mark in the child's; keep it low.
-        monitor::reset_peak();
-        let m = monitor::run_measured(&mut cmd).with_context(|| format!("running {name}"))?;
+        let run = crate::measure::pipeline(&[argv.to_vec()], Some(stdin_file), |_| {})
+            .with_context(|| format!("running {name}"))?;
+        let m = &run.stages[0];
         if !m.status.code().is_some_and(|c| ok_codes.contains(&c)) {
             anyhow::bail!("{name} ended with {}", m.status);
         }
         walls.push(m.wall);
-        if m.peak_rss_bytes >= peak {
-            peak = m.peak_rss_bytes;
-            own = m.peak_is_own();
+        if m.peak_rss >= peak {
+            peak = m.peak_rss;
+            own = m.is_own();
         }
-        stdout = m.stdout.unwrap_or_default();
+        stdout = run.stdout;
     }
     walls.sort();
     Ok(Sample {
