@@ -93,7 +93,11 @@ fn a_closed_pipe_downstream_ends_quietly() {
     assert_eq!(ndjson(&out.stdout).len(), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The feeding loop itself may die of SIGPIPE (141); our two tools end with 0, silently.
-    let status: Vec<&str> = stderr.trim().trim_start_matches("status=").split(' ').collect();
+    let status: Vec<&str> = stderr
+        .trim()
+        .trim_start_matches("status=")
+        .split(' ')
+        .collect();
     assert_eq!(status.len(), 4, "{stderr}");
     assert_eq!(status[1..], ["0", "0", "0"], "{stderr}");
 }

@@ -2,5 +2,5 @@ complete -c mem-estimate -s r -l recursive -d 'Expand directories into the files
 complete -c mem-estimate -l system -d 'First write one record describing the machine (RAM, swap, cgroup limit, CPUs)'
 complete -c mem-estimate -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c mem-estimate -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
-complete -c mem-estimate -s h -l help -d 'Print help'
+complete -c mem-estimate -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mem-estimate -s V -l version -d 'Print version'

@@ -210,13 +210,23 @@ pub fn init_logging(tool: &'static str, level: log::LevelFilter) {
     }
 }
 
-/// One input: a record, or an input line that was not a record.
+/// One input: a record to process, or one to write through untouched.
 #[derive(Debug)]
 pub enum Input {
-    /// A record to process.
+    /// A record about a file, to process.
     Record(Record),
-    /// A line that could not be read as a record; write the error record and go on.
+    /// A record to write through untouched and go on: the error record of a line that
+    /// could not be read as a record, or the machine record of `mem-estimate --system`.
     Bad(Record),
+}
+
+fn parsed(tool: &'static str, line: &str) -> Option<Input> {
+    match Record::parse_line(line) {
+        Ok(Some(r)) if r.is_system() => Some(Input::Bad(r)),
+        Ok(Some(r)) => Some(Input::Record(r)),
+        Ok(None) => None,
+        Err(e) => Some(Input::Bad(Record::bad_line(tool, line, &e))),
+    }
 }
 
 /// Iterate the inputs: arguments if any (each `-` reads stdin), else stdin. Directories
@@ -238,20 +248,10 @@ pub fn inputs(tool: &'static str, args: &InputArgs) -> impl Iterator<Item = Inpu
                         .lock()
                         .lines()
                         .map_while(Result::ok)
-                        .filter_map(move |line| match Record::parse_line(&line) {
-                            Ok(Some(r)) => Some(Input::Record(r)),
-                            Ok(None) => None,
-                            Err(e) => Some(Input::Bad(Record::bad_line(tool, &line, &e))),
-                        }),
+                        .filter_map(move |l| parsed(tool, &l)),
                 )
             } else {
-                match Record::parse_line(&src) {
-                    Ok(Some(r)) => Box::new(std::iter::once(Input::Record(r))),
-                    Ok(None) => Box::new(std::iter::empty()),
-                    Err(e) => Box::new(std::iter::once(Input::Bad(Record::bad_line(
-                        tool, &src, &e,
-                    )))),
-                }
+                Box::new(parsed(tool, &src).into_iter())
             }
         })
         .flat_map(move |input| -> Box<dyn Iterator<Item = Input>> {

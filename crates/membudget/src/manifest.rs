@@ -53,6 +53,8 @@ impl Record {
         match value {
             Value::Object(fields) => match fields.get("path") {
                 Some(Value::String(_)) => Ok(Record { fields }),
+                // The machine record of `mem-estimate --system` is about no file.
+                None if fields.contains_key("system") => Ok(Record { fields }),
                 _ => Err(Error::new(
                     ErrorKind::BadRecord,
                     "record has no string \"path\"",
@@ -76,7 +78,13 @@ impl Record {
         r
     }
 
-    /// The input path.
+    /// A record about the machine (`mem-estimate --system`), not about a file: tools
+    /// write it through untouched.
+    pub fn is_system(&self) -> bool {
+        !self.fields.contains_key("path") && self.fields.contains_key("system")
+    }
+
+    /// The input path (empty for a system record).
     pub fn path(&self) -> &str {
         self.fields
             .get("path")
@@ -207,6 +215,15 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::BadRecord);
         let e = Record::parse_line(r#"{"nopath":1}"#).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadRecord);
+    }
+
+    #[test]
+    fn system_record_is_not_a_file() {
+        let r = Record::parse_line(r#"{"schema":1,"system":{"cpus":2}}"#)
+            .unwrap()
+            .unwrap();
+        assert!(r.is_system());
+        assert!(!Record::new("a").is_system());
     }
 
     #[test]

@@ -56,23 +56,22 @@ fn tool_names() -> clap::builder::PossibleValuesParser {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    Opts::augment_args(
-        Command::new(NAME)
-            .version(env!("CARGO_PKG_VERSION"))
-            .about("Turn a memory budget into chunk geometry and worker counts per record")
-            .long_about(
-                "Reads manifest records (from mem-estimate) or plain paths, and writes each \
+    // Arguments first: clap takes a struct doc comment as `about`, and ours must win.
+    Opts::augment_args(Command::new(NAME))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Turn a memory budget into chunk geometry and worker counts per record")
+        .long_about(
+            "Reads manifest records (from mem-estimate) or plain paths, and writes each \
                  record back with a `plan` section: for each tool that can process the input \
                  (or each --for tool), the largest chunk and the most workers whose predicted \
                  peak RSS fits the budget. A record no tool can fit becomes an error record \
                  naming the minimum memory needed, and the exit status is 3.",
-            )
-            .after_help(
-                "Exit status: 0 all planned, 1 some inputs failed, 2 usage or fatal error, \
+        )
+        .after_help(
+            "Exit status: 0 all planned, 1 some inputs failed, 2 usage or fatal error, \
                  3 the budget cannot be met for some input.\n\n\
                  Example: find scans -name '*.tif' | mem-estimate | chunk-plan -m 256MiB -v",
-            ),
-    )
+        )
 }
 
 /// The models to plan for: `--for` ones, or all.
