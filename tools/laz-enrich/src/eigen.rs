@@ -31,10 +31,10 @@ pub fn symmetric_eigen(m: [f64; 6]) -> Eigen {
             if apq == 0.0 {
                 continue;
             }
-            // An off-diagonal element too small to change either diagonal element in
-            // f64 is zeroed outright: this is what makes the loop end.
-            let g = 100.0 * apq.abs();
-            if a[p][p].abs() + g == a[p][p].abs() && a[q][q].abs() + g == a[q][q].abs() {
+            // An off-diagonal element below 1e-13 of the diagonal moves the eigenvalues
+            // by about its square (1e-26 relative): it is zeroed outright, which is what
+            // makes the loop end, a sweep earlier than waiting for exact f64 negligibility.
+            if apq.abs() <= 1e-13 * (a[p][p].abs() + a[q][q].abs()) {
                 a[p][q] = 0.0;
                 a[q][p] = 0.0;
                 continue;

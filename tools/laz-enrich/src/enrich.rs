@@ -112,9 +112,14 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         .prefix(".laz-enrich.")
         .tempdir_in(&p.temp_dir)?;
 
+    let t0 = std::time::Instant::now();
     // 1. Positions pass.
     let xyz_path = tmp.path().join("xyz");
     let mut xyz = BufWriter::with_capacity(1 << 20, File::create(&xyz_path)?);
+    // The records themselves, decoded once: the merge pass reads them back instead of
+    // decompressing the input a second time (LAZ decoding is a third of that pass).
+    let rec_path = tmp.path().join("records");
+    let mut records = BufWriter::with_capacity(1 << 20, File::create(&rec_path)?);
     let mut lo = [i64::MAX; 3];
     let mut hi = [i64::MIN; 3];
     let mut pd = PointDataBuilder::new().for_header(&header).build();
@@ -130,6 +135,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 format!("truncated: the header says {n} points, only {read} could be read"),
             ));
         }
+        records.write_all(pd.raw_bytes())?;
         for q in slab_xyz(&pd) {
             for a in 0..3 {
                 lo[a] = lo[a].min(i64::from(q[a]));
@@ -142,7 +148,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         read += got;
     }
     drop(reader);
+    let in_len = pd.record_len();
     drop(pd);
+    records.flush()?;
+    drop(records);
     if n == 0 {
         lo = [0; 3];
         hi = [0; 3];
@@ -156,6 +165,12 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     let xyz = xyz.into_inner().map_err(|e| e.into_error())?;
     drop(xyz);
 
+    log::info!(
+        "{}: positions pass {:.2} s",
+        input.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
     // 2. Tiling.
     let mut hlo = [lo[0], lo[1]];
     let mut hhi = [hi[0], hi[1]];
@@ -185,6 +200,14 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         p.capacity
     );
 
+    log::info!(
+        "{}: tiling {:.2} s",
+        input.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
+    let mut t_collect = 0.0;
+    let mut t_compute = 0.0;
     // 3. Feature passes.
     let nf = p.features.len();
     let rec = nf * 4;
@@ -217,6 +240,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         for (k, t) in g.clone().enumerate() {
             slot_of[t] = k as u32;
         }
+        let tc = std::time::Instant::now();
         for_each_point(&xyz_path, |i, q| {
             let (cell, own) = tiling.owner(q[0], q[1]);
             if g.contains(&(own as usize)) {
@@ -240,6 +264,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         for t in g.clone() {
             slot_of[t] = u32::MAX;
         }
+        t_collect += tc.elapsed().as_secs_f64();
+        let tc = std::time::Instant::now();
         for b in bufs.iter_mut() {
             let TileBuf { owned, index, halo } = std::mem::replace(
                 b,
@@ -260,10 +286,17 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 return Err(Error::new(ErrorKind::Io, "interrupted"));
             }
         }
+        t_compute += tc.elapsed().as_secs_f64();
     }
+    log::info!(
+        "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s)",
+        input.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
 
     // 4. Merge pass.
-    let mut reader = open(input)?;
+    let mut recs = BufReader::with_capacity(1 << 20, File::open(&rec_path)?);
     let mut writer = Writer::new(
         BufWriter::with_capacity(1 << 20, out.try_clone()?),
         out_header,
@@ -271,26 +304,18 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     .map_err(|e| las_error(input, e))?;
     let out_fmt = *writer.header().point_format();
     let mut feats = BufReader::with_capacity(1 << 20, File::open(&feat_path)?);
-    let mut pd = PointDataBuilder::new().for_header(&header).build();
-    let in_len = pd.record_len();
     let out_len = in_len + rec;
     let mut fbuf = Vec::new();
+    let mut rbuf = Vec::new();
     let mut done = 0u64;
     while done < n {
-        let got = reader
-            .fill_points(p.slab.min(n - done), &mut pd)
-            .map_err(|e| las_error(input, e))?;
-        if got == 0 {
-            return Err(corrupt(input, "the file changed while it was read"));
-        }
+        let got = p.slab.min(n - done);
+        rbuf.resize(got as usize * in_len, 0);
+        recs.read_exact(&mut rbuf)?;
         fbuf.resize(got as usize * rec, 0);
         feats.read_exact(&mut fbuf)?;
         let mut bytes = Vec::with_capacity(got as usize * out_len);
-        for (r, f) in pd
-            .raw_bytes()
-            .chunks_exact(in_len)
-            .zip(fbuf.chunks_exact(rec))
-        {
+        for (r, f) in rbuf.chunks_exact(in_len).zip(fbuf.chunks_exact(rec)) {
             bytes.extend_from_slice(r);
             bytes.extend_from_slice(f);
         }
@@ -305,6 +330,11 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         done += got;
     }
     writer.close().map_err(|e| las_error(input, e))?;
+    log::info!(
+        "{}: merge pass {:.2} s",
+        input.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(report)
 }
 

@@ -26,6 +26,12 @@ pub struct Grid {
     reach: [i64; 3],
     scale: [f64; 3],
     r2: f64,
+    /// When the three scales are equal: the largest squared integer offset within the
+    /// radius, so the distance test is exact integer arithmetic (and cheaper).
+    r2_int: Option<i64>,
+    /// Whether squared offsets summed over every point fit an i64 (then the hot loop
+    /// accumulates in i64 and widens once at the end).
+    small: bool,
 }
 
 impl Grid {
@@ -86,7 +92,24 @@ impl Grid {
                 pts[a..b].sort_unstable_by_key(|p| p[2]);
             }
         }
+        let d2 = i128::from(reach.iter().copied().max().unwrap_or(1)).pow(2);
+        let small = d2 * (points.len() as i128 + 1) < i128::from(i64::MAX / 4);
+        let r2_int = (scale[0] == scale[1] && scale[1] == scale[2]).then(|| {
+            // The largest k with sqrt(k) * s <= r: start from floor((r/s)^2) and step
+            // over rounding either way.
+            let q = radius / scale[0];
+            let mut k = (q * q).floor() as i64;
+            while k > 0 && (k as f64).sqrt() * scale[0] > radius {
+                k -= 1;
+            }
+            while ((k + 1) as f64).sqrt() * scale[0] <= radius {
+                k += 1;
+            }
+            k
+        });
         Grid {
+            r2_int,
+            small,
             pts,
             starts,
             origin: lo,
@@ -107,7 +130,36 @@ impl Grid {
     /// Exact sums over the points within the radius of `q` (distance <= r, `q` itself
     /// counted if it is in the grid).
     pub fn radius_sums(&self, q: [i32; 3]) -> Sums {
-        let mut sums = Sums::default();
+        if !self.small {
+            let mut sums = Sums::default();
+            self.visit(q, |d| sums.add(d));
+            return sums;
+        }
+        let mut n = 0u64;
+        let mut s = [0i64; 3];
+        let mut ss = [0i64; 6];
+        self.visit(q, |[x, y, z]| {
+            n += 1;
+            s[0] += x;
+            s[1] += y;
+            s[2] += z;
+            ss[0] += x * x;
+            ss[1] += y * y;
+            ss[2] += z * z;
+            ss[3] += x * y;
+            ss[4] += x * z;
+            ss[5] += y * z;
+        });
+        Sums {
+            n,
+            s,
+            ss: ss.map(i128::from),
+        }
+    }
+
+    /// Call `f` with the integer offset of every point within the radius of `q`.
+    #[inline(always)]
+    fn visit(&self, q: [i32; 3], mut f: impl FnMut([i64; 3])) {
         let qx = i64::from(q[0]);
         let qy = i64::from(q[1]);
         let qz = i64::from(q[2]);
@@ -127,16 +179,21 @@ impl Grid {
                     }
                     let dx = i64::from(p[0]) - qx;
                     let dy = i64::from(p[1]) - qy;
-                    let fx = dx as f64 * self.scale[0];
-                    let fy = dy as f64 * self.scale[1];
-                    let fz = dz as f64 * self.scale[2];
-                    if fx * fx + fy * fy + fz * fz <= self.r2 {
-                        sums.add([dx, dy, dz]);
+                    let within = match self.r2_int {
+                        Some(k) => dx * dx + dy * dy + dz * dz <= k,
+                        None => {
+                            let fx = dx as f64 * self.scale[0];
+                            let fy = dy as f64 * self.scale[1];
+                            let fz = dz as f64 * self.scale[2];
+                            fx * fx + fy * fy + fz * fz <= self.r2
+                        }
+                    };
+                    if within {
+                        f([dx, dy, dz]);
                     }
                 }
             }
         }
-        sums
     }
 }
 
@@ -144,7 +201,8 @@ impl Grid {
 mod tests {
     use super::*;
 
-    /// Brute force over every pair, for comparison.
+    /// Brute force over every pair, for comparison: |d| s <= r decided exactly (equal
+    /// scales, as the grid does).
     fn brute(points: &[[i32; 3]], q: [i32; 3], scale: [f64; 3], r: f64) -> Sums {
         let mut s = Sums::default();
         for p in points {
@@ -153,12 +211,8 @@ mod tests {
                 i64::from(p[1]) - i64::from(q[1]),
                 i64::from(p[2]) - i64::from(q[2]),
             ];
-            let f = [
-                d[0] as f64 * scale[0],
-                d[1] as f64 * scale[1],
-                d[2] as f64 * scale[2],
-            ];
-            if f[0] * f[0] + f[1] * f[1] + f[2] * f[2] <= r * r {
+            let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+            if (d2 as f64).sqrt() * scale[0] <= r {
                 s.add(d);
             }
         }

@@ -1,0 +1,385 @@
+//! laz-enrich end to end: real processes on the shared sample clouds, outputs read back
+//! with laspy and features checked against jakteristics.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tool() -> Command {
+    Command::new(testkit::bin("laz-enrich"))
+}
+
+fn run(args: &[&str]) -> (Output, Vec<Value>) {
+    let out = tool().args(args).output().expect("run laz-enrich");
+    let records = testkit::ndjson(&out.stdout);
+    (out, records)
+}
+
+fn section(r: &Value) -> &Value {
+    &r["laz-enrich"]
+}
+
+fn ign(name: &str) -> PathBuf {
+    testkit::data(&format!("laz/ign/{name}"))
+}
+
+/// Check an output against its input with laspy (every input byte kept, one Extra
+/// Bytes VLR, the new dimensions by name) and against jakteristics (same radius).
+const CHECK: &str = r#"
+import sys, numpy as np, laspy, jakteristics
+inp, out, r = sys.argv[1], sys.argv[2], float(sys.argv[3])
+names = sys.argv[4].split(",")
+a = laspy.read(inp); b = laspy.read(out)
+assert len(a.points) == len(b.points), (len(a.points), len(b.points))
+# Every input byte of every point, in order: the output record is the input record
+# followed by 4 bytes per new dimension.
+ra = a.points.array.view(np.uint8).reshape(len(a.points), -1)
+rb = b.points.array.view(np.uint8).reshape(len(b.points), -1)
+assert rb.shape[1] == ra.shape[1] + 4 * len(names), (ra.shape, rb.shape)
+assert np.array_equal(ra, rb[:, : ra.shape[1]]), "input bytes changed"
+eb = [v for v in b.header.vlrs if v.user_id == "LASF_Spec" and v.record_id == 4]
+assert len(eb) == 1, f"{len(eb)} Extra Bytes VLRs"
+assert not any(v.user_id == "copc" for v in b.header.vlrs)
+assert list(b.point_format.extra_dimension_names)[-len(names):] == names
+xyz = np.ascontiguousarray(a.xyz)
+j = jakteristics.compute_features(xyz, r, feature_names=names, num_threads=2)
+J = {n: j[:, i].astype(np.float64) for i, n in enumerate(names)}
+M = {n: np.asarray(b[n], dtype=np.float64) for n in names}
+same_n = J["number_of_neighbors"] == M["number_of_neighbors"]
+ok = (J["number_of_neighbors"] >= 3) & same_n
+assert ok.sum() > 0.8 * len(xyz), ("too few comparable points", ok.sum())
+# Counts may differ only on exact ties at distance r (coordinates on a 1 cm grid).
+assert (~same_n).sum() <= 0.002 * len(xyz), (~same_n).sum()
+worst = {}
+for n in ["planarity", "linearity", "sphericity", "verticality", "eigenvalue1", "eigenvalue2", "eigenvalue3"]:
+    e = np.abs(J[n][ok] - M[n][ok])
+    both_nan = np.isnan(J[n][ok]) & np.isnan(M[n][ok])
+    worst[n] = float(np.max(np.where(both_nan, 0.0, e)))
+nj = np.stack([J["nx"], J["ny"], J["nz"]], 1)[ok]
+nm = np.stack([M["nx"], M["ny"], M["nz"]], 1)[ok]
+l1, l2, l3 = M["eigenvalue1"][ok], M["eigenvalue2"][ok], M["eigenvalue3"][ok]
+# A normal is defined up to sign, and only where l3 is a simple eigenvalue.
+well = (l2 - l3) > 1e-3 * l1
+worst["normal"] = float(1 - np.abs((nj * nm).sum(1))[well].min())
+assert (M["nz"][ok] >= 0).all(), "normals not oriented up"
+print(worst)
+bad = {k: v for k, v in worst.items() if not v <= 1e-4}
+assert not bad, bad
+"#;
+
+const NAMES: &str = "planarity,linearity,sphericity,verticality,eigenvalue1,eigenvalue2,eigenvalue3,nx,ny,nz,number_of_neighbors";
+
+#[test]
+fn features_match_jakteristics_across_tile_borders() {
+    let Some(py) = testkit::python(&["laspy", "lazrs", "jakteristics"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let input = ign("test_data_77050_627755_LA93_IGN69.laz");
+    let out_dir = dir.path().join("out");
+    // Small tiles: most points' neighbourhoods are cut by some tile border.
+    let (out, recs) = run(&[
+        "-F",
+        NAMES,
+        "--tile-points",
+        "15000",
+        "-o",
+        out_dir.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    testkit::check(&out, "laz-enrich");
+    let s = section(&recs[0]);
+    assert_eq!(s["status"], "ok", "{:?}", recs[0]);
+    assert!(s["tiles"].as_u64().unwrap() >= 4, "{s}");
+    assert!(s["halo_points"].as_u64().unwrap() > 0, "{s}");
+    let output = s["output"].as_str().unwrap();
+    assert!(output.ends_with("test_data_77050_627755_LA93_IGN69.enriched.laz"));
+    testkit::run_python(&py, CHECK, &[input.to_str().unwrap(), output, "1.0", NAMES]);
+}
+
+#[test]
+fn copc_and_old_versions_read_back() {
+    let Some(py) = testkit::python(&["laspy", "lazrs", "jakteristics"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    for (name, r) in [
+        ("laz/autzen.copc.laz", "5.0"),
+        ("laz/32-1-472-150-76.laz", "1.0"),
+    ] {
+        let input = testkit::data(name);
+        let (out, recs) = run(&[
+            "-F",
+            NAMES,
+            "-R",
+            r,
+            "-o",
+            dir.path().to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        testkit::check(&out, "laz-enrich");
+        let output = section(&recs[0])["output"].as_str().unwrap().to_string();
+        if name.contains("copc") {
+            // autzen.copc.laz has too few points for 80% to have 3 neighbours: check
+            // the read-back only.
+            let code = r#"
+import sys, laspy, numpy as np
+a = laspy.read(sys.argv[1]); b = laspy.read(sys.argv[2])
+assert len(a.points) == len(b.points)
+for d in a.point_format.dimension_names:
+    assert np.array_equal(np.asarray(a[d]), np.asarray(b[d])), d
+assert "planarity" in list(b.point_format.extra_dimension_names)
+assert not any(v.user_id == "copc" for v in b.header.vlrs)
+"#;
+            testkit::run_python(&py, code, &[input.to_str().unwrap(), &output]);
+        } else {
+            testkit::run_python(&py, CHECK, &[input.to_str().unwrap(), &output, r, NAMES]);
+        }
+    }
+}
+
+#[test]
+fn a_tiny_budget_gives_the_same_bits_as_a_huge_one() {
+    let dir = testkit::tempdir();
+    let input = ign("test_data_77060_627755_LA93_IGN69.laz");
+    let mut outputs = Vec::new();
+    let mut tiles = Vec::new();
+    for (sub, limit) in [("huge", "8GiB"), ("tiny", "27MiB")] {
+        let out_dir = dir.path().join(sub);
+        let (out, recs) = run(&[
+            "-F",
+            "all",
+            "-m",
+            limit,
+            "-o",
+            out_dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        testkit::check(&out, "laz-enrich");
+        let s = section(&recs[0]);
+        assert_eq!(s["status"], "ok", "{:?}", recs[0]);
+        tiles.push(s["tiles"].as_u64().unwrap());
+        outputs.push(std::fs::read(s["output"].as_str().unwrap()).unwrap());
+    }
+    assert_eq!(tiles[0], 1, "a huge budget holds the file in one tile");
+    assert!(tiles[1] >= 4, "a tiny budget cuts it: {tiles:?}");
+    assert!(outputs[0] == outputs[1], "outputs differ between budgets");
+}
+
+#[test]
+fn peak_rss_stays_under_the_budget() {
+    let dir = testkit::tempdir();
+    let input = ign("las_with_several_extra_byte_bloc.laz");
+    let limit_mib = 28u64;
+    let (out, recs) = run(&[
+        "-m",
+        &format!("{limit_mib}MiB"),
+        "-o",
+        dir.path().join(limit_mib.to_string()).to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    testkit::check(&out, "laz-enrich");
+    let s = section(&recs[0]);
+    let peak = s["peak_rss"].as_u64().unwrap();
+    assert!(
+        peak <= limit_mib << 20,
+        "peak {peak} over the {limit_mib} MiB budget: {s}"
+    );
+    assert!(s["tiles"].as_u64().unwrap() > 1, "{s}");
+}
+
+#[test]
+fn neighbour_files_give_the_features_of_the_merged_cloud() {
+    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let tiles_dir = dir.path().join("tiles");
+    std::fs::create_dir_all(&tiles_dir).unwrap();
+    let names: Vec<String> = [
+        "77050_627755",
+        "77050_627760",
+        "77055_627755",
+        "77055_627760",
+        "77060_627755",
+        "77060_627760",
+    ]
+    .iter()
+    .map(|t| format!("test_data_{t}_LA93_IGN69.laz"))
+    .collect();
+    for n in &names {
+        std::fs::copy(ign(n), tiles_dir.join(n)).unwrap();
+    }
+    let merged = dir.path().join("merged.laz");
+    let merge = r#"
+import sys, numpy as np, laspy
+files, out = sys.argv[2:], sys.argv[1]
+first = laspy.read(files[0])
+arrays = [laspy.read(f).points.array for f in files]
+first.points = laspy.ScaleAwarePointRecord(np.concatenate(arrays), first.point_format, first.header.scales, first.header.offsets)
+first.write(out)
+"#;
+    let mut args = vec![merged.to_str().unwrap().to_string()];
+    args.extend(
+        names
+            .iter()
+            .map(|n| tiles_dir.join(n).to_string_lossy().into_owned()),
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    testkit::run_python(&py, merge, &argv);
+
+    let feats = "planarity,linearity,nz,number_of_neighbors,eigenvalue3";
+    let out_dir = dir.path().join("out");
+    let (out, recs) = run(&[
+        "-F",
+        feats,
+        "-o",
+        out_dir.to_str().unwrap(),
+        merged.to_str().unwrap(),
+    ]);
+    testkit::check(&out, "laz-enrich merged");
+    let merged_out = section(&recs[0])["output"].as_str().unwrap().to_string();
+    let mut cmd = tool();
+    cmd.args(["-F", feats, "--neighbours"])
+        .arg(&tiles_dir)
+        .arg("-o")
+        .arg(&out_dir)
+        .args(names.iter().map(|n| tiles_dir.join(n)));
+    let out = cmd.output().unwrap();
+    testkit::check(&out, "laz-enrich --neighbours");
+    let recs = testkit::ndjson(&out.stdout);
+    assert_eq!(recs.len(), 6);
+    let mut outputs = Vec::new();
+    for r in &recs {
+        let s = section(r);
+        assert_eq!(s["status"], "ok", "{r}");
+        assert!(s["neighbour_files"].as_u64().unwrap() >= 1, "{s}");
+        assert!(s["neighbour_points"].as_u64().unwrap() > 0, "{s}");
+        outputs.push(s["output"].as_str().unwrap().to_string());
+    }
+    // Bit-identical features: the sums are exact integers, so the same neighbourhood
+    // gives the same bits whichever file its points came from.
+    let compare = r#"
+import sys, numpy as np, laspy
+merged, feats, outs = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+m = laspy.read(merged)
+at = 0
+for o in outs:
+    b = laspy.read(o)
+    n = len(b.points)
+    for f in feats:
+        x = np.asarray(b[f]); y = np.asarray(m[f])[at:at + n]
+        assert np.array_equal(x.view(np.uint32), y.view(np.uint32)), (o, f, np.nanmax(np.abs(x - y)))
+    at += n
+assert at == len(m.points)
+"#;
+    let mut argv = vec![merged_out.as_str(), feats];
+    argv.extend(outputs.iter().map(String::as_str));
+    testkit::run_python(&py, compare, &argv);
+    // Without the neighbours, border points differ: the test can tell.
+    let alone = dir.path().join("alone");
+    let (out, recs) = run(&[
+        "-F",
+        feats,
+        "-o",
+        alone.to_str().unwrap(),
+        tiles_dir.join(&names[0]).to_str().unwrap(),
+    ]);
+    testkit::check(&out, "laz-enrich alone");
+    let alone_out = section(&recs[0])["output"].as_str().unwrap().to_string();
+    let differ = r#"
+import sys, numpy as np, laspy
+a, b = laspy.read(sys.argv[1]), laspy.read(sys.argv[2])
+assert not np.array_equal(np.asarray(a["number_of_neighbors"]), np.asarray(b["number_of_neighbors"]))
+"#;
+    testkit::run_python(&py, differ, &[&alone_out, &outputs[0]]);
+}
+
+#[test]
+fn every_sample_cloud_gives_an_output_or_a_clear_error() {
+    let dir = testkit::tempdir();
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    for sub in ["laz", "laz/ign"] {
+        for e in std::fs::read_dir(testkit::data(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "laz" || x == "las") {
+                inputs.push(p);
+            }
+        }
+    }
+    inputs.sort();
+    // A LICENSE file: not a cloud, an error record, the others go on.
+    inputs.push(testkit::data("laz/LICENSE-las-rs"));
+    for (i, input) in inputs.iter().enumerate() {
+        let out_dir = dir.path().join(i.to_string());
+        let (out, recs) = run(&[
+            "-o",
+            out_dir.to_str().unwrap(),
+            "-F",
+            "planarity,number_of_neighbors",
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(recs.len(), 1, "{}", input.display());
+        let r = &recs[0];
+        if input.ends_with("LICENSE-las-rs") {
+            assert_eq!(r["error"]["kind"], "unsupported", "{r}");
+            assert_eq!(out.status.code(), Some(1));
+            assert!(!out_dir.exists() || std::fs::read_dir(&out_dir).unwrap().next().is_none());
+        } else {
+            assert_eq!(section(r)["status"], "ok", "{}: {r}", input.display());
+            assert!(Path::new(section(r)["output"].as_str().unwrap()).is_file());
+            assert_eq!(out.status.code(), Some(0));
+        }
+    }
+}
+
+#[test]
+fn truncated_or_corrupt_laz_is_an_error_record_and_leaves_no_output() {
+    let dir = testkit::tempdir();
+    let src = std::fs::read(ign("test_data_77055_627760_LA93_IGN69.laz")).unwrap();
+    let truncated = dir.path().join("truncated.laz");
+    std::fs::write(&truncated, &src[..src.len() / 2]).unwrap();
+    let corrupt = dir.path().join("corrupt.laz");
+    let mut bad = src.clone();
+    let mid = bad.len() / 2;
+    for b in &mut bad[mid..mid + 4096] {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+    std::fs::write(&corrupt, &bad).unwrap();
+    let header_only = dir.path().join("header-only.laz");
+    std::fs::write(&header_only, &src[..200]).unwrap();
+    for input in [&truncated, &corrupt, &header_only] {
+        let out_dir = dir.path().join("out");
+        let (out, recs) = run(&["-o", out_dir.to_str().unwrap(), input.to_str().unwrap()]);
+        assert_eq!(recs.len(), 1);
+        let kind = recs[0]["error"]["kind"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string();
+        assert!(
+            ["corrupt", "io"].contains(&kind.as_str()),
+            "{}: {}",
+            input.display(),
+            recs[0]
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let left: Vec<_> = std::fs::read_dir(&out_dir)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{}: left {left:?}", input.display());
+    }
+}
+
+#[test]
+fn existing_outputs_are_skipped_unless_forced() {
+    let dir = testkit::tempdir();
+    let input = testkit::data("laz/autzen.laz");
+    let o = dir.path().to_str().unwrap();
+    let args = ["-F", "planarity", "-o", o, input.to_str().unwrap()];
+    let (_, first) = run(&args);
+    assert_eq!(section(&first[0])["status"], "ok");
+    let (_, second) = run(&args);
+    assert_eq!(section(&second[0])["status"], "skipped");
+    let (_, third) = run(&["-f", "-F", "planarity", "-o", o, input.to_str().unwrap()]);
+    assert_eq!(section(&third[0])["status"], "ok");
+}
