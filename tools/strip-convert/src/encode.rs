@@ -487,19 +487,27 @@ fn extra_options(params: &EncodeParams) -> Vec<&'static str> {
 }
 
 /// The main header of the full image's codestream (SOC up to, not including, the first
-/// SOT): written by a codec set up for the whole image, ended without tiles.
+/// SOT). It is written by a codec set up for the first tile alone (ended without tiles),
+/// then its SIZ image size is set to the full image: every other marker (COD, QCD, COM)
+/// depends only on the coding parameters, and a codec set up for the whole image would
+/// allocate about 6 KB of state per tile (65,535 tiles: 400 MB) just to write this.
 pub fn main_header(params: &EncodeParams) -> Result<Vec<u8>, Error> {
-    let c = Codec::start(
-        params,
-        (0, 0, params.width, params.height),
-        (0, 0),
-        1,
-        &extra_options(params),
-    )?;
+    let first = params.tile_rect(0);
+    let c = Codec::start(params, first, (0, 0), 1, &extra_options(params))?;
     let bytes = c.finish()?;
     // What an ended codec without tiles wrote: the main header, then EOC.
     let end = header_end(&bytes)?;
-    Ok(bytes[..end].to_vec())
+    let mut h = bytes[..end].to_vec();
+    // SOC (2 bytes), then SIZ: marker, Lsiz, Rsiz, Xsiz (bytes 8..12), Ysiz (12..16).
+    if h.get(2..4) != Some(&[0xFF, 0x51]) || h.len() < 16 {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "encoder wrote no SIZ marker first",
+        ));
+    }
+    h[8..12].copy_from_slice(&params.width.to_be_bytes());
+    h[12..16].copy_from_slice(&params.height.to_be_bytes());
+    Ok(h)
 }
 
 /// Where the main header ends: the offset of the first SOT or of EOC, walking marker
@@ -662,6 +670,16 @@ mod tests {
         assert_eq!(max_levels(10240, 10240, (1024, 1024)), 10);
         assert_eq!(max_levels(100, 3000, (1024, 1024)), 6);
         assert_eq!(max_levels(1, 1, (1024, 1024)), 0);
+    }
+
+    #[test]
+    fn patched_header_equals_a_whole_image_codec_header() {
+        for p in [params(100, 70), params(1000, 333)] {
+            let c = Codec::start(&p, (0, 0, p.width, p.height), (0, 0), 1, &[]).unwrap();
+            let whole = c.finish().unwrap();
+            let whole = whole[..header_end(&whole).unwrap()].to_vec();
+            assert_eq!(main_header(&p).unwrap(), whole);
+        }
     }
 
     #[test]

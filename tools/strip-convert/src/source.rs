@@ -258,10 +258,15 @@ impl TiffPage {
                     let (dw, dh) = self.decoder.chunk_data_dimensions(idx);
                     let data = &self.cache[&idx];
                     place(&self.info, data, (cx * cw, crow * ch, dw, dh), plane, band)?;
+                    // A chunk ending inside this band is done: free it now, so the decoded
+                    // chunks held never add up to a second band.
+                    if (crow + 1) * ch <= y0 + rows {
+                        self.cache.remove(&idx);
+                    }
                 }
             }
         }
-        // Chunks ending inside this band are done; keep only those reaching past it.
+        // Only chunks reaching past this band are kept; drop any left from earlier bands.
         let end = y0 + rows;
         self.cache.retain(|idx, _| {
             let crow = (idx % per_plane) / across;
