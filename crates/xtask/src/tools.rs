@@ -25,5 +25,9 @@ pub const TOOLS: &[Tool] = &[
         name: chunk_plan::NAME,
         command: chunk_plan::command,
     },
-    // strip-convert, laz-enrich: one line each, as above.
+    Tool {
+        name: laz_enrich::NAME,
+        command: laz_enrich::command,
+    },
+    // strip-convert: one line, as above.
 ];

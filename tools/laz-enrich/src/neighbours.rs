@@ -135,6 +135,9 @@ impl Grid {
             self.visit(q, |d| sums.add(d));
             return sums;
         }
+        if let Some(k) = self.r2_int {
+            return self.exact_small_sums(q, k);
+        }
         let mut n = 0u64;
         let mut s = [0i64; 3];
         let mut ss = [0i64; 6];
@@ -154,6 +157,53 @@ impl Grid {
             n,
             s,
             ss: ss.map(i128::from),
+        }
+    }
+
+    /// The hot path (equal scales, sums that fit i64): the distance test is folded into
+    /// the sums as a mask instead of a branch, because about half the candidates pass
+    /// and a branch on that mispredicts constantly.
+    fn exact_small_sums(&self, q: [i32; 3], k: i64) -> Sums {
+        let qx = i64::from(q[0]);
+        let qy = i64::from(q[1]);
+        let qz = i64::from(q[2]);
+        let cx = (qx - self.origin[0]).div_euclid(self.cell[0]);
+        let cy = (qy - self.origin[1]).div_euclid(self.cell[1]);
+        let zlo = qz - self.reach[2];
+        let zhi = qz + self.reach[2];
+        let mut n = 0i64;
+        let (mut sx, mut sy, mut sz) = (0i64, 0i64, 0i64);
+        let (mut sxx, mut syy, mut szz, mut sxy, mut sxz, mut syz) =
+            (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+        for row in (cy - 1).max(0)..=(cy + 1).min(self.rows - 1) {
+            for col in (cx - 1).max(0)..=(cx + 1).min(self.cols - 1) {
+                let c = (row * self.cols + col) as usize;
+                let run = &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize];
+                let first = run.partition_point(|p| i64::from(p[2]) < zlo);
+                let last = first + run[first..].partition_point(|p| i64::from(p[2]) <= zhi);
+                for p in &run[first..last] {
+                    let dx = i64::from(p[0]) - qx;
+                    let dy = i64::from(p[1]) - qy;
+                    let dz = i64::from(p[2]) - qz;
+                    let m = -i64::from(dx * dx + dy * dy + dz * dz <= k);
+                    let (x, y, z) = (dx & m, dy & m, dz & m);
+                    n -= m;
+                    sx += x;
+                    sy += y;
+                    sz += z;
+                    sxx += x * x;
+                    syy += y * y;
+                    szz += z * z;
+                    sxy += x * y;
+                    sxz += x * z;
+                    syz += y * z;
+                }
+            }
+        }
+        Sums {
+            n: n as u64,
+            s: [sx, sy, sz],
+            ss: [sxx, syy, szz, sxy, sxz, syz].map(i128::from),
         }
     }
 
@@ -238,13 +288,34 @@ mod tests {
         pts.push([-1_000_000, 5, 5]); // a far outlier: widens the cells
         let scale = [0.01, 0.01, 0.01];
         for r in [1.0, 0.37, 2.5] {
-            let g = Grid::build(&pts, scale, r);
+            let mut g = Grid::build(&pts, scale, r);
+            assert!(g.small && g.r2_int.is_some());
             for q in pts.iter().step_by(7).chain([&[0, 0, 0]]) {
                 assert_eq!(
                     g.radius_sums(*q),
                     brute(&pts, *q, scale, r),
                     "r={r} q={q:?}"
                 );
+            }
+            // The generic paths agree: i128 sums (huge radii or tiles) here, floating-
+            // point distances (unequal scales) below.
+            g.small = false;
+            for q in pts.iter().step_by(13) {
+                assert_eq!(g.radius_sums(*q), brute(&pts, *q, scale, r), "i128 r={r}");
+            }
+            let mixed = [0.01, 0.01, 0.005];
+            let gm = Grid::build(&pts, mixed, r);
+            assert!(gm.r2_int.is_none());
+            for q in pts.iter().step_by(11) {
+                let mut want = Sums::default();
+                for p in &pts {
+                    let d = [0, 1, 2].map(|a| i64::from(p[a]) - i64::from(q[a]));
+                    let f = [0, 1, 2].map(|a| d[a] as f64 * mixed[a]);
+                    if f[0] * f[0] + f[1] * f[1] + f[2] * f[2] <= r * r {
+                        want.add(d);
+                    }
+                }
+                assert_eq!(gm.radius_sums(*q), want, "mixed r={r} q={q:?}");
             }
         }
     }

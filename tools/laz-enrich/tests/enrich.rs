@@ -51,13 +51,17 @@ assert ok.sum() > 0.8 * len(xyz), ("too few comparable points", ok.sum())
 # Counts may differ only on exact ties at distance r (coordinates on a 1 cm grid).
 assert (~same_n).sum() <= 0.002 * len(xyz), (~same_n).sum()
 worst = {}
+# jakteristics pairs eigenvectors with eigenvalues by a 1e-5 tolerance, which mixes them
+# up when l2 < 1e-5 (nearly collinear neighbourhoods): vectors are compared elsewhere.
+vec_ok = ok & (M["eigenvalue2"] >= 1e-5)
 for n in ["planarity", "linearity", "sphericity", "verticality", "eigenvalue1", "eigenvalue2", "eigenvalue3"]:
-    e = np.abs(J[n][ok] - M[n][ok])
-    both_nan = np.isnan(J[n][ok]) & np.isnan(M[n][ok])
+    sel = vec_ok if n == "verticality" else ok
+    e = np.abs(J[n][sel] - M[n][sel])
+    both_nan = np.isnan(J[n][sel]) & np.isnan(M[n][sel])
     worst[n] = float(np.max(np.where(both_nan, 0.0, e)))
-nj = np.stack([J["nx"], J["ny"], J["nz"]], 1)[ok]
-nm = np.stack([M["nx"], M["ny"], M["nz"]], 1)[ok]
-l1, l2, l3 = M["eigenvalue1"][ok], M["eigenvalue2"][ok], M["eigenvalue3"][ok]
+nj = np.stack([J["nx"], J["ny"], J["nz"]], 1)[vec_ok]
+nm = np.stack([M["nx"], M["ny"], M["nz"]], 1)[vec_ok]
+l1, l2, l3 = M["eigenvalue1"][vec_ok], M["eigenvalue2"][vec_ok], M["eigenvalue3"][vec_ok]
 # A normal is defined up to sign, and only where l3 is a simple eigenvalue.
 well = (l2 - l3) > 1e-3 * l1
 worst["normal"] = float(1 - np.abs((nj * nm).sum(1))[well].min())

@@ -4,7 +4,9 @@
 //! To add a benchmark: write `bench/<tool>.rs` with `pub fn run(root) -> Result<bool>`
 //! (true = target met), add `mod` and one line to [`BENCHES`].
 
+mod laz_enrich;
 mod mem_estimate;
+mod strip_convert;
 
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
@@ -17,7 +19,11 @@ use std::time::Duration;
 type Bench = (&'static str, fn(&Path) -> Result<bool>);
 
 /// Every benchmark. strip-convert, laz-enrich: one line each.
-const BENCHES: &[Bench] = &[("mem-estimate", mem_estimate::run)];
+const BENCHES: &[Bench] = &[
+    ("mem-estimate", mem_estimate::run),
+    ("strip-convert", strip_convert::run),
+    ("laz-enrich", laz_enrich::run),
+];
 
 /// The names `bench` accepts.
 pub fn names() -> Vec<&'static str> {

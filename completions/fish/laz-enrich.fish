@@ -1,0 +1,22 @@
+complete -c laz-enrich -s R -l radius -d 'Neighbourhood radius in metres: neighbours are the points at distance <= R, the point itself included' -r
+complete -c laz-enrich -s F -l features -d 'Features to compute, comma-separated, or `all` (see FEATURES below)' -r
+complete -c laz-enrich -l names -d 'Names of the new dimensions' -r -f -a "jakteristics\t'jakteristics / CloudCompare names (nx, surface_variation, number_of_neighbors...)'
+ign\t'IGN LiDAR HD enrich names (normal_x, curvature, ...)'"
+complete -c laz-enrich -l viewpoint -d 'Orient normals towards this point (X,Y,Z in the file\'s coordinates) instead of up' -r
+complete -c laz-enrich -l neighbours -d 'Take halo points from the LAS/LAZ files in this directory (adjacent tiles), so features at this file\'s borders equal those of the merged cloud' -r -F
+complete -c laz-enrich -l format -d 'Output container' -r -f -a "laz\t'LASzip-compressed LAS'
+las\t'Uncompressed LAS'"
+complete -c laz-enrich -l suffix -d 'Appended to the input\'s stem to name the output' -r
+complete -c laz-enrich -l temp-dir -d 'Directory for temporary files (about 12 + 4 x features bytes a point); default: the output\'s directory' -r -F
+complete -c laz-enrich -l tile-points -d 'Most points (owned plus halo) a tile may hold, below what the budget allows (default: the budget\'s capacity, at most 1048576)' -r
+complete -c laz-enrich -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smaller of available memory and the cgroup limit' -r
+complete -c laz-enrich -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use)' -r
+complete -c laz-enrich -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
+complete -c laz-enrich -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
+complete -c laz-enrich -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c laz-enrich -s f -l force -d 'Overwrite existing outputs (by default they are skipped)'
+complete -c laz-enrich -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c laz-enrich -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
+complete -c laz-enrich -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
+complete -c laz-enrich -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c laz-enrich -s V -l version -d 'Print version'
