@@ -4,6 +4,7 @@
 //! To add a benchmark: write `bench/<tool>.rs` with `pub fn run(root) -> Result<bool>`
 //! (true = target met), add `mod` and one line to [`BENCHES`].
 
+mod laz_enrich;
 mod mem_estimate;
 mod strip_convert;
 
@@ -21,6 +22,7 @@ type Bench = (&'static str, fn(&Path) -> Result<bool>);
 const BENCHES: &[Bench] = &[
     ("mem-estimate", mem_estimate::run),
     ("strip-convert", strip_convert::run),
+    ("laz-enrich", laz_enrich::run),
 ];
 
 /// The names `bench` accepts.
