@@ -234,6 +234,30 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
 }
 
+thread_local! {
+    static SILENT_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f`, turning a panic inside it into `Err(())` without the panic message on
+/// stderr. For third-party parsers that panic on some malformed inputs (the `pdf` crate
+/// has `unwrap`s on hostile paths): the probe reports a clean error record instead, and
+/// the tool's stderr keeps to `tool: path: message` lines. Panics elsewhere still print.
+pub(crate) fn catch_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !SILENT_PANICS.with(|s| s.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = SILENT_PANICS.with(|s| s.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    SILENT_PANICS.with(|s| s.set(was));
+    r.map_err(|_| ())
+}
+
 /// Probe one file: sniff its format and read its headers.
 pub fn probe_path(path: &Path) -> Result<Probe> {
     let meta = std::fs::metadata(path)?;
@@ -267,6 +291,13 @@ pub fn probe_path(path: &Path) -> Result<Probe> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panics_become_errors() {
+        assert_eq!(catch_panics(|| 5), Ok(5));
+        let r: std::result::Result<(), ()> = catch_panics(|| panic!("hostile"));
+        assert_eq!(r, Err(()));
+    }
 
     #[test]
     fn sniff_magic() {

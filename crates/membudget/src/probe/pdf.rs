@@ -116,7 +116,7 @@ pub fn probe(path: &Path) -> Result<Probe> {
     // by another process meanwhile could fault on access; that is the usual mmap caveat,
     // accepted because it keeps the file out of memory except for the pages touched.
     let map = unsafe { memmap2::Mmap::map(&file)? };
-    let info = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_info(map)))
+    let info = super::catch_panics(|| read_info(map))
         .map_err(|_| Error::corrupt("PDF structure made the parser fail (malformed file)"))??;
     let image_pages = info.pages.iter().filter(|p| p.scan).count() as u64;
     let largest_image = info
