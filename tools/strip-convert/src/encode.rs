@@ -205,8 +205,13 @@ impl EncodeParams {
         }
         if !self.precincts.is_empty() {
             csty |= 0x01;
-            let n = self.precincts.len().min(33);
-            for (i, &(w, h)) in self.precincts.iter().take(n).enumerate() {
+            // One entry per resolution, the last given size repeated for the lower ones:
+            // left to itself OpenJPEG halves the last size for each further resolution,
+            // down to zero (and a failure) at 10 levels.
+            let n = (usize::from(self.levels) + 1).min(33);
+            let last = *self.precincts.last().expect("not empty");
+            for i in 0..n {
+                let (w, h) = self.precincts.get(i).copied().unwrap_or(last);
                 p.prcw_init[i] = w as i32;
                 p.prch_init[i] = h as i32;
             }
