@@ -29,5 +29,8 @@ pub const TOOLS: &[Tool] = &[
         name: laz_enrich::NAME,
         command: laz_enrich::command,
     },
-    // strip-convert: one line, as above.
+    Tool {
+        name: strip_convert::NAME,
+        command: strip_convert::command,
+    },
 ];

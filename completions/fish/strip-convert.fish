@@ -1,0 +1,43 @@
+complete -c strip-convert -l profile -d 'Encoding profile (options given too override its values): bnf, kb-master, kb-access, loc-ndnp' -r -f -a "bnf\t''
+kb-master\t''
+kb-access\t''
+loc-ndnp\t''"
+complete -c strip-convert -l bnf-class -d 'BnF profile class: photo (1:4, photographs and heritage documents), print (1:6, colour print), gray (1:16, greyscale)' -r -f -a "photo\t''
+print\t''
+gray\t''"
+complete -c strip-convert -l page -d 'Convert only page N (counting from 1); default: every page' -r
+complete -c strip-convert -l rates -d 'Lossy by compression ratio per layer, decreasing (e.g. 64,16,4); 9/7 wavelet' -r
+complete -c strip-convert -l psnr -d 'Lossy by PSNR in dB per layer, increasing (e.g. 30,40,50); 9/7 wavelet' -r
+complete -c strip-convert -l levels -d 'Decomposition levels (capped by tile and image size; the record says what was used)' -r
+complete -c strip-convert -l tile -d 'Tile size: N or WxH (default: planned from the memory budget)' -r
+complete -c strip-convert -l codeblock -d 'Code-block size: N or WxH, powers of two from 4 to 1024, area at most 4096' -r
+complete -c strip-convert -l precincts -d 'Precinct sizes from the highest resolution down, each N or WxH (powers of two); the last repeats for lower resolutions (e.g. 256,256,128)' -r
+complete -c strip-convert -l order -d 'Progression order: LRCP, RLCP, RPCL, PCRL, CPRL' -r
+complete -c strip-convert -l layers -d 'Quality layers (lossless: lower layers at rates from 1:200 down, the last lossless)' -r
+complete -c strip-convert -l tileparts -d 'Split tiles into tile-parts by resolution (R), layer (L) or component (C)' -r
+complete -c strip-convert -l xml -d 'Put this file\'s content in an `xml ` box' -r -F
+complete -c strip-convert -l xmp -d 'Put this XMP packet in the XMP uuid box (default: the TIFF\'s XMP, if any)' -r -F
+complete -c strip-convert -l is-part-of -d 'XMP dcterms:isPartOf (bnf profile)' -r
+complete -c strip-convert -l provenance -d 'XMP dcterms:provenance (bnf profile)' -r
+complete -c strip-convert -l relation -d 'XMP dc:relation (bnf profile)' -r
+complete -c strip-convert -l dc-source -d 'XMP dc:source (bnf profile)' -r
+complete -c strip-convert -l min-psnr -d 'Lossy verification: lowest acceptable PSNR in dB' -r
+complete -c strip-convert -l min-ssim -d 'Lossy verification: lowest acceptable SSIM' -r
+complete -c strip-convert -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smaller of available memory and the cgroup limit' -r
+complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use)' -r
+complete -c strip-convert -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
+complete -c strip-convert -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
+complete -c strip-convert -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c strip-convert -l lossless -d 'Lossless: 5/3 reversible wavelet and RCT (the default without a lossy profile)'
+complete -c strip-convert -l sop -d 'Start-of-packet markers'
+complete -c strip-convert -l eph -d 'End-of-packet-header markers'
+complete -c strip-convert -l plt -d 'Packet length markers (PLT) in tile-part headers'
+complete -c strip-convert -l tlm -d 'Tile-part length markers (TLM) in the main header'
+complete -c strip-convert -l no-icc -d 'Do not copy the TIFF\'s ICC profile (write the enumerated sRGB or greyscale space)'
+complete -c strip-convert -l verify -d 'Decode the written file tile by tile and compare with the source: lossless must match exactly; lossy reports PSNR, SSIM and MSE against the thresholds'
+complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped)'
+complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
+complete -c strip-convert -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
+complete -c strip-convert -s h -l help -d 'Print help'
+complete -c strip-convert -s V -l version -d 'Print version'
