@@ -88,6 +88,22 @@ pub enum BudgetSource {
     Default,
 }
 
+impl std::fmt::Display for BudgetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BudgetSource::User => f.write_str("from --memory-limit"),
+            BudgetSource::Percent => {
+                f.write_str("a share of what the machine can give, from --memory-limit")
+            }
+            BudgetSource::Default => write!(
+                f,
+                "the default: {:.0}% of the smaller of available memory and the cgroup limit",
+                DEFAULT_SAFETY_FACTOR * 100.0
+            ),
+        }
+    }
+}
+
 /// A resolved memory budget in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
@@ -193,6 +209,15 @@ mod tests {
                 assert!(e.message.contains("invalid memory budget"), "{}", e.message);
             }
         }
+    }
+
+    #[test]
+    fn sources_say_where_the_budget_came_from() {
+        let sys = SystemInfo::fixed(10 << 30, None);
+        let shown = |arg| Budget::from_arg(arg, &sys).unwrap().source.to_string();
+        assert!(shown(Some("1G")).contains("--memory-limit"));
+        assert!(shown(Some("50%")).contains("share"));
+        assert!(shown(None).contains(&format!("{}%", (DEFAULT_SAFETY_FACTOR * 100.0) as u32)));
     }
 
     #[test]

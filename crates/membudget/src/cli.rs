@@ -8,7 +8,7 @@ use crate::budget::Budget;
 use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
 use crate::system::SystemInfo;
-use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use clap::{ArgAction, ArgMatches, Args, Command};
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
@@ -72,8 +72,18 @@ pub struct BudgetArgs {
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
     /// Workers or threads at most (default: the CPUs this process may use)
-    #[arg(short = 'j', long, value_name = "N")]
+    #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
     pub jobs: Option<usize>,
+}
+
+/// `--jobs 0` would plan no work at all: refuse it as a usage error rather than quietly
+/// running one worker.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl BudgetArgs {
@@ -257,34 +267,55 @@ pub fn inputs(tool: &'static str, args: &InputArgs) -> impl Iterator<Item = Inpu
         .flat_map(move |input| -> Box<dyn Iterator<Item = Input>> {
             match input {
                 Input::Record(r) if recursive && Path::new(r.path()).is_dir() => {
-                    let mut files = Vec::new();
-                    walk(Path::new(r.path()), &mut files);
-                    files.sort();
-                    Box::new(
-                        files
-                            .into_iter()
-                            .map(move |f| Input::Record(r.with_path(f.to_string_lossy()))),
-                    )
+                    let mut found = Vec::new();
+                    walk(Path::new(r.path()), &mut found);
+                    found.sort_by(|a, b| a.0.cmp(&b.0));
+                    Box::new(found.into_iter().map(move |(path, listed)| {
+                        let mut rec = r.with_path(path.to_string_lossy());
+                        match listed {
+                            Ok(()) => Input::Record(rec),
+                            // Written through as an error record: a directory we cannot
+                            // list must not vanish from the run silently.
+                            Err(e) => {
+                                rec.set_error(tool, &e);
+                                Input::Bad(rec)
+                            }
+                        }
+                    }))
                 }
                 other => Box::new(std::iter::once(other)),
             }
         })
 }
 
-/// Files below `dir`, skipping hidden entries and not following directory symlinks
-/// (loops).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
+/// Files below `dir` (`Ok`), and directories that could not be listed (`Err`), skipping
+/// hidden entries and not following directory symlinks (they can loop; `find` does not
+/// follow them either). Symlinks to files are followed.
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Result<(), Error>)>) {
+    let unlisted = |e: io::Error| {
+        let e = Error::from(e);
+        let message = format!("cannot list directory: {}", e.message);
+        (dir.to_path_buf(), Err(Error::new(e.kind, message)))
     };
-    for entry in rd.flatten() {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => return out.push(unlisted(e)),
+    };
+    for entry in rd {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                out.push(unlisted(e));
+                continue;
+            }
+        };
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
         let path = entry.path();
         match entry.file_type() {
             Ok(t) if t.is_dir() => walk(&path, out),
-            Ok(_) if path.is_file() => out.push(path),
+            Ok(_) if path.is_file() => out.push((path, Ok(()))),
             _ => {}
         }
     }
@@ -396,7 +427,7 @@ pub fn progress(len: Option<u64>, log: &LogArgs) -> indicatif::ProgressBar {
     bar
 }
 
-/// Temp files not yet renamed into place: removed on Ctrl-C / SIGTERM.
+/// Temp files not yet renamed into place: removed on Ctrl-C, SIGTERM and SIGHUP.
 fn pending() -> &'static Mutex<HashSet<PathBuf>> {
     static PENDING: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
     PENDING.get_or_init(|| Mutex::new(HashSet::new()))
@@ -404,22 +435,92 @@ fn pending() -> &'static Mutex<HashSet<PathBuf>> {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Whether Ctrl-C or SIGTERM was received (tools may stop between chunks).
+/// Whether Ctrl-C, SIGTERM or SIGHUP was received. The process ends by that signal as
+/// soon as pending temporary files are removed, so this is rarely seen true.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        INTERRUPTED.store(true, Ordering::Relaxed);
-        if let Ok(p) = pending().lock() {
-            for path in p.iter() {
-                let _ = std::fs::remove_file(path);
-            }
+/// The signals that end a run early. Each removes the pending temporary files, then the
+/// process dies of that same signal, so the shell, `make` or `xargs` sees how it ended
+/// (status 130 for Ctrl-C, 143 for SIGTERM).
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// A signal set holding `signals`.
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
         }
-        // 128 + SIGINT, as shells expect.
-        std::process::exit(130);
-    });
+        set
+    }
+}
+
+/// Whether `sig` is ignored, as `nohup` (SIGHUP) or a non-interactive shell's `&`
+/// (SIGINT) leave it: such a signal must stay ignored.
+fn ignored(sig: libc::c_int) -> bool {
+    // SAFETY: querying the current action only (no new action is installed).
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Take SIGINT, SIGTERM and SIGHUP on a dedicated thread (`sigwait`), where removing
+/// files and taking a lock is safe, unlike in an asynchronous signal handler. Written
+/// with libc because the `ctrlc` crate does not say which signal came, and the exit
+/// status must. Must run before the tool starts threads: they inherit the blocked mask.
+/// Child processes do not (Rust's `Command` resets the mask in the child).
+fn install_interrupt_handler() {
+    let wanted: Vec<libc::c_int> = STOP_SIGNALS.into_iter().filter(|&s| !ignored(s)).collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let set = signal_set(&wanted);
+    // SAFETY: `set` is initialised; blocking signals in this thread has no other effect.
+    if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
+        return;
+    }
+    let waiter = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` and `sig` are valid for the call.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            if let Ok(p) = pending().lock() {
+                for path in p.iter() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            die_of(sig);
+        });
+    if waiter.is_err() {
+        // No thread to take them: let the signals act as they would have.
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
+/// End the process by `sig` with its default action (terminate), as if never caught.
+fn die_of(sig: libc::c_int) -> ! {
+    let _ = io::stderr().flush();
+    // SAFETY: restoring the default action and unblocking `sig` in this thread, then
+    // sending it to this thread, which terminates the process.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let one = signal_set(&[sig]);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+        libc::raise(sig);
+    }
+    // Not reached when the signal's default action terminates; the shell's convention
+    // otherwise.
+    std::process::exit(128 + sig)
 }
 
 /// An output file written under a temporary name in its destination directory and
@@ -520,11 +621,21 @@ where
             };
         }
     };
-    if let Ok(log) = LogArgs::from_arg_matches(&matches) {
-        init_logging(tool, log.level());
-    } else {
-        init_logging(tool, log::LevelFilter::Warn);
-    }
+    // try_get_one, not LogArgs::from_arg_matches: a command without -q/-v (a small
+    // helper tool) must get the default level, and from_arg_matches panics on unknown ids.
+    let count = |id: &str| {
+        matches
+            .try_get_one::<u8>(id)
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(0)
+    };
+    let log = LogArgs {
+        quiet: count("quiet"),
+        verbose: count("verbose"),
+    };
+    init_logging(tool, log.level());
     install_interrupt_handler();
     match run(&matches) {
         Ok(s) => s.into(),

@@ -89,6 +89,11 @@ impl From<std::io::Error> for Error {
             std::io::ErrorKind::UnexpectedEof => ErrorKind::Corrupt,
             _ => ErrorKind::Io,
         };
+        // std's text for a short read ("failed to fill whole buffer") says nothing to a
+        // user looking at a file.
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return Error::new(kind, "truncated: the file ends early");
+        }
         Error::new(kind, e.to_string())
     }
 }

@@ -119,6 +119,10 @@ pub fn plan(
         reasons.push(format!(
             "{workers} of {max_workers} allowed workers: more would not fit"
         ));
+    } else if max_workers > 1 {
+        reasons.push(format!(
+            "{workers} workers: all that are allowed (--jobs, or the usable CPUs)"
+        ));
     }
     let whole_bytes = model.whole_bytes(s);
     if whole_bytes <= b {

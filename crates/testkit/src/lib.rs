@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The workspace root (the directory holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -44,6 +45,21 @@ pub fn data(rel: &str) -> PathBuf {
 /// The path of a built binary of the workspace (`mem-estimate`...), building it once if
 /// it is not there yet.
 pub fn bin(name: &str) -> PathBuf {
+    built(&["--bin", name], name)
+}
+
+/// The path of a built example of `package` (`examples/<name>.rs`), building it once.
+/// `cargo test` builds examples only when no target filter (`--test x`) is given.
+pub fn example(package: &str, name: &str) -> PathBuf {
+    built(
+        &["-p", package, "--example", name],
+        &format!("examples/{name}"),
+    )
+}
+
+/// Build with `cargo build <args>` once per test process, in the profile the tests run
+/// in, and return `<profile dir>/<rel>`.
+fn built(args: &[&str], rel: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
@@ -52,21 +68,22 @@ pub fn bin(name: &str) -> PathBuf {
         .ok()
         .and_then(|p| p.parent().and_then(Path::parent).map(Path::to_path_buf))
         .unwrap_or_else(|| target.join("debug"));
-    let path = profile_dir.join(name);
+    let path = profile_dir.join(rel);
     static BUILT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+    if !built.iter().any(|b| b == rel) {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(workspace_root())
-            .args(["build", "--quiet", "--bin", name]);
+            .args(["build", "--quiet"])
+            .args(args);
         if release {
             cmd.arg("--release");
         }
         let st = cmd.status().expect("cargo build");
-        assert!(st.success(), "building {name} failed");
-        built.push(name.to_string());
+        assert!(st.success(), "cargo build {args:?} failed");
+        built.push(rel.to_string());
     }
     path
 }
@@ -152,15 +169,76 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Run `program` with `args`, feeding `stdin`, and collect its output.
 pub fn run_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_cmd(cmd, stdin)
+}
+
+/// As [`run_stdin`], but a run that has not ended after `bound` is killed and the test
+/// panics: for inputs that could make a tool hang (FIFOs, hostile files). A hang guard,
+/// generous on purpose, not a speed requirement.
+pub fn run_bounded(program: &Path, args: &[&str], stdin: &str, bound: Duration) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let what = format!("{} {args:?}", program.display());
+    // The child's pid, to kill it on a hang; run_cmd reports it before waiting.
+    let pid = std::sync::Arc::new(std::sync::Mutex::new(None::<u32>));
+    let pid2 = pid.clone();
+    let stdin = stdin.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(run_cmd_reporting(cmd, stdin, &pid2));
+    });
+    match rx.recv_timeout(bound) {
+        Ok(out) => out,
+        Err(_) => {
+            if let Some(p) = *pid.lock().unwrap_or_else(|e| e.into_inner()) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
+            }
+            panic!("{what} still running after {bound:?}: it hangs");
+        }
+    }
+}
+
+/// A command running `program` as an unprivileged user (`nobody`, through `setpriv`)
+/// when the tests run as root, who reads every file whatever its mode: permission
+/// errors then happen for real. The files it needs must be readable by others.
+pub fn unprivileged(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user of this process.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Run `cmd` with piped stdio, feeding `stdin`, and collect its output.
+pub fn run_cmd(cmd: Command, stdin: &str) -> Output {
+    run_cmd_reporting(cmd, stdin.to_string(), &Default::default())
+}
+
+fn run_cmd_reporting(
+    mut cmd: Command,
+    stdin: String,
+    pid: &std::sync::Mutex<Option<u32>>,
+) -> Output {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = Command::new(program)
-        .args(args)
+    let program = cmd.get_program().to_owned();
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.to_string_lossy()));
+    *pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
     let mut input = child.stdin.take().expect("stdin");
     let data = stdin.as_bytes().to_vec();
     // Write from a thread so a child that does not read stdin cannot deadlock us.

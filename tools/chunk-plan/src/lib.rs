@@ -167,27 +167,31 @@ fn plan_record(
 pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
     let sys = SystemInfo::probe();
-    let budget = match opts.budget.budget(&sys) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{NAME}: {}", e.message);
-            return Ok(Status::Fatal);
-        }
-    };
+    // A budget that does not parse is a usage error: `cli::main` prints it, exit 2.
+    let budget = opts.budget.budget(&sys)?;
     if sys.heavy_swap() {
         log::warn!("swap is more than half in use: planning one worker");
     }
     let jobs = u32::try_from(opts.budget.jobs(&sys)).unwrap_or(u32::MAX);
     log::info!(
-        "budget {budget} ({:?}), at most {jobs} workers",
-        budget.source
+        "budget {budget} ({}); at most {jobs} workers ({})",
+        budget.source,
+        if opts.budget.jobs.is_some() {
+            "--jobs"
+        } else if sys.heavy_swap() {
+            "swap is heavily used"
+        } else {
+            "the CPUs this process may use"
+        }
     );
     let models = selected(&opts.tools);
     let explicit = !opts.tools.is_empty();
     let mut out = Output::new(NAME);
     let buffered = opts.shards.is_some() || opts.order != Order::Input;
     let mut held: Vec<(Record, f64)> = Vec::new();
+    let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
+        bar.inc(1);
         let (record, work) = match input {
             Input::Bad(r) => (r, 0.0),
             Input::Record(mut r) => {
@@ -201,6 +205,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             out.write(&record)?;
         }
     }
+    bar.finish_and_clear();
     if buffered {
         if let Some(n) = opts.shards {
             let works: Vec<f64> = held.iter().map(|(_, w)| *w).collect();

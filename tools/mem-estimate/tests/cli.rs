@@ -80,3 +80,100 @@ fn usage_errors_exit_2() {
     assert_eq!(run(&["--no-such-flag"], "").status.code(), Some(2));
     assert_eq!(run(&["--help"], "").status.code(), Some(0));
 }
+
+#[test]
+fn special_files_and_awkward_paths_are_records_never_hangs() {
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    let spaced = d.join("scans é ü/page one.tif");
+    std::fs::create_dir_all(spaced.parent().unwrap()).unwrap();
+    std::fs::copy(&tif, &spaced).unwrap();
+    let fifo = d.join("fifo");
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(st.is_ok_and(|s| s.success()), "mkfifo");
+    // A directory symlink pointing up makes a loop; --recursive must not follow it.
+    std::os::unix::fs::symlink("..", spaced.parent().unwrap().join("up")).unwrap();
+    std::os::unix::fs::symlink(&spaced, d.join("link.tif")).unwrap();
+
+    let input = format!("{}\n{}\n", spaced.display(), fifo.display());
+    let out = testkit::run_bounded(
+        std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate")),
+        &[],
+        &input,
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs[0]["path"], spaced.to_str().unwrap());
+    assert_eq!(recs[0]["format"], "tiff");
+    assert_eq!(recs[1]["error"]["kind"], "unsupported");
+    assert!(
+        recs[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("named pipe"),
+        "{}",
+        recs[1]
+    );
+
+    // -r over the tree: the FIFO is not a file to probe, the loop is not followed.
+    let out = testkit::run_bounded(
+        std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate")),
+        &["-r", d.to_str().unwrap()],
+        "",
+        std::time::Duration::from_secs(60),
+    );
+    let paths: Vec<String> = ndjson(&out.stdout)
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            d.join("link.tif").display().to_string(),
+            spaced.display().to_string()
+        ]
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unreadable_files_and_directories_are_error_records() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    // The unprivileged user must reach the tree.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    for sub in ["a", "b/locked"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+        std::fs::copy(&tif, d.join(sub).join("x.tif")).unwrap();
+    }
+    std::fs::set_permissions(d.join("b"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.join("a/x.tif"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(d.join("b/locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let mut cmd = testkit::unprivileged(env!("CARGO_BIN_EXE_mem-estimate"));
+    cmd.args(["-r", d.to_str().unwrap()]);
+    let out = testkit::run_cmd(cmd, "");
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[0]["path"], d.join("a/x.tif").to_str().unwrap());
+    assert_eq!(recs[0]["error"]["kind"], "io");
+    assert_eq!(recs[1]["path"], d.join("b/locked").to_str().unwrap());
+    assert_eq!(recs[1]["error"]["kind"], "io");
+    let message = recs[1]["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("cannot list directory"), "{message}");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("b/locked: cannot list directory"),
+        "{stderr}"
+    );
+}

@@ -267,6 +267,14 @@ pub fn probe_path(path: &Path) -> Result<Probe> {
             "is a directory (use --recursive)",
         ));
     }
+    if !meta.is_file() {
+        // Opening a FIFO blocks until a writer comes, and a pipe or device cannot be
+        // seeked to the headers a probe reads: refuse before opening.
+        return Err(Error::unsupported(format!(
+            "is a {}, not a regular file",
+            special_kind(&meta.file_type())
+        )));
+    }
     let bytes = meta.len();
     let mut head = Vec::with_capacity(1024);
     File::open(path)?.take(1024).read_to_end(&mut head)?;
@@ -288,9 +296,40 @@ pub fn probe_path(path: &Path) -> Result<Probe> {
     Ok(probe)
 }
 
+/// What a non-regular, non-directory file is, for messages.
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "named pipe (FIFO)"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_files_are_refused_without_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Opening the FIFO would block this test forever: the probe must not open it.
+        let e = probe_path(&fifo).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        assert!(e.message.contains("named pipe"), "{}", e.message);
+        let e = probe_path(Path::new("/dev/null")).unwrap_err();
+        assert!(e.message.contains("character device"), "{}", e.message);
+    }
 
     #[test]
     fn panics_become_errors() {

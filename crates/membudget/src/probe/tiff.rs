@@ -500,7 +500,16 @@ fn tiff_error(e: TiffError) -> Error {
         TiffError::UsageError(_) => ErrorKind::Internal,
         _ => ErrorKind::Corrupt,
     };
-    Error::new(kind, format!("TIFF: {e}"))
+    let message = match &e {
+        TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "TIFF: truncated (the file ends inside its header or tag data)".to_string()
+        }
+        TiffError::LimitsExceeded => "TIFF: a tag claims more data than a header can \
+            hold (over the decoder's limits): hostile or corrupt"
+            .to_string(),
+        _ => format!("TIFF: {e}"),
+    };
+    Error::new(kind, message)
 }
 
 #[cfg(test)]
