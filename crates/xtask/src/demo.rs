@@ -222,14 +222,15 @@ fn count_files(dir: &Path) -> usize {
 }
 
 /// One row per record and tool: path, format, size, then for each tool that can process
-/// the input its estimate (smallest chunk..whole input) and its plan. Errors show as such.
+/// the input its estimate (smallest chunk / whole input at once) and its plan. Errors show
+/// as such.
 fn print_records(records: &[Value], strip: &str) {
     let mut rows = vec![[
         "path",
         "format",
         "size",
         "tool",
-        "estimate (min..whole)",
+        "min chunk / whole input",
         "plan",
     ]
     .map(String::from)
@@ -281,7 +282,8 @@ fn print_records(records: &[Value], strip: &str) {
     print_table(&rows);
 }
 
-/// `estimate.<tool>` as `min..whole`.
+/// `estimate.<tool>` as `min / whole`. Not a range: for a tiny input the whole-input
+/// footprint (no chunking machinery) can be below the smallest chunk's.
 fn summarize_estimate(v: Option<&Value>) -> String {
     let Some(e) = v else {
         return "-".into();
@@ -290,7 +292,7 @@ fn summarize_estimate(v: Option<&Value>) -> String {
         e.get("min_bytes").and_then(Value::as_u64),
         e.get("whole_bytes").and_then(Value::as_u64),
     ) {
-        (Some(a), Some(b)) => format!("{}..{}", human_bytes(a), human_bytes(b)),
+        (Some(a), Some(b)) => format!("{} / {}", human_bytes(a), human_bytes(b)),
         _ => summarize(Some(e)),
     }
 }
@@ -400,7 +402,7 @@ mod tests {
         let refused = serde_json::json!({"error": {"kind": "budget", "message": "needs 2 MiB"}});
         assert_eq!(summarize_plan(Some(&refused)), "refused: needs 2 MiB");
         let est = serde_json::json!({"min_bytes": 1048576, "whole_bytes": 2097152});
-        assert_eq!(summarize_estimate(Some(&est)), "1.0 MiB..2.0 MiB");
+        assert_eq!(summarize_estimate(Some(&est)), "1.0 MiB / 2.0 MiB");
         assert_eq!(summarize(None), "-");
     }
 }

@@ -80,3 +80,94 @@ fn impossible_budget_exits_3() {
     assert_eq!(r["error"]["kind"], "budget");
     assert_eq!(r["plan"]["strip-convert"]["error"]["kind"], "budget");
 }
+
+/// A made-up TIFF record of `side` x `side` RGB pixels: its work grows with `side`.
+fn square(name: &str, side: u64) -> String {
+    format!(
+        r#"{{"path":"{name}","format":"tiff","bytes":{},"image":{{"width":{side},"height":{side},"bands":3,"bits":8,"sample_format":"uint","pages":1,"layout":"strips","block":[{side},16],"compressed":false}}}}"#,
+        3 * side * side
+    )
+}
+
+#[test]
+fn order_sorts_by_work_and_shards_balance_it() {
+    let input = [
+        square("s.tif", 1000),
+        square("l.tif", 8000),
+        square("m.tif", 4000),
+    ]
+    .join("\n");
+    let paths = |args: &[&str]| -> Vec<String> {
+        let out = run(args, &input);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ndjson(&out.stdout)
+            .iter()
+            .map(|r| r["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let base = ["--for", "strip-convert", "-m", "1GiB"];
+    assert_eq!(paths(&base), ["s.tif", "l.tif", "m.tif"]);
+    assert_eq!(
+        paths(&[&base[..], &["--order", "largest"]].concat()),
+        ["l.tif", "m.tif", "s.tif"]
+    );
+    assert_eq!(
+        paths(&[&base[..], &["--order", "smallest"]].concat()),
+        ["s.tif", "m.tif", "l.tif"]
+    );
+    // Longest processing time first: the 8000² input (4x the 4000² one) alone on one
+    // shard, the two smaller ones together on the other.
+    let out = run(&[&base[..], &["--shards", "2"]].concat(), &input);
+    let shard: Vec<u64> = ndjson(&out.stdout)
+        .iter()
+        .map(|r| r["plan"]["shard"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shard.len(), 3);
+    assert_eq!(shard[0], shard[2], "{shard:?}");
+    assert_ne!(shard[0], shard[1], "{shard:?}");
+}
+
+#[test]
+fn verbose_says_where_the_budget_and_the_workers_come_from() {
+    let out = run(
+        &["--for", "strip-convert", "-m", "1GiB", "-j", "2", "-v"],
+        &square("v.tif", 20000),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("budget 1.0 GiB (from --memory-limit)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("at most 2 workers (--jobs)"), "{stderr}");
+    assert!(stderr.contains("v.tif: strip-convert: "), "{stderr}");
+    let out = run(
+        &["--for", "strip-convert", "-m", "1GiB"],
+        &square("v.tif", 20000),
+    );
+    assert!(out.stderr.is_empty(), "silent without -v");
+}
+
+#[test]
+fn nonsense_numbers_are_usage_errors() {
+    for args in [
+        ["-j", "0"],
+        ["--shards", "0"],
+        ["-j", "many"],
+        ["--order", "random"],
+    ] {
+        let out = run(&args, "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+}
+
+#[test]
+fn empty_input_is_no_records_and_success() {
+    let out = run(&["-m", "1GiB"], "");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
