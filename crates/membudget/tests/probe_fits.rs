@@ -69,13 +69,7 @@ fn fits_hdus_match_astropy() {
         return;
     };
     let files = samples();
-    let args: Vec<&str> = files
-        .iter()
-        .map(|p| p.to_str().expect("utf-8 path"))
-        .collect();
-    let out = testkit::run_python(&py, ASTROPY, &args);
-    let expected = testkit::ndjson(out.as_bytes());
-    assert_eq!(expected.len(), files.len());
+    let expected = testkit::python_records(&py, ASTROPY, &files);
     for want in &expected {
         let path = PathBuf::from(want["path"].as_str().expect("path"));
         let probe = probe_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -125,23 +125,7 @@ fn jp2_box(kind: &[u8; 4], content: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A codestream main header (SOC, SIZ, COD, QCD, SOT) with the given geometry.
-fn codestream(w: u32, h: u32, tile: u32, comps: u16) -> Vec<u8> {
-    let mut v = vec![0xFF, 0x4F, 0xFF, 0x51];
-    v.extend_from_slice(&(38 + 3 * comps).to_be_bytes());
-    v.extend_from_slice(&0u16.to_be_bytes());
-    for x in [w, h, 0, 0, tile, tile, 0, 0] {
-        v.extend_from_slice(&x.to_be_bytes());
-    }
-    v.extend_from_slice(&comps.to_be_bytes());
-    for _ in 0..comps {
-        v.extend_from_slice(&[7, 1, 1]);
-    }
-    v.extend_from_slice(&[0xFF, 0x52, 0, 12, 0, 0, 0, 1, 0, 5, 4, 4, 0, 1]);
-    v.extend_from_slice(&[0xFF, 0x5C, 0, 4, 0x40, 0x48]);
-    v.extend_from_slice(&[0xFF, 0x90, 0, 10, 0, 0, 0, 0, 0, 14, 0, 1]);
-    v
-}
+use testkit::j2k_codestream as codestream;
 
 /// A JP2 file: signature, ftyp, jp2h (ihdr + colr) and the given jp2c content.
 fn jp2(w: u32, h: u32, comps: u16, jp2c: &[u8]) -> Vec<u8> {

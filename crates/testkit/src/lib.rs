@@ -142,6 +142,18 @@ pub fn run_python(py: &Path, code: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Run a Python snippet over `files` (as arguments) that prints one JSON record per
+/// file; returns the records, checked to be one per file.
+pub fn python_records(py: &Path, code: &str, files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let args: Vec<&str> = files
+        .iter()
+        .map(|p| p.to_str().expect("utf-8 path"))
+        .collect();
+    let records = ndjson(run_python(py, code, &args).as_bytes());
+    assert_eq!(records.len(), files.len(), "one record per file");
+    records
+}
+
 /// Panic with the command's stderr unless it succeeded.
 pub fn check(out: &Output, what: &str) {
     assert!(
@@ -248,4 +260,25 @@ fn run_cmd_reporting(
     let out = child.wait_with_output().expect("wait");
     let _ = writer.join();
     out
+}
+
+/// A minimal JPEG 2000 codestream main header (SOC, SIZ, COD, QCD, SOT) of a `w` x `h`
+/// image in `tile` x `tile` tiles with `comps` 8-bit components. COD: SOP and EPH
+/// markers, RPCL order, 3 layers, MCT, 5 decomposition levels, 64x64 code blocks, 5-3
+/// wavelet. For probe tests and hostile variants of them.
+pub fn j2k_codestream(w: u32, h: u32, tile: u32, comps: u16) -> Vec<u8> {
+    let mut v = vec![0xFF, 0x4F, 0xFF, 0x51];
+    v.extend_from_slice(&(38 + 3 * comps).to_be_bytes());
+    v.extend_from_slice(&0u16.to_be_bytes());
+    for x in [w, h, 0, 0, tile, tile, 0, 0] {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    v.extend_from_slice(&comps.to_be_bytes());
+    for _ in 0..comps {
+        v.extend_from_slice(&[7, 1, 1]);
+    }
+    v.extend_from_slice(&[0xFF, 0x52, 0, 12, 6, 2, 0, 3, 1, 5, 4, 4, 0, 1]);
+    v.extend_from_slice(&[0xFF, 0x5C, 0, 4, 0x40, 0x48]);
+    v.extend_from_slice(&[0xFF, 0x90, 0, 10, 0, 0, 0, 0, 0, 14, 0, 1]);
+    v
 }

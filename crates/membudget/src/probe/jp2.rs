@@ -696,24 +696,7 @@ mod tests {
     use crate::error::ErrorKind;
     use std::io::Cursor;
 
-    /// A minimal codestream main header: SOC, SIZ, COD, QCD, SOT.
-    pub(crate) fn codestream(w: u32, h: u32, tile: u32, comps: u16) -> Vec<u8> {
-        let mut v = vec![0xFF, 0x4F, 0xFF, 0x51];
-        v.extend_from_slice(&(38 + 3 * comps).to_be_bytes());
-        v.extend_from_slice(&0u16.to_be_bytes());
-        for x in [w, h, 0, 0, tile, tile, 0, 0] {
-            v.extend_from_slice(&x.to_be_bytes());
-        }
-        v.extend_from_slice(&comps.to_be_bytes());
-        for _ in 0..comps {
-            v.extend_from_slice(&[7, 1, 1]);
-        }
-        // COD: Scod=6 (SOP, EPH), RPCL, 3 layers, MCT, 5 levels, 64x64 blocks, 5-3.
-        v.extend_from_slice(&[0xFF, 0x52, 0, 12, 6, 2, 0, 3, 1, 5, 4, 4, 0, 1]);
-        v.extend_from_slice(&[0xFF, 0x5C, 0, 4, 0x40, 0x48]);
-        v.extend_from_slice(&[0xFF, 0x90, 0, 10, 0, 0, 0, 0, 0, 14, 0, 1]);
-        v
-    }
+    pub(crate) use testkit::j2k_codestream as codestream;
 
     #[test]
     fn parses_main_header() {
