@@ -19,7 +19,7 @@
 //! point plus 4 per feature a point, in the temporary directory.
 
 use crate::features::{evaluate, Feature, Orientation};
-use crate::las_io::{las_error, offsets, open, output_header, scales};
+use crate::las_io::{las_error, offsets, open_with, output_header, scales};
 use crate::neighbours::Grid;
 use crate::tiling::{in_box, Histogram, Tiling};
 use las::{Header, PointDataBuilder, Writer};
@@ -47,6 +47,8 @@ pub struct Params {
     pub capacity: u64,
     /// Points per decode/encode slab.
     pub slab: u64,
+    /// Use the chunk-parallel LAZ codec (needs slabs of whole 50,000-point chunks).
+    pub parallel_codec: bool,
     /// Where temporary files go.
     pub temp_dir: PathBuf,
     /// Files whose points may be in this file's halo.
@@ -68,6 +70,8 @@ pub struct Report {
     pub passes: u64,
     /// Most points one tile held (owned plus halo).
     pub max_tile_points: u64,
+    /// Most points one pass held (its tiles' owned plus halo points).
+    pub max_pass_points: u64,
     /// Halo points over all tiles (the price of tiling).
     pub halo_points: u64,
     /// Histogram cells `[x, y]`.
@@ -88,7 +92,7 @@ fn slab_xyz(pd: &las::PointData) -> impl Iterator<Item = [i32; 3]> + '_ {
 
 /// Enrich `input` into the (temporary) file `out`.
 pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
-    let mut reader = open(input)?;
+    let mut reader = open_with(input, p.parallel_codec)?;
     let header = reader.header().clone();
     let n = header.number_of_points();
     let scale = scales(&header);
@@ -264,6 +268,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         for t in g.clone() {
             slot_of[t] = u32::MAX;
         }
+        let held: usize = bufs.iter().map(|b| b.owned.len() + b.halo.len()).sum();
+        report.max_pass_points = report.max_pass_points.max(held as u64);
         t_collect += tc.elapsed().as_secs_f64();
         let tc = std::time::Instant::now();
         for b in bufs.iter_mut() {
@@ -298,9 +304,15 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
 
     // 4. Merge pass.
     let mut recs = BufReader::with_capacity(1 << 20, File::open(&rec_path)?);
-    let mut writer = Writer::new(
+    let codec = las::WriterOptions::default().with_laz_parallelism(if p.parallel_codec {
+        las::LazParallelism::Yes
+    } else {
+        las::LazParallelism::No
+    });
+    let mut writer = Writer::with_options(
         BufWriter::with_capacity(1 << 20, out.try_clone()?),
         out_header,
+        codec,
     )
     .map_err(|e| las_error(input, e))?;
     let out_fmt = *writer.header().point_format();
@@ -445,7 +457,7 @@ fn foreign_halo(
         if path.canonicalize().ok() == me {
             continue;
         }
-        let mut r = match open(path) {
+        let mut r = match open_with(path, p.parallel_codec) {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("neighbour {} skipped: {}", path.display(), e.message);

@@ -30,8 +30,15 @@ pub fn las_error(path: &Path, e: las::Error) -> Error {
     }
 }
 
-/// Open a LAS/LAZ/COPC file for sequential reading.
+/// Open a LAS/LAZ/COPC file for sequential reading, with the parallel LAZ decoder
+/// (whole chunks of 50,000 points decoded at once on every thread).
 pub fn open(path: &Path) -> Result<Reader, Error> {
+    open_with(path, true)
+}
+
+/// Open a LAS/LAZ/COPC file; `parallel` selects the chunk-parallel LAZ decoder, else
+/// the streaming one (a few kilobytes of state: what small budgets need).
+pub fn open_with(path: &Path, parallel: bool) -> Result<Reader, Error> {
     let file = File::open(path)?;
     let mut head = [0u8; 4];
     use std::io::Read;
@@ -45,7 +52,13 @@ pub fn open(path: &Path) -> Result<Reader, Error> {
     use std::io::Seek;
     let mut file = file;
     file.rewind()?;
-    Reader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| las_error(path, e))
+    let options = las::ReaderOptions::default().with_laz_parallelism(if parallel {
+        las::LazParallelism::Yes
+    } else {
+        las::LazParallelism::No
+    });
+    Reader::with_options(BufReader::with_capacity(1 << 20, file), options)
+        .map_err(|e| las_error(path, e))
 }
 
 /// `[x, y, z]` scales of a header.

@@ -157,6 +157,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if !(opts.radius.is_finite() && opts.radius > 0.0) {
         anyhow::bail!("--radius must be a positive number of metres");
     }
+    return_freed_memory();
     let sys = SystemInfo::probe();
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
@@ -174,7 +175,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             Input::Record(mut r) => {
                 let path = PathBuf::from(r.path());
                 let started = Instant::now();
-                match pool.install(|| one(&opts, &path, budget.bytes, &neighbours, &mut r)) {
+                match pool.install(|| one(&opts, &path, budget.bytes, jobs, &neighbours, &mut r)) {
                     Ok(()) => {
                         r.set_in(
                             NAME,
@@ -195,6 +196,19 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     }
     bar.finish_and_clear();
     Ok(out.status())
+}
+
+/// Make large blocks go back to the system when freed. glibc raises its mmap threshold
+/// each time a large block is freed (up to 32 MiB), after which tile-sized buffers come
+/// from the heap and their freed pages stay resident: peak RSS then counts several
+/// tiles' worth of dead buffers. A fixed threshold keeps every buffer above 1 MiB in its
+/// own mapping, returned at once.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// The LAS/LAZ files of a directory (not recursive), sorted.
@@ -231,6 +245,7 @@ fn one(
     opts: &Opts,
     input: &Path,
     budget: u64,
+    jobs: usize,
     neighbours: &[PathBuf],
     r: &mut Record,
 ) -> Result<(), Error> {
@@ -242,7 +257,7 @@ fn one(
         .clone()
         .map(|l| l.0)
         .unwrap_or_else(|| Feature::DEFAULT.to_vec());
-    let header = las_io::open(input)?.header().clone();
+    let header = las_io::open_with(input, false)?.header().clone();
     let model = LazFeatures {
         radius: opts.radius,
         features: features.len() as u64,
@@ -270,23 +285,25 @@ fn one(
     if let Ok(v) = serde_json::to_value(&plan) {
         r.set_in("plan", NAME, v);
     }
+    let count = header.number_of_points();
+    let rec_in = u64::from(header.point_format().len());
     let capacity = model
-        .capacity(budget)
+        .capacity(budget, count, rec_in)
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Budget,
                 format!(
-                    "the budget {} is below the fixed overhead",
-                    human_bytes(budget)
+                    "the budget {} is below the {} needed to decode and encode one LAZ chunk",
+                    human_bytes(budget),
+                    human_bytes(model.predicted_peak(count, rec_in, 0, 0))
                 ),
             )
         })?
         .min(opts.tile_points.unwrap_or(EFFICIENT_TILE_POINTS))
         .min(u64::from(u32::MAX));
-    // A slab of records in and out plus their features: the decode/encode passes.
-    let rec_in = u64::from(header.point_format().len());
-    let per_slab_point = 2 * rec_in + 8 * features.len() as u64 + 32;
-    let slab = (budget.saturating_sub(model.fixed) / per_slab_point / 2).clamp(4096, 1 << 18);
+    // Records decoded or encoded at once: one LAZ chunk per thread when the budget
+    // allows (whole chunks keep the parallel codec busy), fewer when it does not.
+    let slab = model.slab_points(budget, count, rec_in, jobs as u64);
     r.set_in(NAME, "output", dest.to_string_lossy().into_owned());
     if dest.exists() && !opts.output.force {
         r.set_in(NAME, "status", "skipped");
@@ -316,6 +333,7 @@ fn one(
         compress: opts.format == OutFormat::Laz,
         capacity,
         slab,
+        parallel_codec: slab >= membudget::cost::laz_features::LAZ_CHUNK_POINTS,
         temp_dir: opts.temp_dir.clone().unwrap_or_else(|| {
             dest.parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -344,6 +362,13 @@ fn one(
     r.set_in(NAME, "tiles", report.tiles);
     r.set_in(NAME, "passes", report.passes);
     r.set_in(NAME, "max_tile_points", report.max_tile_points);
+    r.set_in(NAME, "max_pass_points", report.max_pass_points);
+    r.set_in(NAME, "slab_points", slab);
+    r.set_in(
+        NAME,
+        "predicted_peak",
+        model.predicted_peak(count, rec_in, report.max_pass_points, slab),
+    );
     r.set_in(NAME, "halo_points", report.halo_points);
     if !params.neighbours.is_empty() {
         r.set_in(NAME, "neighbour_files", report.neighbour_files);

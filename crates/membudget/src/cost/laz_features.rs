@@ -1,32 +1,68 @@
 //! Cost model of `laz-enrich` (geometric features per point over spatial tiles with halo).
 //!
-//! In flight per pass: the owned and halo points of the pass's tiles (stored integer
-//! coordinates, 12 bytes, plus an 8-byte index for owned points), the column grid of the
-//! tile being computed (a sorted copy, 12 bytes, and about two column offsets a point),
-//! and the feature values of its owned points (4 bytes a feature) before they are
-//! written: `bytes_per_point + features * bytes_per_feature` a held point. The halo's
-//! share grows as tiles shrink: with density `d` points per square metre, a square tile
-//! of `p` owned points has side `sqrt(p / d)` and holds `d * (side + 2r)^2` points.
-//! Whole-cloud tools (jakteristics, building a KD-tree over everything) hold about 150
-//! bytes a point. `fixed` covers the process, the LAZ decoder/encoder and a slab of
-//! records; the constants are calibrated against measured peak RSS by laz-enrich's
-//! tests (tools/laz-enrich/tests/budget.rs).
+//! The tool runs in phases that never overlap, so its peak is the fixed part plus the
+//! larger of two:
+//!
+//! - **feature pass**: the owned and halo points of a pass (stored integer coordinates,
+//!   an index for owned points, the column grid's sorted copy and offsets) and the
+//!   feature values of its owned points: `bytes_per_point + features * bytes_per_feature`
+//!   a held point;
+//! - **decode/encode slab**: input records, their features and the output records, plus
+//!   the LAZ codec's copies. Slabs of whole LAZ chunks (50,000 points) use the
+//!   chunk-parallel codec, `slab_bytes_per_record_byte * (record + 4 * features) +
+//!   slab_bytes_per_point` a slab point; smaller budgets get smaller slabs and the
+//!   streaming codec, `stream_codec_bytes` plus `record + 4 * features +
+//!   slab_bytes_per_point` a slab point.
+//!
+//! The fixed part is the process (8.4 MiB measured, 8.9 in a debug build: binary,
+//! allocator, threads, I/O buffers; modelled as 10 MiB) plus the
+//! tiling histogram and its lookups (`bytes_per_cell`, one cell per 8 points, 1,024 to
+//! 2^20 cells). The halo's share grows as tiles shrink: with density `d` points per
+//! square metre, a square tile of `p` owned points has side `sqrt(p / d)` and holds
+//! `d * (side + 2r)^2` points. Whole-cloud tools (jakteristics, a KD-tree over
+//! everything) hold about 150 bytes a point (888 MiB for 5 million points measured).
+//!
+//! Calibrated against measured peak RSS (release build, IGN format-8 and synthetic
+//! format-6 clouds, 12 features): 80 B a held point, modelled as 84 (63.3 MiB for one
+//! 697,721-point tile), 279 B a slab point for 89-byte output records with the parallel
+//! codec (36.5 MiB with a 100,000-point slab), 5 MiB plus 99 B a slab point with the
+//! streaming codec; tools/laz-enrich/tests/enrich.rs holds predictions within 20% of
+//! measurements and measurements under the budget.
 
 use super::{halving, CostModel, Summary, MIB};
 use crate::probe::Format;
 use serde_json::{json, Value};
 
+/// Points of a LAZ chunk as LASzip writes them (the parallel codec's unit of work).
+pub const LAZ_CHUNK_POINTS: u64 = 50_000;
+/// The smallest decode/encode slab.
+pub const MIN_SLAB_POINTS: u64 = 4096;
+
+/// The part of the room left after the fixed overhead that chunks may fill: 5% stays
+/// free for allocator slack and page rounding, which the per-point figures do not see.
+fn headroom(room: u64) -> u64 {
+    room / 20 * 19
+}
+
 /// The laz-enrich model.
 #[derive(Debug, Clone)]
 pub struct LazFeatures {
-    /// Process overhead (LAZ decoder and encoder state, write buffers).
+    /// Process overhead (binary, allocator, thread stacks, I/O buffers).
     pub fixed: u64,
+    /// Bytes per histogram cell (counts, tile of each cell, halo lookups).
+    pub bytes_per_cell: u64,
     /// Bytes per point held in a pass, features not included (positions, index, grid).
     pub bytes_per_point: u64,
     /// Bytes per feature of a held point.
     pub bytes_per_feature: u64,
     /// Features computed.
     pub features: u64,
+    /// Slab cost per byte of output record (input record plus 4 bytes a feature).
+    pub slab_bytes_per_record_byte: u64,
+    /// Slab cost per point beyond its record bytes.
+    pub slab_bytes_per_point: u64,
+    /// State of the streaming LAZ codec (decoder and encoder, a chunk's layers each).
+    pub stream_codec_bytes: u64,
     /// Neighbourhood radius in metres (the halo width).
     pub radius: f64,
     /// Bytes per point of a whole-cloud tool.
@@ -36,10 +72,14 @@ pub struct LazFeatures {
 impl Default for LazFeatures {
     fn default() -> Self {
         LazFeatures {
-            fixed: 24 * MIB,
-            bytes_per_point: 48,
+            fixed: 10 * MIB,
+            bytes_per_cell: 12,
+            bytes_per_point: 36,
             bytes_per_feature: 4,
             features: 12,
+            slab_bytes_per_record_byte: 3,
+            slab_bytes_per_point: 32,
+            stream_codec_bytes: 5 * MIB,
             radius: 1.0,
             whole_bytes_per_point: 150,
         }
@@ -65,12 +105,81 @@ impl LazFeatures {
             .max(1)
     }
 
-    /// Points (owned plus halo) one pass may hold within `budget_bytes`, if any.
-    pub fn capacity(&self, budget_bytes: u64) -> Option<u64> {
+    /// Histogram cells the tiling uses for a cloud of `count` points.
+    pub fn histogram_cells(count: u64) -> u64 {
+        (count / 8).clamp(1024, 1 << 20)
+    }
+
+    /// The fixed part for a cloud of `count` points: process plus histogram.
+    pub fn fixed_bytes(&self, count: u64) -> u64 {
+        self.fixed
+            .saturating_add(Self::histogram_cells(count).saturating_mul(self.bytes_per_cell))
+    }
+
+    /// Predicted peak RSS: `held` points in the largest feature pass, slabs of `slab`
+    /// points of `record_bytes`-byte input records, a cloud of `count` points.
+    pub fn predicted_peak(&self, count: u64, record_bytes: u64, held: u64, slab: u64) -> u64 {
+        let pass = held.saturating_mul(self.per_point());
+        self.fixed_bytes(count)
+            .saturating_add(pass.max(self.slab_bytes(record_bytes, slab)))
+    }
+
+    /// What a decode/encode slab of `slab` points costs. Slabs of whole LAZ chunks use
+    /// the chunk-parallel codec (every thread holds a chunk decoded and encoded);
+    /// smaller ones the streaming codec (a fixed state, then the records).
+    pub fn slab_bytes(&self, record_bytes: u64, slab: u64) -> u64 {
+        let out = record_bytes.saturating_add(self.features.saturating_mul(4));
+        if slab >= LAZ_CHUNK_POINTS {
+            slab.saturating_mul(
+                self.slab_bytes_per_record_byte
+                    .saturating_mul(out)
+                    .saturating_add(self.slab_bytes_per_point),
+            )
+        } else {
+            self.stream_codec_bytes
+                .saturating_add(slab.saturating_mul(out.saturating_add(self.slab_bytes_per_point)))
+        }
+    }
+
+    /// Points (owned plus halo) one pass may hold within `budget_bytes`, for a cloud of
+    /// `count` points of `record_bytes`-byte records; `None` when even the smallest
+    /// decode/encode slab does not fit.
+    pub fn capacity(&self, budget_bytes: u64, count: u64, record_bytes: u64) -> Option<u64> {
+        if self.predicted_peak(count, record_bytes, 0, MIN_SLAB_POINTS) > budget_bytes {
+            return None;
+        }
         budget_bytes
-            .checked_sub(self.fixed)
-            .map(|b| b / self.per_point())
+            .checked_sub(self.fixed_bytes(count))
+            .map(|b| headroom(b) / self.per_point())
             .filter(|&c| c > 0)
+    }
+
+    /// Points per decode/encode slab within `budget_bytes` for a cloud of `count` points
+    /// of `record_bytes`-byte records and `threads` codec threads: one LAZ chunk (50,000
+    /// points) per thread when it fits (whole chunks keep the parallel codec busy), else
+    /// the most that fits with the streaming codec (at least 4,096).
+    pub fn slab_points(
+        &self,
+        budget_bytes: u64,
+        count: u64,
+        record_bytes: u64,
+        threads: u64,
+    ) -> u64 {
+        let room = headroom(budget_bytes.saturating_sub(self.fixed_bytes(count)));
+        let mut chunks = threads.max(1);
+        while chunks > 0 {
+            let slab = chunks * LAZ_CHUNK_POINTS;
+            if self.slab_bytes(record_bytes, slab) <= room {
+                return slab;
+            }
+            chunks -= 1;
+        }
+        let per = self
+            .slab_bytes(record_bytes, 1)
+            .saturating_sub(self.stream_codec_bytes)
+            .max(1);
+        let fits = room.saturating_sub(self.stream_codec_bytes) / per;
+        fits.clamp(MIN_SLAB_POINTS, LAZ_CHUNK_POINTS - 1)
     }
 
     /// Points held for a tile of `owned` points: owned plus halo.
@@ -109,11 +218,15 @@ impl CostModel for LazFeatures {
         256 << 10
     }
     fn peak_bytes(&self, s: &Summary, owned: u64, workers: u32) -> u64 {
-        let held = self.held_points(s, owned);
-        self.fixed.saturating_add(
-            held.saturating_mul(self.per_point())
-                .saturating_mul(u64::from(workers.max(1))),
-        )
+        let (count, record) = s
+            .points
+            .as_ref()
+            .map(|p| (p.count, u64::from(p.record_bytes)))
+            .unwrap_or((0, 0));
+        let held = self
+            .held_points(s, owned)
+            .saturating_mul(u64::from(workers.max(1)));
+        self.predicted_peak(count, record, held, MIN_SLAB_POINTS)
     }
     fn whole_bytes(&self, s: &Summary) -> u64 {
         let count = s.points.as_ref().map(|p| p.count).unwrap_or(0);
