@@ -129,26 +129,25 @@ fn features_help() -> String {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    Opts::augment_args(
-        Command::new(NAME)
-            .version(env!("CARGO_PKG_VERSION"))
-            .about(
-                "Add per-point geometric features to LAS/LAZ clouds of any size, in bounded memory",
-            )
-            .long_about(
-                "Reads paths or NDJSON manifest records (arguments, `-` or stdin), computes for \
+    // Arguments first: clap takes a struct doc comment as `about`, and ours must win.
+    Opts::augment_args(Command::new(NAME))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Add per-point geometric features to LAS/LAZ clouds of any size, in bounded memory")
+        .long_about(
+            "Reads paths or NDJSON manifest records (arguments, `-` or stdin), computes for \
                  every point the features of its radius neighbourhood and writes a copy of the \
                  cloud with one new float32 dimension per feature (LAS 1.4 extra bytes, all \
                  described in one Extra Bytes VLR). Every input point, dimension, VLR and the \
                  CRS are kept, in the original order. The cloud is cut into spatial tiles whose \
                  points plus a halo of R metres fit the memory budget, so results are exact at \
                  tile borders and identical (bit for bit) whatever the budget; with \
-                 --neighbours, halo points also come from adjacent files. One record per input \
-                 on stdout with a `laz-enrich` section (output, status, points, tiles, \
-                 peak_rss, seconds).",
-            )
-            .after_long_help(features_help()),
-    )
+                 --neighbours, halo points also come from adjacent files. Directories with \
+                 --recursive: their .las/.laz files are the inputs, mirrored under \
+                 --output-dir, and sidecar files (<name>.json, <name>.txt) are copied beside \
+                 the outputs. One record per input on stdout with a `laz-enrich` section \
+                 (output, status, points, tiles, peak_rss, predicted_peak, seconds).",
+        )
+        .after_long_help(features_help())
 }
 
 /// Run on parsed arguments.
@@ -172,6 +171,11 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         let record = match input {
             Input::Bad(r) => r,
             Input::Record(r) if r.is_error() => r,
+            // Directory trees hold sidecars and other files: with --recursive only the
+            // clouds are inputs (a file named explicitly is always one).
+            Input::Record(r) if opts.input.recursive && !is_cloud_name(Path::new(r.path())) => {
+                continue
+            }
             Input::Record(mut r) => {
                 let path = PathBuf::from(r.path());
                 let started = Instant::now();
@@ -211,19 +215,78 @@ fn return_freed_memory() {
     }
 }
 
+/// Whether a file name ends in `.las` or `.laz`.
+fn is_cloud_name(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("las") || x.eq_ignore_ascii_case("laz"))
+}
+
 /// The LAS/LAZ files of a directory (not recursive), sorted.
 fn list_clouds(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("--neighbours {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|x| x.eq_ignore_ascii_case("las") || x.eq_ignore_ascii_case("laz"))
-        })
+        .filter(|p| p.is_file() && is_cloud_name(p))
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Copy the input's sidecar files (`<stem>.json`, `<stem>.txt`, `<name>.json`... beside
+/// it: metadata that belongs with the cloud) to the mirrored output directory, when that
+/// is another directory. Existing copies are kept unless `force`. Returns the copies.
+fn copy_sidecars(out: &OutputArgs, input: &Path, force: bool) -> Result<Vec<String>, Error> {
+    let Some(dir) = input.parent() else {
+        return Ok(Vec::new());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let (Some(stem), Some(name)) = (input.file_stem(), input.file_name()) else {
+        return Ok(Vec::new());
+    };
+    let (stem, name) = (stem.to_string_lossy(), name.to_string_lossy());
+    let mut copied = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(copied);
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let f = p
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let ext_ok = p
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("json") || x.eq_ignore_ascii_case("txt"));
+            ext_ok
+                && p.is_file()
+                && (f.starts_with(&format!("{stem}.")) || f.starts_with(&format!("{name}.")))
+        })
+        .collect();
+    found.sort();
+    for src in found {
+        let file = src
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = out.output_path(input, &file)?;
+        let same = match (src.canonicalize(), dest.parent().map(Path::canonicalize)) {
+            (Ok(a), Some(Ok(d))) => a.parent() == Some(d.as_path()),
+            _ => false,
+        };
+        if same || (dest.exists() && !force) {
+            continue;
+        }
+        let mut atomic = AtomicFile::create(&dest)?;
+        std::io::copy(&mut std::fs::File::open(&src)?, atomic.file())?;
+        atomic.commit()?;
+        copied.push(dest.to_string_lossy().into_owned());
+    }
+    Ok(copied)
 }
 
 /// The output file name for `input`: its stem (without `.copc`) plus the suffix.
@@ -345,6 +408,10 @@ fn one(
     let mut atomic = AtomicFile::create(&dest)?;
     let report = enrich::enrich(input, atomic.file(), &params)?;
     atomic.commit()?;
+    let sidecars = copy_sidecars(&opts.output, input, opts.output.force)?;
+    if !sidecars.is_empty() {
+        r.set_in(NAME, "sidecars", sidecars);
+    }
     r.set_in(NAME, "status", "ok");
     r.set_in(NAME, "points", report.points);
     r.set_in(NAME, "radius", opts.radius);

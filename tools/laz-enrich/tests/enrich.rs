@@ -392,3 +392,63 @@ fn existing_outputs_are_skipped_unless_forced() {
     let (_, third) = run(&["-f", "-F", "planarity", "-o", o, input.to_str().unwrap()]);
     assert_eq!(section(&third[0])["status"], "ok");
 }
+
+#[test]
+fn a_directory_tree_is_mirrored_with_its_sidecars() {
+    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("a/b")).unwrap();
+    std::fs::copy(testkit::data("laz/autzen.laz"), input.join("a/x.laz")).unwrap();
+    std::fs::write(input.join("a/x.json"), b"{\"survey\": 1}").unwrap();
+    std::fs::copy(
+        testkit::data("laz/32-1-472-150-76.laz"),
+        input.join("a/b/y.laz"),
+    )
+    .unwrap();
+    std::fs::write(input.join("a/b/notes.txt"), b"not a sidecar of y").unwrap();
+    let out_dir = dir.path().join("out");
+    let (out, recs) = run(&[
+        "-r",
+        "--names",
+        "ign",
+        "-F",
+        "nx,ny,nz,surface_variation",
+        "--viewpoint",
+        "0,0,-10000",
+        "--format",
+        "las",
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--base",
+        input.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    testkit::check(&out, "laz-enrich -r");
+    assert_eq!(recs.len(), 2, "only the clouds are inputs: {recs:?}");
+    let x = out_dir.join("a/x.enriched.las");
+    let y = out_dir.join("a/b/y.enriched.las");
+    assert!(x.is_file() && y.is_file());
+    assert_eq!(
+        std::fs::read(out_dir.join("a/x.json")).unwrap(),
+        b"{\"survey\": 1}"
+    );
+    assert!(!out_dir.join("a/b/notes.txt").exists());
+    // IGN names, an uncompressed LAS, normals towards a viewpoint far below.
+    let code = r#"
+import sys, numpy as np, laspy
+b = laspy.read(sys.argv[1])
+assert b.header.point_format.id in (1, 3) and not sys.argv[1].endswith(".laz")
+names = list(b.point_format.extra_dimension_names)
+assert names == ["normal_x", "normal_y", "normal_z", "curvature"], names
+n = np.stack([np.asarray(b["normal_x"]), np.asarray(b["normal_y"]), np.asarray(b["normal_z"])], 1)
+to_view = np.array([0.0, 0.0, -10000.0]) - b.xyz
+dot = (n * to_view).sum(1)
+fin = np.isfinite(dot)
+assert fin.sum() > 0.8 * len(dot), fin.sum()
+assert (dot[fin] >= 0).all(), "normals not oriented towards the viewpoint"
+"#;
+    testkit::run_python(&py, code, &[y.to_str().unwrap()]);
+}
