@@ -69,7 +69,7 @@ pub struct Opts {
     /// Decomposition levels (capped by tile and image size; the record says what was used)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=32))]
     levels: Option<u8>,
-    /// Tile size: N or WxH (default: planned from the memory budget)
+    /// Tile size: N or WxH (default: 256, or with --memory-limit the largest that fits)
     #[arg(long, value_name = "N|WxH", value_parser = parse_size)]
     tile: Option<(u32, u32)>,
     /// Code-block size: N or WxH, powers of two from 4 to 1024, area at most 4096
@@ -247,6 +247,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let ctx = Ctx {
         opts: &opts,
         budget: budget.bytes,
+        explicit_budget: opts.budget.memory_limit.is_some(),
         jobs,
         xml,
         xmp,
@@ -279,6 +280,9 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
 struct Ctx<'a> {
     opts: &'a Opts,
     budget: u64,
+    /// `--memory-limit` was given; without it the plan aims at the efficient tile size
+    /// instead of the largest that fits the machine's memory.
+    explicit_budget: bool,
     jobs: usize,
     xml: Option<Vec<u8>>,
     xmp: Option<Vec<u8>>,
@@ -486,14 +490,14 @@ impl Ctx<'_> {
         let (tile, workers, predicted) = match o.tile.or(prof.as_ref().map(|p| (p.tile, p.tile))) {
             Some(t) => {
                 let t = (t.0.min(info.width), t.1.min(info.height));
-                let side = u64::from(t.0.max(t.1));
+                let rect = (u64::from(t.0), u64::from(t.1));
                 let w = (1..=self.jobs as u32)
                     .rev()
-                    .find(|&w| model.peak_bytes(&summary, side, w) <= self.budget);
+                    .find(|&w| model.peak_bytes_rect(&summary, rect, w) <= self.budget);
                 match w {
-                    Some(w) => (t, w as usize, model.peak_bytes(&summary, side, w)),
+                    Some(w) => (t, w as usize, model.peak_bytes_rect(&summary, rect, w)),
                     None => {
-                        let need = model.peak_bytes(&summary, side, 1);
+                        let need = model.peak_bytes_rect(&summary, rect, 1);
                         return Err(Error::new(
                             ErrorKind::Budget,
                             format!(
@@ -508,18 +512,53 @@ impl Ctx<'_> {
                 }
             }
             None => {
+                // Larger tiles than the efficient side buy neither speed nor (beyond
+                // 0.3%) compression, only memory: without --memory-limit the plan gets
+                // what the efficient side needs with every thread, not the machine's
+                // whole budget.
+                let budget = if self.explicit_budget {
+                    self.budget
+                } else {
+                    let efficient = model.efficient_chunk(&summary);
+                    self.budget
+                        .min(model.peak_bytes(&summary, efficient, self.jobs as u32))
+                };
                 let p = plan::plan(
                     &model,
                     &summary,
-                    membudget::Budget::bytes(self.budget),
+                    membudget::Budget::bytes(budget),
                     self.jobs as u32,
                 )?;
                 let side = p.chunk as u32;
-                (
-                    (side.min(info.width), side.min(info.height)),
-                    p.workers as usize,
-                    p.predicted_peak_bytes,
-                )
+                let mut tile = (side.min(info.width), side.min(info.height));
+                // JPEG 2000 allows 65,535 tiles: past that, wider tiles of the same height
+                // (the band, the largest cost, depends on the height only).
+                let count = |t: (u32, u32)| {
+                    u64::from(info.width.div_ceil(t.0)) * u64::from(info.height.div_ceil(t.1))
+                };
+                while count(tile) > 65535 && tile.0 < info.width {
+                    tile.0 = (tile.0 * 2).min(info.width);
+                }
+                let rect = (u64::from(tile.0), u64::from(tile.1));
+                let w = (1..=p.workers)
+                    .rev()
+                    .find(|&w| model.peak_bytes_rect(&summary, rect, w) <= budget);
+                match w {
+                    Some(w) => (tile, w as usize, model.peak_bytes_rect(&summary, rect, w)),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Budget,
+                            format!(
+                                "tiles of {}x{} (at most 65535 tiles) need about {} MiB but \
+                                 the budget is {} MiB",
+                                tile.0,
+                                tile.1,
+                                model.peak_bytes_rect(&summary, rect, 1) >> 20,
+                                budget >> 20
+                            ),
+                        ))
+                    }
+                }
             }
         };
         let (across, down) = (info.width.div_ceil(tile.0), info.height.div_ceil(tile.1));

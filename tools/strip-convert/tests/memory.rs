@@ -87,3 +87,33 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=16)
     // The plan had to shrink the tiles below the 1024 default to fit.
     assert!(r["tile"][0].as_u64().unwrap() < 1024, "{r}");
 }
+
+#[test]
+fn without_a_budget_the_plan_takes_the_efficient_tile_with_every_thread() {
+    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let src = dir.path().join("rgb.tif");
+    testkit::run_python(
+        &py,
+        r#"
+import sys, numpy as np, tifffile
+y, x = np.mgrid[0:1200, 0:1600]
+a = np.stack([(x + y) % 256, (x // 2) % 256, (y // 3) % 256], -1).astype(np.uint8)
+tifffile.imwrite(sys.argv[1], a, rowsperstrip=64)
+"#,
+        &[src.to_str().unwrap()],
+    );
+    let out = Command::new(testkit::bin("strip-convert"))
+        .arg(&src)
+        .args(["--force", "-j", "2"])
+        .output()
+        .unwrap();
+    testkit::check(&out, "strip-convert");
+    let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+    // Not the largest tile the machine's memory allows (1024): the efficient one, on both
+    // threads, so the default run stays small and parallel.
+    assert_eq!(r["tile"], serde_json::json!([256, 256]), "{r}");
+    assert_eq!(r["threads"], 2, "{r}");
+}

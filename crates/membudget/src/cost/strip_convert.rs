@@ -46,6 +46,32 @@ impl Default for StripConvert {
     }
 }
 
+impl StripConvert {
+    /// Predicted peak RSS with tiles of `tile.0` x `tile.1` pixels (width, height) and
+    /// `workers` tiles encoded at once. Wide images tile with wider-than-high tiles when
+    /// square ones would pass JPEG 2000's 65,535-tile limit: the band depends on the tile
+    /// height only, each worker's working set on the tile area.
+    pub fn peak_bytes_rect(&self, s: &Summary, tile: (u64, u64), workers: u32) -> u64 {
+        let Some(img) = &s.image else {
+            return self.fixed;
+        };
+        let band_rows = tile.1.min(img.height) + img.block[1].min(img.height);
+        let band = img.row_bytes().saturating_mul(band_rows);
+        let tile_samples = tile
+            .0
+            .min(img.width)
+            .saturating_mul(tile.1.min(img.height))
+            .saturating_mul(u64::from(img.bands));
+        self.fixed
+            .saturating_add(band.saturating_mul(self.bands_in_flight))
+            .saturating_add(
+                tile_samples
+                    .saturating_mul(self.tile_bytes_per_sample)
+                    .saturating_mul(u64::from(workers.max(1))),
+            )
+    }
+}
+
 impl CostModel for StripConvert {
     fn name(&self) -> &'static str {
         "strip-convert"
@@ -66,22 +92,7 @@ impl CostModel for StripConvert {
         256
     }
     fn peak_bytes(&self, s: &Summary, tile: u64, workers: u32) -> u64 {
-        let Some(img) = &s.image else {
-            return self.fixed;
-        };
-        let band_rows = tile.min(img.height) + img.block[1].min(img.height);
-        let band = img.row_bytes().saturating_mul(band_rows);
-        let tile_samples = tile
-            .min(img.width)
-            .saturating_mul(tile.min(img.height))
-            .saturating_mul(u64::from(img.bands));
-        self.fixed
-            .saturating_add(band.saturating_mul(self.bands_in_flight))
-            .saturating_add(
-                tile_samples
-                    .saturating_mul(self.tile_bytes_per_sample)
-                    .saturating_mul(u64::from(workers.max(1))),
-            )
+        self.peak_bytes_rect(s, (tile, tile), workers)
     }
     fn whole_bytes(&self, s: &Summary) -> u64 {
         let Some(img) = &s.image else {
