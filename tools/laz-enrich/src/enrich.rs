@@ -355,11 +355,17 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
 fn tile_features(owned: &[[i32; 3]], halo: Vec<[i32; 3]>, header: &Header, p: &Params) -> Vec<f32> {
     let scale = scales(header);
     let off = offsets(header);
+    let t = std::time::Instant::now();
     let grid = {
         let mut all = halo;
         all.extend_from_slice(owned);
         Grid::build(&all, scale, p.radius)
     };
+    log::debug!(
+        "grid of {} points built in {:.3} s",
+        grid.len(),
+        t.elapsed().as_secs_f64()
+    );
     let nf = p.features.len();
     let mut values = vec![0f32; owned.len() * nf];
     values

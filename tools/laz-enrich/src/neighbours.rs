@@ -122,9 +122,14 @@ impl Grid {
         }
     }
 
-    /// Bytes held by the grid (for the memory model's calibration).
-    pub fn bytes(&self) -> usize {
-        self.pts.len() * 12 + self.starts.len() * 4
+    /// Points in the grid.
+    pub fn len(&self) -> usize {
+        self.pts.len()
+    }
+
+    /// Whether the grid holds no point.
+    pub fn is_empty(&self) -> bool {
+        self.pts.is_empty()
     }
 
     /// Exact sums over the points within the radius of `q` (distance <= r, `q` itself
