@@ -4,6 +4,7 @@ complete -c laz-enrich -l names -d 'Names of the new dimensions' -r -f -a "jakte
 ign\t'IGN LiDAR HD enrich names (normal_x, curvature, ...)'"
 complete -c laz-enrich -l viewpoint -d 'Orient normals towards this point (X,Y,Z in the file\'s coordinates) instead of up' -r
 complete -c laz-enrich -l neighbours -d 'Take halo points from the LAS/LAZ files in this directory (adjacent tiles), so features at this file\'s borders equal those of the merged cloud' -r -F
+complete -c laz-enrich -l ground-radius -d 'Height above ground looks for the nearest ground point (class 2) in XY within this many metres (the halo grows to it); beyond, the height is NaN' -r
 complete -c laz-enrich -l format -d 'Output container' -r -f -a "laz\t'LASzip-compressed LAS'
 las\t'Uncompressed LAS'"
 complete -c laz-enrich -l suffix -d 'Appended to the input\'s stem to name the output' -r

@@ -19,6 +19,7 @@
 //! point plus 4 per feature a point, in the temporary directory.
 
 use crate::features::{evaluate, Feature, Orientation};
+use crate::ground::GroundGrid;
 use crate::las_io::{las_error, offsets, open_with, output_header, scales};
 use crate::neighbours::Grid;
 use crate::tiling::{in_box, Histogram, Tiling};
@@ -53,6 +54,8 @@ pub struct Params {
     pub temp_dir: PathBuf,
     /// Files whose points may be in this file's halo.
     pub neighbours: Vec<PathBuf>,
+    /// Search radius for the nearest ground point, when height above ground is asked.
+    pub ground_radius: Option<f64>,
 }
 
 /// What happened, for the record.
@@ -124,6 +127,15 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     // decompressing the input a second time (LAZ decoding is a third of that pass).
     let rec_path = tmp.path().join("records");
     let mut records = BufWriter::with_capacity(1 << 20, File::create(&rec_path)?);
+    // Ground points (class 2), when height above ground is asked for.
+    let ground_path = tmp.path().join("ground");
+    let mut ground = match p.ground_radius {
+        Some(_) => Some(BufWriter::with_capacity(
+            1 << 20,
+            File::create(&ground_path)?,
+        )),
+        None => None,
+    };
     let mut lo = [i64::MAX; 3];
     let mut hi = [i64::MIN; 3];
     let mut pd = PointDataBuilder::new().for_header(&header).build();
@@ -140,6 +152,9 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             ));
         }
         records.write_all(pd.raw_bytes())?;
+        if let Some(g) = ground.as_mut() {
+            write_ground(g, &pd)?;
+        }
         for q in slab_xyz(&pd) {
             for a in 0..3 {
                 lo[a] = lo[a].min(i64::from(q[a]));
@@ -160,19 +175,35 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         lo = [0; 3];
         hi = [0; 3];
     }
+    // The halo covers the neighbourhood radius and the ground search radius.
+    let reach = p.radius.max(p.ground_radius.unwrap_or(0.0));
     let halo = [
-        (p.radius / scale[0]).floor() as i64 + 1,
-        (p.radius / scale[1]).floor() as i64 + 1,
+        (reach / scale[0]).floor() as i64 + 1,
+        (reach / scale[1]).floor() as i64 + 1,
     ];
     // Halo points from neighbouring files: within the halo of this file's extent.
-    let total = n + foreign_halo(input, &header, p, lo, hi, halo, &mut xyz, &mut report)?;
+    let total = n + foreign_halo(
+        input,
+        &header,
+        p,
+        lo,
+        hi,
+        halo,
+        &mut xyz,
+        ground.as_mut(),
+        &mut report,
+    )?;
     let xyz = xyz.into_inner().map_err(|e| e.into_error())?;
     drop(xyz);
+    if let Some(g) = ground.take() {
+        drop(g.into_inner().map_err(|e| e.into_error())?);
+    }
 
     log::info!(
-        "{}: positions pass {:.2} s",
+        "{}: positions pass {:.2} s, peak RSS so far {} MiB",
         input.display(),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     let t0 = std::time::Instant::now();
     // 2. Tiling.
@@ -229,6 +260,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             owned: Vec<[i32; 3]>,
             index: Vec<u64>,
             halo: Vec<[i32; 3]>,
+            ground: Vec<[i32; 3]>,
         }
         let mut bufs: Vec<TileBuf> = g
             .clone()
@@ -238,6 +270,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                     owned: Vec::with_capacity(tile.owned as usize),
                     index: Vec::with_capacity(tile.owned as usize),
                     halo: Vec::with_capacity(tile.held_bound.saturating_sub(tile.owned) as usize),
+                    ground: Vec::new(),
                 }
             })
             .collect();
@@ -265,6 +298,20 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             }
             Ok(())
         })?;
+        if p.ground_radius.is_some() {
+            // Ground points go to every tile of the pass whose halo box holds them.
+            for_each_point(&ground_path, |_, q| {
+                let (cell, own) = tiling.owner(q[0], q[1]);
+                for t in std::iter::once(own).chain(tiling.near(cell).iter().copied()) {
+                    if g.contains(&(t as usize))
+                        && in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1])
+                    {
+                        bufs[slot_of[t as usize] as usize].ground.push(q);
+                    }
+                }
+                Ok(())
+            })?;
+        }
         for t in g.clone() {
             slot_of[t] = u32::MAX;
         }
@@ -273,19 +320,25 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         t_collect += tc.elapsed().as_secs_f64();
         let tc = std::time::Instant::now();
         for b in bufs.iter_mut() {
-            let TileBuf { owned, index, halo } = std::mem::replace(
+            let TileBuf {
+                owned,
+                index,
+                halo,
+                ground,
+            } = std::mem::replace(
                 b,
                 TileBuf {
                     owned: Vec::new(),
                     index: Vec::new(),
                     halo: Vec::new(),
+                    ground: Vec::new(),
                 },
             );
             report.halo_points += halo.len() as u64;
             report.max_tile_points = report
                 .max_tile_points
                 .max((owned.len() + halo.len()) as u64);
-            let values = tile_features(&owned, halo, &header, p);
+            let values = tile_features(&owned, halo, ground, &header, p);
             drop(owned);
             write_runs(&feat, &index, &values, rec)?;
             if membudget::cli::interrupted() {
@@ -295,10 +348,11 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         t_compute += tc.elapsed().as_secs_f64();
     }
     log::info!(
-        "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s, cpu so far {:.2} s)",
+        "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s, cpu so far {:.2} s), peak RSS so far {} MiB",
         input.display(),
         t0.elapsed().as_secs_f64(),
-        cpu_seconds()
+        cpu_seconds(),
+        membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     let t0 = std::time::Instant::now();
 
@@ -352,7 +406,13 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
 }
 
 /// Features of the owned points of one tile, `rec / 4` f32 per point in owned order.
-fn tile_features(owned: &[[i32; 3]], halo: Vec<[i32; 3]>, header: &Header, p: &Params) -> Vec<f32> {
+fn tile_features(
+    owned: &[[i32; 3]],
+    halo: Vec<[i32; 3]>,
+    ground: Vec<[i32; 3]>,
+    header: &Header,
+    p: &Params,
+) -> Vec<f32> {
     let scale = scales(header);
     let off = offsets(header);
     let t = std::time::Instant::now();
@@ -366,6 +426,11 @@ fn tile_features(owned: &[[i32; 3]], halo: Vec<[i32; 3]>, header: &Header, p: &P
         grid.len(),
         t.elapsed().as_secs_f64()
     );
+    let ground = p.ground_radius.map(|gr| {
+        let grid = GroundGrid::build(&ground, scale, gr);
+        drop(ground);
+        grid
+    });
     let nf = p.features.len();
     let mut values = vec![0f32; owned.len() * nf];
     values
@@ -379,7 +444,20 @@ fn tile_features(owned: &[[i32; 3]], halo: Vec<[i32; 3]>, header: &Header, p: &P
                     f64::from(q[1]) * scale[1] + off[1],
                     f64::from(q[2]) * scale[2] + off[2],
                 ];
-                evaluate(&p.features, &sums, scale, p.radius, at, p.orientation, o);
+                let hag = ground
+                    .as_ref()
+                    .and_then(|g| g.nearest_z(*q))
+                    .map_or(f64::NAN, |z| f64::from(q[2] - z) * scale[2]);
+                evaluate(
+                    &p.features,
+                    &sums,
+                    scale,
+                    p.radius,
+                    at,
+                    p.orientation,
+                    hag,
+                    o,
+                );
             }
         });
     values
@@ -402,6 +480,24 @@ fn write_runs(file: &File, index: &[u64], values: &[f32], rec: usize) -> Result<
         }
         file.write_all_at(&buf, index[start] * rec as u64)?;
         start = end;
+    }
+    Ok(())
+}
+
+/// Append one position (12 bytes) to a positions file.
+fn write_xyz(w: &mut impl Write, q: [i32; 3]) -> Result<(), Error> {
+    w.write_all(&q[0].to_le_bytes())?;
+    w.write_all(&q[1].to_le_bytes())?;
+    w.write_all(&q[2].to_le_bytes())?;
+    Ok(())
+}
+
+/// Append a slab's ground points (class 2) to a positions file.
+fn write_ground(w: &mut impl Write, pd: &las::PointData) -> Result<(), Error> {
+    for (q, class) in slab_xyz(pd).zip(pd.classification()) {
+        if class == 2 {
+            write_xyz(w, q)?;
+        }
     }
     Ok(())
 }
@@ -449,6 +545,7 @@ fn foreign_halo(
     hi: [i64; 3],
     halo: [i64; 2],
     xyz: &mut impl Write,
+    mut ground: Option<&mut BufWriter<File>>,
     report: &mut Report,
 ) -> Result<u64, Error> {
     let scale = scales(header);
@@ -495,7 +592,7 @@ fn foreign_halo(
             if got == 0 {
                 return Err(corrupt(path, "truncated neighbour file"));
             }
-            for q in slab_xyz(&pd) {
+            for (q, class) in slab_xyz(&pd).zip(pd.classification()) {
                 let q = if same {
                     [i64::from(q[0]), i64::from(q[1]), i64::from(q[2])]
                 } else {
@@ -523,6 +620,11 @@ fn foreign_halo(
                 xyz.write_all(&x.to_le_bytes())?;
                 xyz.write_all(&y.to_le_bytes())?;
                 xyz.write_all(&z.to_le_bytes())?;
+                if class == 2 {
+                    if let Some(g) = ground.as_mut() {
+                        write_xyz(g, [x, y, z])?;
+                    }
+                }
                 taken += 1;
             }
             done += got;

@@ -55,6 +55,9 @@ pub enum Feature {
     Eigenvalue2,
     /// l3.
     Eigenvalue3,
+    /// z minus the z of the nearest ground point (class 2) in XY within the ground
+    /// radius (NaN when there is none).
+    HeightAboveGround,
 }
 
 /// Which names the output dimensions get.
@@ -68,7 +71,7 @@ pub enum Names {
 
 impl Feature {
     /// Every feature, in the order the documentation lists them.
-    pub const ALL: [Feature; 19] = [
+    pub const ALL: [Feature; 20] = [
         Feature::EigenvalueSum,
         Feature::Omnivariance,
         Feature::Eigenentropy,
@@ -88,6 +91,7 @@ impl Feature {
         Feature::Eigenvalue1,
         Feature::Eigenvalue2,
         Feature::Eigenvalue3,
+        Feature::HeightAboveGround,
     ];
 
     /// The default selection.
@@ -128,6 +132,7 @@ impl Feature {
             Feature::Eigenvalue1 => "eigenvalue1",
             Feature::Eigenvalue2 => "eigenvalue2",
             Feature::Eigenvalue3 => "eigenvalue3",
+            Feature::HeightAboveGround => "height_above_ground",
         }
     }
 
@@ -167,6 +172,7 @@ impl Feature {
             Feature::Eigenvalue1 => "l1, largest covariance eigenvalue",
             Feature::Eigenvalue2 => "l2, middle covariance eigenvalue",
             Feature::Eigenvalue3 => "l3, smallest covariance eigenvalue",
+            Feature::HeightAboveGround => "z - z of nearest ground (class 2) in XY",
         }
     }
 
@@ -260,7 +266,9 @@ impl Sums {
     }
 }
 
-/// Compute the selected features of one point into `out` (one f32 per feature).
+/// Compute the selected features of one point into `out` (one f32 per feature);
+/// `hag` is its height above ground (NaN when unknown or not asked for).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     features: &[Feature],
     sums: &Sums,
@@ -268,6 +276,7 @@ pub fn evaluate(
     radius: f64,
     point: [f64; 3],
     orientation: Orientation,
+    hag: f64,
     out: &mut [f32],
 ) {
     let n = sums.n;
@@ -316,6 +325,7 @@ pub fn evaluate(
             Feature::Eigenvalue1 => l1,
             Feature::Eigenvalue2 => l2,
             Feature::Eigenvalue3 => l3,
+            Feature::HeightAboveGround => hag,
         };
         *slot = v as f32;
     }
@@ -381,6 +391,7 @@ mod tests {
             3.0,
             [0.0; 3],
             Orientation::Up,
+            f64::NAN,
             &mut out,
         );
         assert_eq!(out, [1.0, 0.0, 0.0, 1.0, 0.0, 25.0]);
@@ -392,6 +403,7 @@ mod tests {
             3.0,
             [0.0; 3],
             Orientation::Towards([0.0, 0.0, -10.0]),
+            f64::NAN,
             &mut down,
         );
         assert_eq!(down[3], -1.0);
@@ -409,6 +421,7 @@ mod tests {
             1.0,
             [0.0; 3],
             Orientation::Up,
+            f64::NAN,
             &mut out,
         );
         assert!(out[0].is_nan());

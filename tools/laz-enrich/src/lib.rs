@@ -9,6 +9,7 @@
 pub mod eigen;
 pub mod enrich;
 pub mod features;
+pub mod ground;
 pub mod las_io;
 pub mod neighbours;
 pub mod tiling;
@@ -66,6 +67,10 @@ pub struct Opts {
     /// features at this file's borders equal those of the merged cloud
     #[arg(long, value_name = "DIR", alias = "neighbors")]
     neighbours: Option<PathBuf>,
+    /// Height above ground looks for the nearest ground point (class 2) in XY within
+    /// this many metres (the halo grows to it); beyond, the height is NaN
+    #[arg(long, value_name = "METRES", default_value_t = 10.0)]
+    ground_radius: f64,
     /// Output container
     #[arg(long, value_enum, default_value_t = OutFormat::Laz)]
     format: OutFormat,
@@ -155,6 +160,9 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
     if !(opts.radius.is_finite() && opts.radius > 0.0) {
         anyhow::bail!("--radius must be a positive number of metres");
+    }
+    if !(opts.ground_radius.is_finite() && opts.ground_radius > 0.0) {
+        anyhow::bail!("--ground-radius must be a positive number of metres");
     }
     return_freed_memory();
     let sys = SystemInfo::probe();
@@ -321,10 +329,20 @@ fn one(
         .map(|l| l.0)
         .unwrap_or_else(|| Feature::DEFAULT.to_vec());
     let header = las_io::open_with(input, false)?.header().clone();
+    let hag = features.contains(&Feature::HeightAboveGround);
+    let base = LazFeatures::default();
     let model = LazFeatures {
-        radius: opts.radius,
+        radius: if hag {
+            opts.radius.max(opts.ground_radius)
+        } else {
+            opts.radius
+        },
         features: features.len() as u64,
-        ..LazFeatures::default()
+        // Height above ground also holds the pass's ground points (a growing buffer, up
+        // to 24 bytes a point) and their grid (a copy and about two cell offsets, 28):
+        // at most every point.
+        bytes_per_point: base.bytes_per_point + if hag { 52 } else { 0 },
+        ..base
     };
     let b = header.bounds();
     let summary = Summary {
@@ -404,6 +422,7 @@ fn one(
                 .unwrap_or_else(|| PathBuf::from("."))
         }),
         neighbours: neighbours.to_vec(),
+        ground_radius: hag.then_some(opts.ground_radius),
     };
     let mut atomic = AtomicFile::create(&dest)?;
     let report = enrich::enrich(input, atomic.file(), &params)?;

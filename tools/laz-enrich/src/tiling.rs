@@ -14,6 +14,8 @@ use membudget::{Error, ErrorKind};
 /// Point counts per cell over the cloud's extent, in stored integer coordinates.
 #[derive(Debug)]
 pub struct Histogram {
+    /// Metres per stored unit along x and y.
+    scale: [f64; 2],
     origin: [i64; 2],
     cell: [i64; 2],
     dims: [usize; 2],
@@ -40,6 +42,7 @@ impl Histogram {
             ((hi[1] - lo[1]).max(0) / cell[1] + 1) as usize,
         ];
         Histogram {
+            scale: [scale[0], scale[1]],
             origin: lo,
             cell,
             dims,
@@ -183,8 +186,9 @@ impl Tiling {
             return Err(Error::new(
                 ErrorKind::Budget,
                 format!(
-                    "a {}x{} m cell with its halo holds {needed} points, more than the {capacity} the memory budget allows",
-                    hist.cell[0], hist.cell[1]
+                    "a {:.2} x {:.2} m cell with its halo holds {needed} points, more than the {capacity} the memory budget allows",
+                    hist.cell[0] as f64 * hist.scale[0],
+                    hist.cell[1] as f64 * hist.scale[1]
                 ),
             ));
         }

@@ -11,8 +11,9 @@
 //!   the LAZ codec's copies. Slabs of whole LAZ chunks (50,000 points) use the
 //!   chunk-parallel codec, `slab_bytes_per_record_byte * (record + 4 * features) +
 //!   slab_bytes_per_point` a slab point; smaller budgets get smaller slabs and the
-//!   streaming codec, `stream_codec_bytes` plus `record + 4 * features +
-//!   slab_bytes_per_point` a slab point.
+//!   streaming codec, whose encoder holds a chunk's compressed layers (about one output
+//!   record a point of the chunk) plus `stream_codec_bytes`, then `1.5 * (record + 4 *
+//!   features) + stream_bytes_per_point` a slab point.
 //!
 //! The fixed part is the process (8.4 MiB measured, 8.9 in a debug build: binary,
 //! allocator, threads, I/O buffers; modelled as 10 MiB) plus the
@@ -25,8 +26,9 @@
 //! Calibrated against measured peak RSS (release build, IGN format-8 and synthetic
 //! format-6 clouds, 12 features): 80 B a held point, modelled as 84 (63.3 MiB for one
 //! 697,721-point tile), 279 B a slab point for 89-byte output records with the parallel
-//! codec (36.5 MiB with a 100,000-point slab), 5 MiB plus 99 B a slab point with the
-//! streaming codec; tools/laz-enrich/tests/enrich.rs holds predictions within 20% of
+//! codec (36.5 MiB with a 100,000-point slab), 15.9 MiB above the fixed part for a
+//! 49,999-point slab of 121-byte output records with the streaming codec (20 features);
+//! tools/laz-enrich/tests/enrich.rs holds predictions within 20% of
 //! measurements and measurements under the budget.
 
 use super::{halving, CostModel, Summary, MIB};
@@ -63,6 +65,8 @@ pub struct LazFeatures {
     pub slab_bytes_per_point: u64,
     /// State of the streaming LAZ codec (decoder and encoder, a chunk's layers each).
     pub stream_codec_bytes: u64,
+    /// Streaming slab cost per point beyond 1.5 output records.
+    pub stream_bytes_per_point: u64,
     /// Neighbourhood radius in metres (the halo width).
     pub radius: f64,
     /// Bytes per point of a whole-cloud tool.
@@ -79,7 +83,8 @@ impl Default for LazFeatures {
             features: 12,
             slab_bytes_per_record_byte: 3,
             slab_bytes_per_point: 32,
-            stream_codec_bytes: 5 * MIB,
+            stream_codec_bytes: MIB,
+            stream_bytes_per_point: 10,
             radius: 1.0,
             whole_bytes_per_point: 150,
         }
@@ -136,9 +141,18 @@ impl LazFeatures {
                     .saturating_add(self.slab_bytes_per_point),
             )
         } else {
-            self.stream_codec_bytes
-                .saturating_add(slab.saturating_mul(out.saturating_add(self.slab_bytes_per_point)))
+            self.stream_state(out).saturating_add(slab.saturating_mul(
+                (out.saturating_mul(3) / 2).saturating_add(self.stream_bytes_per_point),
+            ))
         }
+    }
+
+    /// The streaming codec's own state for `out`-byte output records: a chunk's
+    /// compressed layers, held until the chunk is complete.
+    fn stream_state(&self, out: u64) -> u64 {
+        LAZ_CHUNK_POINTS
+            .saturating_mul(out)
+            .saturating_add(self.stream_codec_bytes)
     }
 
     /// Points (owned plus halo) one pass may hold within `budget_bytes`, for a cloud of
@@ -174,11 +188,12 @@ impl LazFeatures {
             }
             chunks -= 1;
         }
+        let state = self.slab_bytes(record_bytes, 0);
         let per = self
             .slab_bytes(record_bytes, 1)
-            .saturating_sub(self.stream_codec_bytes)
+            .saturating_sub(state)
             .max(1);
-        let fits = room.saturating_sub(self.stream_codec_bytes) / per;
+        let fits = room.saturating_sub(state) / per;
         fits.clamp(MIN_SLAB_POINTS, LAZ_CHUNK_POINTS - 1)
     }
 
