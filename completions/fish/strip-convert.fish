@@ -39,5 +39,5 @@ complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by defau
 complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c strip-convert -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
-complete -c strip-convert -s h -l help -d 'Print help'
+complete -c strip-convert -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c strip-convert -s V -l version -d 'Print version'

@@ -315,6 +315,8 @@ fn every_profile_is_valid_and_says_what_it_asked() {
             xml_value(&xml, "levels").and_then(|l| l.parse().ok())
         );
         if profile == "bnf" {
+            // A photograph reaches 1:4: no lossless fallback.
+            assert!(s["fallback"].is_null(), "{s}");
             assert_eq!(xml_value(&xml, "sop").as_deref(), Some("yes"));
             assert!(xml.contains("<pltCount>1</pltCount>"));
             let file = std::fs::read(output_of(&records[0])).unwrap();
@@ -328,6 +330,55 @@ fn every_profile_is_valid_and_says_what_it_asked() {
             );
         }
     }
+}
+
+#[test]
+fn bnf_falls_back_to_lossless_when_the_ratio_cannot_be_reached() {
+    let Some(py) = testkit::python(&["tifffile", "numpy", "jpylyzer"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let src = dir.path().join("flat.tif");
+    // A smooth gradient: lossless JPEG 2000 packs it far tighter than 1:4, so the 9/7
+    // codestream runs out of coding passes before it reaches 1:4.
+    testkit::run_python(
+        &py,
+        r#"
+import sys, numpy as np, tifffile
+y, x = np.mgrid[0:600, 0:900]
+a = np.stack([x // 8, y // 8, (x + y) // 16], -1).astype(np.uint8)
+tifffile.imwrite(sys.argv[1], a, rowsperstrip=64)
+"#,
+        &[src.to_str().unwrap()],
+    );
+    let (records, code) = convert(&[
+        src.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--profile",
+        "bnf",
+        "--verify",
+    ]);
+    assert_eq!(code, 0, "{records:#?}");
+    let s = section(&records[0]);
+    assert_eq!(s["fallback"], "lossless", "{s}");
+    assert_eq!(s["reversible"], true, "{s}");
+    assert!(s["note"].as_str().unwrap().contains("1:4"), "{s}");
+    // Lossless verification compares exactly; any difference fails the record.
+    assert_eq!(s["verification"]["status"], "ok", "{s}");
+    assert!(s["ratio"].as_f64().unwrap() > 4.0, "{s}");
+    let (valid, xml) = jpylyzer(&output_of(&records[0])).unwrap();
+    assert!(valid, "{xml}");
+    assert_eq!(
+        xml_value(&xml, "transformation").as_deref(),
+        Some("5-3 reversible")
+    );
+    // The profile's other parameters stay.
+    assert_eq!(xml_value(&xml, "layers").as_deref(), Some("10"));
+    assert_eq!(xml_value(&xml, "order").as_deref(), Some("RPCL"));
+    let (expect, _) = tiff_samples(&py, &src, 0);
+    let (got, _) = jp2_samples(&output_of(&records[0]));
+    assert!(got == expect, "lossless fallback is not bit-exact");
 }
 
 #[test]
