@@ -12,7 +12,7 @@
 //! not depend on the order its points were visited in, hence not on tiling, thread count
 //! or memory budget: the same input gives the same bits.
 
-use crate::eigen::symmetric_eigen;
+use crate::eigen::values_and_normal;
 
 /// One output dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -281,8 +281,7 @@ pub fn evaluate(
 ) {
     let n = sums.n;
     let (l, normal) = if n >= 2 {
-        let e = symmetric_eigen(sums.covariance(scale));
-        let mut nrm = e.vectors[2];
+        let (values, mut nrm) = values_and_normal(sums.covariance(scale));
         let flip = match orientation {
             Orientation::Up => {
                 nrm[2] < 0.0 || (nrm[2] == 0.0 && (nrm[0] < 0.0 || (nrm[0] == 0.0 && nrm[1] < 0.0)))
@@ -297,7 +296,7 @@ pub fn evaluate(
         if flip {
             nrm = [-nrm[0], -nrm[1], -nrm[2]];
         }
-        (e.values, nrm)
+        (values, nrm)
     } else {
         ([f64::NAN; 3], [f64::NAN; 3])
     };
