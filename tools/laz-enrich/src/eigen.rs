@@ -210,11 +210,8 @@ mod tests {
         for m in cases {
             let (v, n) = values_and_normal(m);
             let e = symmetric_eigen(m);
-            for k in 0..3 {
-                assert!(
-                    (v[k] - e.values[k]).abs() <= 1e-12 * (1.0 + e.values[0]),
-                    "{m:?}"
-                );
+            for (got, want) in v.iter().zip(e.values) {
+                assert!((got - want).abs() <= 1e-12 * (1.0 + e.values[0]), "{m:?}");
             }
             let dot =
                 (n[0] * e.vectors[2][0] + n[1] * e.vectors[2][1] + n[2] * e.vectors[2][2]).abs();
