@@ -179,7 +179,9 @@ fn profiles_help() -> String {
          are held.\n\n\
          Inputs: gray, gray+alpha, RGB, RGBA, palette (expanded to RGB), 1 to 16 bits, \
          strips or tiles, any compression the tiff crate decodes, planar or chunky, \
-         BigTIFF, multi-page. CMYK, float and signed samples are refused with an error \
+         BigTIFF, multi-page. Uncompressed strips are read straight from the file a few rows \
+         at a time (so one strip holding the whole image costs no more memory); palette \
+         and 9- to 15-bit images are read only that way (the tiff crate decodes neither). CMYK, float and signed samples are refused with an error \
          record.\n\nProfiles:\n",
     );
     for p in profile::all() {
@@ -743,7 +745,7 @@ fn summary(info: &source::PageInfo) -> Summary {
             } else {
                 Layout::Strips
             },
-            block: [u64::from(info.chunk.0), u64::from(info.chunk.1)],
+            block: [u64::from(info.chunk.0), u64::from(info.read_rows)],
             compressed: true,
         }),
         points: None,

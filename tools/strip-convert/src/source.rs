@@ -100,6 +100,13 @@ pub struct PageInfo {
     pub chunk: (u32, u32),
     /// Decoded bytes of the largest chunk (all planes of a coding unit).
     pub chunk_bytes: u64,
+    /// Uncompressed strips: read straight from the file, a few rows at a time, not through
+    /// the tiff crate's decoder (which holds whole strips, so one giant strip would be the
+    /// whole image, and refuses palette and 12-bit samples).
+    pub direct: bool,
+    /// Rows read or decoded at once besides the band: the strip or tile height through
+    /// the decoder, [`DIRECT_READ_BYTES`] worth of rows on the direct path.
+    pub read_rows: u32,
     /// Samples per pixel in the file.
     samples: u16,
     /// Bits per sample in the file.
@@ -176,6 +183,9 @@ fn limits() -> Limits {
     l
 }
 
+/// Bytes read at once on the direct path (uncompressed strips).
+pub const DIRECT_READ_BYTES: u64 = 4 << 20;
+
 /// An open TIFF file positioned on one page.
 pub struct TiffPage {
     decoder: Decoder<BufReader<File>>,
@@ -183,6 +193,18 @@ pub struct TiffPage {
     pub info: PageInfo,
     /// Decoded chunks that may still be needed by the next band.
     cache: BTreeMap<u32, DecodingResult>,
+    /// The direct path's strip table, when `info.direct`.
+    direct: Option<Direct>,
+}
+
+/// Where the uncompressed strips are: rows are read from the file by offset.
+struct Direct {
+    file: File,
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+    big_endian: bool,
+    /// WhiteIsZero: inverted here, as the decoder does on its path.
+    white_is_zero: bool,
 }
 
 impl std::fmt::Debug for TiffPage {
@@ -221,11 +243,112 @@ impl TiffPage {
             d.seek_to_image(index).map_err(tiff_err)?;
         }
         let info = read_info(&mut d, index)?;
+        let direct = if info.direct {
+            let table = |d: &mut Decoder<BufReader<File>>, tag| {
+                d.get_tag(tag)
+                    .and_then(|v| v.into_u64_vec())
+                    .map_err(tiff_err)
+            };
+            let offsets = table(&mut d, Tag::StripOffsets)?;
+            let counts = table(&mut d, Tag::StripByteCounts)?;
+            let planes = if info.planar { info.samples } else { 1 };
+            let strips = u64::from(info.height.div_ceil(info.chunk.1)) * u64::from(planes);
+            if offsets.len() as u64 != strips || counts.len() as u64 != strips {
+                return Err(Error::corrupt(format!(
+                    "TIFF: {} strip offsets and {} byte counts for {strips} strips",
+                    offsets.len(),
+                    counts.len()
+                )));
+            }
+            let mut file = File::open(path)?;
+            let mut order = [0u8; 2];
+            std::io::Read::read_exact(&mut file, &mut order)?;
+            Some(Direct {
+                file,
+                offsets,
+                counts,
+                big_endian: &order == b"MM",
+                white_is_zero: d
+                    .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+                    .map_err(tiff_err)?
+                    == Some(0),
+            })
+        } else {
+            None
+        };
         Ok(TiffPage {
             decoder: d,
             info,
             cache: BTreeMap::new(),
+            direct,
         })
+    }
+
+    /// The direct path of [`TiffPage::read_band`]: the band's rows of each strip, read
+    /// [`PageInfo::read_rows`] rows at a time and placed like decoded data.
+    fn read_band_direct(&self, direct: &Direct, band: &mut Band) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        let info = &self.info;
+        let (y0, rows) = (band.y0, band.rows);
+        let ch = info.chunk.1;
+        let per_plane = info.height.div_ceil(ch);
+        let planes = if info.planar { info.samples } else { 1 };
+        let spp = u64::from(if info.planar { 1 } else { info.samples });
+        let row_bytes = (u64::from(info.width) * spp * u64::from(info.bits)).div_ceil(8);
+        let step = info.read_rows.max(1);
+        let mut buf = Vec::new();
+        for strip in y0 / ch..=(y0 + rows - 1) / ch {
+            let sy0 = strip * ch;
+            let (r0, r1) = (y0.max(sy0), (y0 + rows).min(sy0 + ch).min(info.height));
+            for plane in 0..u32::from(planes) {
+                let idx = (plane * per_plane + strip) as usize;
+                let (offset, count) = (direct.offsets[idx], direct.counts[idx]);
+                if u64::from(r1 - sy0) * row_bytes > count {
+                    return Err(Error::corrupt(format!(
+                        "TIFF: strip {idx} holds {count} bytes, fewer than its rows need"
+                    )));
+                }
+                let mut r = r0;
+                while r < r1 {
+                    let n = step.min(r1 - r);
+                    let at = offset + u64::from(r - sy0) * row_bytes;
+                    buf.clear();
+                    buf.resize((u64::from(n) * row_bytes) as usize, 0);
+                    direct.file.read_exact_at(&mut buf, at).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            Error::corrupt(format!(
+                                "TIFF: strip {idx} runs past the end of the file"
+                            ))
+                        } else {
+                            Error::from(e)
+                        }
+                    })?;
+                    if direct.white_is_zero && info.bits <= 8 {
+                        // Every sample field inverted: max - v is the bitwise complement,
+                        // packed or not.
+                        buf.iter_mut().for_each(|b| *b = !*b);
+                    }
+                    let mut data = raw_samples(
+                        std::mem::take(&mut buf),
+                        info.bits,
+                        direct.big_endian,
+                        (u64::from(info.width) * spp) as usize,
+                        n as usize,
+                    );
+                    if let (true, DecodingResult::U16(v)) = (direct.white_is_zero, &mut data) {
+                        let max = ((1u32 << info.bits) - 1) as u16;
+                        v.iter_mut().for_each(|x| *x = max.saturating_sub(*x));
+                    }
+                    place(info, &data, (0, r, info.width, n), plane as u16, band)?;
+                    // The buffer is reused for the next rows.
+                    if let DecodingResult::U8(v) = data {
+                        buf = v;
+                    }
+                    r += n;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fill `band` with rows `y0 .. y0 + rows` (reusing its buffers).
@@ -241,6 +364,9 @@ impl TiffPage {
         for p in &mut band.planes {
             p.clear();
             p.resize(plane_len, 0);
+        }
+        if let Some(direct) = &self.direct {
+            return self.read_band_direct(direct, band);
         }
         let (cw, ch) = info.chunk;
         let across = info.width.div_ceil(cw);
@@ -281,7 +407,6 @@ fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo,
     if width == 0 || height == 0 {
         return Err(Error::corrupt("TIFF: zero width or height"));
     }
-    let color = d.colortype().map_err(tiff_err)?;
     let photometric = d
         .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
         .map_err(tiff_err)?
@@ -290,6 +415,29 @@ fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo,
         .find_tag_unsigned::<u16>(Tag::Compression)
         .map_err(tiff_err)?
         .unwrap_or(1);
+    let strips = matches!(d.get_chunk_type(), ChunkType::Strip);
+    // The tiff crate's decoder refuses palette images; uncompressed ones are read directly.
+    let color = if photometric == Some(PhotometricInterpretation::RGBPalette) {
+        if compression != 1 || !strips {
+            return Err(Error::unsupported(
+                "palette TIFFs are read only when stored uncompressed in strips (the tiff \
+                 crate does not decode palette images)",
+            ));
+        }
+        let bits = d
+            .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
+            .map_err(tiff_err)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        if !matches!(bits, 1 | 2 | 4 | 8) {
+            return Err(Error::unsupported(format!(
+                "{bits}-bit palette images are not supported (1, 2, 4 or 8)"
+            )));
+        }
+        ColorType::Palette(bits as u8)
+    } else {
+        d.colortype().map_err(tiff_err)?
+    };
     let sample_format = d
         .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
         .map_err(tiff_err)?
@@ -412,6 +560,16 @@ fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo,
     }
     let sample_bytes = u64::from(bits.div_ceil(8));
     let chunk_bytes = u64::from(chunk.0) * u64::from(chunk.1) * u64::from(samples) * sample_bytes;
+    let direct = compression == 1 && strips;
+    let read_rows = if direct {
+        let spp = u64::from(if planar { 1 } else { samples });
+        let row = (u64::from(width) * spp * u64::from(bits))
+            .div_ceil(8)
+            .max(1);
+        (DIRECT_READ_BYTES / row).clamp(1, u64::from(chunk.1)) as u32
+    } else {
+        chunk.1
+    };
     let icc = d
         .find_tag(Tag::IccProfile)
         .ok()
@@ -437,6 +595,8 @@ fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo,
         layout,
         chunk,
         chunk_bytes,
+        direct,
+        read_rows,
         samples,
         bits,
         planar,
@@ -607,6 +767,51 @@ fn place(
 }
 
 /// Unpack `dst.len()` samples of `bits` bits (1, 2, 4 or 8), most significant first.
+/// Raw uncompressed rows as the decoder would give them: bytes as they are up to 8 bits
+/// (1, 2 and 4 bits stay packed, as `place` expects), 16-bit values from the file's byte
+/// order, and 9 to 15 bits unpacked MSB-first (each row starts on a byte boundary) to
+/// 16-bit values.
+fn raw_samples(
+    bytes: Vec<u8>,
+    bits: u8,
+    big_endian: bool,
+    per_row: usize,
+    rows: usize,
+) -> DecodingResult {
+    match bits {
+        0..=8 => DecodingResult::U8(bytes),
+        16 => DecodingResult::U16(
+            bytes
+                .chunks_exact(2)
+                .map(|b| {
+                    if big_endian {
+                        u16::from_be_bytes([b[0], b[1]])
+                    } else {
+                        u16::from_le_bytes([b[0], b[1]])
+                    }
+                })
+                .collect(),
+        ),
+        _ => {
+            let b = usize::from(bits);
+            let row_bytes = (per_row * b).div_ceil(8);
+            let mut out = Vec::with_capacity(per_row * rows);
+            for row in bytes.chunks_exact(row_bytes).take(rows) {
+                let (mut acc, mut have, mut bytes) = (0u32, 0usize, row.iter());
+                for _ in 0..per_row {
+                    while have < b {
+                        acc = (acc << 8) | u32::from(*bytes.next().unwrap_or(&0));
+                        have += 8;
+                    }
+                    have -= b;
+                    out.push(((acc >> have) & ((1 << b) - 1)) as u16);
+                }
+            }
+            DecodingResult::U16(out)
+        }
+    }
+}
+
 fn unpack(row: &[u8], bits: usize, dst: &mut [u8], f: impl Fn(u32) -> u8) {
     let per = 8 / bits;
     let mask = (1u32 << bits) - 1;

@@ -39,6 +39,12 @@ with tifffile.TiffFile(sys.argv[1]) as t:
         a = a.astype(np.uint8)
     if p.photometric == 0:
         a = (2 ** p.bitspersample - 1) - a
+    if p.photometric == 3:
+        # Palette: expanded through the colour map, 8-bit when every entry is exact.
+        cm = p.colormap
+        if (cm % 257 == 0).all():
+            cm = cm // 257
+        a = np.moveaxis(cm[:, a[:, :, 0]], 0, -1)
     a = a.astype('<u2')
     open(sys.argv[3], 'wb').write(a.tobytes())
     print(*a.shape)
@@ -156,6 +162,8 @@ fn lossless_sample_tiffs_round_trip_bit_exact() {
         "tiff/kodim07-lzw.tif",
         "tiff/BigTIFF.tif",
         "tiff/fax4.tiff",
+        "tiff/palette-1c-8b.tiff",
+        "tiff/12bit.cropped.tiff",
     ];
     let paths: Vec<String> = files
         .iter()
@@ -184,6 +192,52 @@ fn lossless_sample_tiffs_round_trip_bit_exact() {
                 Some("5-3 reversible")
             );
         }
+    }
+}
+
+/// One uncompressed strip holding the whole image (36 MB) converts under a 32 MiB budget:
+/// its rows are read from the file a few at a time, never the strip whole; and a
+/// WhiteIsZero 16-bit image on the same direct path comes out inverted, as JP2 needs.
+#[test]
+fn giant_single_strip_and_white_is_zero_read_directly() {
+    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let big = dir.path().join("one-strip.tif");
+    let white = dir.path().join("white16.tif");
+    testkit::run_python(
+        &py,
+        r#"
+import sys, numpy as np, tifffile
+y, x = np.mgrid[0:3000, 0:4000]
+a = np.stack([(x + y) % 256, (x // 3) % 256, (x * y // 7) % 256], -1).astype(np.uint8)
+tifffile.imwrite(sys.argv[1], a, rowsperstrip=3000)
+g = ((x * 13 + y * 5) % 65536)[:300, :500].astype(np.uint16)
+tifffile.imwrite(sys.argv[2], g, photometric='miniswhite', rowsperstrip=7, byteorder='>')
+"#,
+        &[big.to_str().unwrap(), white.to_str().unwrap()],
+    );
+    let (records, code) = convert(&[
+        big.to_str().unwrap(),
+        white.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--memory-limit",
+        "32MiB",
+    ]);
+    assert_eq!(code, 0, "{records:#?}");
+    let s = section(&records[0]);
+    assert!(s["peak_rss"].as_u64().unwrap() <= 32 << 20, "{s}");
+    for (r, src) in records.iter().zip([&big, &white]) {
+        let (want, shape) = tiff_samples(&py, src, 0);
+        let (got, got_shape) = jp2_samples(&output_of(r));
+        assert_eq!(shape, got_shape);
+        assert!(
+            want == got,
+            "{}: decode differs from tifffile",
+            src.display()
+        );
     }
 }
 
