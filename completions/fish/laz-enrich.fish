@@ -1,4 +1,5 @@
 complete -c laz-enrich -s R -l radius -d 'Neighbourhood radius in metres: neighbours are the points at distance <= R, the point itself included' -r
+complete -c laz-enrich -s k -l k -d 'Neighbourhoods of the K nearest points (3D, the point itself included; ties broken by coordinates) instead of a radius; exact across tiles: a point whose K nearest may lie beyond its tile\'s halo is computed again with a wider one' -r
 complete -c laz-enrich -s F -l features -d 'Features to compute, comma-separated, or `all` (see FEATURES below)' -r
 complete -c laz-enrich -l names -d 'Names of the new dimensions' -r -f -a "jakteristics\t'jakteristics / CloudCompare names (nx, surface_variation, number_of_neighbors...)'
 ign\t'IGN LiDAR HD enrich names (normal_x, curvature, ...)'"

@@ -56,6 +56,8 @@ pub struct Params {
     pub neighbours: Vec<PathBuf>,
     /// Search radius for the nearest ground point, when height above ground is asked.
     pub ground_radius: Option<f64>,
+    /// k of kNN neighbourhoods (then `radius` is the first halo width and column size).
+    pub knn: Option<usize>,
 }
 
 /// What happened, for the record.
@@ -79,6 +81,11 @@ pub struct Report {
     pub halo_points: u64,
     /// Histogram cells `[x, y]`.
     pub histogram: [usize; 2],
+    /// kNN: points whose k nearest were not provably inside their tile's halo, and so
+    /// were computed again with a wider one.
+    pub knn_retried: u64,
+    /// kNN: rounds of such retries.
+    pub knn_rounds: u64,
 }
 
 fn corrupt(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -255,6 +262,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         .open(&feat_path)?;
     feat.set_len(n.saturating_mul(rec as u64))?;
     let mut slot_of = vec![u32::MAX; tiling.tiles.len()];
+    // kNN points to compute again with a wider halo: (index, position, search radius).
+    let mut knn_fails: Vec<KnnRetry> = Vec::new();
     for g in groups {
         struct TileBuf {
             owned: Vec<[i32; 3]>,
@@ -319,7 +328,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         report.max_pass_points = report.max_pass_points.max(held as u64);
         t_collect += tc.elapsed().as_secs_f64();
         let tc = std::time::Instant::now();
-        for b in bufs.iter_mut() {
+        for (k, b) in bufs.iter_mut().enumerate() {
             let TileBuf {
                 owned,
                 index,
@@ -338,7 +347,18 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             report.max_tile_points = report
                 .max_tile_points
                 .max((owned.len() + halo.len()) as u64);
-            let values = tile_features(&owned, halo, ground, &header, p);
+            let (values, fails) = tile_features(
+                &owned,
+                halo,
+                ground,
+                &header,
+                p,
+                &tiling.tiles[g.start + k].halo_box,
+            );
+            for (pos, rho) in fails {
+                let pos = pos as usize;
+                knn_fails.push((index[pos], owned[pos], rho));
+            }
             drop(owned);
             write_runs(&feat, &index, &values, rec)?;
             if membudget::cli::interrupted() {
@@ -355,6 +375,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     let t0 = std::time::Instant::now();
+
+    if let Some(k) = p.knn {
+        knn_retry(&xyz_path, &feat, knn_fails, k, &header, p, &mut report)?;
+    }
 
     // 4. Merge pass.
     let mut recs = BufReader::with_capacity(1 << 20, File::open(&rec_path)?);
@@ -405,16 +429,18 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     Ok(report)
 }
 
-/// Features of the owned points of one tile, `rec / 4` f32 per point in owned order.
+/// Features of the owned points of one tile, `rec / 4` f32 per point in owned order,
+/// and (kNN) the owned points whose k nearest are not provably inside `halo_box` (the
+/// region whose every point the tile holds), with the radius that would be enough.
 fn tile_features(
     owned: &[[i32; 3]],
     halo: Vec<[i32; 3]>,
     ground: Vec<[i32; 3]>,
     header: &Header,
     p: &Params,
-) -> Vec<f32> {
+    halo_box: &[i64; 4],
+) -> (Vec<f32>, Vec<(u32, f64)>) {
     let scale = scales(header);
-    let off = offsets(header);
     let t = std::time::Instant::now();
     let grid = {
         let mut all = halo;
@@ -433,34 +459,243 @@ fn tile_features(
     });
     let nf = p.features.len();
     let mut values = vec![0f32; owned.len() * nf];
-    values
+    let fails: Vec<Vec<(u32, f64)>> = values
         .par_chunks_mut(nf * 256)
         .zip(owned.par_chunks(256))
-        .for_each(|(out, pts)| {
-            for (o, q) in out.chunks_exact_mut(nf).zip(pts) {
-                let sums = grid.radius_sums(*q);
-                let at = [
-                    f64::from(q[0]) * scale[0] + off[0],
-                    f64::from(q[1]) * scale[1] + off[1],
-                    f64::from(q[2]) * scale[2] + off[2],
-                ];
-                let hag = ground
-                    .as_ref()
-                    .and_then(|g| g.nearest_z(*q))
-                    .map_or(f64::NAN, |z| f64::from(q[2] - z) * scale[2]);
-                evaluate(
-                    &p.features,
-                    &sums,
-                    scale,
-                    p.radius,
-                    at,
-                    p.orientation,
-                    hag,
-                    o,
-                );
+        .enumerate()
+        .map_init(
+            std::collections::BinaryHeap::new,
+            |heap, (chunk, (out, pts))| {
+                let mut fails = Vec::new();
+                for (i, (o, q)) in out.chunks_exact_mut(nf).zip(pts).enumerate() {
+                    let hag = ground
+                        .as_ref()
+                        .and_then(|g| g.nearest_z(*q))
+                        .map_or(f64::NAN, |z| f64::from(q[2] - z) * scale[2]);
+                    if let Some(k) = p.knn {
+                        let (sums, kth) = grid.knn_sums(*q, k, heap);
+                        if !knn_exact(*q, kth, halo_box, scale) {
+                            let rho = kth.map_or(2.0 * p.radius, f64::sqrt);
+                            fails.push(((chunk * 256 + i) as u32, rho));
+                        }
+                        let dk = kth.map_or(f64::NAN, f64::sqrt);
+                        point_features(&sums, q, header, p, dk, hag, o);
+                    } else {
+                        let sums = grid.radius_sums(*q);
+                        point_features(&sums, q, header, p, p.radius, hag, o);
+                    }
+                }
+                fails
+            },
+        )
+        .collect();
+    (values, fails.into_iter().flatten().collect())
+}
+
+/// One point's features from its neighbourhood sums.
+fn point_features(
+    sums: &crate::features::Sums,
+    q: &[i32; 3],
+    header: &Header,
+    p: &Params,
+    radius: f64,
+    hag: f64,
+    out: &mut [f32],
+) {
+    let scale = scales(header);
+    let off = offsets(header);
+    let at = [
+        f64::from(q[0]) * scale[0] + off[0],
+        f64::from(q[1]) * scale[1] + off[1],
+        f64::from(q[2]) * scale[2] + off[2],
+    ];
+    evaluate(
+        &p.features,
+        sums,
+        scale,
+        radius,
+        at,
+        p.orientation,
+        hag,
+        out,
+    );
+}
+
+/// Whether k nearest found with squared distance `kth` (None: fewer than k found) are
+/// the true k nearest: every point not held lies outside `b`, so at least the XY
+/// distance to its edge away; strictly farther than the k-th means no unseen point can
+/// enter or tie.
+fn knn_exact(q: [i32; 3], kth: Option<f64>, b: &[i64; 4], scale: [f64; 3]) -> bool {
+    let (x, y) = (i64::from(q[0]), i64::from(q[1]));
+    let side = |gap: i64, s: f64| {
+        if gap > i64::MAX / 4 {
+            f64::INFINITY
+        } else {
+            gap as f64 * s
+        }
+    };
+    // Unseen points: x < b[0] (at least x - b[0] + 1 away), x >= b[2] (b[2] - x away).
+    let gaps = [
+        side(x.saturating_sub(b[0]).saturating_add(1), scale[0]),
+        side(b[2].saturating_sub(x), scale[0]),
+        side(y.saturating_sub(b[1]).saturating_add(1), scale[1]),
+        side(b[3].saturating_sub(y), scale[1]),
+    ];
+    let edge = gaps.into_iter().fold(f64::INFINITY, f64::min);
+    match kth {
+        Some(d2) => d2 < edge * edge,
+        None => edge.is_infinite(),
+    }
+}
+
+/// A kNN point to compute again: its index, position and the search radius (metres)
+/// that holds its k nearest.
+type KnnRetry = (u64, [i32; 3], f64);
+
+/// One batch of [`knn_retry`]: collect the points in the batch's boxes (`None` when
+/// they exceed the capacity), compute the exact ones and write them; returns the points
+/// that need a still wider box.
+fn knn_batch(
+    xyz_path: &Path,
+    feat: &File,
+    fails: &[KnnRetry],
+    k: usize,
+    header: &Header,
+    p: &Params,
+    hag_slot: Option<usize>,
+) -> Result<Option<Vec<KnnRetry>>, Error> {
+    let scale = scales(header);
+    let nf = p.features.len();
+    let rec = nf * 4;
+    let reach = |rho: f64, a: usize| (rho / scale[a]).ceil() as i64 + 1;
+    let boxes: Vec<[i64; 4]> = fails
+        .iter()
+        .map(|(_, q, rho)| {
+            let (x, y) = (i64::from(q[0]), i64::from(q[1]));
+            let (rx, ry) = (reach(*rho, 0), reach(*rho, 1));
+            [x - rx, y - ry, x + rx + 1, y + ry + 1]
+        })
+        .collect();
+    // A coarse grid of the boxes, so each position checks only the boxes near it.
+    let cell = boxes
+        .iter()
+        .map(|b| (b[2] - b[0]).max(b[3] - b[1]))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut index: std::collections::HashMap<(i64, i64), Vec<u32>> =
+        std::collections::HashMap::new();
+    for (i, b) in boxes.iter().enumerate() {
+        for cy in b[1].div_euclid(cell)..=(b[3] - 1).div_euclid(cell) {
+            for cx in b[0].div_euclid(cell)..=(b[2] - 1).div_euclid(cell) {
+                index.entry((cx, cy)).or_default().push(i as u32);
             }
-        });
-    values
+        }
+    }
+    let mut held: Vec<Vec<[i32; 3]>> = vec![Vec::new(); fails.len()];
+    let mut total = 0u64;
+    let mut over = false;
+    for_each_point(xyz_path, |_, q| {
+        if over {
+            return Ok(());
+        }
+        let (x, y) = (i64::from(q[0]), i64::from(q[1]));
+        if let Some(list) = index.get(&(x.div_euclid(cell), y.div_euclid(cell))) {
+            for &i in list {
+                let b = &boxes[i as usize];
+                if x >= b[0] && x < b[2] && y >= b[1] && y < b[3] {
+                    held[i as usize].push(q);
+                    total += 1;
+                }
+            }
+            if total > p.capacity {
+                over = true;
+            }
+        }
+        Ok(())
+    })?;
+    if over {
+        return Ok(None);
+    }
+    let mut next = Vec::new();
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut buf = vec![0u8; rec];
+    let mut out = vec![0f32; nf];
+    for (i, (idx, q, rho)) in fails.iter().enumerate() {
+        let pts = std::mem::take(&mut held[i]);
+        let grid = Grid::build(&pts, scale, (*rho).max(p.radius / 4.0));
+        drop(pts);
+        let (sums, kth) = grid.knn_sums(*q, k, &mut heap);
+        if !knn_exact(*q, kth, &boxes[i], scale) {
+            next.push((*idx, *q, kth.map_or(2.0 * rho, f64::sqrt).max(2.0 * rho)));
+            continue;
+        }
+        let hag = match hag_slot {
+            Some(slot) => {
+                feat.read_exact_at(&mut buf, idx * rec as u64)?;
+                let b = &buf[slot * 4..slot * 4 + 4];
+                f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            None => f64::NAN,
+        };
+        let dk = kth.map_or(f64::NAN, f64::sqrt);
+        point_features(&sums, q, header, p, dk, hag, &mut out);
+        write_runs(feat, &[*idx], &out, rec)?;
+    }
+    Ok(Some(next))
+}
+
+/// Compute again, exactly, the kNN points a tile's halo could not vouch for: each gets
+/// a box of its needed radius; one pass over the positions collects every point in
+/// the boxes of a batch of tiles' worth; repeat (radius doubled where even fewer than
+/// k points were found) until every point is exact.
+fn knn_retry(
+    xyz_path: &Path,
+    feat: &File,
+    mut fails: Vec<KnnRetry>,
+    k: usize,
+    header: &Header,
+    p: &Params,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let hag_slot = p
+        .features
+        .iter()
+        .position(|f| *f == crate::features::Feature::HeightAboveGround);
+    report.knn_retried = fails.len() as u64;
+    while !fails.is_empty() {
+        report.knn_rounds += 1;
+        if report.knn_rounds > 40 {
+            return Err(Error::new(ErrorKind::Internal, "kNN halo did not converge"));
+        }
+        fails.sort_unstable_by_key(|f| f.0);
+        let mut next = Vec::new();
+        let mut start = 0;
+        // Batches as large as the capacity allows: halved when the points their boxes
+        // hold do not fit.
+        let mut batch = fails.len();
+        while start < fails.len() {
+            let part = &fails[start..(start + batch).min(fails.len())];
+            match knn_batch(xyz_path, feat, part, k, header, p, hag_slot)? {
+                Some(mut again) => {
+                    next.append(&mut again);
+                    start += part.len();
+                }
+                None if batch > 1 => batch /= 2,
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Budget,
+                        format!(
+                            "the {k} nearest points of one border point need more than the {} points the memory budget allows",
+                            p.capacity
+                        ),
+                    ))
+                }
+            }
+        }
+        fails = next;
+    }
+    Ok(())
 }
 
 /// Write feature records at their point indices, one write per run of consecutive

@@ -168,7 +168,7 @@ impl Feature {
             Feature::Ny => "normal y (eigenvector of l3, oriented)",
             Feature::Nz => "normal z (eigenvector of l3, oriented)",
             Feature::NumberOfNeighbors => "points within r, itself included",
-            Feature::Density => "n / (4/3 pi r^3)",
+            Feature::Density => "n / (4/3 pi r^3), r: radius or k-th distance",
             Feature::Eigenvalue1 => "l1, largest covariance eigenvalue",
             Feature::Eigenvalue2 => "l2, middle covariance eigenvalue",
             Feature::Eigenvalue3 => "l3, smallest covariance eigenvalue",

@@ -54,6 +54,11 @@ pub struct Opts {
     /// point itself included
     #[arg(short = 'R', long, value_name = "METRES", default_value_t = 1.0)]
     radius: f64,
+    /// Neighbourhoods of the K nearest points (3D, the point itself included; ties
+    /// broken by coordinates) instead of a radius; exact across tiles: a point whose K
+    /// nearest may lie beyond its tile's halo is computed again with a wider one
+    #[arg(short = 'k', long = "k", value_name = "K", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    knn: Option<u32>,
     /// Features to compute, comma-separated, or `all` (see FEATURES below)
     #[arg(short = 'F', long, value_name = "LIST", value_parser = parse_features)]
     features: Option<FeatureList>,
@@ -330,12 +335,28 @@ fn one(
         .unwrap_or_else(|| Feature::DEFAULT.to_vec());
     let header = las_io::open_with(input, false)?.header().clone();
     let hag = features.contains(&Feature::HeightAboveGround);
+    // The first halo: the radius, or for kNN twice the radius of a disc holding k points
+    // at the cloud's mean density (points beyond it are computed again, exactly).
+    let neighbourhood_reach = match opts.knn {
+        Some(k) => {
+            let b = header.bounds();
+            let area = ((b.max.x - b.min.x) * (b.max.y - b.min.y)).abs();
+            let n = header.number_of_points().max(1) as f64;
+            let density = if area.is_finite() && area > 0.0 {
+                n / area
+            } else {
+                1.0
+            };
+            (2.0 * (f64::from(k) / (std::f64::consts::PI * density)).sqrt()).clamp(0.05, 1000.0)
+        }
+        None => opts.radius,
+    };
     let base = LazFeatures::default();
     let model = LazFeatures {
         radius: if hag {
-            opts.radius.max(opts.ground_radius)
+            neighbourhood_reach.max(opts.ground_radius)
         } else {
-            opts.radius
+            neighbourhood_reach
         },
         features: features.len() as u64,
         // Height above ground also holds the pass's ground points (a growing buffer, up
@@ -396,7 +417,7 @@ fn one(
     }
     let names = opts.names;
     let params = enrich::Params {
-        radius: opts.radius,
+        radius: neighbourhood_reach,
         dims: features
             .iter()
             .map(|f| {
@@ -423,6 +444,7 @@ fn one(
         }),
         neighbours: neighbours.to_vec(),
         ground_radius: hag.then_some(opts.ground_radius),
+        knn: opts.knn.map(|k| k as usize),
     };
     let mut atomic = AtomicFile::create(&dest)?;
     let report = enrich::enrich(input, atomic.file(), &params)?;
@@ -433,7 +455,14 @@ fn one(
     }
     r.set_in(NAME, "status", "ok");
     r.set_in(NAME, "points", report.points);
-    r.set_in(NAME, "radius", opts.radius);
+    match opts.knn {
+        Some(k) => {
+            r.set_in(NAME, "k", k);
+            r.set_in(NAME, "knn_halo_m", neighbourhood_reach);
+            r.set_in(NAME, "knn_retried", report.knn_retried);
+        }
+        None => r.set_in(NAME, "radius", opts.radius),
+    }
     r.set_in(
         NAME,
         "features",

@@ -10,6 +10,12 @@
 //! [`crate::features::Sums`]).
 
 use crate::features::Sums;
+use std::collections::BinaryHeap;
+
+/// A kNN candidate ordered by (squared distance, x, y, z): the bits of a non-negative
+/// f64 order as the number does, and the coordinates break ties, so the k nearest are
+/// one set whatever the visiting order.
+pub type KnnKey = (u64, i32, i32, i32);
 
 /// A column grid over a set of points in stored integer coordinates.
 #[derive(Debug)]
@@ -212,6 +218,69 @@ impl Grid {
         }
     }
 
+    /// Exact sums over the `k` nearest points of `q` in the grid (3D distance, `q` itself
+    /// included if it is in the grid; ties broken by coordinates), and the squared
+    /// distance in square metres of the farthest of them (`None` when the grid holds
+    /// fewer than `k` points). `heap` is scratch space, reused between queries.
+    pub fn knn_sums(
+        &self,
+        q: [i32; 3],
+        k: usize,
+        heap: &mut BinaryHeap<KnnKey>,
+    ) -> (Sums, Option<f64>) {
+        heap.clear();
+        let (qx, qy, qz) = (i64::from(q[0]), i64::from(q[1]), i64::from(q[2]));
+        let cx = (qx - self.origin[0]).div_euclid(self.cell[0]);
+        let cy = (qy - self.origin[1]).div_euclid(self.cell[1]);
+        let cmin = (self.cell[0] as f64 * self.scale[0]).min(self.cell[1] as f64 * self.scale[1]);
+        let mut m = 0i64;
+        loop {
+            // Points not visited yet lie in ring m or beyond: at least m - 1 whole columns
+            // away. Strictly below: an equally distant point further out could win a tie.
+            if heap.len() == k {
+                let kth = f64::from_bits(heap.peek().map_or(0, |t| t.0));
+                let lb = (m - 1).max(0) as f64 * cmin;
+                if kth < lb * lb {
+                    break;
+                }
+            }
+            if m > 0 && cx - m < 0 && cy - m < 0 && cx + m >= self.cols && cy + m >= self.rows {
+                break;
+            }
+            for row in (cy - m).max(0)..=(cy + m).min(self.rows - 1) {
+                let edge_row = row == cy - m || row == cy + m;
+                let mut col = (cx - m).max(0);
+                while col <= (cx + m).min(self.cols - 1) {
+                    if !edge_row && col != cx - m && col != cx + m {
+                        col = cx + m;
+                        continue;
+                    }
+                    let c = (row * self.cols + col) as usize;
+                    for p in &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize] {
+                        let dx = (i64::from(p[0]) - qx) as f64 * self.scale[0];
+                        let dy = (i64::from(p[1]) - qy) as f64 * self.scale[1];
+                        let dz = (i64::from(p[2]) - qz) as f64 * self.scale[2];
+                        let key = ((dx * dx + dy * dy + dz * dz).to_bits(), p[0], p[1], p[2]);
+                        if heap.len() < k {
+                            heap.push(key);
+                        } else if heap.peek().is_some_and(|top| key < *top) {
+                            heap.pop();
+                            heap.push(key);
+                        }
+                    }
+                    col += 1;
+                }
+            }
+            m += 1;
+        }
+        let mut sums = Sums::default();
+        for &(_, x, y, z) in heap.iter() {
+            sums.add([i64::from(x) - qx, i64::from(y) - qy, i64::from(z) - qz]);
+        }
+        let kth = (heap.len() == k).then(|| f64::from_bits(heap.peek().map_or(0, |t| t.0)));
+        (sums, kth)
+    }
+
     /// Call `f` with the integer offset of every point within the radius of `q`.
     #[inline(always)]
     fn visit(&self, q: [i32; 3], mut f: impl FnMut([i64; 3])) {
@@ -272,6 +341,57 @@ mod tests {
             }
         }
         s
+    }
+
+    #[test]
+    fn knn_equals_brute_force() {
+        let mut state = 4242u64;
+        let mut next = |m: i64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as i64 % m) as i32
+        };
+        // Clustered, duplicated and sparse points.
+        let mut pts: Vec<[i32; 3]> = (0..2500)
+            .map(|_| [next(3000), next(3000), next(400)])
+            .collect();
+        pts.extend((0..300).map(|_| [1500 + next(20), 1500 + next(20), next(10)]));
+        pts.extend([[0, 0, 0], [0, 0, 0], [90_000, 5, 5]]);
+        let scale = [0.01; 3];
+        for (hint, k) in [(1.0, 1usize), (1.0, 10), (0.2, 30), (5.0, 17)] {
+            let g = Grid::build(&pts, scale, hint);
+            let mut heap = BinaryHeap::new();
+            for q in pts.iter().step_by(9).chain([&[90_000, 5, 5]]) {
+                let mut all: Vec<KnnKey> = pts
+                    .iter()
+                    .map(|p| {
+                        let d = [0, 1, 2].map(|a| f64::from(p[a] - q[a]) * 0.01);
+                        (
+                            (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).to_bits(),
+                            p[0],
+                            p[1],
+                            p[2],
+                        )
+                    })
+                    .collect();
+                all.sort_unstable();
+                let mut want = Sums::default();
+                for t in &all[..k] {
+                    want.add([
+                        i64::from(t.1 - q[0]),
+                        i64::from(t.2 - q[1]),
+                        i64::from(t.3 - q[2]),
+                    ]);
+                }
+                let (got, kth) = g.knn_sums(*q, k, &mut heap);
+                assert_eq!(got, want, "k={k} q={q:?}");
+                assert_eq!(kth, Some(f64::from_bits(all[k - 1].0)));
+            }
+        }
+        let g = Grid::build(&pts[..3], scale, 1.0);
+        let (s, kth) = g.knn_sums(pts[0], 5, &mut BinaryHeap::new());
+        assert_eq!((s.n, kth), (3, None));
     }
 
     #[test]

@@ -499,3 +499,66 @@ assert (got[ground] == 0).all(), "a ground point is its own nearest ground"
         &[input.to_str().unwrap(), s["output"].as_str().unwrap(), "10"],
     );
 }
+
+#[test]
+fn knn_features_are_exact_across_tiles() {
+    let Some(py) = testkit::python(&["laspy", "lazrs", "scipy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let input = ign("test_data_77050_627755_LA93_IGN69.laz");
+    let feats =
+        "planarity,linearity,sphericity,eigenvalue1,eigenvalue3,number_of_neighbors,density";
+    let mut outputs = Vec::new();
+    for tile_points in ["15000", "1000000"] {
+        let out_dir = dir.path().join(tile_points);
+        let (out, recs) = run(&[
+            "-k",
+            "10",
+            "-F",
+            feats,
+            "--tile-points",
+            tile_points,
+            "-o",
+            out_dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        testkit::check(&out, "laz-enrich -k");
+        let s = section(&recs[0]);
+        assert_eq!(s["k"], 10, "{s}");
+        if tile_points == "15000" {
+            assert!(s["tiles"].as_u64().unwrap() >= 4, "{s}");
+            // Some border points needed a wider halo: the retry path ran.
+            assert!(s["knn_retried"].as_u64().unwrap() > 0, "{s}");
+        }
+        outputs.push(s["output"].as_str().unwrap().to_string());
+    }
+    assert!(
+        std::fs::read(&outputs[0]).unwrap() == std::fs::read(&outputs[1]).unwrap(),
+        "kNN features differ between tilings"
+    );
+    // The reference: scipy's KD-tree k nearest, sample covariance, numpy eigh.
+    let code = r#"
+import sys, numpy as np, laspy
+from scipy.spatial import cKDTree
+inp, out, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+a = laspy.read(inp); b = laspy.read(out)
+xyz = np.ascontiguousarray(a.xyz)
+t = cKDTree(xyz)
+d, idx = t.query(xyz, k=k)
+nb = xyz[idx]
+c = nb - nb.mean(1, keepdims=True)
+w = np.linalg.eigvalsh(np.einsum("nki,nkj->nij", c, c) / (k - 1))
+l1, l2, l3 = w[:, 2], w[:, 1], w[:, 0]
+ref = {"planarity": (l2 - l3) / l1, "linearity": (l1 - l2) / l1, "sphericity": l3 / l1, "eigenvalue1": l1, "eigenvalue3": l3}
+# A tie at the k-th distance (coordinates on a 1 cm grid) is broken differently.
+ok = (t.query(xyz, k=k + 1)[0][:, -1] > d[:, -1] + 1e-6) & (l1 > 0)
+assert ok.mean() > 0.98, ok.mean()
+worst = {n: float(np.nanmax(np.abs(ref[n][ok] - np.asarray(b[n], dtype=np.float64)[ok]))) for n in ref}
+assert all(v <= 1e-4 for v in worst.values()), worst
+assert (np.asarray(b["number_of_neighbors"]) == k).all()
+dens = k / (4 / 3 * np.pi * d[:, -1] ** 3)
+assert np.allclose(np.asarray(b["density"])[ok], dens[ok], rtol=1e-5)
+"#;
+    testkit::run_python(&py, code, &[input.to_str().unwrap(), &outputs[0], "10"]);
+}
