@@ -14,6 +14,7 @@ complete -c strip-convert -l codeblock -d 'Code-block size: N or WxH, powers of 
 complete -c strip-convert -l precincts -d 'Precinct sizes from the highest resolution down, each N or WxH (powers of two); the last repeats for lower resolutions (e.g. 256,256,128)' -r
 complete -c strip-convert -l order -d 'Progression order: LRCP, RLCP, RPCL, PCRL, CPRL' -r
 complete -c strip-convert -l layers -d 'Quality layers (lossless: lower layers at rates from 1:200 down, the last lossless)' -r
+complete -c strip-convert -l bypass -d 'Code-block bypass (lazy) mode: the lower bit-planes\' significance and refinement passes are stored raw instead of arithmetic-coded, about 10% less CPU and no larger (lossless stays exact). Default: yes without a profile, else the profile\'s choice' -r
 complete -c strip-convert -l tileparts -d 'Split tiles into tile-parts by resolution (R), layer (L) or component (C)' -r
 complete -c strip-convert -l xml -d 'Put this file\'s content in an `xml ` box' -r -F
 complete -c strip-convert -l xmp -d 'Put this XMP packet in the XMP uuid box (default: the TIFF\'s XMP, if any)' -r -F

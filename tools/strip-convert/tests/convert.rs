@@ -191,6 +191,9 @@ fn lossless_sample_tiffs_round_trip_bit_exact() {
                 xml_value(&xml, "transformation").as_deref(),
                 Some("5-3 reversible")
             );
+            // The default code-block style: bypass, and the record says so.
+            assert_eq!(xml_value(&xml, "codingBypass").as_deref(), Some("yes"));
+            assert_eq!(section(r)["bypass"], true);
         }
     }
 }
@@ -377,6 +380,12 @@ fn every_profile_is_valid_and_says_what_it_asked() {
             let text = String::from_utf8_lossy(&file);
             assert!(text.contains("<dcterms:isPartOf>Collection &amp; test</dcterms:isPartOf>"));
         }
+        // Profiles keep their own code-block style: only loc-ndnp asks for bypass.
+        assert_eq!(
+            xml_value(&xml, "codingBypass").as_deref(),
+            Some(if profile == "loc-ndnp" { "yes" } else { "no" }),
+            "{profile}"
+        );
         if profile.starts_with("kb") {
             assert_eq!(
                 xml_value(&xml, "segmentationSymbols").as_deref(),
