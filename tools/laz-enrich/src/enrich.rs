@@ -58,7 +58,12 @@ pub struct Params {
     pub ground_radius: Option<f64>,
     /// k of kNN neighbourhoods (then `radius` is the first halo width and column size).
     pub knn: Option<usize>,
+    /// Count the points within 2 m too (IGN building mode).
+    pub within_2m: bool,
 }
+
+/// The radius of the `num_points_2m` count.
+const WITHIN_M: f64 = 2.0;
 
 /// What happened, for the record.
 #[derive(Debug, Clone, Default)]
@@ -183,7 +188,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         hi = [0; 3];
     }
     // The halo covers the neighbourhood radius and the ground search radius.
-    let reach = p.radius.max(p.ground_radius.unwrap_or(0.0));
+    let reach = p
+        .radius
+        .max(p.ground_radius.unwrap_or(0.0))
+        .max(if p.within_2m { WITHIN_M } else { 0.0 });
     let halo = [
         (reach / scale[0]).floor() as i64 + 1,
         (reach / scale[1]).floor() as i64 + 1,
@@ -442,10 +450,11 @@ fn tile_features(
 ) -> (Vec<f32>, Vec<(u32, f64)>) {
     let scale = scales(header);
     let t = std::time::Instant::now();
-    let grid = {
+    let (grid, grid_2m) = {
         let mut all = halo;
         all.extend_from_slice(owned);
-        Grid::build(&all, scale, p.radius)
+        let g2 = p.within_2m.then(|| Grid::build(&all, scale, WITHIN_M));
+        (Grid::build(&all, scale, p.radius), g2)
     };
     log::debug!(
         "grid of {} points built in {:.3} s",
@@ -472,6 +481,10 @@ fn tile_features(
                         .as_ref()
                         .and_then(|g| g.nearest_z(*q))
                         .map_or(f64::NAN, |z| f64::from(q[2] - z) * scale[2]);
+                    let n2 = grid_2m
+                        .as_ref()
+                        .map_or(f64::NAN, |g| g.radius_sums(*q).n as f64);
+                    let extra = [hag, n2];
                     if let Some(k) = p.knn {
                         let (sums, kth) = grid.knn_sums(*q, k, heap);
                         if !knn_exact(*q, kth, halo_box, scale) {
@@ -479,10 +492,10 @@ fn tile_features(
                             fails.push(((chunk * 256 + i) as u32, rho));
                         }
                         let dk = kth.map_or(f64::NAN, f64::sqrt);
-                        point_features(&sums, q, header, p, dk, hag, o);
+                        point_features(&sums, q, header, p, dk, extra, o);
                     } else {
                         let sums = grid.radius_sums(*q);
-                        point_features(&sums, q, header, p, p.radius, hag, o);
+                        point_features(&sums, q, header, p, p.radius, extra, o);
                     }
                 }
                 fails
@@ -499,7 +512,7 @@ fn point_features(
     header: &Header,
     p: &Params,
     radius: f64,
-    hag: f64,
+    extra: [f64; 2],
     out: &mut [f32],
 ) {
     let scale = scales(header);
@@ -516,7 +529,7 @@ fn point_features(
         radius,
         at,
         p.orientation,
-        hag,
+        extra,
         out,
     );
 }
@@ -562,7 +575,7 @@ fn knn_batch(
     k: usize,
     header: &Header,
     p: &Params,
-    hag_slot: Option<usize>,
+    slots: [Option<usize>; 2],
 ) -> Result<Option<Vec<KnnRetry>>, Error> {
     let scale = scales(header);
     let nf = p.features.len();
@@ -630,16 +643,20 @@ fn knn_batch(
             next.push((*idx, *q, kth.map_or(2.0 * rho, f64::sqrt).max(2.0 * rho)));
             continue;
         }
-        let hag = match hag_slot {
-            Some(slot) => {
-                feat.read_exact_at(&mut buf, idx * rec as u64)?;
-                let b = &buf[slot * 4..slot * 4 + 4];
-                f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        // Height above ground and the 2 m count do not depend on k: kept from the
+        // first computation.
+        let mut extra = [f64::NAN; 2];
+        if slots.iter().any(Option::is_some) {
+            feat.read_exact_at(&mut buf, idx * rec as u64)?;
+            for (e, slot) in extra.iter_mut().zip(slots) {
+                if let Some(slot) = slot {
+                    let b = &buf[slot * 4..slot * 4 + 4];
+                    *e = f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                }
             }
-            None => f64::NAN,
-        };
+        }
         let dk = kth.map_or(f64::NAN, f64::sqrt);
-        point_features(&sums, q, header, p, dk, hag, &mut out);
+        point_features(&sums, q, header, p, dk, extra, &mut out);
         write_runs(feat, &[*idx], &out, rec)?;
     }
     Ok(Some(next))
@@ -658,10 +675,11 @@ fn knn_retry(
     p: &Params,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let hag_slot = p
-        .features
-        .iter()
-        .position(|f| *f == crate::features::Feature::HeightAboveGround);
+    let slot = |f| p.features.iter().position(|g| *g == f);
+    let slots = [
+        slot(crate::features::Feature::HeightAboveGround),
+        slot(crate::features::Feature::PointsWithin2m),
+    ];
     report.knn_retried = fails.len() as u64;
     while !fails.is_empty() {
         report.knn_rounds += 1;
@@ -676,7 +694,7 @@ fn knn_retry(
         let mut batch = fails.len();
         while start < fails.len() {
             let part = &fails[start..(start + batch).min(fails.len())];
-            match knn_batch(xyz_path, feat, part, k, header, p, hag_slot)? {
+            match knn_batch(xyz_path, feat, part, k, header, p, slots)? {
                 Some(mut again) => {
                     next.append(&mut again);
                     start += part.len();

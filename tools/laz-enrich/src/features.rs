@@ -58,6 +58,14 @@ pub enum Feature {
     /// z minus the z of the nearest ground point (class 2) in XY within the ground
     /// radius (NaN when there is none).
     HeightAboveGround,
+    /// |n_z|.
+    Horizontality,
+    /// planarity x verticality (IGN building mode).
+    WallScore,
+    /// planarity x horizontality (IGN building mode).
+    RoofScore,
+    /// Points within 2 m, the point itself included (IGN building mode).
+    PointsWithin2m,
 }
 
 /// Which names the output dimensions get.
@@ -71,7 +79,7 @@ pub enum Names {
 
 impl Feature {
     /// Every feature, in the order the documentation lists them.
-    pub const ALL: [Feature; 20] = [
+    pub const ALL: [Feature; 24] = [
         Feature::EigenvalueSum,
         Feature::Omnivariance,
         Feature::Eigenentropy,
@@ -92,6 +100,10 @@ impl Feature {
         Feature::Eigenvalue2,
         Feature::Eigenvalue3,
         Feature::HeightAboveGround,
+        Feature::Horizontality,
+        Feature::WallScore,
+        Feature::RoofScore,
+        Feature::PointsWithin2m,
     ];
 
     /// The default selection.
@@ -133,6 +145,10 @@ impl Feature {
             Feature::Eigenvalue2 => "eigenvalue2",
             Feature::Eigenvalue3 => "eigenvalue3",
             Feature::HeightAboveGround => "height_above_ground",
+            Feature::Horizontality => "horizontality",
+            Feature::WallScore => "wall_score",
+            Feature::RoofScore => "roof_score",
+            Feature::PointsWithin2m => "num_points_2m",
         }
     }
 
@@ -173,6 +189,10 @@ impl Feature {
             Feature::Eigenvalue2 => "l2, middle covariance eigenvalue",
             Feature::Eigenvalue3 => "l3, smallest covariance eigenvalue",
             Feature::HeightAboveGround => "z - z of nearest ground (class 2) in XY",
+            Feature::Horizontality => "|n_z|",
+            Feature::WallScore => "planarity x verticality",
+            Feature::RoofScore => "planarity x horizontality",
+            Feature::PointsWithin2m => "points within 2 m, itself included",
         }
     }
 
@@ -267,7 +287,8 @@ impl Sums {
 }
 
 /// Compute the selected features of one point into `out` (one f32 per feature);
-/// `hag` is its height above ground (NaN when unknown or not asked for).
+/// `extra` holds its height above ground and its count of points within 2 m (NaN when
+/// not asked for).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     features: &[Feature],
@@ -276,9 +297,10 @@ pub fn evaluate(
     radius: f64,
     point: [f64; 3],
     orientation: Orientation,
-    hag: f64,
+    extra: [f64; 2],
     out: &mut [f32],
 ) {
+    let [hag, within_2m] = extra;
     let n = sums.n;
     let (l, normal) = if n >= 2 {
         let (values, mut nrm) = values_and_normal(sums.covariance(scale));
@@ -325,6 +347,10 @@ pub fn evaluate(
             Feature::Eigenvalue2 => l2,
             Feature::Eigenvalue3 => l3,
             Feature::HeightAboveGround => hag,
+            Feature::Horizontality => normal[2].abs(),
+            Feature::WallScore => (l2 - l3) / l1 * (1.0 - normal[2].abs()),
+            Feature::RoofScore => (l2 - l3) / l1 * normal[2].abs(),
+            Feature::PointsWithin2m => within_2m,
         };
         *slot = v as f32;
     }
@@ -390,7 +416,7 @@ mod tests {
             3.0,
             [0.0; 3],
             Orientation::Up,
-            f64::NAN,
+            [f64::NAN; 2],
             &mut out,
         );
         assert_eq!(out, [1.0, 0.0, 0.0, 1.0, 0.0, 25.0]);
@@ -402,7 +428,7 @@ mod tests {
             3.0,
             [0.0; 3],
             Orientation::Towards([0.0, 0.0, -10.0]),
-            f64::NAN,
+            [f64::NAN; 2],
             &mut down,
         );
         assert_eq!(down[3], -1.0);
@@ -420,7 +446,7 @@ mod tests {
             1.0,
             [0.0; 3],
             Orientation::Up,
-            f64::NAN,
+            [f64::NAN; 2],
             &mut out,
         );
         assert!(out[0].is_nan());

@@ -335,6 +335,7 @@ fn one(
         .unwrap_or_else(|| Feature::DEFAULT.to_vec());
     let header = las_io::open_with(input, false)?.header().clone();
     let hag = features.contains(&Feature::HeightAboveGround);
+    let within_2m = features.contains(&Feature::PointsWithin2m);
     // The first halo: the radius, or for kNN twice the radius of a disc holding k points
     // at the cloud's mean density (points beyond it are computed again, exactly).
     let neighbourhood_reach = match opts.knn {
@@ -353,16 +354,17 @@ fn one(
     };
     let base = LazFeatures::default();
     let model = LazFeatures {
-        radius: if hag {
-            neighbourhood_reach.max(opts.ground_radius)
-        } else {
-            neighbourhood_reach
-        },
+        radius: neighbourhood_reach
+            .max(if hag { opts.ground_radius } else { 0.0 })
+            .max(if within_2m { 2.0 } else { 0.0 }),
         features: features.len() as u64,
         // Height above ground also holds the pass's ground points (a growing buffer, up
         // to 24 bytes a point) and their grid (a copy and about two cell offsets, 28):
         // at most every point.
-        bytes_per_point: base.bytes_per_point + if hag { 52 } else { 0 },
+        // The 2 m count needs a second column grid: a copy and its offsets, 24.
+        bytes_per_point: base.bytes_per_point
+            + if hag { 52 } else { 0 }
+            + if within_2m { 24 } else { 0 },
         ..base
     };
     let b = header.bounds();
@@ -445,6 +447,7 @@ fn one(
         neighbours: neighbours.to_vec(),
         ground_radius: hag.then_some(opts.ground_radius),
         knn: opts.knn.map(|k| k as usize),
+        within_2m,
     };
     let mut atomic = AtomicFile::create(&dest)?;
     let report = enrich::enrich(input, atomic.file(), &params)?;
