@@ -173,6 +173,9 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let sys = SystemInfo::probe();
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
+    if sys.heavy_swap() {
+        log::warn!("more than half the swap is in use: expect it to be slow (one thread unless -j says otherwise)");
+    }
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     let neighbours = match &opts.neighbours {
         Some(dir) => list_clouds(dir)?,
@@ -191,6 +194,8 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             }
             Input::Record(mut r) => {
                 let path = PathBuf::from(r.path());
+                // Each record's peak is its own, not the largest so far.
+                membudget::monitor::reset_peak();
                 let started = Instant::now();
                 match pool.install(|| one(&opts, &path, budget.bytes, jobs, &neighbours, &mut r)) {
                     Ok(()) => {
