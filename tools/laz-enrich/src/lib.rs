@@ -145,17 +145,20 @@ pub fn command() -> Command {
         .about("Add per-point geometric features to LAS/LAZ clouds of any size, in bounded memory")
         .long_about(
             "Reads paths or NDJSON manifest records (arguments, `-` or stdin), computes for \
-                 every point the features of its radius neighbourhood and writes a copy of the \
-                 cloud with one new float32 dimension per feature (LAS 1.4 extra bytes, all \
-                 described in one Extra Bytes VLR). Every input point, dimension, VLR and the \
-                 CRS are kept, in the original order. The cloud is cut into spatial tiles whose \
-                 points plus a halo of R metres fit the memory budget, so results are exact at \
-                 tile borders and identical (bit for bit) whatever the budget; with \
-                 --neighbours, halo points also come from adjacent files. Directories with \
-                 --recursive: their .las/.laz files are the inputs, mirrored under \
-                 --output-dir, and sidecar files (<name>.json, <name>.txt) are copied beside \
-                 the outputs. One record per input on stdout with a `laz-enrich` section \
-                 (output, status, points, tiles, peak_rss, predicted_peak, seconds).",
+                 every point the features of its neighbourhood (the points within R metres, or \
+                 with -k its K nearest) and writes a copy of the cloud with one new float32 \
+                 dimension per feature (LAS 1.4 extra bytes, all described in one Extra Bytes \
+                 VLR). Every input point, dimension, VLR and the CRS are kept, in the original \
+                 order. The cloud is cut into spatial tiles whose points plus a halo fit the \
+                 memory budget; the halo covers R (and the ground radius for height above \
+                 ground, 2 m for num_points_2m), and kNN points whose K nearest may lie beyond \
+                 it are computed again with a wider one, so results are exact at tile borders \
+                 and identical (bit for bit) whatever the budget. With --neighbours, halo \
+                 points also come from adjacent files. Directories with --recursive: their \
+                 .las/.laz files are the inputs, mirrored under --output-dir, and sidecar files \
+                 (<name>.json, <name>.txt) are copied beside the outputs. One record per input \
+                 on stdout with a `laz-enrich` section (output, status, points, tiles, \
+                 peak_rss, predicted_peak, seconds).",
         )
         .after_long_help(features_help())
 }
