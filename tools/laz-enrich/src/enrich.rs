@@ -368,7 +368,13 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 knn_fails.push((index[pos], owned[pos], rho));
             }
             drop(owned);
+            let tw = std::time::Instant::now();
             write_runs(&feat, &index, &values, rec)?;
+            log::debug!(
+                "features of {} points written in {:.3} s",
+                index.len(),
+                tw.elapsed().as_secs_f64()
+            );
             if membudget::cli::interrupted() {
                 return Err(Error::new(ErrorKind::Io, "interrupted"));
             }

@@ -189,10 +189,16 @@ impl Grid {
         for row in (cy - 1).max(0)..=(cy + 1).min(self.rows - 1) {
             for col in (cx - 1).max(0)..=(cx + 1).min(self.cols - 1) {
                 let c = (row * self.cols + col) as usize;
-                let run = &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize];
-                let first = run.partition_point(|p| i64::from(p[2]) < zlo);
-                let last = first + run[first..].partition_point(|p| i64::from(p[2]) <= zhi);
-                for p in &run[first..last] {
+                let mut run = &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize];
+                // The height window only saves work in tall columns (vegetation): in
+                // short ones the two binary searches cost more than the points they skip,
+                // and the distance test rejects those points anyway.
+                if run.len() > 24 {
+                    let first = run.partition_point(|p| i64::from(p[2]) < zlo);
+                    let last = first + run[first..].partition_point(|p| i64::from(p[2]) <= zhi);
+                    run = &run[first..last];
+                }
+                for p in run {
                     let dx = i64::from(p[0]) - qx;
                     let dy = i64::from(p[1]) - qy;
                     let dz = i64::from(p[2]) - qz;
