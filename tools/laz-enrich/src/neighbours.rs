@@ -186,35 +186,45 @@ impl Grid {
         let (mut sx, mut sy, mut sz) = (0i64, 0i64, 0i64);
         let (mut sxx, mut syy, mut szz, mut sxy, mut sxz, mut syz) =
             (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+        let mut add_run = |run: &[[i32; 3]]| {
+            for p in run {
+                let dx = i64::from(p[0]) - qx;
+                let dy = i64::from(p[1]) - qy;
+                let dz = i64::from(p[2]) - qz;
+                let m = -i64::from(dx * dx + dy * dy + dz * dz <= k);
+                let (x, y, z) = (dx & m, dy & m, dz & m);
+                n -= m;
+                sx += x;
+                sy += y;
+                sz += z;
+                sxx += x * x;
+                syy += y * y;
+                szz += z * z;
+                sxy += x * y;
+                sxz += x * z;
+                syz += y * z;
+            }
+        };
+        let (c0, c1) = ((cx - 1).max(0), (cx + 1).min(self.cols - 1));
         for row in (cy - 1).max(0)..=(cy + 1).min(self.rows - 1) {
-            for col in (cx - 1).max(0)..=(cx + 1).min(self.cols - 1) {
-                let c = (row * self.cols + col) as usize;
-                let mut run = &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize];
-                // The height window only saves work in tall columns (vegetation): in
-                // short ones the two binary searches cost more than the points they skip,
-                // and the distance test rejects those points anyway.
-                if run.len() > 24 {
-                    let first = run.partition_point(|p| i64::from(p[2]) < zlo);
-                    let last = first + run[first..].partition_point(|p| i64::from(p[2]) <= zhi);
-                    run = &run[first..last];
-                }
-                for p in run {
-                    let dx = i64::from(p[0]) - qx;
-                    let dy = i64::from(p[1]) - qy;
-                    let dz = i64::from(p[2]) - qz;
-                    let m = -i64::from(dx * dx + dy * dy + dz * dz <= k);
-                    let (x, y, z) = (dx & m, dy & m, dz & m);
-                    n -= m;
-                    sx += x;
-                    sy += y;
-                    sz += z;
-                    sxx += x * x;
-                    syy += y * y;
-                    szz += z * z;
-                    sxy += x * y;
-                    sxz += x * z;
-                    syz += y * z;
-                }
+            // The row's three columns are contiguous: short ones are scanned in one go
+            // (the distance test rejects what the height window would have skipped, for
+            // less than its binary searches cost); tall ones (vegetation) column by
+            // column within the height window.
+            let (a, b) = (
+                (row * self.cols + c0) as usize,
+                (row * self.cols + c1) as usize,
+            );
+            let whole = &self.pts[self.starts[a] as usize..self.starts[b + 1] as usize];
+            if whole.len() <= 64 {
+                add_run(whole);
+                continue;
+            }
+            for c in a..=b {
+                let run = &self.pts[self.starts[c] as usize..self.starts[c + 1] as usize];
+                let first = run.partition_point(|p| i64::from(p[2]) < zlo);
+                let last = first + run[first..].partition_point(|p| i64::from(p[2]) <= zhi);
+                add_run(&run[first..last]);
             }
         }
         Sums {
