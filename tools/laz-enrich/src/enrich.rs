@@ -151,6 +151,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     let mut lo = [i64::MAX; 3];
     let mut hi = [i64::MIN; 3];
     let mut pd = PointDataBuilder::new().for_header(&header).build();
+    let mut pos: Vec<u8> = Vec::new();
     let mut read = 0u64;
     while read < n {
         let want = p.slab.min(n - read);
@@ -167,15 +168,22 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         if let Some(g) = ground.as_mut() {
             write_ground(g, &pd)?;
         }
-        for q in slab_xyz(&pd) {
+        // Positions straight from the records (x, y, z are the first 12 bytes of every
+        // point format), one write per slab.
+        pos.clear();
+        for r in pd.raw_bytes().chunks_exact(pd.record_len()) {
+            let q = [
+                i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
+                i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
+                i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+            ];
             for a in 0..3 {
                 lo[a] = lo[a].min(i64::from(q[a]));
                 hi[a] = hi[a].max(i64::from(q[a]));
             }
-            xyz.write_all(&q[0].to_le_bytes())?;
-            xyz.write_all(&q[1].to_le_bytes())?;
-            xyz.write_all(&q[2].to_le_bytes())?;
+            pos.extend_from_slice(&r[..12]);
         }
+        xyz.write_all(&pos)?;
         read += got;
     }
     drop(reader);
