@@ -169,9 +169,10 @@ impl LazFeatures {
     }
 
     /// Points per decode/encode slab within `budget_bytes` for a cloud of `count` points
-    /// of `record_bytes`-byte records and `threads` codec threads: one LAZ chunk (50,000
-    /// points) per thread when it fits (whole chunks keep the parallel codec busy), else
-    /// the most that fits with the streaming codec (at least 4,096).
+    /// of `record_bytes`-byte records and `threads` codec threads: two LAZ chunks (50,000
+    /// points each) per thread when they fit (whole chunks keep the parallel codec busy,
+    /// two halve the pauses between slabs), else fewer whole chunks, else the most that
+    /// fits with the streaming codec (at least 4,096).
     pub fn slab_points(
         &self,
         budget_bytes: u64,
@@ -180,7 +181,7 @@ impl LazFeatures {
         threads: u64,
     ) -> u64 {
         let room = headroom(budget_bytes.saturating_sub(self.fixed_bytes(count)));
-        let mut chunks = threads.max(1);
+        let mut chunks = 2 * threads.max(1);
         while chunks > 0 {
             let slab = chunks * LAZ_CHUNK_POINTS;
             if self.slab_bytes(record_bytes, slab) <= room {
