@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// Image side.
 const SIDE: u32 = 10240;
 /// Rounds; each runs every program once, in turn.
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 3;
 /// The budget strip-convert is given in its budgeted row.
 const BUDGET: &str = "40MiB";
 /// Bumped whenever the generated image changes.
