@@ -582,6 +582,13 @@ impl AtomicFile {
     /// Flush to disk and rename into place.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let tmp = self.tmp.take().expect("AtomicFile committed twice");
+        // tempfile creates 0600 files; an output should get the mode any new file gets
+        // (0666 less the umask), or keep the mode of the file it replaces (--force).
+        let mode = match std::fs::metadata(&self.dest) {
+            Ok(m) => m.permissions(),
+            Err(_) => new_file_permissions(),
+        };
+        tmp.as_file().set_permissions(mode)?;
         tmp.as_file().sync_all()?;
         let tmp_path = tmp.path().to_path_buf();
         tmp.persist(&self.dest).map_err(|e| e.error)?;
@@ -590,6 +597,21 @@ impl AtomicFile {
         }
         Ok(self.dest.clone())
     }
+}
+
+/// The permissions a newly created file gets: 0666 less the process's umask, read from
+/// /proc (reading it with umask(2) would briefly change it for every thread).
+fn new_file_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022);
+    std::fs::Permissions::from_mode(0o666 & !umask)
 }
 
 impl Drop for AtomicFile {
@@ -716,6 +738,11 @@ mod tests {
         assert!(tmp.exists() && !dest.exists());
         a.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, new_file_permissions().mode() & 0o777);
+        }
         assert!(!tmp.exists());
 
         let dest2 = dir.path().join("sub/never.bin");
