@@ -223,9 +223,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     }
 
     log::info!(
-        "{}: positions pass {:.2} s, peak RSS so far {} MiB",
+        "{}: positions pass {:.2} s (cpu so far {:.2} s), peak RSS so far {} MiB",
         input.display(),
         t0.elapsed().as_secs_f64(),
+        cpu_seconds(),
         membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     let t0 = std::time::Instant::now();
@@ -418,35 +419,77 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     let out_fmt = *writer.header().point_format();
     let mut feats = BufReader::with_capacity(1 << 20, File::open(&feat_path)?);
     let out_len = in_len + rec;
-    let mut fbuf = Vec::new();
-    let mut rbuf = Vec::new();
-    let mut done = 0u64;
-    while done < n {
-        let got = p.slab.min(n - done);
-        rbuf.resize(got as usize * in_len, 0);
-        recs.read_exact(&mut rbuf)?;
-        fbuf.resize(got as usize * rec, 0);
-        feats.read_exact(&mut fbuf)?;
-        let mut bytes = Vec::with_capacity(got as usize * out_len);
-        for (r, f) in rbuf.chunks_exact(in_len).zip(fbuf.chunks_exact(rec)) {
-            bytes.extend_from_slice(r);
-            bytes.extend_from_slice(f);
-        }
-        let slab = PointDataBuilder::new()
+    // Two slabs in turn: a helper thread reads and interleaves the next one while the
+    // writer compresses this one (LAZ compression is a quarter of the run; the copying
+    // would otherwise leave one core idle between slabs). It reads in small blocks, so
+    // the two slabs hold what one slab plus its input copies held before.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<las::PointData, Error>>(1);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<las::PointData>(2);
+    for _ in 0..2 {
+        let pd = PointDataBuilder::new()
             .with_format(out_fmt)
             .with_transforms(*header.transforms())
-            .build_from_bytes(bytes)
-            .map_err(|e| las_error(input, e))?;
-        writer
-            .write_points(&slab)
-            .map_err(|e| las_error(input, e))?;
-        done += got;
+            .build();
+        free_tx
+            .send(pd)
+            .map_err(|_| Error::new(ErrorKind::Internal, "merge pool closed"))?;
     }
+    let slab = p.slab;
+    std::thread::scope(|s| -> Result<(), Error> {
+        s.spawn(move || {
+            const BLOCK: usize = 4096;
+            let mut rbuf = vec![0u8; BLOCK * in_len];
+            let mut fbuf = vec![0u8; BLOCK * rec];
+            let mut done = 0u64;
+            while done < n {
+                let Ok(mut pd) = free_rx.recv() else { return };
+                let got = slab.min(n - done) as usize;
+                let bytes = pd.resize_for(got);
+                let mut fill = || -> Result<(), Error> {
+                    for out in bytes.chunks_mut(BLOCK * out_len) {
+                        let m = out.len() / out_len;
+                        recs.read_exact(&mut rbuf[..m * in_len])?;
+                        feats.read_exact(&mut fbuf[..m * rec])?;
+                        for ((o, r), f) in out
+                            .chunks_exact_mut(out_len)
+                            .zip(rbuf.chunks_exact(in_len))
+                            .zip(fbuf.chunks_exact(rec))
+                        {
+                            o[..in_len].copy_from_slice(r);
+                            o[in_len..].copy_from_slice(f);
+                        }
+                    }
+                    Ok(())
+                };
+                let r = fill().map(|()| pd);
+                let failed = r.is_err();
+                if full_tx.send(r).is_err() || failed {
+                    return;
+                }
+                done += got as u64;
+            }
+        });
+        // Owned here, so an early return closes both channels and the helper stops
+        // instead of waiting forever.
+        let (full_rx, free_tx) = (full_rx, free_tx);
+        let mut done = 0u64;
+        while done < n {
+            let pd = full_rx
+                .recv()
+                .map_err(|_| Error::new(ErrorKind::Internal, "merge reader stopped"))??;
+            writer.write_points(&pd).map_err(|e| las_error(input, e))?;
+            done += pd.len() as u64;
+            // The helper may have stopped after its last slab: a closed pool is fine.
+            let _ = free_tx.send(pd);
+        }
+        Ok(())
+    })?;
     writer.close().map_err(|e| las_error(input, e))?;
     log::info!(
-        "{}: merge pass {:.2} s",
+        "{}: merge pass {:.2} s (cpu so far {:.2} s)",
         input.display(),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        cpu_seconds()
     );
     Ok(report)
 }
