@@ -107,7 +107,7 @@ fn slab_xyz(pd: &las::PointData) -> impl Iterator<Item = [i32; 3]> + '_ {
 
 /// Enrich `input` into the (temporary) file `out`.
 pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
-    let mut reader = open_with(input, p.parallel_codec)?;
+    let reader = open_with(input, p.parallel_codec)?;
     let header = reader.header().clone();
     let n = header.number_of_points();
     let scale = scales(&header);
@@ -150,45 +150,87 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     };
     let mut lo = [i64::MAX; 3];
     let mut hi = [i64::MIN; 3];
-    let mut pd = PointDataBuilder::new().for_header(&header).build();
-    let mut pos: Vec<u8> = Vec::new();
-    let mut read = 0u64;
-    while read < n {
-        let want = p.slab.min(n - read);
-        let got = reader
-            .fill_points(want, &mut pd)
-            .map_err(|e| las_error(input, e))?;
-        if got == 0 {
-            return Err(corrupt(
-                input,
-                format!("truncated: the header says {n} points, only {read} could be read"),
-            ));
-        }
-        records.write_all(pd.raw_bytes())?;
-        if let Some(g) = ground.as_mut() {
-            write_ground(g, &pd)?;
-        }
-        // Positions straight from the records (x, y, z are the first 12 bytes of every
-        // point format), one write per slab.
-        pos.clear();
-        for r in pd.raw_bytes().chunks_exact(pd.record_len()) {
-            let q = [
-                i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
-                i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
-                i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
-            ];
-            for a in 0..3 {
-                lo[a] = lo[a].min(i64::from(q[a]));
-                hi[a] = hi[a].max(i64::from(q[a]));
-            }
-            pos.extend_from_slice(&r[..12]);
-        }
-        xyz.write_all(&pos)?;
-        read += got;
+    let in_len = PointDataBuilder::new()
+        .for_header(&header)
+        .build()
+        .record_len();
+    // Two slabs in turn: a helper thread decodes the next one (on every core, chunk by
+    // chunk) while this thread copies out the records and positions of this one.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<las::PointData, Error>>(1);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<las::PointData>(2);
+    for _ in 0..2 {
+        free_tx
+            .send(PointDataBuilder::new().for_header(&header).build())
+            .map_err(|_| Error::new(ErrorKind::Internal, "decode pool closed"))?;
     }
+    let (slab, parallel) = (p.slab, p.parallel_codec);
+    // The las reader cannot move between threads: the helper opens its own.
     drop(reader);
-    let in_len = pd.record_len();
-    drop(pd);
+    std::thread::scope(|s| -> Result<(), Error> {
+        s.spawn(move || {
+            let mut reader = match open_with(input, parallel) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = full_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut read = 0u64;
+            while read < n {
+                let Ok(mut pd) = free_rx.recv() else { return };
+                let want = slab.min(n - read);
+                let r = match reader.fill_points(want, &mut pd) {
+                    Err(e) => Err(las_error(input, e)),
+                    Ok(0) => Err(corrupt(
+                        input,
+                        format!("truncated: the header says {n} points, only {read} could be read"),
+                    )),
+                    Ok(got) => {
+                        read += got;
+                        Ok(pd)
+                    }
+                };
+                let failed = r.is_err();
+                if full_tx.send(r).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // Owned here, so an early return closes both channels and the helper stops
+        // instead of waiting forever.
+        let (full_rx, free_tx) = (full_rx, free_tx);
+        let mut pos: Vec<u8> = Vec::new();
+        let mut read = 0u64;
+        while read < n {
+            let pd = full_rx
+                .recv()
+                .map_err(|_| Error::new(ErrorKind::Internal, "decoder stopped"))??;
+            records.write_all(pd.raw_bytes())?;
+            if let Some(g) = ground.as_mut() {
+                write_ground(g, &pd)?;
+            }
+            // Positions straight from the records (x, y, z are the first 12 bytes of
+            // every point format), one write per slab.
+            pos.clear();
+            for r in pd.raw_bytes().chunks_exact(in_len) {
+                let q = [
+                    i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
+                    i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
+                    i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+                ];
+                for a in 0..3 {
+                    lo[a] = lo[a].min(i64::from(q[a]));
+                    hi[a] = hi[a].max(i64::from(q[a]));
+                }
+                pos.extend_from_slice(&r[..12]);
+            }
+            xyz.write_all(&pos)?;
+            read += pd.len() as u64;
+            // The helper may have stopped after its last slab: a closed pool is fine.
+            let _ = free_tx.send(pd);
+        }
+        Ok(())
+    })?;
     records.flush()?;
     drop(records);
     if n == 0 {
