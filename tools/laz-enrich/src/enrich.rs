@@ -323,7 +323,15 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     let mut slot_of = vec![u32::MAX; tiling.tiles.len()];
     // kNN points to compute again with a wider halo: (index, position, search radius).
     let mut knn_fails: Vec<KnnRetry> = Vec::new();
-    for g in groups {
+    // With several passes, one scan sorts the positions into a file per pass (the
+    // points its tiles own or hold in their halo, in file order), so each pass reads
+    // its own points rather than all of them again.
+    let buckets = if groups.len() > 1 && groups.len() <= MAX_BUCKETS {
+        Some(bucket_by_pass(&xyz_path, tmp.path(), &tiling, &groups)?)
+    } else {
+        None
+    };
+    for (gk, g) in groups.into_iter().enumerate() {
         struct TileBuf {
             owned: Vec<[i32; 3]>,
             index: Vec<u64>,
@@ -346,7 +354,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             slot_of[t] = k as u32;
         }
         let tc = std::time::Instant::now();
-        for_each_point(&xyz_path, |i, q| {
+        let mut take = |i: u64, q: [i32; 3]| -> Result<(), Error> {
             let (cell, own) = tiling.owner(q[0], q[1]);
             if g.contains(&(own as usize)) {
                 let b = &mut bufs[slot_of[own as usize] as usize];
@@ -365,7 +373,15 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 }
             }
             Ok(())
-        })?;
+        };
+        match &buckets {
+            Some(paths) => {
+                for_each_indexed(&paths[gk], &mut take)?;
+                // Read once: its disk space is given back at once.
+                std::fs::remove_file(&paths[gk])?;
+            }
+            None => for_each_point(&xyz_path, &mut take)?,
+        }
         if p.ground_radius.is_some() {
             // Ground points go to every tile of the pass whose halo box holds them.
             for_each_point(&ground_path, |_, q| {
@@ -852,6 +868,91 @@ fn write_ground(w: &mut impl Write, pd: &las::PointData) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Most passes [`bucket_by_pass`] writes a file for at once (a buffer each).
+const MAX_BUCKETS: usize = 64;
+
+/// Write, for each pass (group of tiles), a file of the points its tiles own or hold
+/// in their halo: index (u64) and position, 20 bytes a point, in file order. A point
+/// goes once to each pass that needs it.
+fn bucket_by_pass(
+    xyz_path: &Path,
+    dir: &Path,
+    tiling: &Tiling,
+    groups: &[std::ops::Range<usize>],
+) -> Result<Vec<PathBuf>, Error> {
+    let mut group_of = vec![0u32; tiling.tiles.len()];
+    for (k, g) in groups.iter().enumerate() {
+        for t in g.clone() {
+            group_of[t] = k as u32;
+        }
+    }
+    let paths: Vec<PathBuf> = (0..groups.len())
+        .map(|k| dir.join(format!("pass-{k}")))
+        .collect();
+    let mut files = paths
+        .iter()
+        .map(|p| Ok(BufWriter::with_capacity(1 << 15, File::create(p)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    // The last point written to each pass, so a point near several of its tiles is
+    // written once.
+    let mut last = vec![u64::MAX; groups.len()];
+    for_each_point(xyz_path, |i, q| {
+        let (cell, own) = tiling.owner(q[0], q[1]);
+        let mut put = |k: u32| -> Result<(), Error> {
+            let k = k as usize;
+            if last[k] != i {
+                last[k] = i;
+                let w = &mut files[k];
+                w.write_all(&i.to_le_bytes())?;
+                write_xyz(w, q)?;
+            }
+            Ok(())
+        };
+        put(group_of[own as usize])?;
+        for &t in tiling.near(cell) {
+            if in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1]) {
+                put(group_of[t as usize])?;
+            }
+        }
+        Ok(())
+    })?;
+    for f in files {
+        drop(f.into_inner().map_err(|e| e.into_error())?);
+    }
+    Ok(paths)
+}
+
+/// Call `f(index, xyz)` for every point of a [`bucket_by_pass`] file, in order.
+fn for_each_indexed(
+    path: &Path,
+    mut f: impl FnMut(u64, [i32; 3]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut buf = vec![0u8; 20 * 8192];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let k = r.read(&mut buf[filled..])?;
+            if k == 0 {
+                break;
+            }
+            filled += k;
+        }
+        for c in buf[..filled - filled % 20].chunks_exact(20) {
+            let i = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            let q = [
+                i32::from_le_bytes([c[8], c[9], c[10], c[11]]),
+                i32::from_le_bytes([c[12], c[13], c[14], c[15]]),
+                i32::from_le_bytes([c[16], c[17], c[18], c[19]]),
+            ];
+            f(i, q)?;
+        }
+        if filled < buf.len() {
+            return Ok(());
+        }
+    }
 }
 
 /// Call `f(index, xyz)` for every point of a positions file, in order.
