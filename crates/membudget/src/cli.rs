@@ -194,21 +194,24 @@ impl log::Log for StderrLogger {
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            let _ = match r.level() {
-                log::Level::Error | log::Level::Info => {
-                    writeln!(io::stderr().lock(), "{}: {}", self.tool, r.args())
-                }
-                l => writeln!(
-                    io::stderr().lock(),
-                    "{}: {}: {}",
-                    self.tool,
-                    l.as_str().to_lowercase(),
-                    r.args()
-                ),
+            let line = match r.level() {
+                log::Level::Error | log::Level::Info => format!("{}: {}", self.tool, r.args()),
+                l => format!("{}: {}: {}", self.tool, l.as_str().to_lowercase(), r.args()),
             };
+            stderr_line(&line);
         }
     }
     fn flush(&self) {}
+}
+
+/// Write one line to stderr in a single write, so the lines of tools sharing a terminal
+/// or a pipe (`a | b 2>log`) never interleave mid-line (pipe writes up to PIPE_BUF bytes
+/// are atomic; `writeln!` on unbuffered stderr makes one write per piece).
+pub fn stderr_line(line: &str) {
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = io::stderr().lock().write_all(buf.as_bytes());
 }
 
 /// Install the stderr logger at `level`.
@@ -373,13 +376,7 @@ impl Output {
                     } else {
                         record.path().to_string()
                     };
-                    let _ = writeln!(
-                        io::stderr().lock(),
-                        "{}: {}: {}",
-                        self.tool,
-                        shown,
-                        e.message
-                    );
+                    stderr_line(&format!("{}: {}: {}", self.tool, shown, e.message));
                 }
                 self.status = self.status.worst(if e.kind == ErrorKind::Budget {
                     Status::Budget
@@ -669,7 +666,7 @@ where
             }) {
                 return Status::Ok.into();
             }
-            let _ = writeln!(io::stderr().lock(), "{tool}: {e:#}");
+            stderr_line(&format!("{tool}: {e:#}"));
             Status::Fatal.into()
         }
     }
