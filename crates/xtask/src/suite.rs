@@ -33,12 +33,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     let python = ensure_venv(root)?;
     let mut cmd = Command::new(crate::cargo());
     cmd.current_dir(root)
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
         .env("MEMBUDGET_REQUIRE_VALIDATORS", "1")
         .env("MEMBUDGET_PYTHON", &python);
     eprintln!(
-        "xtask: MEMBUDGET_REQUIRE_VALIDATORS=1 MEMBUDGET_PYTHON={} cargo test --workspace {}",
+        "xtask: MEMBUDGET_REQUIRE_VALIDATORS=1 MEMBUDGET_PYTHON={} cargo test --workspace --no-fail-fast {}",
         python.display(),
         args.join(" ")
     );
