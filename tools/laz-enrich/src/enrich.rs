@@ -3,20 +3,25 @@
 //! 1. **Positions pass**: decode the points once, in slabs, and write their stored
 //!    integer coordinates (12 bytes a point) to a temporary file, in file order; halo
 //!    points from neighbouring files (within the halo of this file's extent) follow.
-//!    The exact extent comes out of the same pass, so a lying header cannot hurt.
+//!    The exact extent comes out of the same pass, so a lying header cannot hurt. A
+//!    helper thread decodes the next slab while this one is copied out.
 //! 2. **Tiling**: a histogram of that file gives tiles whose points plus halo fit the
 //!    budget ([`crate::tiling`]); tiles are grouped into passes.
-//! 3. **Feature passes**: per group, one sequential read of the positions file collects
-//!    each tile's owned and halo points; per tile a column grid answers radius queries
-//!    (rayon over the owned points) and the features are written at `index * record`
-//!    in a temporary features file (runs of consecutive indices in one write).
-//! 4. **Merge pass**: the input is decoded again in slabs, each record gets its
-//!    features appended, and the slab goes to the LAS/LAZ writer: original order, every
-//!    byte of every input point kept.
+//! 3. **Feature passes**: per group, one sequential read of the positions collects
+//!    each tile's owned and halo points (with several groups, one scan first sorts the
+//!    positions into a file per group, so each group reads only its own); per tile a
+//!    column grid answers radius queries (rayon over the owned points) and the
+//!    features are written at `index * record` in a temporary features file (runs of
+//!    consecutive indices in one write).
+//! 4. **Merge pass**: the records saved by the positions pass are read back in slabs,
+//!    each record gets its features appended, and the slab goes to the LAS/LAZ writer:
+//!    original order, every byte of every input point kept. A helper thread builds the
+//!    next slab while the writer compresses this one.
 //!
 //! Memory: a group's points (about 36 bytes each plus 4 per feature for owned points)
-//! and a slab of records; both sized from the budget by the caller. Disk: 12 bytes a
-//! point plus 4 per feature a point, in the temporary directory.
+//! and two slabs of records; both sized from the budget by the caller. Disk: the input
+//! records, 12 bytes a point of positions (20 more while sorted by group) plus 4 per
+//! feature a point, in the temporary directory.
 
 use crate::features::{evaluate, Feature, Orientation};
 use crate::ground::GroundGrid;
