@@ -119,8 +119,8 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     /// The output path for `input`, given the output's file name (`a.jp2`).
-    /// Mirrors the input's directories under `--output-dir`; refuses paths that would
-    /// climb out of it.
+    /// Mirrors the input's directories under `--output-dir`, never outside it (leading
+    /// `..` components are dropped).
     pub fn output_path(&self, input: &Path, file_name: &str) -> Result<PathBuf, Error> {
         let parent = input.parent().unwrap_or(Path::new(""));
         let Some(out) = &self.output_dir else {
@@ -139,17 +139,16 @@ impl OutputArgs {
             None if parent.is_absolute() => PathBuf::new(),
             None => parent.to_path_buf(),
         };
+        // Resolve `.` and `dir/..` lexically; `..` left over at the start (`../scans/a.tif`)
+        // is dropped, as tar does, so an output never lands outside --output-dir.
         let mut clean = PathBuf::new();
         for c in rel.components() {
             match c {
                 Component::Normal(p) => clean.push(p),
-                Component::CurDir => {}
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Hostile,
-                        format!("{} climbs out of the output directory", input.display()),
-                    ))
+                Component::ParentDir => {
+                    clean.pop();
                 }
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
             }
         }
         Ok(out.join(clean).join(file_name))
@@ -699,10 +698,13 @@ mod tests {
             Path::new("out/b.jp2")
         );
         assert_eq!(
-            o.output_path(Path::new("../x/b.tif"), "b.jp2")
-                .unwrap_err()
-                .kind,
-            ErrorKind::Hostile
+            o.output_path(Path::new("../x/b.tif"), "b.jp2").unwrap(),
+            Path::new("out/x/b.jp2")
+        );
+        assert_eq!(
+            o.output_path(Path::new("a/../../../x/./b.tif"), "b.jp2")
+                .unwrap(),
+            Path::new("out/x/b.jp2")
         );
         let o = OutputArgs {
             base: Some("/data/in".into()),

@@ -40,10 +40,11 @@ pub const LAZ_CHUNK_POINTS: u64 = 50_000;
 /// The smallest decode/encode slab.
 pub const MIN_SLAB_POINTS: u64 = 4096;
 
-/// The part of the room left after the fixed overhead that chunks may fill: 5% stays
-/// free for allocator slack and page rounding, which the per-point figures do not see.
+/// The part of the room left after the fixed overhead that chunks may fill: 15% stays
+/// free for allocator slack, page rounding and the read-ahead threads' timing (a fresh
+/// CI machine measured 5.4% above the prediction at a 24 MiB budget with 5% kept free).
 fn headroom(room: u64) -> u64 {
-    room / 20 * 19
+    room / 20 * 17
 }
 
 /// The laz-enrich model.
