@@ -20,7 +20,7 @@ const INPUTS_VERSION: &str = "2";
 const MEMORY_LIMIT: &str = "64MiB";
 
 /// Release binaries the pipeline runs. strip-convert, laz-enrich: add the package here.
-const PACKAGES: &[&str] = &["mem-estimate", "chunk-plan"];
+const PACKAGES: &[&str] = &["mem-estimate", "chunk-plan", "strip-convert", "laz-enrich"];
 
 /// Real files copied from the shared sample data, when it is there (it is beside the
 /// checkout on a developer's machine; the demo works without it).
@@ -140,6 +140,135 @@ pub fn run(root: &Path) -> Result<()> {
     }
     if records.len() != count {
         bail!("{count} inputs but {} records came out", records.len());
+    }
+
+    let tool = |name: &str| bin.join(name).into_os_string();
+    let convert: Vec<Vec<OsString>> = vec![
+        vec![
+            "find".into(),
+            "target/demo/in".into(),
+            "-name".into(),
+            "*.tif".into(),
+        ],
+        vec!["sort".into()],
+        vec![tool("mem-estimate")],
+        vec![
+            tool("chunk-plan"),
+            "--for".into(),
+            "strip-convert".into(),
+            "-m".into(),
+            MEMORY_LIMIT.into(),
+        ],
+        vec![
+            tool("strip-convert"),
+            "-m".into(),
+            MEMORY_LIMIT.into(),
+            "-f".into(),
+            "--base".into(),
+            "target/demo/in".into(),
+            "-o".into(),
+            "target/demo/jp2".into(),
+        ],
+    ];
+    run_processing(root, "strip-convert", &convert)?;
+
+    let laz = input.join("shared/laz/ign/test_data_77050_627755_LA93_IGN69.laz");
+    if laz.is_file() {
+        let enrich: Vec<Vec<OsString>> = vec![vec![
+            tool("laz-enrich"),
+            "-m".into(),
+            MEMORY_LIMIT.into(),
+            "-R".into(),
+            "1".into(),
+            "-f".into(),
+            "--base".into(),
+            "target/demo/in".into(),
+            "-o".into(),
+            "target/demo/enriched".into(),
+            "target/demo/in/shared/laz/ign/test_data_77050_627755_LA93_IGN69.laz".into(),
+        ]];
+        run_processing(root, "laz-enrich", &enrich)?;
+    } else {
+        println!(
+            "\nlaz-enrich: skipped, no ../shared/data/laz/ign here to take a small LAZ tile from"
+        );
+    }
+    Ok(())
+}
+
+/// Run a processing pipeline whose last stage is `tool`, then print one row per record
+/// (output, its size, the tool's own peak RSS) and the peak RSS of every stage.
+fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()> {
+    let shown: Vec<String> = argvs
+        .iter()
+        .map(|a| {
+            let first = Path::new(&a[0]).file_name().unwrap_or(a[0].as_os_str());
+            let mut words = vec![first.to_string_lossy().into_owned()];
+            words.extend(a[1..].iter().map(|w| w.to_string_lossy().into_owned()));
+            words.join(" ")
+        })
+        .collect();
+    println!("\n$ {}\n", shown.join(" | "));
+    let run = measure::pipeline(argvs, None, |c| {
+        c.current_dir(root).env("LC_ALL", "C");
+    })?;
+    let mut rows = vec![["path", "status", "output", "size", "peak RSS"]
+        .map(String::from)
+        .to_vec()];
+    for line in String::from_utf8_lossy(&run.stdout).lines() {
+        let r: Value =
+            serde_json::from_str(line).with_context(|| format!("not a JSON record: {line}"))?;
+        let path = r.get("path").and_then(Value::as_str).unwrap_or("-");
+        let path = path
+            .strip_prefix("target/demo/in/")
+            .unwrap_or(path)
+            .to_string();
+        let section = r.get(tool);
+        let field = |k: &str| section.and_then(|s| s.get(k));
+        let status = match (r.get("error"), field("status").and_then(Value::as_str)) {
+            (Some(e), _) => format!(
+                "error: {}",
+                e.get("kind").and_then(Value::as_str).unwrap_or("?")
+            ),
+            (None, Some(s)) => s.to_string(),
+            (None, None) => "-".to_string(),
+        };
+        let output = field("output")
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_string();
+        let size =
+            std::fs::metadata(root.join(&output)).map_or("-".to_string(), |m| human_bytes(m.len()));
+        let rss = field("peak_rss")
+            .and_then(Value::as_u64)
+            .map_or("-".to_string(), human_bytes);
+        rows.push(vec![path, status, output, size, rss]);
+    }
+    print_table(&rows);
+    println!();
+    let mut stages = vec![vec![
+        "stage".to_string(),
+        "exit".to_string(),
+        "peak RSS".to_string(),
+    ]];
+    for (label, m) in shown.iter().zip(&run.stages) {
+        let label = label.split(' ').next().unwrap_or("-").to_string();
+        let code = m
+            .status
+            .code()
+            .map_or_else(|| m.status.to_string(), |c| c.to_string());
+        stages.push(vec![label, code, m.shown()]);
+    }
+    print_table(&stages);
+    println!(
+        "{:.2} s wall, budget {}",
+        run.wall.as_secs_f64(),
+        MEMORY_LIMIT
+    );
+    for (label, m) in shown.iter().zip(&run.stages) {
+        if !matches!(m.status.code(), Some(0 | 1)) {
+            bail!("stage {label} ended with {}", m.status);
+        }
     }
     Ok(())
 }
