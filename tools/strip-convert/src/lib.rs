@@ -284,7 +284,26 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                     out.write(&r)?;
                     continue;
                 }
-                for rec in ctx.process(r) {
+                // Without --memory-limit, the budget chunk-plan planned this record for
+                // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
+                // keeps to 256 MiB.
+                let planned = r
+                    .get("plan")
+                    .and_then(|p| p.get("budget_bytes"))
+                    .and_then(|b| b.as_u64())
+                    .filter(|_| !ctx.explicit_budget);
+                let recs = match planned {
+                    Some(b) => Ctx {
+                        budget: b,
+                        explicit_budget: true,
+                        xml: ctx.xml.clone(),
+                        xmp: ctx.xmp.clone(),
+                        ..ctx
+                    }
+                    .process(r),
+                    None => ctx.process(r),
+                };
+                for rec in recs {
                     out.write(&rec)?;
                 }
             }

@@ -643,4 +643,6 @@ fn pipeline_mem_estimate_chunk_plan_strip_convert() {
     assert_eq!(section(r)["status"], "ok");
     assert_eq!(section(r)["verification"]["status"], "ok");
     assert!(section(r)["peak_rss"].as_u64().unwrap() > 0);
+    // Without --memory-limit, strip-convert keeps to the budget chunk-plan planned for.
+    assert_eq!(section(r)["budget_bytes"].as_u64(), Some(256 << 20), "{r}");
 }
