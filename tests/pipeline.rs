@@ -8,6 +8,7 @@ use testkit::{bin, ndjson, shared_data};
 fn sh(script: &str) -> Output {
     let dir = bin("mem-estimate").parent().unwrap().to_path_buf();
     bin("chunk-plan");
+    bin("laz-enrich");
     let path = format!(
         "{}:{}",
         dir.display(),
@@ -166,4 +167,25 @@ fn shards_spread_the_inputs() {
         used[s as usize] = true;
     }
     assert_eq!(used, [true; 3]);
+}
+
+#[test]
+fn a_processing_tool_keeps_to_the_budget_chunk_plan_planned() {
+    let out_dir = testkit::tempdir();
+    let script = format!(
+        r#"mem-estimate "$DATA/laz/ign/test_data_77050_627755_LA93_IGN69.laz" \
+        | chunk-plan --for laz-enrich -m 100MiB | laz-enrich -o {}"#,
+        out_dir.path().display()
+    );
+    let out = sh(&script);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &ndjson(&out.stdout)[0];
+    let s = &r["laz-enrich"];
+    assert_eq!(s["status"], "ok", "{r}");
+    assert_eq!(s["budget_bytes"].as_u64(), Some(100 << 20), "{r}");
+    assert!(s["peak_rss"].as_u64().unwrap() <= 100 << 20, "{r}");
 }

@@ -91,6 +91,17 @@ impl BudgetArgs {
     pub fn budget(&self, sys: &SystemInfo) -> Result<Budget, Error> {
         Budget::from_arg(self.memory_limit.as_deref(), sys)
     }
+    /// The budget an upstream `chunk-plan` planned `record` for (`plan.budget_bytes`),
+    /// when `--memory-limit` was not given: `chunk-plan -m 256MiB | tool` keeps to
+    /// 256 MiB. `None` when `--memory-limit` was given or the record has no plan.
+    pub fn planned(&self, record: &Record) -> Option<Budget> {
+        if self.memory_limit.is_some() {
+            return None;
+        }
+        let bytes = record.get("plan")?.get("budget_bytes")?.as_u64()?;
+        Some(Budget::bytes(bytes))
+    }
+
     /// Workers at most: `--jobs` or the usable CPUs (one when swap is heavily used).
     pub fn jobs(&self, sys: &SystemInfo) -> usize {
         let cpus = if sys.heavy_swap() { 1 } else { sys.cpus.max(1) };
@@ -674,6 +685,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_budget_unless_given() {
+        let mut r = Record::new("a.tif");
+        r.set_in("plan", "budget_bytes", 1234u64);
+        let none = BudgetArgs {
+            memory_limit: None,
+            jobs: None,
+        };
+        assert_eq!(none.planned(&r), Some(Budget::bytes(1234)));
+        assert_eq!(none.planned(&Record::new("b.tif")), None);
+        let given = BudgetArgs {
+            memory_limit: Some("1G".into()),
+            jobs: None,
+        };
+        assert_eq!(given.planned(&r), None);
+    }
 
     #[test]
     fn status_worst() {

@@ -200,6 +200,8 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                 // Each record's peak is its own, not the largest so far.
                 membudget::monitor::reset_peak();
                 let started = Instant::now();
+                // Without --memory-limit, the budget chunk-plan planned this record for.
+                let budget = opts.budget.planned(&r).unwrap_or(budget);
                 match pool.install(|| one(&opts, &path, budget.bytes, jobs, &neighbours, &mut r)) {
                     Ok(()) => {
                         r.set_in(

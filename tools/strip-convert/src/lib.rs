@@ -287,14 +287,9 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                 // Without --memory-limit, the budget chunk-plan planned this record for
                 // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
                 // keeps to 256 MiB.
-                let planned = r
-                    .get("plan")
-                    .and_then(|p| p.get("budget_bytes"))
-                    .and_then(|b| b.as_u64())
-                    .filter(|_| !ctx.explicit_budget);
-                let recs = match planned {
+                let recs = match opts.budget.planned(&r) {
                     Some(b) => Ctx {
-                        budget: b,
+                        budget: b.bytes,
                         explicit_budget: true,
                         xml: ctx.xml.clone(),
                         xmp: ctx.xmp.clone(),
