@@ -67,7 +67,7 @@ fn stages(bin: &Path, input: &Path) -> Vec<Stage> {
                 MEMORY_LIMIT.into(),
             ],
         },
-        // strip-convert plugs in here when it lands, e.g.
+        // strip-convert runs here, e.g.
         // Stage { label: "strip-convert", argv: vec![tool("strip-convert"),
         //     "--memory-limit".into(), MEMORY_LIMIT.into(), "-o".into(), out.into()] },
         // laz-enrich likewise.
@@ -212,6 +212,7 @@ fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()
     let run = measure::pipeline(argvs, None, |c| {
         c.current_dir(root).env("LC_ALL", "C");
     })?;
+    let mut largest_record_peak = 0u64;
     let mut rows = vec![["path", "status", "output", "size", "peak RSS"]
         .map(String::from)
         .to_vec()];
@@ -239,9 +240,9 @@ fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()
             .to_string();
         let size =
             std::fs::metadata(root.join(&output)).map_or("-".to_string(), |m| human_bytes(m.len()));
-        let rss = field("peak_rss")
-            .and_then(Value::as_u64)
-            .map_or("-".to_string(), human_bytes);
+        let peak = field("peak_rss").and_then(Value::as_u64);
+        largest_record_peak = largest_record_peak.max(peak.unwrap_or(0));
+        let rss = peak.map_or("-".to_string(), human_bytes);
         rows.push(vec![path, status, output, size, rss]);
     }
     print_table(&rows);
@@ -251,13 +252,22 @@ fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()
         "exit".to_string(),
         "peak RSS".to_string(),
     ]];
-    for (label, m) in shown.iter().zip(&run.stages) {
+    let last = run.stages.len().saturating_sub(1);
+    for (i, (label, m)) in shown.iter().zip(&run.stages).enumerate() {
         let label = label.split(' ').next().unwrap_or("-").to_string();
         let code = m
             .status
             .code()
             .map_or_else(|| m.status.to_string(), |c| c.to_string());
-        stages.push(vec![label, code, m.shown()]);
+        // The tool resets its high-water mark before each input (each record carries its
+        // own peak), so the kernel's figure at exit is the last input's: the stage's real
+        // peak is the larger of that and the records' peaks.
+        let peak = if i == last && largest_record_peak > m.peak_rss {
+            format!("{} (largest input's)", human_bytes(largest_record_peak))
+        } else {
+            m.shown()
+        };
+        stages.push(vec![label, code, peak]);
     }
     print_table(&stages);
     println!(
