@@ -55,20 +55,7 @@ impl GroundGrid {
             let cy = (i64::from(p[1]) - lo[1]) / cell[1];
             (cy * cols + cx) as usize
         };
-        let mut starts = vec![0u32; ncells + 1];
-        for p in points {
-            starts[id(p) + 1] += 1;
-        }
-        for i in 0..ncells {
-            starts[i + 1] += starts[i];
-        }
-        let mut fill = starts.clone();
-        let mut pts = vec![[0i32; 3]; points.len()];
-        for p in points {
-            let c = id(p);
-            pts[fill[c] as usize] = *p;
-            fill[c] += 1;
-        }
+        let (starts, pts) = crate::neighbours::bucket_by_cell(points, ncells, id);
         GroundGrid {
             pts,
             starts,

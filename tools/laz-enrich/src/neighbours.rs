@@ -12,6 +12,31 @@
 use crate::features::Sums;
 use std::collections::BinaryHeap;
 
+/// Points grouped by cell with one counting sort: `starts[c]..starts[c + 1]` indexes the
+/// points of cell `c` in the returned array, in their input order. Shared by the
+/// neighbour grid and the ground grid.
+pub(crate) fn bucket_by_cell(
+    points: &[[i32; 3]],
+    ncells: usize,
+    cell_of: impl Fn(&[i32; 3]) -> usize,
+) -> (Vec<u32>, Vec<[i32; 3]>) {
+    let mut starts = vec![0u32; ncells + 1];
+    for p in points {
+        starts[cell_of(p) + 1] += 1;
+    }
+    for i in 0..ncells {
+        starts[i + 1] += starts[i];
+    }
+    let mut fill = starts.clone();
+    let mut pts = vec![[0i32; 3]; points.len()];
+    for p in points {
+        let c = cell_of(p);
+        pts[fill[c] as usize] = *p;
+        fill[c] += 1;
+    }
+    (starts, pts)
+}
+
 /// A kNN candidate ordered by (squared distance, x, y, z): the bits of a non-negative
 /// f64 order as the number does, and the coordinates break ties, so the k nearest are
 /// one set whatever the visiting order.
@@ -77,21 +102,7 @@ impl Grid {
             let cy = (i64::from(p[1]) - lo[1]) / cell[1];
             (cy * cols + cx) as usize
         };
-        let mut starts = vec![0u32; ncells + 1];
-        for p in points {
-            starts[col_of(p) + 1] += 1;
-        }
-        for i in 0..ncells {
-            starts[i + 1] += starts[i];
-        }
-        let mut fill = starts.clone();
-        let mut pts = vec![[0i32; 3]; points.len()];
-        for p in points {
-            let c = col_of(p);
-            pts[fill[c] as usize] = *p;
-            fill[c] += 1;
-        }
-        drop(fill);
+        let (starts, mut pts) = bucket_by_cell(points, ncells, col_of);
         for c in 0..ncells {
             let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
             if b - a > 1 {
