@@ -245,13 +245,8 @@ pub fn command() -> Command {
 pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
     let sys = SystemInfo::probe();
-    let budget = match opts.budget.budget(&sys) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{NAME}: {e}");
-            return Ok(Status::Fatal);
-        }
-    };
+    // A bad --memory-limit is a usage error: cli::main prints it and exits 2.
+    let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
     let xml = match &opts.xml {
         Some(p) => {
