@@ -25,21 +25,38 @@ pub fn workspace_root() -> PathBuf {
     dir
 }
 
-/// The shared sample data (`../shared/data` beside the checkout, or
-/// `$MEMBUDGET_SHARED_DATA`).
+/// The sample data the tests use: `tests/data` in the repository (copied from the
+/// project's shared sample set, with each file's source and licence in its README), or
+/// `$MEMBUDGET_SHARED_DATA` when set. A fresh clone needs nothing beside it.
 pub fn shared_data() -> PathBuf {
     if let Some(p) = std::env::var_os("MEMBUDGET_SHARED_DATA") {
         return PathBuf::from(p);
     }
+    workspace_root().join("tests/data")
+}
+
+/// The optional, larger sample set beside the checkout (`../shared/data`), which may hold
+/// files newer than the repository's copy.
+pub fn extra_data() -> PathBuf {
     let p = workspace_root().join("../shared/data");
     p.canonicalize().unwrap_or(p)
 }
 
-/// A file of the shared sample data, e.g. `data("tiff/rgb-3c-8b.tiff")`.
+/// A sample file, e.g. `data("tiff/rgb-3c-8b.tiff")`: from the repository's copy, else
+/// from `../shared/data`.
 pub fn data(rel: &str) -> PathBuf {
     let p = shared_data().join(rel);
-    assert!(p.exists(), "sample file missing: {}", p.display());
-    p
+    if p.exists() {
+        return p;
+    }
+    let extra = extra_data().join(rel);
+    assert!(
+        extra.exists(),
+        "sample file missing: {} (nor in {})",
+        p.display(),
+        extra.display()
+    );
+    extra
 }
 
 /// The path of a built binary of the workspace (`mem-estimate`...), building it once if

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 /// Bumped whenever the generated inputs change, so an old `target/demo/in` is remade.
-const INPUTS_VERSION: &str = "2";
+const INPUTS_VERSION: &str = "3";
 
 /// The budget every stage plans for.
 const MEMORY_LIMIT: &str = "64MiB";
@@ -22,8 +22,7 @@ const MEMORY_LIMIT: &str = "64MiB";
 /// Release binaries the pipeline runs. strip-convert, laz-enrich: add the package here.
 const PACKAGES: &[&str] = &["mem-estimate", "chunk-plan", "strip-convert", "laz-enrich"];
 
-/// Real files copied from the shared sample data, when it is there (it is beside the
-/// checkout on a developer's machine; the demo works without it).
+/// Real files copied from the repository's sample data (`tests/data`).
 const SHARED: &[&str] = &[
     "tiff/kodim07-lzw.tif",
     "tiff/tiled-rgb-u8.tif",
@@ -172,27 +171,26 @@ pub fn run(root: &Path) -> Result<()> {
     ];
     run_processing(root, "strip-convert", &convert)?;
 
-    let laz = input.join("shared/laz/ign/test_data_77050_627755_LA93_IGN69.laz");
-    if laz.is_file() {
-        let enrich: Vec<Vec<OsString>> = vec![vec![
-            tool("laz-enrich"),
-            "-m".into(),
-            MEMORY_LIMIT.into(),
-            "-R".into(),
-            "1".into(),
-            "-f".into(),
-            "--base".into(),
-            "target/demo/in".into(),
-            "-o".into(),
-            "target/demo/enriched".into(),
-            "target/demo/in/shared/laz/ign/test_data_77050_627755_LA93_IGN69.laz".into(),
-        ]];
-        run_processing(root, "laz-enrich", &enrich)?;
-    } else {
-        println!(
-            "\nlaz-enrich: skipped, no ../shared/data/laz/ign here to take a small LAZ tile from"
-        );
+    // The generated tile, and a real IGN tile from the repository's sample data.
+    let mut clouds: Vec<OsString> = vec!["target/demo/in/lidar/tile-100m.laz".into()];
+    let ign = "shared/laz/ign/test_data_77050_627755_LA93_IGN69.laz";
+    if input.join(ign).is_file() {
+        clouds.push(format!("target/demo/in/{ign}").into());
     }
+    let mut enrich: Vec<OsString> = vec![
+        tool("laz-enrich"),
+        "-m".into(),
+        MEMORY_LIMIT.into(),
+        "-R".into(),
+        "1".into(),
+        "-f".into(),
+        "--base".into(),
+        "target/demo/in".into(),
+        "-o".into(),
+        "target/demo/enriched".into(),
+    ];
+    enrich.extend(clouds);
+    run_processing(root, "laz-enrich", &[enrich])?;
     Ok(())
 }
 
@@ -285,7 +283,8 @@ fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()
 
 /// Write the inputs (unless they are current) and return how many files there are.
 fn make_inputs(root: &Path, demo: &Path, input: &Path) -> Result<usize> {
-    let shared = root.join("../shared/data");
+    // The real sample files kept in the repository (tests/data), copied under shared/.
+    let shared = root.join("tests/data");
     let stamp = demo.join("inputs.stamp");
     let want = format!("{INPUTS_VERSION} shared={}", shared.is_dir());
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
@@ -324,6 +323,8 @@ fn make_inputs(root: &Path, demo: &Path, input: &Path) -> Result<usize> {
         samples::jpeg(&s("images/photo-1600x1200.jpg"), 1600, 1200, 5)?;
         samples::fits(&s("astro/frame-2048x2048.fits"), 2048, 2048, 6)?;
         samples::zip(&s("comics/issue-01.cbz"), 12, 256, 7)?;
+        // 100 m x 100 m at 10 points/m2: 100,000 points, a small IGN-like tile.
+        samples::laz(&s("lidar/tile-100m.laz"), 100.0, 10.0, 8)?;
         // A broken file on purpose: failures are records too.
         samples::truncated_tiff(&s("broken/truncated.tif"))?;
         if shared.is_dir() {

@@ -215,6 +215,98 @@ pub fn truncated_tiff(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A small LAZ 1.4 tile (point format 6) of synthetic terrain with the shapes a LiDAR
+/// feature tool meets: gently sloping ground (class 2), a flat-roofed building with walls
+/// (class 6) and a few round tree crowns (class 5), about `per_m2` points per square metre
+/// over a `side` x `side` metre square, from a seeded hash so every run writes the same
+/// points.
+pub fn laz(path: &Path, side: f64, per_m2: f64, seed: u32) -> Result<()> {
+    use las::{Builder, Point, Writer};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut builder = Builder::from((1, 4));
+    builder.point_format = las::point::Format::new(6)?;
+    builder.point_format.is_compressed = true;
+    builder.transforms = las::Vector {
+        x: las::Transform {
+            scale: 0.01,
+            offset: 650_000.0,
+        },
+        y: las::Transform {
+            scale: 0.01,
+            offset: 6_860_000.0,
+        },
+        z: las::Transform {
+            scale: 0.01,
+            offset: 0.0,
+        },
+    };
+    let header = builder.into_header()?;
+    let mut w =
+        Writer::from_path(path, header).with_context(|| format!("creating {}", path.display()))?;
+    // A uniform value in [0, 1) from the point index and a stream number.
+    let u = |i: u32, k: u32| {
+        f64::from(pattern(i, k, i >> 8, seed)) / 256.0
+            + f64::from(pattern(i >> 4, k + 7, i, seed ^ 0x5a5a)) / 65536.0
+    };
+    let n = (side * side * per_m2) as u32;
+    let (bx0, by0, bw, bh, roof) = (side * 0.2, side * 0.25, side * 0.3, side * 0.25, 9.0);
+    let trees: [(f64, f64, f64); 4] = [
+        (side * 0.70, side * 0.70, 3.0),
+        (side * 0.80, side * 0.30, 2.5),
+        (side * 0.30, side * 0.75, 3.5),
+        (side * 0.62, side * 0.45, 2.0),
+    ];
+    let ground = |x: f64, y: f64| 100.0 + 0.02 * x + 0.01 * y;
+    for i in 0..n {
+        let (mut x, mut y) = (u(i, 1) * side, u(i, 2) * side);
+        let mut z = ground(x, y) + (u(i, 3) - 0.5) * 0.05;
+        let mut class = 2u8;
+        let inside = x > bx0 && x < bx0 + bw && y > by0 && y < by0 + bh;
+        if inside {
+            z = ground(bx0, by0) + roof + (u(i, 3) - 0.5) * 0.03;
+            class = 6;
+        } else if i % 25 == 0 {
+            // A wall point: on the building's outline at any height below the roof.
+            let t = u(i, 4) * 2.0 * (bw + bh);
+            (x, y) = if t < bw {
+                (bx0 + t, by0)
+            } else if t < bw + bh {
+                (bx0 + bw, by0 + t - bw)
+            } else if t < 2.0 * bw + bh {
+                (bx0 + t - bw - bh, by0 + bh)
+            } else {
+                (bx0, by0 + t - 2.0 * bw - bh)
+            };
+            z = ground(bx0, by0) + u(i, 5) * roof;
+            class = 6;
+        } else {
+            for &(tx, ty, r) in &trees {
+                let d2 = (x - tx).powi(2) + (y - ty).powi(2);
+                if d2 < r * r && u(i, 6) < 0.8 {
+                    z = ground(tx, ty) + 4.0 + r + (r * r - d2).sqrt() * (u(i, 7) - 0.3);
+                    class = 5;
+                }
+            }
+        }
+        let p = Point {
+            x: 650_000.0 + x,
+            y: 6_860_000.0 + y,
+            z,
+            intensity: (u(i, 8) * 4000.0) as u16,
+            return_number: 1,
+            number_of_returns: 1,
+            classification: las::point::Classification::new(class)?,
+            gps_time: Some(f64::from(i) * 1e-5),
+            ..Default::default()
+        };
+        w.write_point(p)?;
+    }
+    w.close()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +352,29 @@ mod tests {
         assert!(z.by_name("ComicInfo.xml").is_ok());
         assert!(a[3].starts_with(&[0xFF, 0xD8, 0xFF]));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn laz_tile_reads_back_with_laspy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.laz"), dir.path().join("b.laz"));
+        laz(&a, 30.0, 5.0, 8).unwrap();
+        laz(&b, 30.0, 5.0, 8).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let Some(py) = testkit::python(&["laspy", "lazrs", "numpy"]) else {
+            return;
+        };
+        let out = testkit::run_python(
+            &py,
+            "import sys, laspy, numpy as np\n\
+             l = laspy.read(sys.argv[1])\n\
+             c = np.bincount(l.classification, minlength=7)\n\
+             print(l.header.version, l.header.point_format.id, len(l.points), \
+                   int(c[2] > 0), int(c[5] > 0), int(c[6] > 0), \
+                   round(float(l.x.min())), round(float(l.x.max() - l.x.min())))",
+            &[a.to_str().unwrap()],
+        );
+        // 30 m x 30 m at 5 points/m2; ground, trees and a building; Lambert-93-like place.
+        assert_eq!(out.trim(), "1.4 6 4500 1 1 1 650000 30", "{out}");
     }
 }

@@ -34,7 +34,7 @@ pub fn run(root: &Path) -> Result<bool> {
     std::fs::create_dir_all(&dir)?;
     let src = dir.join(format!("photo-{SIDE}-v{IMAGE_VERSION}.tif"));
     if !src.exists() {
-        let photo = root.join("../shared/data/tiff/kodim02-lzw.tif");
+        let photo = root.join("tests/data/tiff/kodim02-lzw.tif");
         println!("generating {} from {}", src.display(), photo.display());
         generate(&photo, &src)?;
     }
