@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod monitor;
 pub mod plan;
 pub mod probe;
+pub mod readahead;
 pub mod system;
 
 pub use budget::Budget;
