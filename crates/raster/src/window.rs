@@ -314,12 +314,12 @@ mod tests {
                     let view = view.unwrap();
                     assert_eq!(view.y0, next_y);
                     next_y += view.rows;
-                    for c in 0..2 {
+                    for (c, whole_c) in whole.iter().enumerate() {
                         for v in -i64::from(halo)..i64::from(view.rows + halo) {
                             let in_whole = (i64::from(view.y0) + v + i64::from(halo)) as usize;
                             assert_eq!(
                                 view.row(c, v),
-                                &whole[c][in_whole][..],
+                                &whole_c[in_whole][..],
                                 "h={height} band={band_rows} halo={halo} {edge:?} y0={} v={v}",
                                 view.y0
                             );
