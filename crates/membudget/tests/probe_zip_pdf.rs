@@ -26,17 +26,9 @@ fn have(cmd: &str, arg: &str) -> bool {
     ok
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so damaged files are the same each run.
+/// Deterministic pseudo-random bytes, so damaged files are the same each run.
 fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    testkit::Rng::new(seed).bytes(n)
 }
 
 /// Python's zipfile view of an archive.

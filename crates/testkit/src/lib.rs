@@ -6,6 +6,9 @@
 //! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails the test. Under plain
 //! `cargo test` a test whose validator is missing prints `skipped: ...` and passes.
 
+pub mod rng;
+pub use rng::Rng;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
