@@ -273,8 +273,7 @@ pub fn classify(
         End::TimedOut => found.push((Class::Hang, "killed at the time limit".into())),
         End::Signaled(sig) if sig == libc::SIGABRT || alloc_failed.is_some() => found.push((
             Class::Abort,
-            alloc_failed
-                .unwrap_or_else(|| format!("SIGABRT {}", panic_line.clone().unwrap_or_default())),
+            alloc_failed.unwrap_or_else(|| "killed by SIGABRT".into()),
         )),
         End::Signaled(sig) => found.push((Class::Signal, format!("killed by signal {sig}"))),
         End::Exited(_) => {}
@@ -293,7 +292,7 @@ pub fn classify(
             Ok(v) => records.push(v),
             Err(_) => found.push((
                 Class::Unexpected,
-                format!("stdout line is not JSON: {}", truncate(line, 80)),
+                format!("stdout line is not JSON: {:?}", truncate(line, 60)),
             )),
         }
     }

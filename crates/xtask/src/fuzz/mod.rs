@@ -383,7 +383,9 @@ fn one_case(ctx: &Ctx, id: u64) -> Result<Outcome> {
         let p = in_dir.join(sub.file_name());
         std::fs::write(&p, &sub.bytes)?;
         let mut v: serde_json::Value = serde_json::from_slice(&bytes)?;
-        v["path"] = serde_json::Value::String(p.to_string_lossy().into_owned());
+        // Relative to the case directory the tool runs in, so the record's bytes (and
+        // so its mutants) do not depend on where the temporary directory is.
+        v["path"] = format!("in/{}", sub.file_name()).into();
         bytes = serde_json::to_vec(&v)?;
         bytes.push(b'\n');
         subject = Some(p);
@@ -555,24 +557,33 @@ fn report(ctx: &Ctx, outcomes: &[Outcome]) -> bool {
                 .map_or(String::new(), |p| p.display().to_string()),
         );
     }
-    // Causes: the class and the first reason (a panic site, an allocation size...).
-    let mut causes: BTreeMap<(Class, String), Vec<u64>> = BTreeMap::new();
+    // Causes: the class and the first reason without its particulars (a panic's site,
+    // not its message; "left behind", not the file's random name), with one example.
+    let mut causes: BTreeMap<(Class, String), (Vec<u64>, String)> = BTreeMap::new();
     for o in &bad {
         let first = o.verdict.why.split("; ").next().unwrap_or("").to_string();
-        // Allocation sizes differ per case; the message without them is the cause.
-        let key = if first.starts_with("memory allocation of") {
-            "memory allocation failed".to_string()
-        } else {
-            first
+        let key = match first.strip_prefix("panicked at ") {
+            Some(rest) => {
+                // "file:line:col: message": the site is up to the third colon.
+                let site: Vec<&str> = rest.splitn(4, ':').take(3).collect();
+                format!("panicked at {}", site.join(":"))
+            }
+            None if first.starts_with("memory allocation of") => {
+                "memory allocation failed".to_string()
+            }
+            None => first.split(':').next().unwrap_or("").to_string(),
         };
-        causes.entry((o.verdict.class, key)).or_default().push(o.id);
+        let e = causes
+            .entry((o.verdict.class, key))
+            .or_insert_with(|| (Vec::new(), first.clone()));
+        e.0.push(o.id);
     }
     if !causes.is_empty() {
         println!("{}: {} bad cases, by cause:", ctx.tool.name, bad.len());
-        for ((class, why), ids) in &causes {
+        for ((class, _), (ids, example)) in &causes {
             let shown: Vec<String> = ids.iter().take(8).map(u64::to_string).collect();
             println!(
-                "  {:>5} {:<14} {why} (cases {}{})",
+                "  {:>5} {:<14} {example} (cases {}{})",
                 ids.len(),
                 class.name(),
                 shown.join(" "),
