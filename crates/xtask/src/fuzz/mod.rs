@@ -339,7 +339,13 @@ fn run_cases(ctx: &Ctx, ids: &[u64], jobs: usize) -> Result<Vec<Outcome>> {
                 if i >= ids.len() {
                     break;
                 }
-                let r = one_case(ctx, ids[i]);
+                // A bug of the harness names its case instead of ending every thread.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    one_case(ctx, ids[i])
+                }))
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("the harness panicked on case {}", ids[i]))
+                });
                 slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if d % step == 0 && d < ids.len() {

@@ -488,6 +488,10 @@ fn fits(rng: &mut Rng, data: &mut Vec<u8>) -> Option<String> {
                 || key.starts_with(b"XTENSION")
         })
         .collect();
+    if cards.is_empty() {
+        // An earlier edit of this case cut the header away.
+        return None;
+    }
     let at = *rng.pick(&cards);
     let key = String::from_utf8_lossy(&data[at..at + 8])
         .trim()
