@@ -7,10 +7,13 @@
 //! - `demo`: make sample inputs and run the real pipeline through real pipes, with the
 //!   peak RSS of every stage.
 //! - `bench <tool>`: a benchmark against a peer program, one module per tool in [`bench`].
+//! - `fuzz [tool]`: mutate the corpus, run the tools under limits, classify every run
+//!   (see [`fuzz`]).
 
 mod bench;
 mod demo;
 mod docs;
+mod fuzz;
 mod measure;
 mod samples;
 mod suite;
@@ -52,6 +55,10 @@ enum Cmd {
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(bench::names()))]
         tool: String,
     },
+    /// Mutate the corpus, run each tool on the mutants under a time and address-space
+    /// limit and classify every run; exits 1 when any panicked, aborted, hung, left a
+    /// partial output or changed its source
+    Fuzz(fuzz::Args),
     /// Internal: run a command in this small fresh process and write its peak RSS and
     /// wall time to REPORT (see measure.rs for why)
     #[command(hide = true)]
@@ -72,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => suite::run(&root, &args),
         Cmd::Demo => demo::run(&root).map(|()| ExitCode::SUCCESS),
         Cmd::Bench { tool } => bench::run(&root, &tool),
+        Cmd::Fuzz(args) => fuzz::run(&root, &args),
         Cmd::MeasureChild { report, argv } => measure::measure_child(&report, &argv),
     };
     match result {
