@@ -17,6 +17,7 @@
 pub mod budget;
 pub mod cli;
 pub mod cost;
+pub mod driver;
 pub mod error;
 pub mod manifest;
 pub mod monitor;
