@@ -69,6 +69,22 @@ pub fn joined<T>(r: std::thread::Result<T>) -> Result<T, Error> {
     r.map_err(panic_error)
 }
 
+/// Test builds only: panic here when `LAZ_ENRICH_FAILPOINT` is `NAME@TEXT` and the
+/// input's path contains TEXT, so tests can check that a real panic anywhere in the
+/// pipeline (a helper thread, a rayon worker) becomes that input's record.
+#[track_caller]
+pub fn failpoint(name: &str, input: &std::path::Path) {
+    if cfg!(debug_assertions) {
+        if let Ok(v) = std::env::var("LAZ_ENRICH_FAILPOINT") {
+            if let Some((n, text)) = v.split_once('@') {
+                if n == name && input.to_string_lossy().contains(text) {
+                    panic!("failpoint {name}");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -312,6 +312,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             let mut read = 0u64;
             while read < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
+                boundary::failpoint("decode", input);
                 let want = slab.min(n - read);
                 let r = match reader.fill_points(want, &mut pd) {
                     Err(e) => Err(las_error(input, e)),
@@ -564,6 +565,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             report.max_tile_points = report
                 .max_tile_points
                 .max((owned.len() + halo.len()) as u64);
+            boundary::failpoint("tile", input);
             let (values, fails) = tile_features(
                 &owned,
                 halo,
@@ -646,6 +648,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             let mut done = 0u64;
             while done < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
+                boundary::failpoint("merge", input);
                 let got = slab.min(n - done) as usize;
                 let bytes = pd.resize_for(got);
                 let mut fill = || -> Result<(), Error> {

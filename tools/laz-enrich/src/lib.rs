@@ -219,7 +219,13 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                             r.set_in(NAME, "peak_rss", p);
                         }
                     }
-                    Err(e) => r.set_error(NAME, &e),
+                    Err(e) => {
+                        r.set_error(NAME, &e);
+                        // What refusing it cost: damaged files must stay in budget too.
+                        if let Some(p) = membudget::monitor::peak_rss() {
+                            r.set_in(NAME, "peak_rss", p);
+                        }
+                    }
                 }
                 r
             }

@@ -761,4 +761,87 @@ mod tests {
         assert_eq!(eb_type(30, 0), Some(("f64", 3, 24)));
         assert_eq!(eb_type(31, 0), None);
     }
+
+    fn info(b: &[u8]) -> Result<LasInfo> {
+        read_info(&mut std::io::Cursor::new(b), b.len() as u64).map(|(_, i)| i)
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    /// The sample file with `patch` applied must be refused with a message containing
+    /// `says`.
+    fn refused(orig: &[u8], says: &str, patch: impl FnOnce(&mut Vec<u8>)) {
+        let mut b = orig.to_vec();
+        patch(&mut b);
+        let e = info(&b).expect_err(says);
+        assert!(e.message.contains(says), "{says}: {}", e.message);
+    }
+
+    /// Where the LASzip VLR's payload starts.
+    fn laszip_payload(b: &[u8]) -> usize {
+        let at = b
+            .windows(14)
+            .position(|w| w == b"laszip encoded")
+            .expect("LASzip VLR");
+        at - 2 + 54
+    }
+
+    #[test]
+    fn laz_sizes_the_decoders_trust_are_checked() {
+        let orig = std::fs::read(testkit::data("laz/autzen.laz")).unwrap();
+        let ok = info(&orig).unwrap();
+        let layout = ok.laz.clone().unwrap();
+        assert_eq!(layout.chunk_size, Some(50_000));
+        assert_eq!(layout.chunks, Some(1));
+        let points = u32_at(&orig, 96) as usize;
+        let vlr = laszip_payload(&orig);
+        refused(&orig, "header size 0", |b| {
+            b[94..96].copy_from_slice(&[0, 0])
+        });
+        refused(&orig, "scales", |b| {
+            b[131..139].copy_from_slice(&6.1e-322f64.to_le_bytes())
+        });
+        refused(&orig, "disagrees with the LASzip items", |b| {
+            let n = u16::from_le_bytes([b[105], b[106]]) + 1;
+            b[105..107].copy_from_slice(&n.to_le_bytes());
+        });
+        refused(&orig, "lists no items", |b| {
+            b[vlr + 32..vlr + 34].copy_from_slice(&[0, 0])
+        });
+        refused(&orig, "of 21 bytes", |b| {
+            b[vlr + 36..vlr + 38].copy_from_slice(&21u16.to_le_bytes())
+        });
+        refused(&orig, "lies outside", |b| {
+            let past = (b.len() as i64 + 100).to_le_bytes();
+            b[points..points + 8].copy_from_slice(&past);
+        });
+        refused(&orig, "claims 4294967295 chunks", |b| {
+            let t = i64::from_le_bytes(b[points..points + 8].try_into().unwrap()) as usize;
+            b[t + 4..t + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        });
+    }
+
+    #[test]
+    fn copc_evlrs_and_layers_are_checked() {
+        let orig = std::fs::read(testkit::data("laz/autzen.copc.laz")).unwrap();
+        let ok = info(&orig).unwrap();
+        let layout = ok.laz.clone().unwrap();
+        assert_eq!(layout.chunk_size, None);
+        assert_eq!(layout.max_chunk_points, ok.point_count);
+        // The first EVLR's length (LAS 1.4: its offset at 235 of the header).
+        let evlr = u64::from_le_bytes(orig[235..243].try_into().unwrap()) as usize;
+        refused(&orig, "past the end of the file", |b| {
+            b[evlr + 20..evlr + 28].copy_from_slice(&7_000_000_000_000_000_000u64.to_le_bytes())
+        });
+        // The first layer size of the first chunk: after the table offset, the first
+        // point whole and the chunk's point count.
+        let points = u32_at(&orig, 96) as usize;
+        let record = usize::from(u16::from_le_bytes([orig[105], orig[106]]));
+        let layer = points + 8 + record + 4;
+        refused(&orig, "claims layers of", |b| {
+            b[layer..layer + 4].copy_from_slice(&0xFF00_0000u32.to_le_bytes())
+        });
+    }
 }
