@@ -24,6 +24,7 @@
 //! feature a point, in the temporary directory.
 
 use crate::boundary;
+use crate::cache::{self, PassWriter, ReadBehind};
 use crate::features::{evaluate, Feature, Orientation};
 use crate::ground::GroundGrid;
 use crate::las_io::{
@@ -268,18 +269,15 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     let t0 = std::time::Instant::now();
     // 1. Positions pass.
     let xyz_path = tmp.path().join("xyz");
-    let mut xyz = BufWriter::with_capacity(1 << 20, File::create(&xyz_path)?);
+    let mut xyz = PassWriter::new(1 << 20, File::create(&xyz_path)?);
     // The records themselves, decoded once: the merge pass reads them back instead of
     // decompressing the input a second time (LAZ decoding is a third of that pass).
     let rec_path = tmp.path().join("records");
-    let mut records = BufWriter::with_capacity(1 << 20, File::create(&rec_path)?);
+    let mut records = PassWriter::new(1 << 20, File::create(&rec_path)?);
     // Ground points (class 2), when height above ground is asked for.
     let ground_path = tmp.path().join("ground");
     let mut ground = match p.ground_radius {
-        Some(_) => Some(BufWriter::with_capacity(
-            1 << 20,
-            File::create(&ground_path)?,
-        )),
+        Some(_) => Some(PassWriter::new(1 << 20, File::create(&ground_path)?)),
         None => None,
     };
     let mut lo = [i64::MAX; 3];
@@ -373,8 +371,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         boundary::joined(helper.join())?;
         copied
     })?;
-    records.flush()?;
-    drop(records);
+    drop(records.finish()?);
     if n == 0 {
         lo = [0; 3];
         hi = [0; 3];
@@ -401,10 +398,9 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         ground.as_mut(),
         &mut report,
     )?;
-    let xyz = xyz.into_inner().map_err(|e| e.into_error())?;
-    drop(xyz);
+    drop(xyz.finish()?);
     if let Some(g) = ground.take() {
-        drop(g.into_inner().map_err(|e| e.into_error())?);
+        drop(g.finish()?);
     }
 
     log::info!(
@@ -581,6 +577,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             drop(owned);
             let tw = std::time::Instant::now();
             write_runs(&feat, &index, &values, rec)?;
+            // Out of the page cache a tile behind (see `cache`).
+            cache::written_batch(&feat);
             log::debug!(
                 "features of {} points written in {:.3} s",
                 index.len(),
@@ -646,6 +644,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             let mut rbuf = vec![0u8; BLOCK * in_len];
             let mut fbuf = vec![0u8; BLOCK * rec];
             let mut done = 0u64;
+            let (mut recs_read, mut feats_read) = (ReadBehind::default(), ReadBehind::default());
             while done < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
                 boundary::failpoint("merge", input);
@@ -656,6 +655,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                         let m = out.len() / out_len;
                         recs.read_exact(&mut rbuf[..m * in_len])?;
                         feats.read_exact(&mut fbuf[..m * rec])?;
+                        recs_read.consumed(recs.get_ref(), m * in_len);
+                        feats_read.consumed(feats.get_ref(), m * rec);
                         for ((o, r), f) in out
                             .chunks_exact_mut(out_len)
                             .zip(rbuf.chunks_exact(in_len))
@@ -674,6 +675,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 }
                 done += got as u64;
             }
+            recs_read.done(recs.get_ref());
+            feats_read.done(feats.get_ref());
         });
         // Owned by the closure, so an early return closes both channels and the helper
         // stops instead of waiting forever; then it is joined, a panic in it an error.
@@ -1051,7 +1054,7 @@ fn bucket_by_pass(
         .collect();
     let mut files = paths
         .iter()
-        .map(|p| Ok(BufWriter::with_capacity(1 << 15, File::create(p)?)))
+        .map(|p| Ok(PassWriter::new(1 << 15, File::create(p)?)))
         .collect::<Result<Vec<_>, Error>>()?;
     // The last point written to each pass, so a point near several of its tiles is
     // written once.
@@ -1077,7 +1080,7 @@ fn bucket_by_pass(
         Ok(())
     })?;
     for f in files {
-        drop(f.into_inner().map_err(|e| e.into_error())?);
+        drop(f.finish()?);
     }
     Ok(paths)
 }
@@ -1089,6 +1092,7 @@ fn for_each_indexed(
 ) -> Result<(), Error> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut buf = vec![0u8; 20 * 8192];
+    let mut behind = ReadBehind::default();
     loop {
         let mut filled = 0;
         while filled < buf.len() {
@@ -1098,6 +1102,7 @@ fn for_each_indexed(
             }
             filled += k;
         }
+        behind.consumed(r.get_ref(), filled);
         for c in buf[..filled - filled % 20].chunks_exact(20) {
             let i = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             let q = [
@@ -1108,6 +1113,7 @@ fn for_each_indexed(
             f(i, q)?;
         }
         if filled < buf.len() {
+            behind.done(r.get_ref());
             return Ok(());
         }
     }
@@ -1121,6 +1127,7 @@ fn for_each_point(
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut buf = vec![0u8; 12 * 8192];
     let mut i = 0u64;
+    let mut behind = ReadBehind::default();
     loop {
         let mut filled = 0;
         while filled < buf.len() {
@@ -1130,6 +1137,7 @@ fn for_each_point(
             }
             filled += k;
         }
+        behind.consumed(r.get_ref(), filled);
         for c in buf[..filled - filled % 12].chunks_exact(12) {
             let q = [
                 i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
@@ -1140,6 +1148,7 @@ fn for_each_point(
             i += 1;
         }
         if filled < buf.len() {
+            behind.done(r.get_ref());
             return Ok(());
         }
     }
@@ -1156,7 +1165,7 @@ fn foreign_halo(
     hi: [i64; 3],
     halo: [i64; 2],
     xyz: &mut impl Write,
-    mut ground: Option<&mut BufWriter<File>>,
+    mut ground: Option<&mut PassWriter>,
     report: &mut Report,
 ) -> Result<u64, Error> {
     let scale = scales(header);

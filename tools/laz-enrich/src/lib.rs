@@ -7,6 +7,7 @@
 //! `membudget::cost::laz_features` and the planner.
 
 pub mod boundary;
+pub mod cache;
 pub mod eigen;
 pub mod enrich;
 pub mod features;
