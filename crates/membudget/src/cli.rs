@@ -440,6 +440,27 @@ fn pending() -> &'static Mutex<HashSet<PathBuf>> {
     PENDING.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
+/// Scratch directories: removed with their contents on Ctrl-C, SIGTERM and SIGHUP.
+fn pending_dirs() -> &'static Mutex<HashSet<PathBuf>> {
+    static PENDING: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    PENDING.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// Have the scratch directory `dir` removed, with everything in it, when Ctrl-C,
+/// SIGTERM or SIGHUP ends the run; [`unregister_temp_dir`] once it is gone.
+pub fn register_temp_dir(dir: &Path) {
+    if let Ok(mut p) = pending_dirs().lock() {
+        p.insert(dir.to_path_buf());
+    }
+}
+
+/// Undo [`register_temp_dir`].
+pub fn unregister_temp_dir(dir: &Path) {
+    if let Ok(mut p) = pending_dirs().lock() {
+        p.remove(dir);
+    }
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Whether Ctrl-C, SIGTERM or SIGHUP was received. The process ends by that signal as
@@ -503,6 +524,11 @@ fn install_interrupt_handler() {
             if let Ok(p) = pending().lock() {
                 for path in p.iter() {
                     let _ = std::fs::remove_file(path);
+                }
+            }
+            if let Ok(p) = pending_dirs().lock() {
+                for dir in p.iter() {
+                    let _ = std::fs::remove_dir_all(dir);
                 }
             }
             die_of(sig);

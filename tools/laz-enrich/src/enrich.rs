@@ -23,9 +23,13 @@
 //! records, 12 bytes a point of positions (20 more while sorted by group) plus 4 per
 //! feature a point, in the temporary directory.
 
+use crate::boundary;
+use crate::cache::{self, PassWriter, ReadBehind};
 use crate::features::{evaluate, Feature, Orientation};
 use crate::ground::GroundGrid;
-use crate::las_io::{las_error, offsets, open_with, output_header, scales};
+use crate::las_io::{
+    las_error, offsets, open_with, output_header, parallel_decode_fits, scales, validate,
+};
 use crate::neighbours::Grid;
 use crate::tiling::{in_box, Histogram, Tiling};
 use las::{Header, PointDataBuilder, Writer};
@@ -96,6 +100,131 @@ pub struct Report {
     pub knn_retried: u64,
     /// kNN: rounds of such retries.
     pub knn_rounds: u64,
+    /// A LAS 1.0-1.3 output has points with return number 6 or 7 (legal in the 3-bit
+    /// field, but beyond the header's five per-return counters): written as read, in the
+    /// same version, those points counted in the total only.
+    pub legacy_returns: bool,
+}
+
+/// The scratch directory of one input: removed when dropped (an error, a panic) and,
+/// registered with `membudget::cli`, when a signal ends the run.
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new(dir: &Path) -> std::io::Result<Scratch> {
+        let t = tempfile::Builder::new()
+            .prefix(".laz-enrich.")
+            .tempdir_in(dir)?;
+        membudget::cli::register_temp_dir(t.path());
+        Ok(Scratch(t))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Removed before it is unregistered, so no signal in between can leave it.
+        let _ = std::fs::remove_dir_all(self.0.path());
+        membudget::cli::unregister_temp_dir(self.0.path());
+    }
+}
+
+/// The output writer. `las::Writer` closes itself when dropped and panics when that
+/// fails (a LAS 1.2 point with return number 6 makes it fail); this one is finished
+/// explicitly, or closed or given up on purpose when dropped on an error path.
+struct OutWriter {
+    w: Option<Writer<BufWriter<File>>>,
+    /// The header as first written, before any point (for [`OutWriter::finish`]).
+    initial: las::raw::Header,
+}
+
+impl OutWriter {
+    fn new(w: Writer<BufWriter<File>>) -> las::Result<OutWriter> {
+        let initial = w.header().clone().into_raw()?;
+        Ok(OutWriter {
+            w: Some(w),
+            initial,
+        })
+    }
+
+    fn get(&mut self) -> &mut Writer<BufWriter<File>> {
+        self.w.as_mut().expect("OutWriter used after finish")
+    }
+
+    /// Close the writer. LAS 1.0-1.3 keep five per-return counters, and the las crate
+    /// refuses to close a file with points of return 6 or 7 (which the 3-bit field of
+    /// those versions holds, and multi-return sensors write): its close has then written
+    /// every point and flushed, and the header is written here with the five counters
+    /// (and the total and bounds the crate computed). Returns whether that happened.
+    fn finish(mut self, out: &File) -> las::Result<bool> {
+        let mut w = self.w.take().expect("OutWriter finished twice");
+        match w.close() {
+            Ok(()) => Ok(false),
+            Err(las::Error::ReturnNumber { .. })
+                if w.header().version() < las::Version::new(1, 4) =>
+            {
+                let stats = w.header().clone();
+                // Its Drop would close again (appending a second chunk table).
+                std::mem::forget(w);
+                let raw = legacy_header(&self.initial, stats)?;
+                let mut buf = Vec::new();
+                raw.write_to(&mut buf)?;
+                out.write_all_at(&buf, 0)?;
+                Ok(true)
+            }
+            Err(e) => {
+                std::mem::forget(w);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for OutWriter {
+    fn drop(&mut self) {
+        let Some(mut w) = self.w.take() else { return };
+        // Not finished: an error or a panic, the output is discarded. Closing frees the
+        // codec's buffers; during a panic, or when closing fails, the writer is leaked
+        // instead (its Drop would close again and panic).
+        if std::thread::panicking() || w.close().is_err() {
+            std::mem::forget(w);
+        }
+    }
+}
+
+/// The LAS 1.0-1.3 header of `initial` (as written before the points) with the point
+/// total, the five per-return counters and the bounds of `stats`.
+fn legacy_header(initial: &las::raw::Header, stats: Header) -> las::Result<las::raw::Header> {
+    // The counters of returns 1-15 as LAS 1.4 keeps them, then the first five.
+    let mut b = las::Builder::from(stats);
+    b.version = las::Version::new(1, 4);
+    let full = b.into_header()?.into_raw()?;
+    let large = full.large_file.ok_or(las::Error::ReturnNumber {
+        return_number: 6,
+        version: Some(initial.version),
+    })?;
+    let mut raw = initial.clone();
+    raw.number_of_point_records =
+        u32::try_from(large.number_of_point_records).map_err(|_| las::Error::TooManyPoints {
+            n: large.number_of_point_records,
+            version: initial.version,
+        })?;
+    for (c, &n) in raw
+        .number_of_points_by_return
+        .iter_mut()
+        .zip(&large.number_of_points_by_return)
+    {
+        *c = u32::try_from(n).map_err(|_| las::Error::TooManyPoints {
+            n,
+            version: initial.version,
+        })?;
+    }
+    (raw.min_x, raw.min_y, raw.min_z) = (full.min_x, full.min_y, full.min_z);
+    (raw.max_x, raw.max_y, raw.max_z) = (full.max_x, full.max_y, full.max_z);
+    Ok(raw)
 }
 
 fn corrupt(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -112,7 +241,10 @@ fn slab_xyz(pd: &las::PointData) -> impl Iterator<Item = [i32; 3]> + '_ {
 
 /// Enrich `input` into the (temporary) file `out`.
 pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
-    let reader = open_with(input, p.parallel_codec)?;
+    // Nothing from the file reaches the las/laz readers unchecked.
+    let info = validate(input)?;
+    let parallel_decode = p.parallel_codec && parallel_decode_fits(&info);
+    let reader = open_with(input, parallel_decode)?;
     let header = reader.header().clone();
     let n = header.number_of_points();
     let scale = scales(&header);
@@ -132,25 +264,20 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         points: n,
         ..Report::default()
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".laz-enrich.")
-        .tempdir_in(&p.temp_dir)?;
+    let tmp = Scratch::new(&p.temp_dir)?;
 
     let t0 = std::time::Instant::now();
     // 1. Positions pass.
     let xyz_path = tmp.path().join("xyz");
-    let mut xyz = BufWriter::with_capacity(1 << 20, File::create(&xyz_path)?);
+    let mut xyz = PassWriter::new(1 << 20, File::create(&xyz_path)?);
     // The records themselves, decoded once: the merge pass reads them back instead of
     // decompressing the input a second time (LAZ decoding is a third of that pass).
     let rec_path = tmp.path().join("records");
-    let mut records = BufWriter::with_capacity(1 << 20, File::create(&rec_path)?);
+    let mut records = PassWriter::new(1 << 20, File::create(&rec_path)?);
     // Ground points (class 2), when height above ground is asked for.
     let ground_path = tmp.path().join("ground");
     let mut ground = match p.ground_radius {
-        Some(_) => Some(BufWriter::with_capacity(
-            1 << 20,
-            File::create(&ground_path)?,
-        )),
+        Some(_) => Some(PassWriter::new(1 << 20, File::create(&ground_path)?)),
         None => None,
     };
     let mut lo = [i64::MAX; 3];
@@ -168,11 +295,11 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             .send(PointDataBuilder::new().for_header(&header).build())
             .map_err(|_| Error::new(ErrorKind::Internal, "decode pool closed"))?;
     }
-    let (slab, parallel) = (p.slab, p.parallel_codec);
+    let (slab, parallel) = (p.slab, parallel_decode);
     // The las reader cannot move between threads: the helper opens its own.
     drop(reader);
     std::thread::scope(|s| -> Result<(), Error> {
-        s.spawn(move || {
+        let helper = s.spawn(move || {
             let mut reader = match open_with(input, parallel) {
                 Ok(r) => r,
                 Err(e) => {
@@ -183,6 +310,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             let mut read = 0u64;
             while read < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
+                boundary::failpoint("decode", input);
                 let want = slab.min(n - read);
                 let r = match reader.fill_points(want, &mut pd) {
                     Err(e) => Err(las_error(input, e)),
@@ -201,43 +329,49 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 }
             }
         });
-        // Owned here, so an early return closes both channels and the helper stops
-        // instead of waiting forever.
-        let (full_rx, free_tx) = (full_rx, free_tx);
-        let mut pos: Vec<u8> = Vec::new();
-        let mut read = 0u64;
-        while read < n {
-            let pd = full_rx
-                .recv()
-                .map_err(|_| Error::new(ErrorKind::Internal, "decoder stopped"))??;
-            records.write_all(pd.raw_bytes())?;
-            if let Some(g) = ground.as_mut() {
-                write_ground(g, &pd)?;
-            }
-            // Positions straight from the records (x, y, z are the first 12 bytes of
-            // every point format), one write per slab.
-            pos.clear();
-            for r in pd.raw_bytes().chunks_exact(in_len) {
-                let q = [
-                    i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
-                    i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
-                    i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
-                ];
-                for a in 0..3 {
-                    lo[a] = lo[a].min(i64::from(q[a]));
-                    hi[a] = hi[a].max(i64::from(q[a]));
+        // Owned by the closure, so an early return closes both channels and the helper
+        // stops instead of waiting forever; then it is joined, a panic in it an error.
+        type Full = std::sync::mpsc::Receiver<Result<las::PointData, Error>>;
+        type Free = std::sync::mpsc::SyncSender<las::PointData>;
+        let copied = (|full_rx: Full, free_tx: Free| -> Result<(), Error> {
+            let mut pos: Vec<u8> = Vec::new();
+            let mut read = 0u64;
+            while read < n {
+                let pd = match full_rx.recv() {
+                    Ok(pd) => pd?,
+                    // The helper ended without a word: it panicked (its join says how).
+                    Err(_) => return Err(Error::new(ErrorKind::Internal, "decoder stopped")),
+                };
+                records.write_all(pd.raw_bytes())?;
+                if let Some(g) = ground.as_mut() {
+                    write_ground(g, &pd)?;
                 }
-                pos.extend_from_slice(&r[..12]);
+                // Positions straight from the records (x, y, z are the first 12 bytes of
+                // every point format), one write per slab.
+                pos.clear();
+                for r in pd.raw_bytes().chunks_exact(in_len) {
+                    let q = [
+                        i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
+                        i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
+                        i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+                    ];
+                    for a in 0..3 {
+                        lo[a] = lo[a].min(i64::from(q[a]));
+                        hi[a] = hi[a].max(i64::from(q[a]));
+                    }
+                    pos.extend_from_slice(&r[..12]);
+                }
+                xyz.write_all(&pos)?;
+                read += pd.len() as u64;
+                // The helper may have stopped after its last slab: a closed pool is fine.
+                let _ = free_tx.send(pd);
             }
-            xyz.write_all(&pos)?;
-            read += pd.len() as u64;
-            // The helper may have stopped after its last slab: a closed pool is fine.
-            let _ = free_tx.send(pd);
-        }
-        Ok(())
+            Ok(())
+        })(full_rx, free_tx);
+        boundary::joined(helper.join())?;
+        copied
     })?;
-    records.flush()?;
-    drop(records);
+    drop(records.finish()?);
     if n == 0 {
         lo = [0; 3];
         hi = [0; 3];
@@ -247,9 +381,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         .radius
         .max(p.ground_radius.unwrap_or(0.0))
         .max(if p.within_2m { WITHIN_M } else { 0.0 });
+    // At most the whole i32 coordinate range (a tiny scale must not overflow).
     let halo = [
-        (reach / scale[0]).floor() as i64 + 1,
-        (reach / scale[1]).floor() as i64 + 1,
+        ((reach / scale[0]).floor() as i64).clamp(0, 1 << 33) + 1,
+        ((reach / scale[1]).floor() as i64).clamp(0, 1 << 33) + 1,
     ];
     // Halo points from neighbouring files: within the halo of this file's extent.
     let total = n + foreign_halo(
@@ -263,10 +398,9 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         ground.as_mut(),
         &mut report,
     )?;
-    let xyz = xyz.into_inner().map_err(|e| e.into_error())?;
-    drop(xyz);
+    drop(xyz.finish()?);
     if let Some(g) = ground.take() {
-        drop(g.into_inner().map_err(|e| e.into_error())?);
+        drop(g.finish()?);
     }
 
     log::info!(
@@ -427,6 +561,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             report.max_tile_points = report
                 .max_tile_points
                 .max((owned.len() + halo.len()) as u64);
+            boundary::failpoint("tile", input);
             let (values, fails) = tile_features(
                 &owned,
                 halo,
@@ -442,6 +577,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             drop(owned);
             let tw = std::time::Instant::now();
             write_runs(&feat, &index, &values, rec)?;
+            // Out of the page cache a tile behind (see `cache`).
+            cache::written_batch(&feat);
             log::debug!(
                 "features of {} points written in {:.3} s",
                 index.len(),
@@ -473,13 +610,16 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     } else {
         las::LazParallelism::No
     });
-    let mut writer = Writer::with_options(
-        BufWriter::with_capacity(1 << 20, out.try_clone()?),
-        out_header,
-        codec,
+    let mut writer = OutWriter::new(
+        Writer::with_options(
+            BufWriter::with_capacity(1 << 20, out.try_clone()?),
+            out_header,
+            codec,
+        )
+        .map_err(|e| las_error(input, e))?,
     )
     .map_err(|e| las_error(input, e))?;
-    let out_fmt = *writer.header().point_format();
+    let out_fmt = *writer.get().header().point_format();
     let mut feats = BufReader::with_capacity(1 << 20, File::open(&feat_path)?);
     let out_len = in_len + rec;
     // Two slabs in turn: a helper thread reads and interleaves the next one while the
@@ -499,13 +639,15 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     }
     let slab = p.slab;
     std::thread::scope(|s| -> Result<(), Error> {
-        s.spawn(move || {
+        let helper = s.spawn(move || {
             const BLOCK: usize = 4096;
             let mut rbuf = vec![0u8; BLOCK * in_len];
             let mut fbuf = vec![0u8; BLOCK * rec];
             let mut done = 0u64;
+            let (mut recs_read, mut feats_read) = (ReadBehind::default(), ReadBehind::default());
             while done < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
+                boundary::failpoint("merge", input);
                 let got = slab.min(n - done) as usize;
                 let bytes = pd.resize_for(got);
                 let mut fill = || -> Result<(), Error> {
@@ -513,6 +655,8 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                         let m = out.len() / out_len;
                         recs.read_exact(&mut rbuf[..m * in_len])?;
                         feats.read_exact(&mut fbuf[..m * rec])?;
+                        recs_read.consumed(recs.get_ref(), m * in_len);
+                        feats_read.consumed(feats.get_ref(), m * rec);
                         for ((o, r), f) in out
                             .chunks_exact_mut(out_len)
                             .zip(rbuf.chunks_exact(in_len))
@@ -531,23 +675,35 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 }
                 done += got as u64;
             }
+            recs_read.done(recs.get_ref());
+            feats_read.done(feats.get_ref());
         });
-        // Owned here, so an early return closes both channels and the helper stops
-        // instead of waiting forever.
-        let (full_rx, free_tx) = (full_rx, free_tx);
-        let mut done = 0u64;
-        while done < n {
-            let pd = full_rx
-                .recv()
-                .map_err(|_| Error::new(ErrorKind::Internal, "merge reader stopped"))??;
-            writer.write_points(&pd).map_err(|e| las_error(input, e))?;
-            done += pd.len() as u64;
-            // The helper may have stopped after its last slab: a closed pool is fine.
-            let _ = free_tx.send(pd);
-        }
-        Ok(())
+        // Owned by the closure, so an early return closes both channels and the helper
+        // stops instead of waiting forever; then it is joined, a panic in it an error.
+        let writer = &mut writer;
+        type Full = std::sync::mpsc::Receiver<Result<las::PointData, Error>>;
+        type Free = std::sync::mpsc::SyncSender<las::PointData>;
+        let written = (|full_rx: Full, free_tx: Free| -> Result<(), Error> {
+            let mut done = 0u64;
+            while done < n {
+                let pd = match full_rx.recv() {
+                    Ok(pd) => pd?,
+                    Err(_) => return Err(Error::new(ErrorKind::Internal, "merge reader stopped")),
+                };
+                writer
+                    .get()
+                    .write_points(&pd)
+                    .map_err(|e| las_error(input, e))?;
+                done += pd.len() as u64;
+                // The helper may have stopped after its last slab: a closed pool is fine.
+                let _ = free_tx.send(pd);
+            }
+            Ok(())
+        })(full_rx, free_tx);
+        boundary::joined(helper.join())?;
+        written
     })?;
-    writer.close().map_err(|e| las_error(input, e))?;
+    report.legacy_returns = writer.finish(out).map_err(|e| las_error(input, e))?;
     log::info!(
         "{}: merge pass {:.2} s (cpu so far {:.2} s)",
         input.display(),
@@ -700,7 +856,7 @@ fn knn_batch(
     let scale = scales(header);
     let nf = p.features.len();
     let rec = nf * 4;
-    let reach = |rho: f64, a: usize| (rho / scale[a]).ceil() as i64 + 1;
+    let reach = |rho: f64, a: usize| ((rho / scale[a]).ceil() as i64).clamp(0, 1 << 33) + 1;
     let boxes: Vec<[i64; 4]> = fails
         .iter()
         .map(|(_, q, rho)| {
@@ -898,7 +1054,7 @@ fn bucket_by_pass(
         .collect();
     let mut files = paths
         .iter()
-        .map(|p| Ok(BufWriter::with_capacity(1 << 15, File::create(p)?)))
+        .map(|p| Ok(PassWriter::new(1 << 15, File::create(p)?)))
         .collect::<Result<Vec<_>, Error>>()?;
     // The last point written to each pass, so a point near several of its tiles is
     // written once.
@@ -924,7 +1080,7 @@ fn bucket_by_pass(
         Ok(())
     })?;
     for f in files {
-        drop(f.into_inner().map_err(|e| e.into_error())?);
+        drop(f.finish()?);
     }
     Ok(paths)
 }
@@ -936,6 +1092,7 @@ fn for_each_indexed(
 ) -> Result<(), Error> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut buf = vec![0u8; 20 * 8192];
+    let mut behind = ReadBehind::default();
     loop {
         let mut filled = 0;
         while filled < buf.len() {
@@ -945,6 +1102,7 @@ fn for_each_indexed(
             }
             filled += k;
         }
+        behind.consumed(r.get_ref(), filled);
         for c in buf[..filled - filled % 20].chunks_exact(20) {
             let i = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             let q = [
@@ -955,6 +1113,7 @@ fn for_each_indexed(
             f(i, q)?;
         }
         if filled < buf.len() {
+            behind.done(r.get_ref());
             return Ok(());
         }
     }
@@ -968,6 +1127,7 @@ fn for_each_point(
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut buf = vec![0u8; 12 * 8192];
     let mut i = 0u64;
+    let mut behind = ReadBehind::default();
     loop {
         let mut filled = 0;
         while filled < buf.len() {
@@ -977,6 +1137,7 @@ fn for_each_point(
             }
             filled += k;
         }
+        behind.consumed(r.get_ref(), filled);
         for c in buf[..filled - filled % 12].chunks_exact(12) {
             let q = [
                 i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
@@ -987,6 +1148,7 @@ fn for_each_point(
             i += 1;
         }
         if filled < buf.len() {
+            behind.done(r.get_ref());
             return Ok(());
         }
     }
@@ -1003,7 +1165,7 @@ fn foreign_halo(
     hi: [i64; 3],
     halo: [i64; 2],
     xyz: &mut impl Write,
-    mut ground: Option<&mut BufWriter<File>>,
+    mut ground: Option<&mut PassWriter>,
     report: &mut Report,
 ) -> Result<u64, Error> {
     let scale = scales(header);
@@ -1018,7 +1180,9 @@ fn foreign_halo(
         if path.canonicalize().ok() == me {
             continue;
         }
-        let mut r = match open_with(path, p.parallel_codec) {
+        let opened = validate(path)
+            .and_then(|info| open_with(path, p.parallel_codec && parallel_decode_fits(&info)));
+        let mut r = match opened {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("neighbour {} skipped: {}", path.display(), e.message);

@@ -5,6 +5,7 @@
 //! extra bytes followed by the new dimensions.
 
 use las::{Builder, Header, Reader, Vlr};
+use membudget::probe::las::LasInfo;
 use membudget::{Error, ErrorKind};
 use std::fs::File;
 use std::io::BufReader;
@@ -30,6 +31,72 @@ pub fn las_error(path: &Path, e: las::Error) -> Error {
     }
 }
 
+/// Check a LAS/LAZ/COPC file before the `las`/`laz` readers see it: they trust every
+/// size in it (EVLR lengths, the chunk table, LASzip items and layer sizes) and panic
+/// or allocate whatever it claims. `membudget`'s header probe checks each against the
+/// file (see there); what it accepts, those readers can open within the file's size.
+pub fn validate(path: &Path) -> Result<LasInfo, Error> {
+    let mut file = File::open(path)?;
+    check_magic(path, &file)?;
+    use std::io::Seek;
+    file.rewind()?;
+    let len = file.metadata()?.len();
+    let (_, info) = membudget::probe::las::read_info(&mut BufReader::new(file), len)
+        .map_err(|e| Error::new(e.kind, format!("{}: {}", path.display(), e.message)))?;
+    Ok(info)
+}
+
+/// The header the `las` reader keeps in memory (VLRs and whatever lies before the
+/// points, and the EVLRs, read whole), several copies of it at once, must be a small
+/// part of the budget: the cost model does not count it.
+pub fn check_header_budget(path: &Path, info: &LasInfo, budget: u64) -> Result<(), Error> {
+    let held =
+        u64::from(info.offset_to_point_data) + info.evlrs.iter().map(|e| e.bytes + 60).sum::<u64>();
+    if held.saturating_mul(16) > budget {
+        return Err(Error::new(
+            ErrorKind::Budget,
+            format!(
+                "{}: its VLRs and EVLRs ({held} bytes, read whole by the LAS reader) need more than a sixteenth of the {budget}-byte budget",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the chunk-parallel LAZ decoder keeps to the cost model on this file: it
+/// holds a whole chunk per thread, so chunks must be no larger than the model's
+/// (and it needs a chunk table). Otherwise the streaming decoder reads it.
+pub fn parallel_decode_fits(info: &LasInfo) -> bool {
+    match &info.laz {
+        None => true,
+        Some(l) => {
+            l.chunks.is_some()
+                && l.compressor != 1
+                && l.max_chunk_points <= membudget::cost::laz_features::LAZ_CHUNK_POINTS
+        }
+    }
+}
+
+fn check_magic(path: &Path, file: &File) -> Result<(), Error> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let mut n = 0;
+    while n < 4 {
+        match (&*file).read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    if n < 4 || &head != b"LASF" {
+        return Err(Error::unsupported(format!(
+            "{}: not a LAS/LAZ file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Open a LAS/LAZ/COPC file for sequential reading, with the parallel LAZ decoder
 /// (whole chunks of 50,000 points decoded at once on every thread).
 pub fn open(path: &Path) -> Result<Reader, Error> {
@@ -40,15 +107,7 @@ pub fn open(path: &Path) -> Result<Reader, Error> {
 /// the streaming one (a few kilobytes of state: what small budgets need).
 pub fn open_with(path: &Path, parallel: bool) -> Result<Reader, Error> {
     let file = File::open(path)?;
-    let mut head = [0u8; 4];
-    use std::io::Read;
-    let n = (&file).read(&mut head)?;
-    if n < 4 || &head != b"LASF" {
-        return Err(Error::unsupported(format!(
-            "{}: not a LAS/LAZ file",
-            path.display()
-        )));
-    }
+    check_magic(path, &file)?;
     use std::io::Seek;
     let mut file = file;
     file.rewind()?;

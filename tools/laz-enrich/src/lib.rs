@@ -6,6 +6,8 @@
 //! handling in [`las_io`]. Memory comes from `membudget`: the budget, the cost model
 //! `membudget::cost::laz_features` and the planner.
 
+pub mod boundary;
+pub mod cache;
 pub mod eigen;
 pub mod enrich;
 pub mod features;
@@ -173,6 +175,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         anyhow::bail!("--ground-radius must be a positive number of metres");
     }
     return_freed_memory();
+    boundary::install();
     let sys = SystemInfo::probe();
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
@@ -202,7 +205,11 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                 let started = Instant::now();
                 // Without --memory-limit, the budget chunk-plan planned this record for.
                 let budget = opts.budget.planned(&r).unwrap_or(budget);
-                match pool.install(|| one(&opts, &path, budget.bytes, jobs, &neighbours, &mut r)) {
+                // A panic still left in processing this input is its error record.
+                let done = boundary::catch(|| {
+                    pool.install(|| one(&opts, &path, budget.bytes, jobs, &neighbours, &mut r))
+                });
+                match done {
                     Ok(()) => {
                         r.set_in(
                             NAME,
@@ -213,7 +220,13 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                             r.set_in(NAME, "peak_rss", p);
                         }
                     }
-                    Err(e) => r.set_error(NAME, &e),
+                    Err(e) => {
+                        r.set_error(NAME, &e);
+                        // What refusing it cost: damaged files must stay in budget too.
+                        if let Some(p) = membudget::monitor::peak_rss() {
+                            r.set_in(NAME, "peak_rss", p);
+                        }
+                    }
                 }
                 r
             }
@@ -343,6 +356,9 @@ fn one(
         .clone()
         .map(|l| l.0)
         .unwrap_or_else(|| Feature::DEFAULT.to_vec());
+    // Every size the las/laz readers would trust is checked first.
+    let info = las_io::validate(input)?;
+    las_io::check_header_budget(input, &info, budget)?;
     let header = las_io::open_with(input, false)?.header().clone();
     let hag = features.contains(&Feature::HeightAboveGround);
     let within_2m = features.contains(&Feature::PointsWithin2m);
@@ -498,6 +514,11 @@ fn one(
         model.predicted_peak(count, rec_in, report.max_pass_points, slab),
     );
     r.set_in(NAME, "halo_points", report.halo_points);
+    if report.legacy_returns {
+        // Same version and bits as the input; only its five per-return counters omit
+        // returns 6 and 7, as those versions' headers do.
+        r.set_in(NAME, "returns_above_5", true);
+    }
     if !params.neighbours.is_empty() {
         r.set_in(NAME, "neighbour_files", report.neighbour_files);
         r.set_in(NAME, "neighbour_points", report.foreign_points);

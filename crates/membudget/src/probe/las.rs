@@ -10,6 +10,12 @@
 //! Here each VLR/EVLR header (54/60 bytes) is read and its payload is loaded only when the
 //! probe needs it (Extra Bytes, COPC info, LASzip, WKT) and is small; everything else is
 //! skipped by seeking. Counts and sizes are checked against the file length.
+//!
+//! For LAZ the LASzip VLR and the chunk table are checked too, as the `laz` crate would
+//! use them (it trusts both: an item list that disagrees with the record length, an
+//! empty one, a chunk count or a chunk's point count read from a damaged file panic or
+//! size buffers of gigabytes), so a tool that probes a file first can hand it to the
+//! `las`/`laz` readers knowing every size they will allocate by is bounded by the file.
 
 use super::{Detail, Format, PointsSummary, Probe};
 use crate::error::{Error, ErrorKind, Result};
@@ -67,6 +73,27 @@ pub struct LasInfo {
     pub vlrs: Vec<VlrEntry>,
     /// The EVLR directory (LAS 1.4).
     pub evlrs: Vec<VlrEntry>,
+    /// LASzip layout of compressed points (not part of the record: for tools that
+    /// decode the points and size their buffers).
+    #[serde(skip)]
+    pub laz: Option<LazLayout>,
+}
+
+/// How a LAZ file's points are laid out, from its LASzip VLR and chunk table, checked
+/// against the file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LazLayout {
+    /// LASzip compressor: 1 point-wise (one stream), 2 point-wise chunked, 3 layered
+    /// chunked.
+    pub compressor: u16,
+    /// Points per chunk, `None` for variable-size chunks (COPC).
+    pub chunk_size: Option<u32>,
+    /// Chunks in the chunk table; `None` when there is no table (compressor 1, or a
+    /// writer that could not write one): only the streaming decoder reads such files.
+    pub chunks: Option<u64>,
+    /// The most points one chunk may hold, which is what the chunk-parallel decoder
+    /// sizes its buffers by (the fixed chunk size, or the largest table entry).
+    pub max_chunk_points: u64,
 }
 
 /// One VLR or EVLR header.
@@ -177,6 +204,7 @@ struct Found {
     wkt: bool,
     geotiff: bool,
     laszip: bool,
+    laszip_vlr: Option<Vec<u8>>,
     copc: bool,
 }
 
@@ -196,7 +224,13 @@ impl Found {
             }
             ("LASF_Projection", 2112) => self.wkt = true,
             ("LASF_Projection", 34735) => self.geotiff = true,
-            ("laszip encoded", 22204) => self.laszip = true,
+            ("laszip encoded", 22204) => {
+                self.laszip = true;
+                // The first one, as the las crate takes it.
+                if self.laszip_vlr.is_none() {
+                    self.laszip_vlr = payload()?;
+                }
+            }
             ("copc", 1) => self.copc = true,
             _ => {}
         }
@@ -280,6 +314,23 @@ pub fn read_info<R: Read + Seek>(r: &mut R, len: u64) -> Result<(Format, LasInfo
     if format_id > 10 {
         return Err(Error::unsupported(format!(
             "LAS point data record format {format_id} is not supported"
+        )));
+    }
+    // The las crate reads the VLRs from `header_size` on: a header size below the
+    // version's own (0 in damaged files) makes it parse the header as VLRs.
+    let min_header = las::Version::new(major, minor).header_size();
+    if h.header_size < min_header || u32::from(h.header_size) > h.offset_to_point_data {
+        return Err(Error::corrupt(format!(
+            "LAS header size {} is outside {min_header}..={} (version {major}.{minor}, points at {})",
+            h.header_size, h.offset_to_point_data, h.offset_to_point_data
+        )));
+    }
+    let scale = [h.x_scale_factor, h.y_scale_factor, h.z_scale_factor];
+    let offset = [h.x_offset, h.y_offset, h.z_offset];
+    // Subnormal scales (a damaged exponent) overflow every distance computed from them.
+    if !scale.iter().all(|s| s.is_normal() && *s > 0.0) || !offset.iter().all(|o| o.is_finite()) {
+        return Err(Error::corrupt(format!(
+            "LAS coordinate scales {scale:?} or offsets {offset:?} are not usable"
         )));
     }
     let base_len = point_format.len();
@@ -370,8 +421,25 @@ pub fn read_info<R: Read + Seek>(r: &mut R, len: u64) -> Result<(Format, LasInfo
     }
 
     let compressed = found.laszip || point_format.is_compressed;
-    if compressed {
-        check_laz_chunk_table(r, offset_to_points, len)?;
+    let mut laz = None;
+    if point_format.is_compressed {
+        // What the las crate decompresses with: the LASzip VLR and the chunk table.
+        let vlr = found
+            .laszip_vlr
+            .as_deref()
+            .ok_or_else(|| Error::corrupt("LAZ point format without a LASzip VLR to decode it"))?;
+        let vlr = check_laszip_vlr(vlr, h.point_data_record_length)?;
+        laz = Some(check_laz_chunk_table(
+            r,
+            &vlr,
+            offset_to_points,
+            len,
+            point_count,
+            h.point_data_record_length,
+        )?);
+    } else if compressed {
+        // A LASzip VLR on points the las crate reads uncompressed: only the old check.
+        check_chunk_table_offset(r, offset_to_points, len)?;
     } else {
         let data_bytes = point_count.checked_mul(u64::from(h.point_data_record_length));
         if data_bytes
@@ -422,13 +490,18 @@ pub fn read_info<R: Read + Seek>(r: &mut R, len: u64) -> Result<(Format, LasInfo
         generating_software: cstr(&h.generating_software),
         vlrs,
         evlrs,
+        laz,
     };
     Ok((format, info))
 }
 
 /// LAZ point data starts with the offset of the chunk table, which LASzip writes last: a
 /// pointer past the end of the file means the file was cut short.
-fn check_laz_chunk_table<R: Read + Seek>(r: &mut R, offset_to_points: u64, len: u64) -> Result<()> {
+fn check_chunk_table_offset<R: Read + Seek>(
+    r: &mut R,
+    offset_to_points: u64,
+    len: u64,
+) -> Result<()> {
     r.seek(SeekFrom::Start(offset_to_points))?;
     let mut b = [0u8; 8];
     r.read_exact(&mut b)
@@ -447,6 +520,234 @@ fn check_laz_chunk_table<R: Read + Seek>(r: &mut R, offset_to_points: u64, len: 
     }
 }
 
+/// Standard size of a LASzip item type (the `laz` decoders write that many bytes a
+/// point whatever the VLR says), `None` for types they cannot decode; extra bytes
+/// (0, 14) have the size the VLR gives.
+fn laz_item_size(item_type: &laz::LazItemType) -> Option<u16> {
+    use laz::LazItemType as T;
+    match item_type {
+        T::Byte(n) | T::Byte14(n) => (*n > 0).then_some(*n),
+        T::Point10 => Some(20),
+        T::GpsTime => Some(8),
+        T::RGB12 | T::RGB14 => Some(6),
+        T::RGBNIR14 => Some(8),
+        T::WavePacket13 | T::WavePacket14 => Some(29),
+        T::Point14 => Some(30),
+    }
+}
+
+/// Parse the LASzip VLR as the las crate does and check it can describe these points:
+/// at least one item, each of its type's size, together the point record length.
+fn check_laszip_vlr(data: &[u8], record_length: u16) -> Result<(u16, laz::LazVlr)> {
+    let vlr =
+        laz::LazVlr::from_buffer(data).map_err(|e| Error::corrupt(format!("LASzip VLR: {e}")))?;
+    if vlr.items().is_empty() {
+        return Err(Error::corrupt("LASzip VLR lists no items to decode"));
+    }
+    let mut total = 0u32;
+    for item in vlr.items() {
+        let want = laz_item_size(&item.item_type());
+        if want != Some(item.size()) {
+            return Err(Error::corrupt(format!(
+                "LASzip item {:?} of {} bytes (the decoder writes {})",
+                item.item_type(),
+                item.size(),
+                want.map_or("none".to_string(), |w| w.to_string())
+            )));
+        }
+        total += u32::from(item.size());
+    }
+    if total != u32::from(record_length) {
+        return Err(Error::corrupt(format!(
+            "LAS point record length {record_length} disagrees with the LASzip items ({total} bytes)"
+        )));
+    }
+    // The compressor type is the VLR's first field (the parsed VLR keeps it private).
+    let compressor = u16::from_le_bytes([data[0], data[1]]);
+    if !(COMPRESSOR_POINTWISE..=COMPRESSOR_LAYERED).contains(&compressor) {
+        return Err(Error::unsupported(format!(
+            "LASzip compressor {compressor} is not supported"
+        )));
+    }
+    Ok((compressor, vlr))
+}
+
+/// LASzip compressor types: one stream, point-wise chunked, layered chunked.
+const COMPRESSOR_POINTWISE: u16 = 1;
+const COMPRESSOR_LAYERED: u16 = 3;
+
+/// Most points one compressed byte can hold, a sound bound from LASzip's coder: every
+/// point after a chunk's first decodes at least one symbol with an adaptive model, and
+/// no symbol of those models has a probability above 1 - 2^-15 (15-bit frequencies,
+/// every count at least 1; bit models are 13-bit), so each costs at least
+/// -log2(1 - 2^-15) = 4.4e-5 bits, and the decoder reads a byte each time 8 bits are
+/// used up (past the end of a chunk it fails). Loose (real files hold 0.2-1 point a
+/// byte): it rejects only absurd counts; budgets hold because tools size their buffers
+/// by [`LazLayout::max_chunk_points`], not by this.
+pub const MAX_POINTS_PER_LAZ_BYTE: u64 = 181_705;
+
+/// Read the chunk table where the `laz` crate will (the offset after the header, or the
+/// last 8 bytes of the file when that one was never filled in) and check it before any
+/// decoder does: a chunk count the point data can hold (the `laz` crate reserves 16
+/// bytes a chunk for whatever the file says), chunks whose bytes lie inside the point
+/// data, point counts each chunk's bytes can hold and that add up to the header's.
+fn check_laz_chunk_table<R: Read + Seek>(
+    r: &mut R,
+    (compressor, vlr): &(u16, laz::LazVlr),
+    offset_to_points: u64,
+    len: u64,
+    point_count: u64,
+    record_length: u16,
+) -> Result<LazLayout> {
+    let variable = vlr.uses_variable_size_chunks();
+    let mut layout = LazLayout {
+        compressor: *compressor,
+        chunk_size: (!variable).then_some(vlr.chunk_size()),
+        chunks: None,
+        max_chunk_points: if variable {
+            0
+        } else {
+            u64::from(vlr.chunk_size())
+        },
+    };
+    if *compressor == COMPRESSOR_POINTWISE {
+        // One stream, no table: only the streaming decoder reads it.
+        layout.chunk_size = None;
+        layout.max_chunk_points = point_count;
+        return Ok(layout);
+    }
+    let read_i64 = |r: &mut R, at: u64| -> Result<i64> {
+        r.seek(SeekFrom::Start(at))?;
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b)
+            .map_err(|_| Error::corrupt("LAZ file truncated before its chunk table"))?;
+        Ok(i64::from_le_bytes(b))
+    };
+    let data_start = offset_to_points
+        .checked_add(8)
+        .filter(|&e| e <= len)
+        .ok_or_else(|| Error::corrupt("LAZ file truncated before its point data"))?;
+    let mut table = read_i64(r, offset_to_points)?;
+    if table <= offset_to_points as i64 && len >= 8 {
+        table = read_i64(r, len - 8)?;
+    }
+    if table <= offset_to_points as i64 {
+        // Without the table nothing bounds a variable chunk or a layer's size.
+        if variable || vlr.items()[0].version() >= 3 {
+            return Err(Error::corrupt(
+                "LAZ file with variable-size chunks or layers has no chunk table",
+            ));
+        }
+        return Ok(layout);
+    }
+    let table = table as u64;
+    if table < data_start || table.checked_add(8).is_none_or(|e| e > len) {
+        return Err(Error::corrupt(format!(
+            "LAZ chunk table offset {table} lies outside the {len}-byte file (truncated?)"
+        )));
+    }
+    r.seek(SeekFrom::Start(table + 4))?;
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)
+        .map_err(|_| Error::corrupt("LAZ file truncated inside its chunk table"))?;
+    let chunks = u64::from(u32::from_le_bytes(b));
+    let data_bytes = table - data_start;
+    // A chunk holding a point stores the first one whole (LASzip starts each chunk
+    // afresh), so it takes at least a record's bytes.
+    let most = data_bytes / u64::from(record_length.max(1)) + 1;
+    if chunks > most {
+        return Err(Error::corrupt(format!(
+            "LAZ chunk table claims {chunks} chunks, more than the {data_bytes} bytes of point data can hold ({most})"
+        )));
+    }
+    layout.chunks = Some(chunks);
+    if chunks == 0 {
+        return Ok(layout);
+    }
+    r.seek(SeekFrom::Start(table))?;
+    let entries = laz::laszip::ChunkTable::read(&mut *r, variable)
+        .map_err(|e| Error::corrupt(format!("LAZ chunk table: {e}")))?;
+    let mut bytes = 0u64;
+    let mut points = 0u64;
+    for (i, e) in entries.as_ref().iter().enumerate() {
+        bytes = bytes.saturating_add(e.byte_count);
+        if variable {
+            let can = e
+                .byte_count
+                .saturating_add(2)
+                .saturating_mul(MAX_POINTS_PER_LAZ_BYTE)
+                .saturating_add(1);
+            if e.point_count > can || e.point_count > point_count {
+                return Err(Error::corrupt(format!(
+                    "LAZ chunk {i} claims {} points in {} bytes (the file has {point_count})",
+                    e.point_count, e.byte_count
+                )));
+            }
+            points += e.point_count;
+            layout.max_chunk_points = layout.max_chunk_points.max(e.point_count);
+        }
+    }
+    if bytes > data_bytes {
+        return Err(Error::corrupt(format!(
+            "LAZ chunk table's chunks hold {bytes} bytes, the point data only {data_bytes}"
+        )));
+    }
+    if variable && points != point_count {
+        return Err(Error::corrupt(format!(
+            "LAZ chunk table holds {points} points, the header says {point_count}"
+        )));
+    }
+    if vlr.items()[0].version() >= 3 {
+        check_layers(r, vlr, data_start, entries.as_ref(), record_length)?;
+    }
+    Ok(layout)
+}
+
+/// Layered (LAS 1.4) chunks start with their first point whole, a point count, then
+/// one u32 size per layer, which the `laz` decoder allocates before reading (up to 4 GiB
+/// each): every chunk's layers must fit in its bytes.
+fn check_layers<R: Read + Seek>(
+    r: &mut R,
+    vlr: &laz::LazVlr,
+    data_start: u64,
+    chunks: &[laz::laszip::ChunkTableEntry],
+    record_length: u16,
+) -> Result<()> {
+    use laz::LazItemType as T;
+    let layers: usize = vlr
+        .items()
+        .iter()
+        .map(|i| match i.item_type() {
+            T::Point14 => 9,
+            T::RGBNIR14 => 2,
+            T::Byte14(n) | T::Byte(n) => usize::from(n),
+            _ => 1,
+        })
+        .sum();
+    let fixed = u64::from(record_length) + 4 + 4 * layers as u64;
+    let mut sizes = vec![0u8; 4 * layers];
+    let mut start = data_start;
+    for (i, c) in chunks.iter().enumerate() {
+        if c.byte_count > 0 {
+            r.seek(SeekFrom::Start(start + u64::from(record_length) + 4))?;
+            r.read_exact(&mut sizes)
+                .map_err(|_| Error::corrupt("LAZ file truncated inside a chunk"))?;
+            let total: u64 = sizes
+                .chunks_exact(4)
+                .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .sum();
+            if fixed + total > c.byte_count {
+                return Err(Error::corrupt(format!(
+                    "LAZ chunk {i} claims layers of {total} bytes in a {}-byte chunk",
+                    c.byte_count
+                )));
+            }
+        }
+        start += c.byte_count;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,5 +760,88 @@ mod tests {
         assert_eq!(eb_type(23, 0), Some(("u16", 3, 6)));
         assert_eq!(eb_type(30, 0), Some(("f64", 3, 24)));
         assert_eq!(eb_type(31, 0), None);
+    }
+
+    fn info(b: &[u8]) -> Result<LasInfo> {
+        read_info(&mut std::io::Cursor::new(b), b.len() as u64).map(|(_, i)| i)
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    /// The sample file with `patch` applied must be refused with a message containing
+    /// `says`.
+    fn refused(orig: &[u8], says: &str, patch: impl FnOnce(&mut Vec<u8>)) {
+        let mut b = orig.to_vec();
+        patch(&mut b);
+        let e = info(&b).expect_err(says);
+        assert!(e.message.contains(says), "{says}: {}", e.message);
+    }
+
+    /// Where the LASzip VLR's payload starts.
+    fn laszip_payload(b: &[u8]) -> usize {
+        let at = b
+            .windows(14)
+            .position(|w| w == b"laszip encoded")
+            .expect("LASzip VLR");
+        at - 2 + 54
+    }
+
+    #[test]
+    fn laz_sizes_the_decoders_trust_are_checked() {
+        let orig = std::fs::read(testkit::data("laz/autzen.laz")).unwrap();
+        let ok = info(&orig).unwrap();
+        let layout = ok.laz.clone().unwrap();
+        assert_eq!(layout.chunk_size, Some(50_000));
+        assert_eq!(layout.chunks, Some(1));
+        let points = u32_at(&orig, 96) as usize;
+        let vlr = laszip_payload(&orig);
+        refused(&orig, "header size 0", |b| {
+            b[94..96].copy_from_slice(&[0, 0])
+        });
+        refused(&orig, "scales", |b| {
+            b[131..139].copy_from_slice(&6.1e-322f64.to_le_bytes())
+        });
+        refused(&orig, "disagrees with the LASzip items", |b| {
+            let n = u16::from_le_bytes([b[105], b[106]]) + 1;
+            b[105..107].copy_from_slice(&n.to_le_bytes());
+        });
+        refused(&orig, "lists no items", |b| {
+            b[vlr + 32..vlr + 34].copy_from_slice(&[0, 0])
+        });
+        refused(&orig, "of 21 bytes", |b| {
+            b[vlr + 36..vlr + 38].copy_from_slice(&21u16.to_le_bytes())
+        });
+        refused(&orig, "lies outside", |b| {
+            let past = (b.len() as i64 + 100).to_le_bytes();
+            b[points..points + 8].copy_from_slice(&past);
+        });
+        refused(&orig, "claims 4294967295 chunks", |b| {
+            let t = i64::from_le_bytes(b[points..points + 8].try_into().unwrap()) as usize;
+            b[t + 4..t + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        });
+    }
+
+    #[test]
+    fn copc_evlrs_and_layers_are_checked() {
+        let orig = std::fs::read(testkit::data("laz/autzen.copc.laz")).unwrap();
+        let ok = info(&orig).unwrap();
+        let layout = ok.laz.clone().unwrap();
+        assert_eq!(layout.chunk_size, None);
+        assert_eq!(layout.max_chunk_points, ok.point_count);
+        // The first EVLR's length (LAS 1.4: its offset at 235 of the header).
+        let evlr = u64::from_le_bytes(orig[235..243].try_into().unwrap()) as usize;
+        refused(&orig, "past the end of the file", |b| {
+            b[evlr + 20..evlr + 28].copy_from_slice(&7_000_000_000_000_000_000u64.to_le_bytes())
+        });
+        // The first layer size of the first chunk: after the table offset, the first
+        // point whole and the chunk's point count.
+        let points = u32_at(&orig, 96) as usize;
+        let record = usize::from(u16::from_le_bytes([orig[105], orig[106]]));
+        let layer = points + 8 + record + 4;
+        refused(&orig, "claims layers of", |b| {
+            b[layer..layer + 4].copy_from_slice(&0xFF00_0000u32.to_le_bytes())
+        });
     }
 }
