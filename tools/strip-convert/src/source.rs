@@ -72,6 +72,8 @@ enum Kind {
     Direct,
     /// Indices into a colour map (`r`, `g`, `b` tables of 2^bits entries each).
     Palette { map: Vec<u16>, shift: u8 },
+    /// 8-bit Y, Cb, Cr from the JPEG decoder, converted to RGB ([`ycbcr_to_rgb`]).
+    YCbCr,
 }
 
 /// One page of a TIFF as the converter sees it.
@@ -654,9 +656,10 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
             };
             (4, b, Colour::Rgb, e, Kind::Direct, 4, b)
         }
-        // JPEG-compressed YCbCr comes out of the JPEG decoder as RGB.
-        ColorType::YCbCr(8) if compression == 7 => {
-            (3, 8, Colour::Rgb, Extra::None, Kind::Direct, 3, 8)
+        // JPEG-compressed YCbCr: the tiff crate's JPEG decoder returns the Y, Cb, Cr
+        // samples (chroma upsampled); they are converted to RGB here.
+        ColorType::YCbCr(8) if compression == 7 && !planar => {
+            (3, 8, Colour::Rgb, Extra::None, Kind::YCbCr, 3, 8)
         }
         ColorType::YCbCr(_) => {
             return Err(Error::unsupported(
@@ -868,6 +871,11 @@ fn place(
         let src_row = (y - cy0) as usize;
         let dst_row = (y - band.y0) as usize;
         match data {
+            DecodingResult::U8(v) if info.kind == Kind::YCbCr => {
+                vals.resize(n, 0);
+                ycbcr_to_rgb(row_of(v, src_row, row_len)?, vals);
+                scatter(info, vals, dst_row, cx0, plane, band);
+            }
             DecodingResult::U8(v) if info.bits == 8 => {
                 scatter(
                     info,
@@ -946,7 +954,7 @@ fn scatter<T: Copy + Into<u32>>(
         }
     };
     match &info.kind {
-        Kind::Direct => {
+        Kind::Direct | Kind::YCbCr => {
             for s in 0..spp {
                 let c = if info.planar { usize::from(plane) } else { s };
                 let Some(dst) = band.planes.get_mut(c) else {
@@ -976,6 +984,24 @@ fn scatter<T: Copy + Into<u32>>(
                 }
             }
         }
+    }
+}
+
+/// YCbCr to RGB as libjpeg does it for libtiff's JPEGCOLORMODE_RGB (jdcolor.c: ITU-R
+/// BT.601 full range, 16-bit fixed point, the same rounding), pixel by pixel.
+fn ycbcr_to_rgb(ycc: &[u8], rgb: &mut [u16]) {
+    const SCALE: i32 = 16;
+    const HALF: i32 = 1 << (SCALE - 1);
+    const fn fix(x: f64) -> i32 {
+        (x * (1 << SCALE) as f64 + 0.5) as i32
+    }
+    let clamp = |v: i32| v.clamp(0, 255) as u16;
+    for (px, out) in ycc.chunks_exact(3).zip(rgb.chunks_exact_mut(3)) {
+        let y = i32::from(px[0]);
+        let (cb, cr) = (i32::from(px[1]) - 128, i32::from(px[2]) - 128);
+        out[0] = clamp(y + ((fix(1.40200) * cr + HALF) >> SCALE));
+        out[1] = clamp(y + ((-fix(0.34414) * cb - fix(0.71414) * cr + HALF) >> SCALE));
+        out[2] = clamp(y + ((fix(1.77200) * cb + HALF) >> SCALE));
     }
 }
 
