@@ -329,3 +329,65 @@ for sub in [(1, 1), (2, 2)]:
         }
     }
 }
+
+/// XMP as camera files store it (trailing NULs and newlines) is trimmed and written, and
+/// jpylyzer finds it well-formed; an ill-formed packet is left out with a warning in the
+/// record; `--no-xmp` leaves it out always.
+#[test]
+fn xmp_is_trimmed_checked_or_left_out() {
+    let Some(py) = testkit::python(&["tifffile", "numpy", "jpylyzer"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let packet = r#"<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:format="image/tiff"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>"#;
+    testkit::run_python(
+        &py,
+        r#"
+import sys, numpy as np, tifffile
+a = np.arange(30 * 20, dtype=np.uint8).reshape(20, 30)
+good = sys.argv[2].encode() + b'\n\x00\x00\x00'
+bad = b'<x:xmpmeta><unclosed></x:xmpmeta>\x00'
+for name, x in [('nul.tif', good), ('bad.tif', bad)]:
+    tifffile.imwrite(sys.argv[1] + '/' + name, a, extratags=[(700, 'B', len(x), x, True)])
+"#,
+        &[dir.path().to_str().unwrap(), packet],
+    );
+    let nul = dir.path().join("nul.tif");
+    let bad = dir.path().join("bad.tif");
+    let out = dir.path().join("out");
+    let (records, code) = convert(&[
+        "-o",
+        out.to_str().unwrap(),
+        nul.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{records:#?}");
+    let file = std::fs::read(output_of(&records[0])).unwrap();
+    let at = file
+        .windows(packet.len())
+        .position(|w| w == packet.as_bytes())
+        .expect("XMP packet copied");
+    // The packet ends the uuid box: no NUL or newline copied after it.
+    assert!(!file[at + packet.len()..].starts_with(b"\n"));
+    assert!(section(&records[0])["warning"].is_null());
+    let (valid, xml) = jpylyzer(&output_of(&records[0])).unwrap();
+    assert!(valid, "{xml}");
+    assert!(!xml.contains(">False<"), "{xml}");
+    let w = section(&records[1])["warning"].as_str().unwrap_or_default();
+    assert!(w.contains("not well-formed"), "{}", records[1]);
+    let file = std::fs::read(output_of(&records[1])).unwrap();
+    assert!(!file.windows(10).any(|w| w == b"<unclosed>"));
+    let (valid, xml) = jpylyzer(&output_of(&records[1])).unwrap();
+    assert!(valid, "{xml}");
+    // --no-xmp: left out, no warning.
+    let (records, code) = convert(&[
+        "-f",
+        "--no-xmp",
+        "-o",
+        out.to_str().unwrap(),
+        nul.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{records:#?}");
+    let file = std::fs::read(output_of(&records[0])).unwrap();
+    assert!(!file.windows(9).any(|w| w == b"x:xmpmeta"));
+}
