@@ -213,10 +213,8 @@ fn xml_well_formed(x: &[u8]) -> Result<(), String> {
                 roots += usize::from(depth == 0);
             }
             Event::End(_) => depth = depth.saturating_sub(1),
-            Event::Text(t) if depth == 0 => {
-                if t.chars().any(|c| !c.is_ascii_whitespace()) {
-                    return Err("text outside the root element".into());
-                }
+            Event::Text(t) if depth == 0 && t.chars().any(|c| !c.is_ascii_whitespace()) => {
+                return Err("text outside the root element".into());
             }
             Event::CData(_) if depth == 0 => {
                 return Err("CDATA outside the root element".into());
