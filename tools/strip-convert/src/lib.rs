@@ -132,8 +132,11 @@ pub struct Opts {
     /// XMP dc:source (bnf profile)
     #[arg(long, value_name = "TEXT")]
     dc_source: Option<String>,
-    /// Decode the written file tile by tile and compare with the source: lossless must
-    /// match exactly; lossy reports PSNR, SSIM and MSE against the thresholds
+    /// Decode the written file tile by tile and compare with the source as libtiff reads
+    /// it (independent of the converter's reader; status `partial` when libtiff is missing
+    /// or lacks the codec): lossless must match exactly (JPEG-compressed sources within 6
+    /// levels, mean 0.5, the difference between JPEG decoders); lossy reports PSNR, SSIM
+    /// and MSE against the thresholds
     #[arg(long)]
     verify: bool,
     /// Lossy verification: lowest acceptable PSNR in dB

@@ -443,6 +443,26 @@ impl TiffPage {
 
     /// Fill `band` with rows `y0 .. y0 + rows` (reusing its buffers).
     pub fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        self.read_band_samples(y0, rows, band)?;
+        // Test builds only: a deliberately wrong conversion (the top bit of one sample
+        // flipped in every band), for the test that shows --verify does not trust this
+        // reader.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("STRIP_CONVERT_TEST_WRONG_SAMPLES").is_some() {
+            let top = 1u16 << (self.info.prec.clamp(1, 16) - 1);
+            if let Some(p) = band.planes.first_mut() {
+                if band.sample_bytes == 1 {
+                    p[0] ^= top as u8;
+                } else {
+                    let v = u16::from_ne_bytes([p[0], p[1]]) ^ top;
+                    p[..2].copy_from_slice(&v.to_ne_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_band_samples(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
         let info = &self.info;
         let sb = info.sample_bytes();
         band.y0 = y0;

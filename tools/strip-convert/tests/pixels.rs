@@ -391,3 +391,92 @@ for name, x in [('nul.tif', good), ('bad.tif', bad)]:
     let file = std::fs::read(output_of(&records[0])).unwrap();
     assert!(!file.windows(9).any(|w| w == b"x:xmpmeta"));
 }
+
+/// `--verify` reads the source through libtiff, not through the reader that made the
+/// output: every layout here verifies `ok` against libtiff; when the reader is made to
+/// convert deliberately wrong (one sample off by one per band, a test-build hook), the
+/// verification fails and no output is left; without libtiff the status is `partial`,
+/// never `ok`.
+#[test]
+fn verify_is_independent_of_the_reader() {
+    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let names = testkit::run_python(&py, BIT_DEPTHS, &[dir.path().to_str().unwrap()]);
+    let mut files: Vec<PathBuf> = names
+        .lines()
+        .filter(|n| {
+            ["b3-", "b8-", "b12-", "b16-"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .filter(|n| n.ends_with("c1.tif") || n.starts_with("b8-") || n.starts_with("b16-"))
+        .map(|n| dir.path().join(n))
+        .collect();
+    for f in [
+        "tiff/planar-rgb-u8.tif",
+        "tiff/palette-1c-8b.tiff",
+        "tiff/fax4.tiff",
+        "tiff/tiled-jpeg-ycbcr.tif",
+        "tiff/kodim07-lzw.tif",
+        "fuzz/strip-convert/gray-3bit.tif",
+    ] {
+        files.push(testkit::data(f));
+    }
+    let run = |env: Option<&str>, out: &str| {
+        let mut cmd = tool();
+        cmd.args(["--verify", "-f", "-o", out])
+            .args(&files)
+            .env_remove("STRIP_CONVERT_TEST_WRONG_SAMPLES")
+            .env_remove("STRIP_CONVERT_TEST_NO_LIBTIFF");
+        if let Some(e) = env {
+            cmd.env(e, "1");
+        }
+        let out = cmd.output().unwrap();
+        (testkit::ndjson(&out.stdout), out.status.code())
+    };
+    let out = dir.path().join("out");
+    let (records, code) = run(None, out.to_str().unwrap());
+    assert_eq!(records.len(), files.len());
+    let reference = section(&records[0])["verification"]["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !reference.starts_with("libtiff") && !testkit::validators_required() {
+        eprintln!("skipped: no libtiff ({reference})");
+        return;
+    }
+    assert_eq!(code, Some(0), "{records:#?}");
+    for r in &records {
+        let v = &section(r)["verification"];
+        assert_eq!(v["status"], "ok", "{r}");
+        assert!(
+            v["reference"].as_str().unwrap().starts_with("libtiff"),
+            "{r}"
+        );
+    }
+    if cfg!(debug_assertions) {
+        let wrong = dir.path().join("wrong");
+        let (records, code) = run(
+            Some("STRIP_CONVERT_TEST_WRONG_SAMPLES"),
+            wrong.to_str().unwrap(),
+        );
+        assert_eq!(code, Some(1));
+        for r in &records {
+            assert_eq!(r["error"]["kind"], "verify", "{r}");
+        }
+        let left = std::fs::read_dir(&wrong).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "no output stays after a failed verification");
+        let (records, code) = run(Some("STRIP_CONVERT_TEST_NO_LIBTIFF"), out.to_str().unwrap());
+        assert_eq!(code, Some(0), "{records:#?}");
+        for r in &records {
+            let v = &section(r)["verification"];
+            assert_eq!(v["status"], "partial", "{r}");
+            assert!(
+                v["message"].as_str().unwrap().contains("not independent"),
+                "{r}"
+            );
+        }
+    }
+}
