@@ -17,7 +17,7 @@ complete -c strip-convert -l layers -d 'Quality layers (lossless: lower layers a
 complete -c strip-convert -l bypass -d 'Code-block bypass (lazy) mode: the lower bit-planes\' significance and refinement passes are stored raw instead of arithmetic-coded, about 10% less CPU and no larger (lossless stays exact). Default: yes without a profile, else the profile\'s choice' -r
 complete -c strip-convert -l tileparts -d 'Split tiles into tile-parts by resolution (R), layer (L) or component (C)' -r
 complete -c strip-convert -l xml -d 'Put this file\'s content in an `xml ` box' -r -F
-complete -c strip-convert -l xmp -d 'Put this XMP packet in the XMP uuid box (default: the TIFF\'s XMP, if any)' -r -F
+complete -c strip-convert -l xmp -d 'Put this XMP packet in the XMP uuid box (default: the TIFF\'s XMP, if any, with trailing NULs and whitespace trimmed, left out with a warning in the record when it is not well-formed XML)' -r -F
 complete -c strip-convert -l is-part-of -d 'XMP dcterms:isPartOf (bnf profile)' -r
 complete -c strip-convert -l provenance -d 'XMP dcterms:provenance (bnf profile)' -r
 complete -c strip-convert -l relation -d 'XMP dc:relation (bnf profile)' -r
@@ -35,7 +35,8 @@ complete -c strip-convert -l eph -d 'End-of-packet-header markers'
 complete -c strip-convert -l plt -d 'Packet length markers (PLT) in tile-part headers'
 complete -c strip-convert -l tlm -d 'Tile-part length markers (TLM) in the main header'
 complete -c strip-convert -l no-icc -d 'Do not copy the TIFF\'s ICC profile (write the enumerated sRGB or greyscale space)'
-complete -c strip-convert -l verify -d 'Decode the written file tile by tile and compare with the source: lossless must match exactly; lossy reports PSNR, SSIM and MSE against the thresholds'
+complete -c strip-convert -l no-xmp -d 'Do not copy the TIFF\'s XMP packet'
+complete -c strip-convert -l verify -d 'Decode the written file tile by tile and compare with the source as libtiff reads it (independent of the converter\'s reader; status `partial` when libtiff is missing or lacks the codec): lossless must match exactly (JPEG-compressed sources within 6 levels, mean 0.5, the difference between JPEG decoders); lossy reports PSNR, SSIM and MSE against the thresholds'
 complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped)'
 complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'

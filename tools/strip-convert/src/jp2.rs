@@ -166,6 +166,82 @@ pub fn leading_boxes(h: &Header) -> Vec<u8> {
     out
 }
 
+/// An XMP packet fit for the JP2 XMP box, or why it is not. Trailing NULs and whitespace
+/// are trimmed (camera files pad the TIFF tag, and jpylyzer then calls the JP2 invalid:
+/// `containsWellformedXML False`), leading ones too; what is left must be UTF-8 and
+/// well-formed XML (quick-xml's checks: balanced and matching tags, sound attributes,
+/// known entity references, one root element, no text outside it).
+pub fn clean_xmp(raw: &[u8]) -> Result<Vec<u8>, String> {
+    let keep = |b: &u8| *b != 0 && !b.is_ascii_whitespace();
+    let start = raw.iter().position(keep).unwrap_or(raw.len());
+    let end = raw.iter().rposition(keep).map_or(start, |i| i + 1);
+    let x = &raw[start..end];
+    if x.is_empty() {
+        return Err("the XMP packet is empty".into());
+    }
+    std::str::from_utf8(x).map_err(|e| format!("the XMP packet is not UTF-8: {e}"))?;
+    xml_well_formed(x).map_err(|e| format!("the XMP packet is not well-formed XML: {e}"))?;
+    Ok(x.to_vec())
+}
+
+/// Whether `x` is one well-formed XML document.
+fn xml_well_formed(x: &[u8]) -> Result<(), String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(x);
+    reader.config_mut().check_end_names = true;
+    reader.config_mut().check_comments = true;
+    let (mut depth, mut roots) = (0usize, 0usize);
+    let at = |r: &quick_xml::Reader<&[u8]>| r.error_position();
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| format!("{e} (near byte {})", at(&reader)))?;
+        let attrs = |e: &quick_xml::events::BytesStart| {
+            e.attributes()
+                .with_checks(true)
+                .try_for_each(|a| a.map(drop))
+                .map_err(|e| format!("attribute: {e}"))
+        };
+        match ev {
+            Event::Start(e) => {
+                attrs(&e)?;
+                roots += usize::from(depth == 0);
+                depth += 1;
+            }
+            Event::Empty(e) => {
+                attrs(&e)?;
+                roots += usize::from(depth == 0);
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Text(t) if depth == 0 && t.chars().any(|c| !c.is_ascii_whitespace()) => {
+                return Err("text outside the root element".into());
+            }
+            Event::CData(_) if depth == 0 => {
+                return Err("CDATA outside the root element".into());
+            }
+            Event::GeneralRef(r) => {
+                if depth == 0 {
+                    return Err("a reference outside the root element".into());
+                }
+                let known = matches!(&*r, "amp" | "lt" | "gt" | "apos" | "quot");
+                if !known && !matches!(r.resolve_char_ref(), Ok(Some(_))) {
+                    return Err(format!("unknown entity &{};", &*r));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        if roots > 1 {
+            return Err("more than one root element".into());
+        }
+    }
+    match (depth, roots) {
+        (0, 1) => Ok(()),
+        (0, _) => Err("no root element".into()),
+        _ => Err("unclosed elements at the end".into()),
+    }
+}
+
 /// Size of the `jp2c` box header written before the codestream: 8 bytes (32-bit LBox)
 /// when the codestream cannot pass 4 GiB, else 16 (LBox = 1 and a 64-bit XLBox).
 pub fn jp2c_header_len(large: bool) -> usize {
@@ -231,6 +307,28 @@ mod tests {
         let jp2h = b.windows(4).position(|w| w == b"jp2h").unwrap();
         assert_eq!(&b[jp2h + 8..jp2h + 12], b"ihdr");
         assert!(b.windows(4).any(|w| w == b"cdef"));
+    }
+
+    #[test]
+    fn xmp_is_trimmed_and_checked() {
+        let good = br#"<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><a b="&amp;&#65;"/></x:xmpmeta><?xpacket end="w"?>"#;
+        let mut padded = b"\n ".to_vec();
+        padded.extend_from_slice(good);
+        padded.extend_from_slice(b"\n  \0\0\0");
+        assert_eq!(clean_xmp(&padded).unwrap(), good.to_vec());
+        for bad in [
+            &b"<a><b></a>"[..],
+            b"<a></a><b/>",
+            b"<a x='1' x='2'/>",
+            b"<a>&nbsp;</a>",
+            b"<a>",
+            b"text",
+            b"\0\0",
+            b"<a>\xff</a>",
+            b"<a/>trailing",
+        ] {
+            assert!(clean_xmp(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -112,9 +112,14 @@ pub struct Opts {
     /// Put this file's content in an `xml ` box
     #[arg(long, value_name = "FILE")]
     xml: Option<PathBuf>,
-    /// Put this XMP packet in the XMP uuid box (default: the TIFF's XMP, if any)
+    /// Put this XMP packet in the XMP uuid box (default: the TIFF's XMP, if any, with
+    /// trailing NULs and whitespace trimmed, left out with a warning in the record when it
+    /// is not well-formed XML)
     #[arg(long, value_name = "FILE")]
     xmp: Option<PathBuf>,
+    /// Do not copy the TIFF's XMP packet
+    #[arg(long, conflicts_with = "xmp")]
+    no_xmp: bool,
     /// XMP dcterms:isPartOf (bnf profile)
     #[arg(long, value_name = "TEXT")]
     is_part_of: Option<String>,
@@ -127,8 +132,11 @@ pub struct Opts {
     /// XMP dc:source (bnf profile)
     #[arg(long, value_name = "TEXT")]
     dc_source: Option<String>,
-    /// Decode the written file tile by tile and compare with the source: lossless must
-    /// match exactly; lossy reports PSNR, SSIM and MSE against the thresholds
+    /// Decode the written file tile by tile and compare with the source as libtiff reads
+    /// it (independent of the converter's reader; status `partial` when libtiff is missing
+    /// or lacks the codec): lossless must match exactly (JPEG-compressed sources within 6
+    /// levels, mean 0.5, the difference between JPEG decoders); lossy reports PSNR, SSIM
+    /// and MSE against the thresholds
     #[arg(long)]
     verify: bool,
     /// Lossy verification: lowest acceptable PSNR in dB
@@ -191,12 +199,16 @@ fn profiles_help() -> String {
          strip-convert cost model (without it: 256x256 tiles on every thread); only one row \
          of tiles of decoded input (two while the next is decoded) and one tile per thread \
          are held.\n\n\
-         Inputs: gray, gray+alpha, RGB, RGBA, palette (expanded to RGB), 1 to 16 bits, \
-         strips or tiles, any compression the tiff crate decodes, planar or chunky, \
-         BigTIFF, multi-page. Uncompressed strips are read straight from the file a few rows \
-         at a time (so one strip holding the whole image costs no more memory); palette \
-         and 9- to 15-bit images are read only that way (the tiff crate decodes neither). CMYK, float and signed samples are refused with an error \
-         record.\n\nProfiles:\n",
+         Inputs: gray, gray+alpha, RGB, RGBA, palette (expanded to RGB), 1 to 16 bits with \
+         any samples per pixel, strips or tiles, any compression the tiff crate decodes, \
+         planar or chunky, FillOrder 1 or 2, BigTIFF, multi-page. Uncompressed strips and \
+         tiles are read straight from the file a few rows at a time (so one strip holding the \
+         whole image costs no more memory); palette images, and compressed RGB below 8 bits \
+         or 9 to 15 bits, are read only that way (the tiff crate decodes none of them). \
+         JPEG-compressed YCbCr is converted to RGB as libtiff's JPEGCOLORMODE_RGB does. \
+         Associated (premultiplied) alpha is kept exactly as stored, never un-premultiplied, \
+         and labelled premultiplied in the channel definition. CMYK, float and signed \
+         samples are refused with an error record.\n\nProfiles:\n",
     );
     for p in profile::all() {
         s.push_str(&format!(
@@ -409,6 +421,9 @@ impl Ctx<'_> {
         sec(r, "budget_bytes", json!(self.budget));
         if let Some(n) = &setup.note {
             sec(r, "note", json!(n));
+        }
+        if let Some(w) = &setup.xmp_warning {
+            sec(r, "warning", json!(w));
         }
         if self.opts.output.dry_run {
             sec(r, "status", json!("dry_run"));
@@ -691,6 +706,7 @@ impl Ctx<'_> {
             }
             _ => None,
         };
+        let mut xmp_warning = None;
         let xmp = if let Some(x) = &self.xmp {
             Some(x.clone())
         } else if prof.as_ref().is_some_and(|p| p.xmp_fields)
@@ -700,8 +716,17 @@ impl Ctx<'_> {
             || o.dc_source.is_some()
         {
             Some(xmp_packet(o))
+        } else if o.no_xmp {
+            None
         } else {
-            info.xmp.clone()
+            match info.xmp.as_deref().map(jp2::clean_xmp) {
+                Some(Ok(x)) => Some(x),
+                Some(Err(why)) => {
+                    xmp_warning = Some(format!("{why}: the TIFF's XMP was left out"));
+                    None
+                }
+                None => None,
+            }
         };
         let header = jp2::Header {
             width: info.width,
@@ -727,6 +752,7 @@ impl Ctx<'_> {
             predicted,
             note,
             lossless_unless_ratio,
+            xmp_warning,
         })
     }
 }
@@ -741,6 +767,8 @@ struct Setup {
     /// out smaller than that ratio asks (every coding pass included, the target not
     /// reached), the page is encoded again losslessly, as the profile says.
     lossless_unless_ratio: Option<f32>,
+    /// Why the TIFF's XMP packet was left out.
+    xmp_warning: Option<String>,
 }
 
 fn check_codeblock((w, h): (u32, u32)) -> Result<(), Error> {

@@ -242,7 +242,8 @@ thread_local! {
 /// stderr. For third-party parsers that panic on some malformed inputs (the `pdf` crate
 /// has `unwrap`s on hostile paths): the probe reports a clean error record instead, and
 /// the tool's stderr keeps to `tool: path: message` lines. Panics elsewhere still print.
-pub(crate) fn catch_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
+#[allow(clippy::result_unit_err)]
+pub fn catch_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
