@@ -20,6 +20,7 @@ pub mod cost;
 pub mod error;
 pub mod manifest;
 pub mod monitor;
+pub mod outputs;
 pub mod plan;
 pub mod probe;
 pub mod system;
