@@ -13,7 +13,7 @@
 use membudget::{Error, ErrorKind};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
 use tiff::tags::{PhotometricInterpretation, PlanarConfiguration, SampleFormat, Tag};
@@ -162,18 +162,8 @@ impl Band {
     }
 }
 
-fn tiff_err(e: tiff::TiffError) -> Error {
-    use tiff::TiffError as T;
-    match e {
-        T::IoError(io) => Error::from(io),
-        T::UnsupportedError(u) => Error::unsupported(format!("TIFF: {u}")),
-        T::LimitsExceeded => {
-            Error::hostile("TIFF: a strip, tile or tag exceeds the decoder's limits")
-        }
-        T::IntSizeError => Error::hostile("TIFF: sizes overflow"),
-        other => Error::corrupt(format!("TIFF: {other}")),
-    }
-}
+// One error mapper and one page limit for every TIFF reader in the workspace.
+use membudget::probe::tiff::{tiff_error as tiff_err, MAX_PAGES};
 
 /// The TIFF decoder's limits: a strip or tile may decode to at most 256 MiB (the plan
 /// must hold one), tags (ICC, XMP) may hold up to 16 MiB.
@@ -188,7 +178,7 @@ pub const DIRECT_READ_BYTES: u64 = 4 << 20;
 
 /// An open TIFF file positioned on one page.
 pub struct TiffPage {
-    decoder: Decoder<BufReader<File>>,
+    decoder: Decoder<Reader>,
     /// The page.
     pub info: PageInfo,
     /// Decoded chunks that may still be needed by the next band.
@@ -215,36 +205,138 @@ impl std::fmt::Debug for TiffPage {
     }
 }
 
-/// Number of pages (IFDs) in the file, walking the IFD chain (the decoder refuses cycles).
-pub fn page_count(path: &Path) -> Result<usize, Error> {
-    let f = File::open(path)?;
-    let mut d = Decoder::new(BufReader::new(f))
-        .map_err(tiff_err)?
-        .with_limits(limits());
-    let mut n = 1;
-    while d.more_images() {
-        d.next_image().map_err(tiff_err)?;
-        n += 1;
-        if n > 100_000 {
-            return Err(Error::hostile("TIFF: more than 100000 pages"));
-        }
+/// What the decoder reads: the file, its header made to point at one page's IFD.
+type Reader = BufReader<PageFile>;
+
+/// A TIFF file whose header's first-IFD pointer reads as the offset of one chosen page,
+/// so a decoder starts on that page without walking the chain from the first IFD (which
+/// made a file of N pages cost N^2 directory reads).
+struct PageFile {
+    file: File,
+    pos: u64,
+    /// Where the first-IFD pointer is (4 in TIFF, 8 in BigTIFF) and the bytes it reads as.
+    at: u64,
+    pointer: Vec<u8>,
+}
+
+impl PageFile {
+    fn open(path: &Path, ifd: Option<u64>) -> Result<PageFile, Error> {
+        let mut file = File::open(path)?;
+        let mut head = [0u8; 4];
+        file.read_exact(&mut head)?;
+        file.rewind()?;
+        let big_endian = &head[..2] == b"MM";
+        let bigtiff = head[2..] == [0, 43] || head[2..] == [43, 0];
+        let (at, pointer) = match ifd {
+            None => (0, Vec::new()),
+            Some(o) if bigtiff => (
+                8,
+                if big_endian {
+                    o.to_be_bytes()
+                } else {
+                    o.to_le_bytes()
+                }
+                .to_vec(),
+            ),
+            Some(o) => {
+                let o =
+                    u32::try_from(o).map_err(|_| Error::corrupt("TIFF: IFD offset past 4 GiB"))?;
+                (
+                    4,
+                    if big_endian {
+                        o.to_be_bytes()
+                    } else {
+                        o.to_le_bytes()
+                    }
+                    .to_vec(),
+                )
+            }
+        };
+        Ok(PageFile {
+            file,
+            pos: 0,
+            at,
+            pointer,
+        })
     }
-    Ok(n)
+}
+
+impl Read for PageFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let end = self.at + self.pointer.len() as u64;
+        if self.pos < end && self.pos + n as u64 > self.at {
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                let p = self.pos + i as u64;
+                if (self.at..end).contains(&p) {
+                    *b = self.pointer[(p - self.at) as usize];
+                }
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for PageFile {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+/// A decoder of the file at `path`, on the page whose IFD is at `ifd` (the first page
+/// when `None`).
+fn decoder(path: &Path, ifd: Option<u64>) -> Result<Decoder<Reader>, Error> {
+    Ok(Decoder::new(BufReader::new(PageFile::open(path, ifd)?))
+        .map_err(tiff_err)?
+        .with_limits(limits()))
+}
+
+/// The IFD offset of every page, in chain order: one walk (the decoder refuses cycles),
+/// at most [`MAX_PAGES`] pages. [`TiffPage::open_at`] opens any of them directly.
+pub fn page_offsets(path: &Path) -> Result<Vec<u64>, Error> {
+    let mut d = decoder(path, None)?;
+    let first = d
+        .ifd_pointer()
+        .ok_or_else(|| Error::corrupt("TIFF: no first IFD"))?;
+    let mut pages = vec![first.0];
+    while d.more_images() {
+        if pages.len() >= MAX_PAGES {
+            return Err(Error::hostile(format!("TIFF: more than {MAX_PAGES} pages")));
+        }
+        d.next_image().map_err(tiff_err)?;
+        pages.push(d.ifd_pointer().map(|p| p.0).unwrap_or(0));
+    }
+    Ok(pages)
+}
+
+/// Number of pages (IFDs) in the file.
+pub fn page_count(path: &Path) -> Result<usize, Error> {
+    page_offsets(path).map(|p| p.len())
 }
 
 impl TiffPage {
-    /// Open page `index` of the TIFF at `path` and read its header.
+    /// Open page `index` of the TIFF at `path` and read its header (walks the IFD
+    /// chain: with many pages, take [`page_offsets`] once and use [`TiffPage::open_at`]).
     pub fn open(path: &Path, index: usize) -> Result<TiffPage, Error> {
-        let f = File::open(path)?;
-        let mut d = Decoder::new(BufReader::new(f))
-            .map_err(tiff_err)?
-            .with_limits(limits());
-        if index > 0 {
-            d.seek_to_image(index).map_err(tiff_err)?;
-        }
+        let offsets = page_offsets(path)?;
+        let ifd = offsets.get(index).ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadRecord,
+                format!("page {}: the file has {} page(s)", index + 1, offsets.len()),
+            )
+        })?;
+        Self::open_at(path, index, *ifd)
+    }
+
+    /// Open page `index`, whose IFD is at offset `ifd` (from [`page_offsets`]), without
+    /// reading the IFDs before it.
+    pub fn open_at(path: &Path, index: usize, ifd: u64) -> Result<TiffPage, Error> {
+        let mut d = decoder(path, (index > 0).then_some(ifd))?;
         let info = read_info(&mut d, index)?;
         let direct = if info.direct {
-            let table = |d: &mut Decoder<BufReader<File>>, tag| {
+            let table = |d: &mut Decoder<Reader>, tag| {
                 d.get_tag(tag)
                     .and_then(|v| v.into_u64_vec())
                     .map_err(tiff_err)
@@ -402,7 +494,7 @@ impl TiffPage {
     }
 }
 
-fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo, Error> {
+fn read_info(d: &mut Decoder<Reader>, index: usize) -> Result<PageInfo, Error> {
     let (width, height) = d.dimensions().map_err(tiff_err)?;
     if width == 0 || height == 0 {
         return Err(Error::corrupt("TIFF: zero width or height"));
@@ -604,13 +696,13 @@ fn read_info(d: &mut Decoder<BufReader<File>>, index: usize) -> Result<PageInfo,
     })
 }
 
-fn read_resolution(d: &mut Decoder<BufReader<File>>) -> Option<Resolution> {
+fn read_resolution(d: &mut Decoder<Reader>) -> Option<Resolution> {
     let unit = d
         .find_tag_unsigned::<u16>(Tag::ResolutionUnit)
         .ok()
         .flatten()
         .unwrap_or(2);
-    let rational = |d: &mut Decoder<BufReader<File>>, tag| -> Option<(u32, u32)> {
+    let rational = |d: &mut Decoder<Reader>, tag| -> Option<(u32, u32)> {
         match d.find_tag(tag).ok()?? {
             tiff::decoder::ifd::Value::Rational(n, den) if n > 0 && den > 0 => Some((n, den)),
             tiff::decoder::ifd::Value::List(v) => match v.first() {
