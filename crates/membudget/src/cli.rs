@@ -68,11 +68,13 @@ pub struct InputArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BudgetArgs {
     /// Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of
-    /// available memory (60%). Default: 70% of the smaller of available memory and the
-    /// cgroup limit
+    /// available memory (60%). Default: 70% of the smallest of available memory, the
+    /// cgroup limit and the room left under it (the limit less what other processes in
+    /// the cgroup hold, page cache not counted)
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
-    /// Workers or threads at most (default: the CPUs this process may use)
+    /// Workers or threads at most (default: the CPUs this process may use); fewer run
+    /// when the budget holds fewer, and the record says how many ran
     #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
     pub jobs: Option<usize>,
 }
