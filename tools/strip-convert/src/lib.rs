@@ -903,8 +903,10 @@ fn summary(info: &source::PageInfo) -> Summary {
             } else {
                 Layout::Strips
             },
-            block: [u64::from(info.chunk.0), u64::from(info.read_rows)],
-            compressed: true,
+            // As the probe describes the file, so that chunk-plan's plan and this one
+            // agree (the model knows uncompressed strips are read a few rows at a time).
+            block: [u64::from(info.chunk.0), u64::from(info.chunk.1)],
+            compressed: !info.direct,
         }),
         points: None,
         archive: None,

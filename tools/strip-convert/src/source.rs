@@ -174,7 +174,8 @@ fn limits() -> Limits {
 }
 
 /// Bytes read at once on the direct path (uncompressed strips).
-pub const DIRECT_READ_BYTES: u64 = 4 << 20;
+/// (The cost model's figure: chunk-plan and this tool plan alike.)
+pub const DIRECT_READ_BYTES: u64 = membudget::cost::strip_convert::DIRECT_READ_BYTES;
 
 /// An open TIFF file positioned on one page.
 pub struct TiffPage {

@@ -307,3 +307,40 @@ fn write_mixed(path: &Path) {
     s.extend_from_slice(&l);
     std::fs::write(path, s).unwrap();
 }
+
+#[test]
+fn chunk_plan_and_the_tool_agree_on_single_strip_uncompressed_tiffs() {
+    let dir = testkit::tempdir();
+    // 16000 x 16000 grey in one uncompressed strip: the tool reads it a few rows at a
+    // time, so it fits 64 MiB; the model once counted the whole strip (498 MiB, exit 3).
+    let src = dir.path().join("one-strip.tif");
+    testkit::sparse_tiff(&src, (16_000, 16_000), 1, 16_000, 1);
+    let est = Command::new(testkit::bin("mem-estimate"))
+        .current_dir(dir.path())
+        .arg("one-strip.tif")
+        .output()
+        .unwrap();
+    testkit::check(&est, "mem-estimate");
+    let mut plan = Command::new(testkit::bin("chunk-plan"));
+    plan.current_dir(dir.path())
+        .args(["--for", "strip-convert", "-m", "64MiB", "-j", "2"]);
+    let plan = testkit::run_cmd(plan, &String::from_utf8_lossy(&est.stdout));
+    assert_eq!(plan.status.code(), Some(0), "{plan:?}");
+    let planned = &testkit::ndjson(&plan.stdout)[0];
+    let p = &planned["plan"]["strip-convert"];
+    assert!(
+        p["predicted_peak_bytes"].as_u64().unwrap() <= 64 << 20,
+        "{p}"
+    );
+    // The tool, fed that record, plans the same.
+    let mut conv = tool();
+    conv.current_dir(dir.path()).args(["-n", "-j", "2"]);
+    let conv = testkit::run_cmd(conv, &format!("{planned}\n"));
+    let r = sec(&testkit::ndjson(&conv.stdout)[0]).clone();
+    assert_eq!(r["status"], "dry_run", "{r}");
+    assert_eq!(
+        r["predicted_peak_rss"], p["predicted_peak_bytes"],
+        "{r} vs {p}"
+    );
+    assert_eq!(r["tile"][1], p["tile"][1], "{r} vs {p}");
+}

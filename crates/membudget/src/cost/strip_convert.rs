@@ -15,7 +15,11 @@
 //! measured peak across image sizes, tile sizes and worker counts.
 
 use super::{tile_sides, CostModel, Summary, MIB};
-use crate::probe::Format;
+use crate::probe::{Format, Layout};
+
+/// Bytes strip-convert reads at once from an uncompressed strip (it reads such strips
+/// straight from the file, a few rows at a time).
+pub const DIRECT_READ_BYTES: u64 = 4 << 20;
 use serde_json::{json, Value};
 
 /// The strip-convert model.
@@ -61,7 +65,15 @@ impl StripConvert {
         let Some(img) = &s.image else {
             return self.fixed;
         };
-        let band_rows = tile.1.min(img.height) + img.block[1].min(img.height);
+        // A strip straddling the band's lower edge decodes whole, but uncompressed strips
+        // are read a few rows at a time (DIRECT_READ_BYTES at most): one strip holding the
+        // whole image costs no more than a small one.
+        let straddle = if img.layout == Layout::Strips && !img.compressed {
+            img.block[1].min((DIRECT_READ_BYTES / img.row_bytes().max(1)).max(1))
+        } else {
+            img.block[1]
+        };
+        let band_rows = tile.1.min(img.height) + straddle.min(img.height);
         let band = img.row_bytes().saturating_mul(band_rows);
         let tile_samples = tile
             .0
