@@ -123,7 +123,8 @@ pub struct OutputArgs {
     /// relative paths, the parent directory for absolute ones)
     #[arg(long, value_name = "DIR", requires = "output_dir")]
     pub base: Option<PathBuf>,
-    /// Overwrite existing outputs (by default they are skipped)
+    /// Overwrite existing outputs (by default they are skipped); an input of the run is
+    /// never overwritten
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Say what would be done, write nothing

@@ -14,6 +14,20 @@
 //!   only until the next run into that directory.
 
 use crate::error::{Error, ErrorKind};
+
+/// The rules above, for the tools' `--help` and man pages.
+pub const OUTPUTS_HELP: &str = "\nOUTPUTS:\n  \
+    An output is written as .<name>.<pid>-<boot>-<random>.part beside it and renamed \
+    into place when complete. An output that is one of the run's inputs (same file, \
+    whatever its name or the flags) is never written: that input gets an error record. \
+    When two inputs of one run map to the same output (in/x.tif, in/x.tiff and in/x.TIF \
+    all make x.jp2), the first keeps it and the later ones get an error record naming \
+    it. While a run writes an output it holds .<name>.lock beside it (flock): another \
+    run skips that output with status \"skipped\" and reason \"being written by another \
+    run (pid N)\". A run killed outright (SIGKILL, power loss) leaves its .part files, \
+    .scratch directories and .lock files; the next run writing into that directory \
+    removes those whose owner is gone (another boot, or no such process). SIGINT, \
+    SIGTERM and SIGHUP remove them at once.\n";
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};

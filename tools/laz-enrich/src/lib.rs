@@ -173,7 +173,7 @@ pub fn command() -> Command {
                  on stdout with a `laz-enrich` section (output, status, points, tiles, \
                  peak_rss, predicted_peak, seconds).",
         )
-        .after_long_help(features_help())
+        .after_long_help(features_help() + membudget::outputs::OUTPUTS_HELP)
 }
 
 /// Run on parsed arguments.

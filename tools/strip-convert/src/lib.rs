@@ -296,6 +296,7 @@ fn profiles_help() -> String {
          even with every coding pass kept), the page is encoded again losslessly (5/3) with \
          the profile's other parameters, and the record says \"fallback\": \"lossless\".\n",
     );
+    s.push_str(membudget::outputs::OUTPUTS_HELP);
     s
 }
 
