@@ -16,16 +16,16 @@ complete -c strip-convert -l order -d 'Progression order: LRCP, RLCP, RPCL, PCRL
 complete -c strip-convert -l layers -d 'Quality layers (lossless: lower layers at rates from 1:200 down, the last lossless)' -r
 complete -c strip-convert -l bypass -d 'Code-block bypass (lazy) mode: the lower bit-planes\' significance and refinement passes are stored raw instead of arithmetic-coded, about 10% less CPU and no larger (lossless stays exact). Default: yes without a profile, else the profile\'s choice' -r
 complete -c strip-convert -l tileparts -d 'Split tiles into tile-parts by resolution (R), layer (L) or component (C)' -r
-complete -c strip-convert -l xml -d 'Put this file\'s content in an `xml ` box' -r -F
-complete -c strip-convert -l xmp -d 'Put this XMP packet in the XMP uuid box (default: the TIFF\'s XMP, if any, with trailing NULs and whitespace trimmed, left out with a warning in the record when it is not well-formed XML)' -r -F
+complete -c strip-convert -l xml -d 'Put this file\'s content in an `xml ` box (at most 4 MiB; it counts in the memory budget)' -r -F
+complete -c strip-convert -l xmp -d 'Put this XMP packet in the XMP uuid box (default: the TIFF\'s XMP, if any, with trailing NULs and whitespace trimmed, left out with a warning in the record when it is not well-formed XML; at most 4 MiB, counted in the memory budget)' -r -F
 complete -c strip-convert -l is-part-of -d 'XMP dcterms:isPartOf (bnf profile)' -r
 complete -c strip-convert -l provenance -d 'XMP dcterms:provenance (bnf profile)' -r
 complete -c strip-convert -l relation -d 'XMP dc:relation (bnf profile)' -r
 complete -c strip-convert -l dc-source -d 'XMP dc:source (bnf profile)' -r
 complete -c strip-convert -l min-psnr -d 'Lossy verification: lowest acceptable PSNR in dB' -r
-complete -c strip-convert -l min-ssim -d 'Lossy verification: lowest acceptable SSIM' -r
-complete -c strip-convert -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smaller of available memory and the cgroup limit' -r
-complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use)' -r
+complete -c strip-convert -l min-ssim -d 'Lossy verification: lowest acceptable SSIM, from 0 to 1' -r
+complete -c strip-convert -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c strip-convert -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c strip-convert -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c strip-convert -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
@@ -37,7 +37,7 @@ complete -c strip-convert -l tlm -d 'Tile-part length markers (TLM) in the main 
 complete -c strip-convert -l no-icc -d 'Do not copy the TIFF\'s ICC profile (write the enumerated sRGB or greyscale space)'
 complete -c strip-convert -l no-xmp -d 'Do not copy the TIFF\'s XMP packet'
 complete -c strip-convert -l verify -d 'Decode the written file tile by tile and compare with the source as libtiff reads it (independent of the converter\'s reader; status `partial` when libtiff is missing or lacks the codec): lossless must match exactly (JPEG-compressed sources within 6 levels, mean 0.5, the difference between JPEG decoders); lossy reports PSNR, SSIM and MSE against the thresholds'
-complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped)'
+complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c strip-convert -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'

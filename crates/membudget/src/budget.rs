@@ -97,7 +97,8 @@ impl std::fmt::Display for BudgetSource {
             }
             BudgetSource::Default => write!(
                 f,
-                "the default: {:.0}% of the smaller of available memory and the cgroup limit",
+                "the default: {:.0}% of the smallest of available memory, the cgroup \
+                 limit and the room left under it",
                 DEFAULT_SAFETY_FACTOR * 100.0
             ),
         }
@@ -136,7 +137,8 @@ impl Budget {
         }
     }
 
-    /// The default budget: the smaller of available memory and the cgroup limit, times
+    /// The default budget: the smallest of available memory, the cgroup limit and the
+    /// room left under it (see [`SystemInfo::memory_limit`]), times
     /// [`DEFAULT_SAFETY_FACTOR`].
     pub fn default_for(sys: &SystemInfo) -> Budget {
         Budget {

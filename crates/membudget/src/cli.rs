@@ -7,6 +7,7 @@
 use crate::budget::Budget;
 use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
+use crate::outputs::{self, Claim, Lock};
 use crate::system::SystemInfo;
 use clap::{ArgAction, ArgMatches, Args, Command};
 use std::collections::HashSet;
@@ -67,11 +68,13 @@ pub struct InputArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BudgetArgs {
     /// Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of
-    /// available memory (60%). Default: 70% of the smaller of available memory and the
-    /// cgroup limit
+    /// available memory (60%). Default: 70% of the smallest of available memory, the
+    /// cgroup limit and the room left under it (the limit less what other processes in
+    /// the cgroup hold, page cache not counted)
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
-    /// Workers or threads at most (default: the CPUs this process may use)
+    /// Workers or threads at most (default: the CPUs this process may use); fewer run
+    /// when the budget holds fewer, and the record says how many ran
     #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
     pub jobs: Option<usize>,
 }
@@ -120,7 +123,8 @@ pub struct OutputArgs {
     /// relative paths, the parent directory for absolute ones)
     #[arg(long, value_name = "DIR", requires = "output_dir")]
     pub base: Option<PathBuf>,
-    /// Overwrite existing outputs (by default they are skipped)
+    /// Overwrite existing outputs (by default they are skipped); an input of the run is
+    /// never overwritten
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Say what would be done, write nothing
@@ -556,39 +560,67 @@ fn die_of(sig: libc::c_int) -> ! {
     std::process::exit(128 + sig)
 }
 
+/// Register a path for removal when a stop signal ends the run.
+pub(crate) fn add_pending(path: &Path) {
+    if let Ok(mut p) = pending().lock() {
+        p.insert(path.to_path_buf());
+    }
+}
+
+/// The path was removed or renamed into place: nothing to remove on a signal.
+pub(crate) fn forget_pending(path: &Path) {
+    if let Ok(mut p) = pending().lock() {
+        p.remove(path);
+    }
+}
+
 /// An output file written under a temporary name in its destination directory and
 /// renamed into place by [`AtomicFile::commit`]. Dropped without commit (an error, a
 /// panic) or interrupted, the temporary file is removed: no half-written file ever
 /// appears under the final name.
+///
+/// The destination is claimed first ([`crate::outputs::lock`]): while this run writes it,
+/// another run gets "being written by another run (pid N)". The temporary is named
+/// `.<name>.<pid>-<boot>-<random>.part`, so a later run removes it if this process is
+/// killed (see [`crate::outputs::sweep`]).
 #[derive(Debug)]
 pub struct AtomicFile {
     tmp: Option<tempfile::NamedTempFile>,
     dest: PathBuf,
+    // Dropped after the temporary is renamed or removed.
+    _lock: Lock,
 }
 
 impl AtomicFile {
-    /// Create the temporary file beside `dest` (creating directories as needed).
+    /// Claim `dest` and create the temporary file beside it (creating directories as
+    /// needed). A destination another live run holds is an error of kind `WouldBlock`
+    /// whose message says so ([`AtomicFile::claim`] tells it apart).
     pub fn create(dest: &Path) -> io::Result<AtomicFile> {
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
+        Self::claim(dest)?.map_err(|reason| io::Error::new(io::ErrorKind::WouldBlock, reason))
+    }
+
+    /// Claim `dest` and create the temporary file: `Ok(Err(reason))` when another live
+    /// run is writing `dest` (the reason names its pid), for a record that skips it.
+    pub fn claim(dest: &Path) -> io::Result<Result<AtomicFile, String>> {
+        let lock = match outputs::lock(dest)? {
+            Claim::Mine(l) => l,
+            Claim::Busy(pid) => return Ok(Err(Claim::busy_reason(pid))),
+        };
+        let dir = outputs::parent_dir(dest);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".part")
+            .prefix(&outputs::temp_prefix(&name))
+            .suffix(outputs::PART_SUFFIX)
             .tempfile_in(dir)?;
-        if let Ok(mut p) = pending().lock() {
-            p.insert(tmp.path().to_path_buf());
-        }
-        Ok(AtomicFile {
+        add_pending(tmp.path());
+        Ok(Ok(AtomicFile {
             tmp: Some(tmp),
             dest: dest.to_path_buf(),
-        })
+            _lock: lock,
+        }))
     }
 
     /// The open temporary file.
@@ -612,6 +644,15 @@ impl AtomicFile {
         &self.dest
     }
 
+    /// Empty the temporary file and go back to its start, to write it again (the claim
+    /// is kept).
+    pub fn restart(&mut self) -> io::Result<()> {
+        use std::io::Seek;
+        let f = self.file();
+        f.set_len(0)?;
+        f.rewind()
+    }
+
     /// Flush to disk and rename into place.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let tmp = self.tmp.take().expect("AtomicFile committed twice");
@@ -625,9 +666,7 @@ impl AtomicFile {
         tmp.as_file().sync_all()?;
         let tmp_path = tmp.path().to_path_buf();
         tmp.persist(&self.dest).map_err(|e| e.error)?;
-        if let Ok(mut p) = pending().lock() {
-            p.remove(&tmp_path);
-        }
+        forget_pending(&tmp_path);
         Ok(self.dest.clone())
     }
 }
@@ -650,9 +689,7 @@ fn new_file_permissions() -> std::fs::Permissions {
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if let Some(tmp) = &self.tmp {
-            if let Ok(mut p) = pending().lock() {
-                p.remove(tmp.path());
-            }
+            forget_pending(tmp.path());
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod driver;
 pub mod error;
 pub mod manifest;
 pub mod monitor;
+pub mod outputs;
 pub mod plan;
 pub mod probe;
 pub mod readahead;

@@ -63,9 +63,25 @@ pub fn plan(
             model.name()
         )));
     };
-    let max_workers = max_workers.max(1);
     let b = budget.bytes;
     let min_bytes = model.peak_bytes(s, smallest, 1);
+    // Workers the work can use at all (the smallest chunk gives the most chunks), and no
+    // more than fit with the smallest chunk (the peak grows with workers: a binary
+    // search), so `--jobs 1000000` plans what runs, quickly.
+    let useful = u32::try_from(model.max_workers(s, smallest)).unwrap_or(u32::MAX);
+    let requested = max_workers.max(1);
+    let max_workers = {
+        let (mut lo, mut hi) = (1u32, requested.min(useful).max(1));
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if model.peak_bytes(s, smallest, mid) <= b {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    };
     if min_bytes > b {
         return Err(Error::new(
             ErrorKind::Budget,
@@ -87,39 +103,55 @@ pub fn plan(
             .find(|&c| model.peak_bytes(s, c, w) <= b)
     };
     let mut reasons = Vec::new();
-    let mut choice = None;
-    for w in (1..=max_workers).rev() {
-        match largest_fitting(w) {
-            Some(c) if c >= efficient || w == 1 => {
-                reasons.push(format!(
-                    "{} {}: the largest of {:?} whose predicted peak ({}) fits {} with {} worker{}",
-                    model.chunk_unit(),
-                    c,
-                    chunks,
-                    human_bytes(model.peak_bytes(s, c, w)),
-                    human_bytes(b),
-                    w,
-                    if w == 1 { "" } else { "s" }
-                ));
-                choice = Some((c, w));
-                break;
+    // More workers never allow a larger chunk: the most workers whose largest fitting
+    // chunk is still efficient is found by bisection.
+    let efficient_with = |w: u32| largest_fitting(w).is_some_and(|c| c >= efficient);
+    let choice = if efficient_with(1) {
+        let (mut lo, mut hi) = (1u32, max_workers);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if efficient_with(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
             }
-            Some(c) => reasons.push(format!(
-                "{w} workers would need chunks of {c} {}, below the efficient size {efficient}",
-                model.chunk_unit()
-            )),
-            None => reasons.push(format!(
-                "{w} workers do not fit even with the smallest chunk"
-            )),
         }
-    }
-    // The loop always ends at w = 1, where the smallest chunk fits (checked above).
-    let (chunk, workers) = choice.unwrap_or((smallest, 1));
-    if workers < max_workers {
+        if lo < max_workers {
+            reasons.push(format!(
+                "{} workers would need chunks below the efficient size {efficient}",
+                lo + 1
+            ));
+        }
+        largest_fitting(lo).map(|c| (c, lo))
+    } else {
+        largest_fitting(1).map(|c| (c, 1))
+    };
+    if let Some((c, w)) = choice {
         reasons.push(format!(
-            "{workers} of {max_workers} allowed workers: more would not fit"
+            "{} {}: the largest of {:?} whose predicted peak ({}) fits {} with {} worker{}",
+            model.chunk_unit(),
+            c,
+            chunks,
+            human_bytes(model.peak_bytes(s, c, w)),
+            human_bytes(b),
+            w,
+            if w == 1 { "" } else { "s" }
         ));
-    } else if max_workers > 1 {
+    }
+    // One worker always fits with the smallest chunk (checked above).
+    let (chunk, chosen) = choice.unwrap_or((smallest, 1));
+    let work = u32::try_from(model.max_workers(s, chunk)).unwrap_or(u32::MAX);
+    let workers = chosen.min(work).max(1);
+    if workers < chosen {
+        reasons.push(format!(
+            "{workers} workers: the chunks of {chunk} {} give no work to more",
+            model.chunk_unit()
+        ));
+    } else if workers < requested {
+        reasons.push(format!(
+            "{workers} of {requested} allowed workers: more would not fit or find no work"
+        ));
+    } else if requested > 1 {
         reasons.push(format!(
             "{workers} workers: all that are allowed (--jobs, or the usable CPUs)"
         ));
@@ -300,6 +332,23 @@ mod tests {
         let p = plan(m.as_ref(), &s, Budget::bytes(8 << 30), 2).unwrap();
         assert_eq!(p.workers, 2);
         assert_eq!(p.chunk, 1024);
+    }
+
+    #[test]
+    fn workers_are_capped_by_the_work_and_huge_jobs_plan_fast() {
+        let m = crate::cost::model("strip-convert").unwrap();
+        // 157x151 in tiles of at least 64: 9 tiles at most, whatever --jobs says.
+        let s = image(157, 151, 3, 151);
+        let started = std::time::Instant::now();
+        let p = plan(m.as_ref(), &s, Budget::bytes(16 << 30), 1_000_000).unwrap();
+        assert!(p.workers <= 9, "{p:?}");
+        let tiles = 157u64.div_ceil(p.chunk) * 151u64.div_ceil(p.chunk);
+        assert!(u64::from(p.workers) <= tiles, "{p:?}");
+        // A large image with a huge budget and --jobs: planned in well under a second.
+        let s = image(100_000, 100_000, 3, 16);
+        let p = plan(m.as_ref(), &s, Budget::bytes(1 << 40), u32::MAX).unwrap();
+        assert!(p.predicted_peak_bytes <= 1 << 40);
+        assert!(started.elapsed().as_secs_f64() < 2.0);
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub struct SystemInfo {
     /// `memory.usage_in_bytes`), page cache included, when the file is readable.
     #[serde(default)]
     pub cgroup_usage_bytes: Option<u64>,
+    /// What this process may still take under the cgroup limits: for each cgroup with a
+    /// limit (this one and its ancestors), the limit less what is charged to it and
+    /// cannot be reclaimed (usage less inactive page cache), this process's own RSS
+    /// added back; the smallest. `None` without a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_room_bytes: Option<u64>,
     /// The file the cgroup limit was read from, so a surprising limit can be traced.
     #[serde(default)]
     pub cgroup_limit_file: Option<PathBuf>,
@@ -92,6 +98,10 @@ impl SystemInfo {
             swap_used_bytes: mem.swap_total.saturating_sub(mem.swap_free),
             cgroup_limit_bytes: cg.memory_limit,
             cgroup_usage_bytes: cg.memory_usage,
+            // Our own pages are charged already, and the budget counts them again.
+            cgroup_room_bytes: cg
+                .memory_room
+                .map(|r| r.saturating_add(crate::monitor::current_rss().unwrap_or(0))),
             cgroup_limit_file: cg.memory_limit_file,
             affinity_cpus,
             cgroup_cpu_quota: cg.cpu_quota,
@@ -112,6 +122,7 @@ impl SystemInfo {
             swap_used_bytes: 0,
             cgroup_limit_bytes,
             cgroup_usage_bytes: None,
+            cgroup_room_bytes: None,
             cgroup_limit_file: None,
             affinity_cpus: 2,
             cgroup_cpu_quota: None,
@@ -120,20 +131,19 @@ impl SystemInfo {
         }
     }
 
-    /// The memory a job can really have: the smaller of available RAM and the cgroup
-    /// limit.
+    /// The memory a job can really have: the smallest of available RAM, the cgroup
+    /// limit and the room left under it ([`SystemInfo::cgroup_room_bytes`]).
     ///
-    /// The cgroup's current usage is deliberately not subtracted: it counts page cache,
-    /// which the kernel reclaims before it kills anyone, so `limit - usage` would
+    /// The room subtracts what the cgroup's other processes hold, not its page cache:
+    /// inactive file pages are reclaimed before anyone is killed, so counting them would
     /// understate what a job can get (often by most of the limit after reading big
-    /// files). Other processes sharing the cgroup (a Slurm job's other steps) are the
-    /// user's to account for with `--memory-limit`; a nearly full cgroup is reported in
-    /// [`SystemInfo::warnings`].
+    /// files).
     pub fn memory_limit(&self) -> u64 {
-        match self.cgroup_limit_bytes {
+        let limit = match self.cgroup_limit_bytes {
             Some(c) => c.min(self.available_bytes),
             None => self.available_bytes,
-        }
+        };
+        self.cgroup_room_bytes.map_or(limit, |r| limit.min(r))
     }
 
     /// Swap more than half in use: plan one worker and warn.
@@ -316,6 +326,14 @@ pub fn parse_memory_usage(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
+/// The value of `key` in a cgroup `memory.stat` text (`key value` lines, bytes).
+pub fn parse_stat_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 /// cgroup v2 `cpu.max` (`"150000 100000"`, `"max 100000"`) in CPUs; `None` for no quota.
 pub fn parse_cpu_max(text: &str) -> Option<f64> {
     let mut it = text.split_whitespace();
@@ -453,6 +471,10 @@ pub struct CgroupFigures {
     pub memory_limit_file: Option<PathBuf>,
     /// Memory charged to the process's own cgroup.
     pub memory_usage: Option<u64>,
+    /// The least room left under a limit along the hierarchy: limit less usage less
+    /// inactive page cache (`inactive_file` in v2's memory.stat, `total_inactive_file`
+    /// in v1's).
+    pub memory_room: Option<u64>,
     /// The smallest CPU quota along the hierarchy, in CPUs.
     pub cpu_quota: Option<f64>,
 }
@@ -471,8 +493,24 @@ pub fn read_cgroups(sysroot: &Path, proc_cgroup: &str, mountinfo: &str) -> Cgrou
     let mut out = CgroupFigures::default();
     let read = |p: &Path| std::fs::read_to_string(p).ok();
 
-    let take_limit = |out: &mut CgroupFigures, file: PathBuf| {
+    // `usage` and `stat` name the usage file and the memory.stat key of inactive page
+    // cache beside the limit file.
+    let take_limit = |out: &mut CgroupFigures, file: PathBuf, usage: &str, stat: &str| {
         if let Some(v) = read(&file).as_deref().and_then(parse_memory_limit) {
+            let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            if let Some(used) = read(&dir.join(usage))
+                .as_deref()
+                .and_then(parse_memory_usage)
+            {
+                let cache = read(&dir.join("memory.stat"))
+                    .as_deref()
+                    .and_then(|t| parse_stat_field(t, stat))
+                    .unwrap_or(0);
+                let room = v.saturating_sub(used.saturating_sub(cache));
+                if out.memory_room.is_none_or(|r| room < r) {
+                    out.memory_room = Some(room);
+                }
+            }
             if out.memory_limit.is_none_or(|l| v < l) {
                 out.memory_limit = Some(v);
                 out.memory_limit_file = Some(file);
@@ -491,7 +529,12 @@ pub fn read_cgroups(sysroot: &Path, proc_cgroup: &str, mountinfo: &str) -> Cgrou
         if let Some(m) = mounts.iter().find(|m| m.v2) {
             let dirs = hierarchy(sysroot, m, path);
             for d in &dirs {
-                take_limit(&mut out, d.join("memory.max"));
+                take_limit(
+                    &mut out,
+                    d.join("memory.max"),
+                    "memory.current",
+                    "inactive_file",
+                );
                 take_quota(
                     &mut out,
                     read(&d.join("cpu.max")).as_deref().and_then(parse_cpu_max),
@@ -508,7 +551,12 @@ pub fn read_cgroups(sysroot: &Path, proc_cgroup: &str, mountinfo: &str) -> Cgrou
         if let Some(m) = v1_mount(&mounts, "memory") {
             let dirs = hierarchy(sysroot, m, path);
             for d in &dirs {
-                take_limit(&mut out, d.join("memory.limit_in_bytes"));
+                take_limit(
+                    &mut out,
+                    d.join("memory.limit_in_bytes"),
+                    "memory.usage_in_bytes",
+                    "total_inactive_file",
+                );
             }
             if out.memory_usage.is_none() {
                 if let Some(leaf) = dirs.first() {
@@ -703,6 +751,45 @@ nonsense line\n";
         assert_eq!(read_cgroups(r, "0::/../x\n", mi), CgroupFigures::default());
         // No files at all.
         assert_eq!(read_cgroups(r, "", ""), CgroupFigures::default());
+    }
+
+    #[test]
+    fn the_room_left_under_a_busy_cgroup_is_what_the_default_takes() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        // A 1 GiB job whose other processes hold 900 MiB, 100 MiB of it reclaimable
+        // page cache: 224 MiB are left, not 1 GiB.
+        write(r, "sys/fs/cgroup/job/memory.max", "1073741824\n");
+        write(r, "sys/fs/cgroup/job/memory.current", "943718400\n");
+        write(
+            r,
+            "sys/fs/cgroup/job/memory.stat",
+            "anon 734003200\nfile 209715200\ninactive_file 104857600\nactive_file 1\n",
+        );
+        write(r, "sys/fs/cgroup/job/step/memory.max", "max\n");
+        let mi = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let f = read_cgroups(r, "0::/job/step\n", mi);
+        assert_eq!(f.memory_limit, Some(1 << 30));
+        assert_eq!(f.memory_room, Some(224 << 20));
+        let mut s = SystemInfo::fixed(8 << 30, f.memory_limit);
+        s.cgroup_room_bytes = f.memory_room;
+        assert_eq!(s.memory_limit(), 224 << 20);
+        let b = crate::Budget::default_for(&s);
+        assert!(b.bytes <= 224 << 20, "{b:?}");
+        // Over the limit (usage above it): no room, not an overflow.
+        write(r, "sys/fs/cgroup/job/memory.current", "2147483648\n");
+        assert_eq!(read_cgroups(r, "0::/job/step\n", mi).memory_room, Some(0));
+        // v1: usage_in_bytes and total_inactive_file.
+        write(r, "v1/memory/memory.limit_in_bytes", "536870912\n");
+        write(r, "v1/memory/memory.usage_in_bytes", "268435456\n");
+        write(
+            r,
+            "v1/memory/memory.stat",
+            "cache 1\ntotal_inactive_file 134217728\n",
+        );
+        let mi = "35 31 0:32 / /v1/memory rw - cgroup cgroup rw,memory\n";
+        let f = read_cgroups(r, "4:memory:/\n", mi);
+        assert_eq!(f.memory_room, Some(384 << 20));
     }
 
     #[test]

@@ -302,3 +302,103 @@ pub fn j2k_codestream(w: u32, h: u32, tile: u32, comps: u16) -> Vec<u8> {
     v.extend_from_slice(&[0xFF, 0x90, 0, 10, 0, 0, 0, 0, 0, 14, 0, 1]);
     v
 }
+
+/// Write an uncompressed 8-bit little-endian TIFF of `pages` pages of `width` x `height`
+/// pixels and `samples` samples (1 grey, 3 RGB), in strips of `rows_per_strip` rows,
+/// without writing its pixels: the file is sparse and reads as zeros, so a 16000 x 16000
+/// page costs a few bytes of disk and no time. When the pixels would pass the 4 GiB a
+/// classic TIFF can address, every strip points at the same zeros (the file is still
+/// readable: strips may share bytes).
+pub fn sparse_tiff(
+    path: &Path,
+    (width, height): (u32, u32),
+    samples: u16,
+    rows_per_strip: u32,
+    pages: usize,
+) {
+    let rps = rows_per_strip.clamp(1, height);
+    let strips = height.div_ceil(rps);
+    let strip = u64::from(width) * u64::from(rps) * u64::from(samples);
+    let strip = u32::try_from(strip).expect("a strip under 4 GiB");
+    let entry = |tag: u16, typ: u16, count: u32, value: u32| {
+        let mut e = Vec::with_capacity(12);
+        e.extend_from_slice(&tag.to_le_bytes());
+        e.extend_from_slice(&typ.to_le_bytes());
+        e.extend_from_slice(&count.to_le_bytes());
+        e.extend_from_slice(&value.to_le_bytes());
+        e
+    };
+    const ENTRIES: u16 = 10;
+    // Per page: the IFD, BitsPerSample (4 shorts), then the offset and count arrays.
+    let arrays = if strips > 1 { 8 * strips } else { 0 };
+    let page_len = 2 + 12 * u32::from(ENTRIES) + 4 + 8 + arrays;
+    let data_at = 8 + page_len * pages as u32;
+    let page_bytes = u64::from(strip) * u64::from(strips);
+    let shared = u64::from(data_at) + page_bytes * pages as u64 > u64::from(u32::MAX);
+    let mut head = b"II*\0".to_vec();
+    head.extend_from_slice(&8u32.to_le_bytes());
+    for p in 0..pages as u32 {
+        let ifd = 8 + p * page_len;
+        let bits_at = ifd + 2 + 12 * u32::from(ENTRIES) + 4;
+        let offsets_at = bits_at + 8;
+        let counts_at = offsets_at + 4 * strips;
+        let strip_at = |s: u32| {
+            if shared {
+                data_at
+            } else {
+                data_at + ((u64::from(p) * page_bytes) + u64::from(s) * u64::from(strip)) as u32
+            }
+        };
+        head.extend_from_slice(&ENTRIES.to_le_bytes());
+        head.extend(entry(256, 4, 1, width));
+        head.extend(entry(257, 4, 1, height));
+        if samples == 1 {
+            head.extend(entry(258, 3, 1, 8));
+        } else {
+            head.extend(entry(258, 3, u32::from(samples), bits_at));
+        }
+        head.extend(entry(259, 3, 1, 1));
+        head.extend(entry(262, 3, 1, if samples >= 3 { 2 } else { 1 }));
+        if strips > 1 {
+            head.extend(entry(273, 4, strips, offsets_at));
+        } else {
+            head.extend(entry(273, 4, 1, strip_at(0)));
+        }
+        head.extend(entry(277, 3, 1, u32::from(samples)));
+        head.extend(entry(278, 4, 1, rps));
+        if strips > 1 {
+            head.extend(entry(279, 4, strips, counts_at));
+        } else {
+            head.extend(entry(279, 4, 1, strip));
+        }
+        head.extend(entry(284, 3, 1, 1));
+        let next = if p + 1 < pages as u32 {
+            ifd + page_len
+        } else {
+            0
+        };
+        head.extend_from_slice(&next.to_le_bytes());
+        head.extend_from_slice(&[8, 0, 8, 0, 8, 0, 8, 0]);
+        if strips > 1 {
+            for s in 0..strips {
+                head.extend_from_slice(&strip_at(s).to_le_bytes());
+            }
+            for s in 0..strips {
+                let rows = rps.min(height - s * rps);
+                let n = u64::from(width) * u64::from(rows) * u64::from(samples);
+                head.extend_from_slice(&(n as u32).to_le_bytes());
+            }
+        }
+    }
+    let len = if shared {
+        u64::from(data_at) + u64::from(strip)
+    } else {
+        u64::from(data_at) + page_bytes * pages as u64
+    };
+    std::fs::write(path, &head).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .unwrap();
+}

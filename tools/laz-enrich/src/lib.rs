@@ -25,6 +25,7 @@ use membudget::cli::{
 };
 use membudget::cost::laz_features::LazFeatures;
 use membudget::cost::Summary;
+use membudget::outputs::Destinations;
 use membudget::probe::{Format, PointsSummary};
 use membudget::system::SystemInfo;
 use membudget::{Error, ErrorKind, Record};
@@ -81,8 +82,9 @@ pub struct Opts {
     /// Output container
     #[arg(long, value_enum, default_value_t = OutFormat::Laz)]
     format: OutFormat,
-    /// Appended to the input's stem to name the output
-    #[arg(long, value_name = "TEXT", default_value = ".enriched")]
+    /// Appended to the input's stem to name the output: a name part (no `/`, no `..`);
+    /// an output that would be the input itself is refused
+    #[arg(long, value_name = "TEXT", default_value = ".enriched", value_parser = parse_suffix)]
     suffix: String,
     /// Directory for temporary files (about 12 + 4 x features bytes a point); default:
     /// the output's directory
@@ -90,7 +92,7 @@ pub struct Opts {
     temp_dir: Option<PathBuf>,
     /// Most points (owned plus halo) a tile may hold, below what the budget allows
     /// (default: the budget's capacity, at most 1048576)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     tile_points: Option<u64>,
     #[command(flatten)]
     budget: BudgetArgs,
@@ -106,6 +108,17 @@ pub struct FeatureList(pub Vec<Feature>);
 
 fn parse_features(s: &str) -> Result<FeatureList, String> {
     features::parse_list(s).map(FeatureList)
+}
+
+/// A suffix is part of a file name: a separator or `..` would put the output elsewhere
+/// (`--suffix /../../x` escaped --output-dir).
+fn parse_suffix(s: &str) -> Result<String, String> {
+    if s.contains('/') || s.contains('\0') || s.contains("..") {
+        return Err(format!(
+            "{s:?}: a suffix is part of a file name (no '/', no '..')"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_viewpoint(s: &str) -> Result<[f64; 3], String> {
@@ -162,7 +175,7 @@ pub fn command() -> Command {
                  on stdout with a `laz-enrich` section (output, status, points, tiles, \
                  peak_rss, predicted_peak, seconds).",
         )
-        .after_long_help(features_help())
+        .after_long_help(features_help() + membudget::outputs::OUTPUTS_HELP)
 }
 
 /// Run on parsed arguments.
@@ -182,12 +195,12 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if sys.heavy_swap() {
         log::warn!("more than half the swap is in use: expect it to be slow (one thread unless -j says otherwise)");
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     let neighbours = match &opts.neighbours {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
     };
     let mut out = Output::new(NAME);
+    let mut dests = Destinations::new();
     let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
         let record = match input {
@@ -205,9 +218,24 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                 let started = Instant::now();
                 // Without --memory-limit, the budget chunk-plan planned this record for.
                 let budget = opts.budget.planned(&r).unwrap_or(budget);
+                // The threads that run: what the budget holds, at most --jobs (the model
+                // counts them). The whole input runs in their pool: a pool built later,
+                // beside allocations made on this thread, measured 5 MiB more.
+                let threads = threads_for(&path, budget.bytes, jobs);
+                let run = Run {
+                    budget: budget.bytes,
+                    threads,
+                    neighbours: &neighbours,
+                };
                 // A panic still left in processing this input is its error record.
                 let done = boundary::catch(|| {
-                    pool.install(|| one(&opts, &path, budget.bytes, jobs, &neighbours, &mut r))
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads as usize)
+                        .build()
+                        .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))
+                        .and_then(|pool| {
+                            pool.install(|| one(&opts, &path, &run, &mut dests, &mut r))
+                        })
                 });
                 match done {
                     Ok(()) => {
@@ -325,6 +353,18 @@ fn copy_sidecars(out: &OutputArgs, input: &Path, force: bool) -> Result<Vec<Stri
     Ok(copied)
 }
 
+/// Threads for `input` within `budget`, at most `jobs`: the model's
+/// [`LazFeatures::threads_within`] for the cloud's point count (the thread overhead does
+/// not depend on the features); one when the header cannot be read (the error record
+/// comes from processing it).
+fn threads_for(input: &Path, budget: u64, jobs: usize) -> u64 {
+    let count = membudget::probe::las::probe(input)
+        .ok()
+        .and_then(|p| p.points)
+        .map_or(0, |p| p.count);
+    LazFeatures::default().threads_within(budget, count, jobs as u64)
+}
+
 /// The output file name for `input`: its stem (without `.copc`) plus the suffix.
 fn output_name(input: &Path, suffix: &str, format: OutFormat) -> String {
     let stem = input
@@ -339,26 +379,37 @@ fn output_name(input: &Path, suffix: &str, format: OutFormat) -> String {
     format!("{stem}{suffix}.{ext}")
 }
 
+/// What one input is processed with.
+struct Run<'a> {
+    budget: u64,
+    /// Threads that run ([`threads_for`]).
+    threads: u64,
+    neighbours: &'a [PathBuf],
+}
+
 /// Process one input, filling the record's section.
 fn one(
     opts: &Opts,
     input: &Path,
-    budget: u64,
-    jobs: usize,
-    neighbours: &[PathBuf],
+    run: &Run<'_>,
+    dests: &mut Destinations,
     r: &mut Record,
 ) -> Result<(), Error> {
+    let (budget, neighbours) = (run.budget, run.neighbours);
     let dest = opts
         .output
         .output_path(input, &output_name(input, &opts.suffix, opts.format))?;
+    // Never over an input of the run (`--suffix ''`), never the output of an earlier one.
+    dests.check(input, &dest)?;
     let features = opts
         .features
         .clone()
         .map(|l| l.0)
         .unwrap_or_else(|| Feature::DEFAULT.to_vec());
-    // Every size the las/laz readers would trust is checked first.
+    // Every size the las/laz readers would trust is checked first (the bounded header
+    // probe: a damaged header is named as such, not left to the reader's seeks).
     let info = las_io::validate(input)?;
-    las_io::check_header_budget(input, &info, budget)?;
+    las_io::check_header_budget(input, &info, run.budget)?;
     let header = las_io::open_with(input, false)?.header().clone();
     let hag = features.contains(&Feature::HeightAboveGround);
     let within_2m = features.contains(&Feature::PointsWithin2m);
@@ -379,6 +430,7 @@ fn one(
         None => opts.radius,
     };
     let base = LazFeatures::default();
+    let count = header.number_of_points();
     let model = LazFeatures {
         radius: neighbourhood_reach
             .max(if hag { opts.ground_radius } else { 0.0 })
@@ -393,6 +445,8 @@ fn one(
             + if within_2m { 24 } else { 0 },
         ..base
     };
+    let threads = run.threads;
+    let model = LazFeatures { threads, ..model };
     let b = header.bounds();
     let summary = Summary {
         format: if header.point_format().is_compressed {
@@ -415,7 +469,6 @@ fn one(
     if let Ok(v) = serde_json::to_value(&plan) {
         r.set_in("plan", NAME, v);
     }
-    let count = header.number_of_points();
     let rec_in = u64::from(header.point_format().len());
     let capacity = model
         .capacity(budget, count, rec_in)
@@ -433,10 +486,15 @@ fn one(
         .min(u64::from(u32::MAX));
     // Records decoded or encoded at once: one LAZ chunk per thread when the budget
     // allows (whole chunks keep the parallel codec busy), fewer when it does not.
-    let slab = model.slab_points(budget, count, rec_in, jobs as u64);
+    let slab = model.slab_points(budget, count, rec_in, threads);
     r.set_in(NAME, "output", dest.to_string_lossy().into_owned());
-    if dest.exists() && !opts.output.force {
+    let skip = |r: &mut Record, reason: &str| {
         r.set_in(NAME, "status", "skipped");
+        r.set_in(NAME, "reason", reason);
+    };
+    let exists = "output exists (use --force to overwrite)";
+    if dest.exists() && !opts.output.force {
+        skip(r, exists);
         return Ok(());
     }
     if opts.output.dry_run {
@@ -475,7 +533,18 @@ fn one(
         knn: opts.knn.map(|k| k as usize),
         within_2m,
     };
-    let mut atomic = AtomicFile::create(&dest)?;
+    let mut atomic = match AtomicFile::claim(&dest)? {
+        Ok(a) => a,
+        Err(busy) => {
+            skip(r, &busy);
+            return Ok(());
+        }
+    };
+    // Another run may have finished it meanwhile.
+    if dest.exists() && !opts.output.force {
+        skip(r, exists);
+        return Ok(());
+    }
     let report = enrich::enrich(input, atomic.file(), &params)?;
     atomic.commit()?;
     let sidecars = copy_sidecars(&opts.output, input, opts.output.force)?;
@@ -502,6 +571,7 @@ fn one(
             .collect::<Vec<_>>(),
     );
     r.set_in(NAME, "budget_bytes", budget);
+    r.set_in(NAME, "threads", threads);
     r.set_in(NAME, "tile_capacity", capacity);
     r.set_in(NAME, "tiles", report.tiles);
     r.set_in(NAME, "passes", report.passes);
@@ -542,6 +612,15 @@ mod tests {
             "b.enriched.laz"
         );
         assert_eq!(output_name(Path::new("x.las"), "", OutFormat::Las), "x.las");
+    }
+
+    #[test]
+    fn suffixes_are_name_parts() {
+        assert_eq!(parse_suffix(".v2").unwrap(), ".v2");
+        assert_eq!(parse_suffix("").unwrap(), "");
+        for bad in ["/../../../escaped", "a/b", "..", "x..y"] {
+            assert!(parse_suffix(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -22,14 +22,16 @@ use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
 use membudget::cli::{
-    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
+    self, AtomicFile, BudgetArgs, ClosedPipe, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
 };
 use membudget::cost::strip_convert::StripConvert;
 use membudget::cost::{CostModel, Summary};
+use membudget::outputs::Destinations;
 use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
 use membudget::system::SystemInfo;
 use membudget::{monitor, plan, Error, ErrorKind, Record};
 use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -60,11 +62,12 @@ pub struct Opts {
         long,
         value_name = "R,...",
         value_delimiter = ',',
-        conflicts_with = "psnr"
+        conflicts_with = "psnr",
+        value_parser = parse_positive_f32
     )]
     rates: Vec<f32>,
     /// Lossy by PSNR in dB per layer, increasing (e.g. 30,40,50); 9/7 wavelet
-    #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+    #[arg(long, value_name = "DB,...", value_delimiter = ',', value_parser = parse_positive_f32)]
     psnr: Vec<f32>,
     /// Decomposition levels (capped by tile and image size; the record says what was used)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=32))]
@@ -73,11 +76,11 @@ pub struct Opts {
     #[arg(long, value_name = "N|WxH", value_parser = parse_size)]
     tile: Option<(u32, u32)>,
     /// Code-block size: N or WxH, powers of two from 4 to 1024, area at most 4096
-    #[arg(long, value_name = "N|WxH", value_parser = parse_size)]
+    #[arg(long, value_name = "N|WxH", value_parser = parse_codeblock)]
     codeblock: Option<(u32, u32)>,
     /// Precinct sizes from the highest resolution down, each N or WxH (powers of two);
     /// the last repeats for lower resolutions (e.g. 256,256,128)
-    #[arg(long, value_name = "P,...", value_delimiter = ',', value_parser = parse_size)]
+    #[arg(long, value_name = "P,...", value_delimiter = ',', value_parser = parse_precinct)]
     precincts: Vec<(u32, u32)>,
     /// Progression order: LRCP, RLCP, RPCL, PCRL, CPRL
     #[arg(long, value_name = "ORDER", value_parser = parse_order)]
@@ -109,12 +112,13 @@ pub struct Opts {
     /// Do not copy the TIFF's ICC profile (write the enumerated sRGB or greyscale space)
     #[arg(long)]
     no_icc: bool,
-    /// Put this file's content in an `xml ` box
+    /// Put this file's content in an `xml ` box (at most 4 MiB; it counts in the memory
+    /// budget)
     #[arg(long, value_name = "FILE")]
     xml: Option<PathBuf>,
     /// Put this XMP packet in the XMP uuid box (default: the TIFF's XMP, if any, with
     /// trailing NULs and whitespace trimmed, left out with a warning in the record when it
-    /// is not well-formed XML)
+    /// is not well-formed XML; at most 4 MiB, counted in the memory budget)
     #[arg(long, value_name = "FILE")]
     xmp: Option<PathBuf>,
     /// Do not copy the TIFF's XMP packet
@@ -140,10 +144,10 @@ pub struct Opts {
     #[arg(long)]
     verify: bool,
     /// Lossy verification: lowest acceptable PSNR in dB
-    #[arg(long, value_name = "DB", default_value_t = 40.0)]
+    #[arg(long, value_name = "DB", default_value_t = 40.0, value_parser = parse_min_psnr)]
     min_psnr: f64,
-    /// Lossy verification: lowest acceptable SSIM
-    #[arg(long, value_name = "S", default_value_t = 0.95)]
+    /// Lossy verification: lowest acceptable SSIM, from 0 to 1
+    #[arg(long, value_name = "S", default_value_t = 0.95, value_parser = parse_min_ssim)]
     min_ssim: f64,
     #[command(flatten)]
     budget: BudgetArgs,
@@ -165,6 +169,68 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((w, h))
+}
+
+fn parse_codeblock(s: &str) -> Result<(u32, u32), String> {
+    let size = parse_size(s)?;
+    check_codeblock(size).map_err(|e| e.message)?;
+    Ok(size)
+}
+
+fn parse_precinct(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = parse_size(s)?;
+    if !w.is_power_of_two() || !h.is_power_of_two() || w < 2 || h < 2 {
+        return Err(format!(
+            "precinct {w}x{h}: sides must be powers of two, at least 2"
+        ));
+    }
+    Ok((w, h))
+}
+
+/// A compression ratio or a PSNR: a finite number above 0.
+fn parse_positive_f32(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
+    }
+}
+
+fn parse_min_ssim(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not an SSIM from 0 to 1")),
+    }
+}
+
+fn parse_min_psnr(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a PSNR in dB (a number from 0)")),
+    }
+}
+
+/// Largest `--xml` or `--xmp` file: metadata, not a payload; read whole into the JP2
+/// header, so it is bounded and counted in the budget.
+pub const MAX_METADATA_BYTES: u64 = 4 << 20;
+
+/// Read `--xml`/`--xmp` `path`, at most [`MAX_METADATA_BYTES`]: a larger file (or an
+/// endless one, `/dev/zero`) is a usage error found before the first input.
+fn read_metadata(option: &str, path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("{option} {}: {e}", path.display()))?;
+    let mut data = Vec::new();
+    file.take(MAX_METADATA_BYTES + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| anyhow::anyhow!("{option} {}: {e}", path.display()))?;
+    if data.len() as u64 > MAX_METADATA_BYTES {
+        anyhow::bail!(
+            "{option} {}: larger than {} MiB, the most a JP2 metadata box may take here",
+            path.display(),
+            MAX_METADATA_BYTES >> 20
+        );
+    }
+    Ok(data)
 }
 
 fn parse_order(s: &str) -> Result<Order, String> {
@@ -241,6 +307,7 @@ fn profiles_help() -> String {
          even with every coding pass kept), the page is encoded again losslessly (5/3) with \
          the profile's other parameters, and the record says \"fallback\": \"lossless\".\n",
     );
+    s.push_str(membudget::outputs::OUTPUTS_HELP);
     s
 }
 
@@ -261,24 +328,24 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
     let xml = match &opts.xml {
-        Some(p) => {
-            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--xml {}: {e}", p.display()))?)
-        }
+        Some(p) => Some(read_metadata("--xml", p)?),
         None => None,
     };
     let xmp = match &opts.xmp {
-        Some(p) => {
-            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--xmp {}: {e}", p.display()))?)
-        }
+        Some(p) => Some(read_metadata("--xmp", p)?),
         None => None,
     };
+    // Held twice while a page is converted: here and in the page's JP2 header.
+    let metadata_bytes = 2 * (xml.as_ref().map_or(0, Vec::len) + xmp.as_ref().map_or(0, Vec::len));
     let ctx = Ctx {
         opts: &opts,
-        budget: budget.bytes,
-        explicit_budget: opts.budget.memory_limit.is_some(),
+        budget: Cell::new(budget.bytes),
+        explicit_budget: Cell::new(opts.budget.memory_limit.is_some()),
         jobs,
         xml,
         xmp,
+        metadata_bytes: metadata_bytes as u64,
+        dests: RefCell::new(Destinations::new()),
     };
     let mut out = Output::new(NAME);
     let bar = cli::progress(None, &opts.log);
@@ -294,20 +361,18 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
                 // Without --memory-limit, the budget chunk-plan planned this record for
                 // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
                 // keeps to 256 MiB.
-                let recs = match opts.budget.planned(&r) {
-                    Some(b) => Ctx {
-                        budget: b.bytes,
-                        explicit_budget: true,
-                        xml: ctx.xml.clone(),
-                        xmp: ctx.xmp.clone(),
-                        ..ctx
+                match opts.budget.planned(&r) {
+                    Some(b) => {
+                        ctx.budget.set(b.bytes);
+                        ctx.explicit_budget.set(true);
                     }
-                    .process(r),
-                    None => ctx.process(r),
-                };
-                for rec in recs {
-                    out.write(&rec)?;
+                    None => {
+                        ctx.budget.set(budget.bytes);
+                        ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
+                    }
                 }
+                // Each page's record is written as soon as the page is done.
+                ctx.process(r, &mut |rec| out.write(&rec))?;
             }
         }
         bar.inc(1);
@@ -321,30 +386,44 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
 
 struct Ctx<'a> {
     opts: &'a Opts,
-    budget: u64,
-    /// `--memory-limit` was given; without it the plan aims at the efficient tile size
-    /// instead of the largest that fits the machine's memory.
-    explicit_budget: bool,
+    /// This record's budget (the planned one, or --memory-limit, or the default).
+    budget: Cell<u64>,
+    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
+    /// plan aims at the efficient tile size instead of the largest that fits the
+    /// machine's memory.
+    explicit_budget: Cell<bool>,
     jobs: usize,
     xml: Option<Vec<u8>>,
     xmp: Option<Vec<u8>>,
+    /// What the metadata boxes hold in memory, taken off the budget.
+    metadata_bytes: u64,
+    /// The run's inputs and outputs: no input overwritten, no output shared.
+    dests: RefCell<Destinations>,
 }
 
 impl Ctx<'_> {
-    /// Every page of one input: one record each (one record with the error when the file
-    /// cannot be opened at all).
-    fn process(&self, record: Record) -> Vec<Record> {
+    /// Every page of one input: one record each, handed to `emit` as soon as the page is
+    /// done (one record with the error when the file cannot be opened at all).
+    fn process(
+        &self,
+        record: Record,
+        emit: &mut dyn FnMut(Record) -> Result<(), ClosedPipe>,
+    ) -> Result<(), ClosedPipe> {
         let path = PathBuf::from(record.path());
-        let pages = match source::page_count(&path) {
-            Ok(n) => n,
+        self.dests.borrow_mut().add_input(&path);
+        // One walk of the IFD chain; each page is then opened at its offset, so a file of
+        // N pages costs N directory reads, not N^2.
+        let offsets = match source::page_offsets(&path) {
+            Ok(o) => o,
             Err(e) => {
                 let mut r = record;
                 r.set_error(NAME, &e);
-                return vec![r];
+                return emit(r);
             }
         };
-        let selected: Vec<usize> = match self.opts.page {
-            Some(n) if n >= 1 && (n as usize) <= pages => vec![n as usize - 1],
+        let pages = offsets.len();
+        let selected = match self.opts.page {
+            Some(n) if n >= 1 && (n as usize) <= pages => n as usize - 1..n as usize,
             Some(n) => {
                 let mut r = record;
                 r.set_error(
@@ -354,23 +433,31 @@ impl Ctx<'_> {
                         format!("--page {n}: the file has {pages} page(s)"),
                     ),
                 );
-                return vec![r];
+                return emit(r);
             }
-            None => (0..pages).collect(),
+            None => 0..pages,
         };
-        selected
-            .into_iter()
-            .map(|index| {
-                let mut r = record.clone();
-                if let Err(e) = self.page(&path, index, pages, &mut r) {
-                    r.set_error(NAME, &e);
-                }
-                r
-            })
-            .collect()
+        for index in selected {
+            let mut r = record.clone();
+            if let Err(e) = self.page(&path, index, &offsets, &mut r) {
+                r.set_error(NAME, &e);
+            }
+            emit(r)?;
+            if cli::interrupted() {
+                break;
+            }
+        }
+        Ok(())
     }
 
-    fn page(&self, path: &Path, index: usize, pages: usize, r: &mut Record) -> Result<(), Error> {
+    fn page(
+        &self,
+        path: &Path,
+        index: usize,
+        offsets: &[u64],
+        r: &mut Record,
+    ) -> Result<(), Error> {
+        let pages = offsets.len();
         let started = Instant::now();
         monitor::reset_peak();
         let stem = path
@@ -388,16 +475,18 @@ impl Ctx<'_> {
         if pages > 1 {
             sec(r, "page", json!(index + 1));
         }
-        if dest.exists() && !self.opts.output.force {
+        // Never over an input of the run, never the output of an earlier input.
+        self.dests.borrow_mut().check(path, &dest)?;
+        let skip = |r: &mut Record, reason: String| {
             sec(r, "status", json!("skipped"));
-            sec(
-                r,
-                "reason",
-                json!("output exists (use --force to overwrite)"),
-            );
+            sec(r, "reason", json!(reason));
+        };
+        let exists = "output exists (use --force to overwrite)".to_string();
+        if dest.exists() && !self.opts.output.force {
+            skip(r, exists);
             return Ok(());
         }
-        let mut page = source::TiffPage::open(path, index)?;
+        let mut page = source::TiffPage::open_at(path, index, offsets[index])?;
         let info = page.info.clone();
         let setup = self.setup(&info)?;
         let params = &setup.params;
@@ -412,13 +501,14 @@ impl Ctx<'_> {
         sec(r, "layers", json!(params.quality.layers()));
         sec(r, "order", json!(params.order.as_str()));
         sec(r, "bypass", json!(params.cblk_style & 1 != 0));
+        // The encoding threads that run: tiles side by side, each with its codec threads.
         sec(
             r,
             "threads",
-            json!(setup.run.workers.max(setup.run.codec_threads)),
+            json!(setup.run.workers * setup.run.codec_threads),
         );
         sec(r, "predicted_peak_rss", json!(setup.predicted));
-        sec(r, "budget_bytes", json!(self.budget));
+        sec(r, "budget_bytes", json!(self.budget.get()));
         if let Some(n) = &setup.note {
             sec(r, "note", json!(n));
         }
@@ -429,7 +519,18 @@ impl Ctx<'_> {
             sec(r, "status", json!("dry_run"));
             return Ok(());
         }
-        let mut file = AtomicFile::create(&dest)?;
+        let mut file = match AtomicFile::claim(&dest)? {
+            Ok(f) => f,
+            Err(busy) => {
+                skip(r, busy);
+                return Ok(());
+            }
+        };
+        // Another run may have finished it while we planned.
+        if dest.exists() && !self.opts.output.force {
+            skip(r, exists);
+            return Ok(());
+        }
         let mut written =
             convert::convert(&mut page, params, &setup.header, &setup.run, file.file())?;
         drop(page);
@@ -450,9 +551,8 @@ impl Ctx<'_> {
                     ..params.clone()
                 };
                 params = &lossless_params;
-                drop(file);
-                file = AtomicFile::create(&dest)?;
-                let mut again = source::TiffPage::open(path, index)?;
+                file.restart()?;
+                let mut again = source::TiffPage::open_at(path, index, offsets[index])?;
                 written =
                     convert::convert(&mut again, params, &setup.header, &setup.run, file.file())?;
                 sec(r, "reversible", json!(true));
@@ -569,18 +669,20 @@ impl Ctx<'_> {
             }
         }
 
-        // Plan: tile side and workers from the budget.
+        // Plan: tile side and threads from the budget. `allowed` is the threads the
+        // budget holds (at most --jobs): tiles encoded side by side, and OpenJPEG threads
+        // inside a tile when there are fewer tiles than that. Never more threads than it.
         let model = StripConvert::default();
         let summary = summary(info);
-        let (tile, workers, predicted) = match o.tile.or(prof.as_ref().map(|p| (p.tile, p.tile))) {
+        // The metadata boxes are held while the page is converted.
+        let full = self.budget.get().saturating_sub(self.metadata_bytes);
+        let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
+        let (tile, allowed, predicted) = match o.tile.or(prof.as_ref().map(|p| (p.tile, p.tile))) {
             Some(t) => {
                 let t = (t.0.min(info.width), t.1.min(info.height));
                 let rect = (u64::from(t.0), u64::from(t.1));
-                let w = (1..=self.jobs as u32)
-                    .rev()
-                    .find(|&w| model.peak_bytes_rect(&summary, rect, w) <= self.budget);
-                match w {
-                    Some(w) => (t, w as usize, model.peak_bytes_rect(&summary, rect, w)),
+                match most_workers(&model, &summary, rect, full, jobs) {
+                    Some(w) => (t, w, model.peak_bytes_rect(&summary, rect, w)),
                     None => {
                         let need = model.peak_bytes_rect(&summary, rect, 1);
                         return Err(Error::new(
@@ -590,7 +692,7 @@ impl Ctx<'_> {
                                 t.0,
                                 t.1,
                                 need >> 20,
-                                self.budget >> 20
+                                full >> 20
                             ),
                         ));
                     }
@@ -601,19 +703,14 @@ impl Ctx<'_> {
                 // 0.3%) compression, only memory: without --memory-limit the plan gets
                 // what the efficient side needs with every thread, not the machine's
                 // whole budget.
-                let budget = if self.explicit_budget {
-                    self.budget
+                let budget = if self.explicit_budget.get() {
+                    full
                 } else {
                     let efficient = model.efficient_chunk(&summary);
-                    self.budget
-                        .min(model.peak_bytes(&summary, efficient, self.jobs as u32))
+                    let busy = u64::from(jobs).min(model.max_workers(&summary, efficient));
+                    full.min(model.peak_bytes(&summary, efficient, busy as u32))
                 };
-                let p = plan::plan(
-                    &model,
-                    &summary,
-                    membudget::Budget::bytes(budget),
-                    self.jobs as u32,
-                )?;
+                let p = plan::plan(&model, &summary, membudget::Budget::bytes(budget), jobs)?;
                 let side = p.chunk as u32;
                 let mut tile = (side.min(info.width), side.min(info.height));
                 // JPEG 2000 allows 65,535 tiles: past that, wider tiles of the same height
@@ -625,11 +722,12 @@ impl Ctx<'_> {
                     tile.0 = (tile.0 * 2).min(info.width);
                 }
                 let rect = (u64::from(tile.0), u64::from(tile.1));
-                let w = (1..=p.workers)
-                    .rev()
-                    .find(|&w| model.peak_bytes_rect(&summary, rect, w) <= budget);
+                // The wider tiles may not fit what the efficient side needed: then the
+                // whole budget is theirs (without -m, the default budget).
+                let w = most_workers(&model, &summary, rect, budget, p.workers)
+                    .or_else(|| most_workers(&model, &summary, rect, full, p.workers));
                 match w {
-                    Some(w) => (tile, w as usize, model.peak_bytes_rect(&summary, rect, w)),
+                    Some(w) => (tile, w, model.peak_bytes_rect(&summary, rect, w)),
                     None => {
                         return Err(Error::new(
                             ErrorKind::Budget,
@@ -639,7 +737,7 @@ impl Ctx<'_> {
                                 tile.0,
                                 tile.1,
                                 model.peak_bytes_rect(&summary, rect, 1) >> 20,
-                                budget >> 20
+                                full >> 20
                             ),
                         ))
                     }
@@ -654,8 +752,9 @@ impl Ctx<'_> {
                 tile.0, tile.1
             )));
         }
-        let workers = workers.min(tiles as usize).max(1);
-        let codec_threads = (self.jobs / workers).max(1);
+        let allowed = allowed.max(1) as usize;
+        let workers = allowed.min(tiles as usize);
+        let codec_threads = (allowed / workers).max(1);
         let max_levels = encode::max_levels(info.width, info.height, tile);
         let want = o.levels.or(prof.as_ref().map(|p| p.levels)).unwrap_or(5);
         let levels = want.min(max_levels);
@@ -771,6 +870,32 @@ struct Setup {
     xmp_warning: Option<String>,
 }
 
+/// The most tiles of `rect` encoded at once, from 1 to `max`, whose predicted peak fits
+/// `budget` (the peak grows with the count: a binary search, so `-j 100000` costs
+/// nothing); `None` when one does not fit.
+fn most_workers(
+    model: &StripConvert,
+    s: &Summary,
+    rect: (u64, u64),
+    budget: u64,
+    max: u32,
+) -> Option<u32> {
+    let fits = |w: u32| model.peak_bytes_rect(s, rect, w) <= budget;
+    if !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1u32, max.max(1));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
 fn check_codeblock((w, h): (u32, u32)) -> Result<(), Error> {
     let ok = w.is_power_of_two()
         && h.is_power_of_two()
@@ -806,8 +931,10 @@ fn summary(info: &source::PageInfo) -> Summary {
             } else {
                 Layout::Strips
             },
-            block: [u64::from(info.chunk.0), u64::from(info.read_rows)],
-            compressed: true,
+            // As the probe describes the file, so that chunk-plan's plan and this one
+            // agree (the model knows uncompressed strips are read a few rows at a time).
+            block: [u64::from(info.chunk.0), u64::from(info.chunk.1)],
+            compressed: !info.direct,
         }),
         points: None,
         archive: None,

@@ -174,12 +174,10 @@ impl Band {
 /// The TIFF decoder over the file as [`StoredBytes`] presents it.
 type TiffDecoder = Decoder<BufReader<StoredBytes>>;
 
-fn open_decoder(path: &Path) -> Result<TiffDecoder, Error> {
-    let f = StoredBytes {
-        file: File::open(path)?,
-        pos: 0,
-        reversed: Vec::new(),
-    };
+/// A decoder of the file at `path`, on the page whose IFD is at `ifd` (the first page
+/// when `None`).
+fn open_decoder(path: &Path, ifd: Option<u64>) -> Result<TiffDecoder, Error> {
+    let f = StoredBytes::open(path, ifd)?;
     Ok(guarded(|| Decoder::new(BufReader::new(f)))?
         .map_err(tiff_err)?
         .with_limits(limits()))
@@ -195,12 +193,62 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
 /// The TIFF file as the decoder reads it. With FillOrder=2 the stored bytes of the strips
 /// and tiles are bit-reversed on the way in, before any decompression, as libtiff and
 /// tifffile do, so every codec (LZW, Deflate, PackBits, CCITT...) sees MSB-first data.
+/// The header's first-IFD pointer may read as the offset of one chosen page, so a decoder
+/// starts on that page without walking the chain from the first IFD (which made a file of
+/// N pages cost N^2 directory reads).
 #[derive(Debug)]
 pub struct StoredBytes {
     file: File,
     pos: u64,
     /// Sorted, disjoint `start..end` byte ranges to bit-reverse.
     reversed: Vec<(u64, u64)>,
+    /// Where the first-IFD pointer is (4 in TIFF, 8 in BigTIFF) and the bytes it reads
+    /// as (empty: as stored).
+    at: u64,
+    pointer: Vec<u8>,
+}
+
+impl StoredBytes {
+    fn open(path: &Path, ifd: Option<u64>) -> Result<StoredBytes, Error> {
+        let mut file = File::open(path)?;
+        let mut head = [0u8; 4];
+        file.read_exact(&mut head)?;
+        file.rewind()?;
+        let big_endian = &head[..2] == b"MM";
+        let bigtiff = head[2..] == [0, 43] || head[2..] == [43, 0];
+        let (at, pointer) = match ifd {
+            None => (0, Vec::new()),
+            Some(o) if bigtiff => (
+                8,
+                if big_endian {
+                    o.to_be_bytes()
+                } else {
+                    o.to_le_bytes()
+                }
+                .to_vec(),
+            ),
+            Some(o) => {
+                let o =
+                    u32::try_from(o).map_err(|_| Error::corrupt("TIFF: IFD offset past 4 GiB"))?;
+                (
+                    4,
+                    if big_endian {
+                        o.to_be_bytes()
+                    } else {
+                        o.to_le_bytes()
+                    }
+                    .to_vec(),
+                )
+            }
+        };
+        Ok(StoredBytes {
+            file,
+            pos: 0,
+            reversed: Vec::new(),
+            at,
+            pointer,
+        })
+    }
 }
 
 impl Read for StoredBytes {
@@ -215,6 +263,12 @@ impl Read for StoredBytes {
             let (lo, hi) = (a.max(start) - start, b.min(end) - start);
             reverse_bits(&mut buf[lo as usize..hi as usize]);
         }
+        let ptr_end = self.at + self.pointer.len() as u64;
+        if start < ptr_end && end > self.at {
+            for p in start.max(self.at)..end.min(ptr_end) {
+                buf[(p - start) as usize] = self.pointer[(p - self.at) as usize];
+            }
+        }
         self.pos = end;
         Ok(n)
     }
@@ -227,18 +281,8 @@ impl Seek for StoredBytes {
     }
 }
 
-fn tiff_err(e: tiff::TiffError) -> Error {
-    use tiff::TiffError as T;
-    match e {
-        T::IoError(io) => Error::from(io),
-        T::UnsupportedError(u) => Error::unsupported(format!("TIFF: {u}")),
-        T::LimitsExceeded => {
-            Error::hostile("TIFF: a strip, tile or tag exceeds the decoder's limits")
-        }
-        T::IntSizeError => Error::hostile("TIFF: sizes overflow"),
-        other => Error::corrupt(format!("TIFF: {other}")),
-    }
-}
+// One error mapper and one page limit for every TIFF reader in the workspace.
+use membudget::probe::tiff::{tiff_error as tiff_err, MAX_PAGES};
 
 /// The TIFF decoder's limits: a strip or tile may decode to at most 256 MiB (the plan
 /// must hold one), tags (ICC, XMP) may hold up to 16 MiB.
@@ -249,7 +293,8 @@ fn limits() -> Limits {
 }
 
 /// Bytes read at once on the direct path (uncompressed strips).
-pub const DIRECT_READ_BYTES: u64 = 4 << 20;
+/// (The cost model's figure: chunk-plan and this tool plan alike.)
+pub const DIRECT_READ_BYTES: u64 = membudget::cost::strip_convert::DIRECT_READ_BYTES;
 
 /// An open TIFF file positioned on one page.
 pub struct TiffPage {
@@ -281,27 +326,47 @@ impl std::fmt::Debug for TiffPage {
     }
 }
 
-/// Number of pages (IFDs) in the file, walking the IFD chain (the decoder refuses cycles).
-pub fn page_count(path: &Path) -> Result<usize, Error> {
-    let mut d = open_decoder(path)?;
-    let mut n = 1;
+/// The IFD offset of every page, in chain order: one walk (the decoder refuses cycles),
+/// at most [`MAX_PAGES`] pages. [`TiffPage::open_at`] opens any of them directly.
+pub fn page_offsets(path: &Path) -> Result<Vec<u64>, Error> {
+    let mut d = open_decoder(path, None)?;
+    let first = d
+        .ifd_pointer()
+        .ok_or_else(|| Error::corrupt("TIFF: no first IFD"))?;
+    let mut pages = vec![first.0];
     while d.more_images() {
-        guarded(|| d.next_image())?.map_err(tiff_err)?;
-        n += 1;
-        if n > 100_000 {
-            return Err(Error::hostile("TIFF: more than 100000 pages"));
+        if pages.len() >= MAX_PAGES {
+            return Err(Error::hostile(format!("TIFF: more than {MAX_PAGES} pages")));
         }
+        guarded(|| d.next_image())?.map_err(tiff_err)?;
+        pages.push(d.ifd_pointer().map(|p| p.0).unwrap_or(0));
     }
-    Ok(n)
+    Ok(pages)
+}
+
+/// Number of pages (IFDs) in the file.
+pub fn page_count(path: &Path) -> Result<usize, Error> {
+    page_offsets(path).map(|p| p.len())
 }
 
 impl TiffPage {
-    /// Open page `index` of the TIFF at `path` and read its header.
+    /// Open page `index` of the TIFF at `path` and read its header (walks the IFD
+    /// chain: with many pages, take [`page_offsets`] once and use [`TiffPage::open_at`]).
     pub fn open(path: &Path, index: usize) -> Result<TiffPage, Error> {
-        let mut d = open_decoder(path)?;
-        if index > 0 {
-            guarded(|| d.seek_to_image(index))?.map_err(tiff_err)?;
-        }
+        let offsets = page_offsets(path)?;
+        let ifd = offsets.get(index).ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadRecord,
+                format!("page {}: the file has {} page(s)", index + 1, offsets.len()),
+            )
+        })?;
+        Self::open_at(path, index, *ifd)
+    }
+
+    /// Open page `index`, whose IFD is at offset `ifd` (from [`page_offsets`]), without
+    /// reading the IFDs before it.
+    pub fn open_at(path: &Path, index: usize, ifd: u64) -> Result<TiffPage, Error> {
+        let mut d = open_decoder(path, (index > 0).then_some(ifd))?;
         let info = guarded(|| read_info(&mut d, index))??;
         let file_len = std::fs::metadata(path)?.len();
         let (offsets, counts) = chunk_table(&mut d, &info, file_len)?;

@@ -72,6 +72,11 @@ pub struct LazFeatures {
     pub radius: f64,
     /// Bytes per point of a whole-cloud tool.
     pub whole_bytes_per_point: u64,
+    /// Each thread beyond the first: its stack, its allocator arena's slack and its
+    /// neighbour scratch (0.83 MB measured a thread, 1 to 32 threads on 2 CPUs).
+    pub per_thread: u64,
+    /// Threads the run uses (see [`LazFeatures::threads_within`]).
+    pub threads: u64,
 }
 
 impl Default for LazFeatures {
@@ -88,6 +93,8 @@ impl Default for LazFeatures {
             stream_bytes_per_point: 10,
             radius: 1.0,
             whole_bytes_per_point: 150,
+            per_thread: MIB,
+            threads: 1,
         }
     }
 }
@@ -116,10 +123,29 @@ impl LazFeatures {
         (count / 8).clamp(1024, 1 << 20)
     }
 
-    /// The fixed part for a cloud of `count` points: process plus histogram.
+    /// The fixed part for a cloud of `count` points: process plus histogram, plus the
+    /// threads beyond the first.
     pub fn fixed_bytes(&self, count: u64) -> u64 {
         self.fixed
             .saturating_add(Self::histogram_cells(count).saturating_mul(self.bytes_per_cell))
+            .saturating_add(
+                self.threads
+                    .saturating_sub(1)
+                    .saturating_mul(self.per_thread),
+            )
+    }
+
+    /// Threads a run may use within `budget_bytes`, at most `jobs`: their overhead may
+    /// take at most a quarter of the room above the fixed part (the rest is for tiles
+    /// and slabs), so `-j` is an upper bound the budget trims.
+    pub fn threads_within(&self, budget_bytes: u64, count: u64, jobs: u64) -> u64 {
+        let one = LazFeatures {
+            threads: 1,
+            ..self.clone()
+        };
+        let room = budget_bytes.saturating_sub(one.fixed_bytes(count));
+        let extra = room / 4 / self.per_thread.max(1);
+        jobs.clamp(1, extra.saturating_add(1))
     }
 
     /// Predicted peak RSS: `held` points in the largest feature pass, slabs of `slab`
@@ -256,5 +282,29 @@ impl CostModel for LazFeatures {
     }
     fn work(&self, s: &Summary) -> f64 {
         s.points.as_ref().map(|p| p.count as f64).unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_what_the_budget_holds() {
+        let m = LazFeatures::default();
+        assert_eq!(m.threads_within(48 * MIB, 700_000, 2), 2);
+        let t = m.threads_within(48 * MIB, 700_000, 32);
+        assert!((2..=10).contains(&t), "{t}");
+        assert_eq!(m.threads_within(8 * MIB, 700_000, 32), 1);
+        assert_eq!(m.threads_within(u64::MAX, 700_000, u64::MAX), u64::MAX);
+        // The threads' overhead is in the prediction.
+        let more = LazFeatures {
+            threads: t,
+            ..m.clone()
+        };
+        assert_eq!(
+            more.predicted_peak(700_000, 38, 0, 0),
+            m.predicted_peak(700_000, 38, 0, 0) + (t - 1) * MIB
+        );
     }
 }

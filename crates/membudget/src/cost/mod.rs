@@ -97,6 +97,11 @@ pub trait CostModel: std::fmt::Debug + Send + Sync {
     fn whole_bytes(&self, s: &Summary) -> u64;
     /// The chunk's geometry as written in a plan (`{"tile":[1024,1024]}`...).
     fn describe(&self, s: &Summary, chunk: u64) -> Value;
+    /// The most workers chunks of size `chunk` can keep busy (e.g. the tiles in the
+    /// image): the planner never plans more. Defaults to no limit.
+    fn max_workers(&self, _s: &Summary, _chunk: u64) -> u64 {
+        u64::MAX
+    }
     /// How much work the input is, in arbitrary but comparable units (used to balance
     /// shards). Defaults to the whole-input footprint.
     fn work(&self, s: &Summary) -> f64 {

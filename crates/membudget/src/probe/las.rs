@@ -307,6 +307,25 @@ pub fn read_info<R: Read + Seek>(r: &mut R, len: u64) -> Result<(Format, LasInfo
             "LAS version {major}.{minor} is not supported"
         )));
     }
+    // The public header is at least as long as its version defines (LAS 1.0-1.2: 227
+    // bytes, 1.3: 235, 1.4: 375); a shorter size (0) would put the VLRs inside it.
+    let min_header = match minor {
+        0..=2 => 227,
+        3 => 235,
+        _ => 375,
+    };
+    if h.header_size < min_header {
+        return Err(Error::corrupt(format!(
+            "LAS {major}.{minor} header size {} is below the {min_header} bytes the version defines",
+            h.header_size
+        )));
+    }
+    if u64::from(h.header_size) > u64::from(h.offset_to_point_data) {
+        return Err(Error::corrupt(format!(
+            "LAS header size {} runs past the start of the point data ({})",
+            h.header_size, h.offset_to_point_data
+        )));
+    }
     let point_format =
         las::point::Format::new(h.point_data_record_format).map_err(map_las_error)?;
     // Bits 7 (and 6) of the format id mark LASzip compression; the id proper is the rest.
@@ -751,6 +770,21 @@ fn check_layers<R: Read + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_sizes_below_the_version_minimum_are_corrupt() {
+        let las = std::fs::read(testkit::data("laz/autzen.las")).unwrap();
+        let len = las.len() as u64;
+        let ok = read_info(&mut std::io::Cursor::new(&las), len);
+        assert!(ok.is_ok(), "{ok:?}");
+        for size in [0u16, 100, 226] {
+            let mut bad = las.clone();
+            bad[94..96].copy_from_slice(&size.to_le_bytes());
+            let e = read_info(&mut std::io::Cursor::new(&bad), len).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Corrupt, "{size}: {e}");
+            assert!(e.message.contains("header size"), "{size}: {e}");
+        }
+    }
 
     #[test]
     fn extra_bytes_types() {

@@ -491,22 +491,26 @@ pub fn compression_name(code: u16) -> String {
 
 /// Maps a `tiff` crate error to our kinds: limits are hostile, unsupported features
 /// unsupported, everything else (short reads included) a broken file.
-fn tiff_error(e: TiffError) -> Error {
+/// The one mapping of the `tiff` crate's errors to error records, for the probe and for
+/// the tools that decode TIFF (strip-convert).
+pub fn tiff_error(e: TiffError) -> Error {
     let kind = match &e {
         TiffError::LimitsExceeded | TiffError::IntSizeError => ErrorKind::Hostile,
         TiffError::UnsupportedError(_) => ErrorKind::Unsupported,
         TiffError::FormatError(TiffFormatError::CycleInOffsets) => ErrorKind::Corrupt,
+        TiffError::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => ErrorKind::NotFound,
         TiffError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => ErrorKind::Io,
         TiffError::UsageError(_) => ErrorKind::Internal,
         _ => ErrorKind::Corrupt,
     };
     let message = match &e {
         TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "TIFF: truncated (the file ends inside its header or tag data)".to_string()
+            "TIFF: truncated (the file ends inside its header, tag data or pixel data)".to_string()
         }
-        TiffError::LimitsExceeded => "TIFF: a tag claims more data than a header can \
-            hold (over the decoder's limits): hostile or corrupt"
+        TiffError::LimitsExceeded => "TIFF: a tag, strip or tile claims more data than the \
+            decoder's limits allow: hostile or corrupt"
             .to_string(),
+        TiffError::IntSizeError => "TIFF: sizes overflow".to_string(),
         _ => format!("TIFF: {e}"),
     };
     Error::new(kind, message)
