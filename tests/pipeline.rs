@@ -189,3 +189,52 @@ fn a_processing_tool_keeps_to_the_budget_chunk_plan_planned() {
     assert_eq!(s["budget_bytes"].as_u64(), Some(100 << 20), "{r}");
     assert!(s["peak_rss"].as_u64().unwrap() <= 100 << 20, "{r}");
 }
+
+#[test]
+fn a_file_named_with_latin1_bytes_goes_through_every_tool() {
+    use std::os::unix::ffi::OsStrExt;
+    bin("strip-convert");
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    let name = testkit::latin1_name("scan_", ".tif");
+    std::fs::copy(testkit::data("tiff/rgb-3c-8b.tiff"), d.join(&name)).unwrap();
+    let want = d.join(testkit::latin1_name("scan_", ".jp2"));
+
+    // find -print0 | xargs -0: the name as an argument.
+    let out = sh(&format!(
+        "cd '{}' && find . -name '*.tif' -print0 | xargs -0 mem-estimate",
+        d.display()
+    ));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        testkit::record_path(&recs[0]).as_os_str().as_bytes(),
+        [b"./".as_slice(), name.as_bytes()].concat()
+    );
+    assert_eq!(recs[0]["format"], "tiff");
+
+    // ls | mem-estimate | chunk-plan | strip-convert: the name as a stdin line, then in
+    // records; the output keeps the input's bytes.
+    let out = sh(&format!(
+        "cd '{}' && ls | mem-estimate | chunk-plan -m 64MiB | strip-convert -o out; \
+         echo \"status=${{PIPESTATUS[*]}}\" >&2",
+        d.display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("status=0 0 0 0"), "{stderr}");
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["strip-convert"]["status"], "ok", "{}", recs[0]);
+    let made = d.join("out").join(want.file_name().unwrap());
+    assert!(made.is_file(), "{}", recs[0]);
+    let output = &recs[0]["strip-convert"];
+    assert_eq!(
+        testkit::record_path(&serde_json::json!({
+            "path": output["output"], "path_bytes": output["output_bytes"]
+        })),
+        std::path::Path::new("out").join(want.file_name().unwrap())
+    );
+    // A real JP2 (signature box), not an empty file.
+    let head = std::fs::read(&made).unwrap();
+    assert_eq!(&head[..12], b"\0\0\0\x0cjP  \r\n\x87\n");
+}

@@ -10,7 +10,9 @@ use crate::manifest::Record;
 use crate::system::SystemInfo;
 use clap::{ArgAction, ArgMatches, Args, Command};
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -57,7 +59,7 @@ impl From<Status> for std::process::ExitCode {
 pub struct InputArgs {
     /// Input files or manifest lines; `-` or nothing reads paths or NDJSON records from stdin
     #[arg(value_name = "INPUT")]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<OsString>,
     /// Expand directories into the files below them (sorted, hidden files skipped)
     #[arg(short = 'r', long)]
     pub recursive: bool,
@@ -132,7 +134,12 @@ impl OutputArgs {
     /// The output path for `input`, given the output's file name (`a.jp2`).
     /// Mirrors the input's directories under `--output-dir`, never outside it (leading
     /// `..` components are dropped).
-    pub fn output_path(&self, input: &Path, file_name: &str) -> Result<PathBuf, Error> {
+    pub fn output_path(
+        &self,
+        input: &Path,
+        file_name: impl AsRef<OsStr>,
+    ) -> Result<PathBuf, Error> {
+        let file_name = file_name.as_ref();
         let parent = input.parent().unwrap_or(Path::new(""));
         let Some(out) = &self.output_dir else {
             return Ok(parent.join(file_name));
@@ -239,66 +246,131 @@ pub enum Input {
     /// A record about a file, to process.
     Record(Record),
     /// A record to write through untouched and go on: the error record of a line that
-    /// could not be read as a record, or the machine record of `mem-estimate --system`.
+    /// could not be read as a record, an upstream tool's error record, or the machine
+    /// record of `mem-estimate --system`.
     Bad(Record),
 }
 
-fn parsed(tool: &'static str, line: &str) -> Option<Input> {
-    match Record::parse_line(line) {
-        Ok(Some(r)) if r.is_system() => Some(Input::Bad(r)),
-        Ok(Some(r)) => Some(Input::Record(r)),
+/// Stdin could not be read (not its end: an error, as `tool < /` gives): fatal, exit 2,
+/// after the records read so far. Input must never end silently.
+#[derive(Debug, thiserror::Error)]
+#[error("stdin: read error: {0}")]
+pub struct ReadError(pub io::Error);
+
+/// A record from one stdin line, or its error record; `None` for a blank line.
+fn from_line(tool: &'static str, line: &[u8]) -> Option<Input> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match Record::parse_bytes(line) {
+        Ok(Some(r)) => Some(classify(r)),
         Ok(None) => None,
         Err(e) => Some(Input::Bad(Record::bad_line(tool, line, &e))),
     }
 }
 
+/// A record from one argument, or its error record.
+fn from_arg(tool: &'static str, arg: &OsStr) -> Input {
+    match Record::parse_arg(arg) {
+        Ok(r) => classify(r),
+        Err(e) => Input::Bad(Record::bad_line(tool, arg.as_bytes(), &e)),
+    }
+}
+
+/// System records and upstream error records are written through untouched: a failure is
+/// reported by the tool where it happened, and passes every later tool unchanged.
+fn classify(r: Record) -> Input {
+    if r.is_system() || r.is_error() {
+        Input::Bad(r)
+    } else {
+        Input::Record(r)
+    }
+}
+
+/// The lines of `reader`, as bytes (a path need not be UTF-8). Ends at end of input; a
+/// read error is returned once, then the iterator ends.
+struct ByteLines<R> {
+    reader: R,
+    failed: bool,
+}
+
+impl<R: BufRead> Iterator for ByteLines<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<io::Result<Vec<u8>>> {
+        if self.failed {
+            return None;
+        }
+        let mut line = Vec::new();
+        loop {
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) if line.is_empty() => return None,
+                Ok(_) => return Some(Ok(line)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
 /// Iterate the inputs: arguments if any (each `-` reads stdin), else stdin. Directories
-/// are expanded when `recursive`. Reading stdin stops quietly at end of input.
-pub fn inputs(tool: &'static str, args: &InputArgs) -> impl Iterator<Item = Input> {
-    let sources: Vec<String> = if args.inputs.is_empty() {
-        vec!["-".to_string()]
+/// are expanded when `recursive`. Reading stdin stops at end of input; a read error is
+/// an `Err` ([`ReadError`]) after the inputs read so far: the tool ends with it (`?`),
+/// exit 2, never quietly as if the input had ended.
+pub fn inputs(
+    tool: &'static str,
+    args: &InputArgs,
+) -> impl Iterator<Item = Result<Input, ReadError>> {
+    let sources: Vec<OsString> = if args.inputs.is_empty() {
+        vec!["-".into()]
     } else {
         args.inputs.clone()
     };
     let recursive = args.recursive;
     sources
         .into_iter()
-        .flat_map(move |src| -> Box<dyn Iterator<Item = Input>> {
-            if src == "-" {
-                let stdin = io::stdin();
-                Box::new(
-                    stdin
-                        .lock()
-                        .lines()
-                        .map_while(Result::ok)
-                        .filter_map(move |l| parsed(tool, &l)),
-                )
-            } else {
-                Box::new(parsed(tool, &src).into_iter())
-            }
-        })
-        .flat_map(move |input| -> Box<dyn Iterator<Item = Input>> {
-            match input {
-                Input::Record(r) if recursive && Path::new(r.path()).is_dir() => {
-                    let mut found = Vec::new();
-                    walk(Path::new(r.path()), &mut found);
-                    found.sort_by(|a, b| a.0.cmp(&b.0));
-                    Box::new(found.into_iter().map(move |(path, listed)| {
-                        let mut rec = r.with_path(path.to_string_lossy());
-                        match listed {
-                            Ok(()) => Input::Record(rec),
-                            // Written through as an error record: a directory we cannot
-                            // list must not vanish from the run silently.
-                            Err(e) => {
-                                rec.set_error(tool, &e);
-                                Input::Bad(rec)
-                            }
-                        }
+        .flat_map(
+            move |src| -> Box<dyn Iterator<Item = Result<Input, ReadError>>> {
+                if src == "-" {
+                    let lines = ByteLines {
+                        reader: io::stdin().lock(),
+                        failed: false,
+                    };
+                    Box::new(lines.filter_map(move |l| match l {
+                        Ok(l) => from_line(tool, &l).map(Ok),
+                        Err(e) => Some(Err(ReadError(e))),
                     }))
+                } else {
+                    Box::new(std::iter::once(Ok(from_arg(tool, &src))))
                 }
-                other => Box::new(std::iter::once(other)),
-            }
-        })
+            },
+        )
+        .flat_map(
+            move |input| -> Box<dyn Iterator<Item = Result<Input, ReadError>>> {
+                match input {
+                    Ok(Input::Record(r)) if recursive && r.path().is_dir() => {
+                        let mut found = Vec::new();
+                        walk(&r.path(), &mut found);
+                        found.sort_by(|a, b| a.0.cmp(&b.0));
+                        Box::new(found.into_iter().map(move |(path, listed)| {
+                            let mut rec = r.with_path(&path);
+                            Ok(match listed {
+                                Ok(()) => Input::Record(rec),
+                                // Written through as an error record: a directory we cannot
+                                // list must not vanish from the run silently.
+                                Err(e) => {
+                                    rec.set_error(tool, &e);
+                                    Input::Bad(rec)
+                                }
+                            })
+                        }))
+                    }
+                    other => Box::new(std::iter::once(other)),
+                }
+            },
+        )
 }
 
 /// Files below `dir` (`Ok`), and directories that could not be listed (`Err`), skipping
@@ -322,7 +394,7 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Result<(), Error>)>) {
                 continue;
             }
         };
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        if entry.file_name().as_bytes().starts_with(b".") {
             continue;
         }
         let path = entry.path();
@@ -377,14 +449,14 @@ impl Output {
             if from_here {
                 self.failed += 1;
                 if log::max_level() >= log::LevelFilter::Error {
-                    let shown = if record.path().is_empty() {
+                    let shown = if record.path_str().is_empty() {
                         record
                             .get("line")
                             .and_then(|l| l.as_str())
                             .unwrap_or("-")
                             .to_string()
                     } else {
-                        record.path().to_string()
+                        record.path_str().to_string()
                     };
                     stderr_line(&format!("{}: {}: {}", self.tool, shown, e.message));
                 }

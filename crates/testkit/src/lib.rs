@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
+pub use tempfile::TempDir;
 
 /// The workspace root (the directory holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -186,6 +187,13 @@ pub fn run_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
     run_cmd(cmd, stdin)
 }
 
+/// As [`run_stdin`], with arguments and stdin as bytes (paths need not be UTF-8).
+pub fn run_bytes<A: AsRef<std::ffi::OsStr>>(program: &Path, args: &[A], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_cmd_reporting(cmd, stdin.to_vec(), &Default::default())
+}
+
 /// As [`run_stdin`], but a run that has not ended after `bound` is killed and the test
 /// panics: for inputs that could make a tool hang (FIFOs, hostile files). A hang guard,
 /// generous on purpose, not a speed requirement.
@@ -197,7 +205,7 @@ pub fn run_bounded(program: &Path, args: &[&str], stdin: &str, bound: Duration) 
     // The child's pid, to kill it on a hang; run_cmd reports it before waiting.
     let pid = std::sync::Arc::new(std::sync::Mutex::new(None::<u32>));
     let pid2 = pid.clone();
-    let stdin = stdin.to_string();
+    let stdin = stdin.as_bytes().to_vec();
     std::thread::spawn(move || {
         let _ = tx.send(run_cmd_reporting(cmd, stdin, &pid2));
     });
@@ -233,12 +241,12 @@ pub fn unprivileged(program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// Run `cmd` with piped stdio, feeding `stdin`, and collect its output.
 pub fn run_cmd(cmd: Command, stdin: &str) -> Output {
-    run_cmd_reporting(cmd, stdin.to_string(), &Default::default())
+    run_cmd_reporting(cmd, stdin.as_bytes().to_vec(), &Default::default())
 }
 
 fn run_cmd_reporting(
     mut cmd: Command,
-    stdin: String,
+    stdin: Vec<u8>,
     pid: &std::sync::Mutex<Option<u32>>,
 ) -> Output {
     use std::io::Write;
@@ -252,7 +260,7 @@ fn run_cmd_reporting(
         .unwrap_or_else(|e| panic!("spawn {}: {e}", program.to_string_lossy()));
     *pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
     let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.as_bytes().to_vec();
+    let data = stdin;
     // Write from a thread so a child that does not read stdin cannot deadlock us.
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
@@ -281,4 +289,26 @@ pub fn j2k_codestream(w: u32, h: u32, tile: u32, comps: u16) -> Vec<u8> {
     v.extend_from_slice(&[0xFF, 0x5C, 0, 4, 0x40, 0x48]);
     v.extend_from_slice(&[0xFF, 0x90, 0, 10, 0, 0, 0, 0, 0, 14, 0, 1]);
     v
+}
+
+/// The exact path a record names: its `path_bytes` decoded by coreutils' `base64 -d`
+/// (a decoder no one here wrote) when the record has them, else its `path`.
+pub fn record_path(r: &serde_json::Value) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    match r.get("path_bytes").and_then(|b| b.as_str()) {
+        Some(b64) => {
+            let mut cmd = Command::new("base64");
+            cmd.arg("-d");
+            let out = run_cmd(cmd, b64);
+            check(&out, "base64 -d");
+            PathBuf::from(std::ffi::OsString::from_vec(out.stdout))
+        }
+        None => PathBuf::from(r["path"].as_str().expect("string path")),
+    }
+}
+
+/// A file name that is not UTF-8: `stem` + Latin-1 e-acute (byte 0xE9) + `ext`.
+pub fn latin1_name(stem: &str, ext: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec([stem.as_bytes(), b"\xe9", ext.as_bytes()].concat())
 }

@@ -177,3 +177,78 @@ fn unreadable_files_and_directories_are_error_records() {
         "{stderr}"
     );
 }
+
+/// A directory holding `a.tif` and `b_\xe9.tif` (Latin-1, not UTF-8), copies of a sample.
+fn latin1_tree() -> (testkit::TempDir, std::path::PathBuf) {
+    let dir = testkit::tempdir();
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    std::fs::copy(&tif, dir.path().join("a.tif")).unwrap();
+    let odd = dir.path().join(testkit::latin1_name("b_", ".tif"));
+    std::fs::copy(&tif, &odd).unwrap();
+    (dir, odd)
+}
+
+#[test]
+fn paths_are_bytes_on_stdin_in_arguments_and_directory_walks() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, odd) = latin1_tree();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate"));
+    let a = dir.path().join("a.tif");
+    let mut stdin = Vec::new();
+    for p in [&a, &odd, &a] {
+        stdin.extend_from_slice(p.as_os_str().as_bytes());
+        stdin.push(b'\n');
+    }
+    let check = |out: std::process::Output, want: &[&std::path::Path]| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = ndjson(&out.stdout);
+        let paths: Vec<_> = recs.iter().map(testkit::record_path).collect();
+        assert_eq!(paths, want);
+        for r in &recs {
+            assert_eq!(r["format"], "tiff", "{r}");
+        }
+        recs
+    };
+    // stdin: three records, the middle one with its exact bytes.
+    let recs = check(
+        testkit::run_bytes(exe, &[] as &[&str], &stdin),
+        &[&a, &odd, &a],
+    );
+    assert_eq!(recs[1]["path"], odd.to_string_lossy().as_ref());
+    assert!(recs[0].get("path_bytes").is_none());
+    // Arguments.
+    check(
+        testkit::run_bytes(exe, &[a.as_os_str(), odd.as_os_str()], b""),
+        &[&a, &odd],
+    );
+    // -r keeps the bytes of the names it finds.
+    check(
+        testkit::run_bytes(exe, &["-r".as_ref(), dir.path().as_os_str()], b""),
+        &[&a, &odd],
+    );
+    // A record read back downstream keeps them too.
+    let first = testkit::run_bytes(exe, &[odd.as_os_str()], b"");
+    check(
+        testkit::run_bytes(exe, &[] as &[&str], &first.stdout),
+        &[&odd],
+    );
+}
+
+#[test]
+fn a_read_error_on_stdin_is_fatal_not_the_end_of_input() {
+    // Reading a directory fails with EISDIR: exit 2 with a message, never a quiet 0.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mem-estimate"))
+        .stdin(std::fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("mem-estimate: stdin: read error: "),
+        "{stderr}"
+    );
+}

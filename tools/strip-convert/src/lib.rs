@@ -30,6 +30,7 @@ use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
 use membudget::system::SystemInfo;
 use membudget::{monitor, plan, Error, ErrorKind, Record};
 use serde_json::{json, Value};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -271,6 +272,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let mut out = Output::new(NAME);
     let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
+        let input = input?;
         match input {
             Input::Bad(r) => out.write(&r)?,
             Input::Record(r) => {
@@ -322,7 +324,7 @@ impl Ctx<'_> {
     /// Every page of one input: one record each (one record with the error when the file
     /// cannot be opened at all).
     fn process(&self, record: Record) -> Vec<Record> {
-        let path = PathBuf::from(record.path());
+        let path = record.path();
         let pages = match source::page_count(&path) {
             Ok(n) => n,
             Err(e) => {
@@ -361,18 +363,16 @@ impl Ctx<'_> {
     fn page(&self, path: &Path, index: usize, pages: usize, r: &mut Record) -> Result<(), Error> {
         let started = Instant::now();
         monitor::reset_peak();
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let name = if pages > 1 {
-            format!("{stem}_page_{}.jp2", index + 1)
+        // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
+        let mut name = path.file_stem().unwrap_or(OsStr::new("out")).to_os_string();
+        if pages > 1 {
+            name.push(format!("_page_{}.jp2", index + 1));
         } else {
-            format!("{stem}.jp2")
-        };
+            name.push(".jp2");
+        }
         let dest = self.opts.output.output_path(path, &name)?;
         let sec = |r: &mut Record, k: &str, v: Value| r.set_in(NAME, k, v);
-        sec(r, "output", json!(dest.to_string_lossy()));
+        r.set_path_in(NAME, "output", &dest);
         if pages > 1 {
             sec(r, "page", json!(index + 1));
         }
