@@ -238,3 +238,26 @@ fn a_file_named_with_latin1_bytes_goes_through_every_tool() {
     let head = std::fs::read(&made).unwrap();
     assert_eq!(&head[..12], b"\0\0\0\x0cjP  \r\n\x87\n");
 }
+
+#[test]
+fn a_write_error_on_stdout_is_fatal_only_a_closed_pipe_is_quiet() {
+    bin("strip-convert");
+    let dir = testkit::tempdir();
+    let out = sh(&format!(
+        r#"mem-estimate "$DATA/tiff/rgb-3c-8b.tiff" "$DATA/tiff/rgb-3c-8b.tiff" > /dev/full; echo "status=$?" >&2
+        strip-convert -o '{}' "$DATA/tiff/rgb-3c-8b.tiff" > /dev/full; echo "status=$?" >&2"#,
+        dir.path().display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "mem-estimate: write error: No space left on device (os error 28)",
+            "status=2",
+            "strip-convert: write error: No space left on device (os error 28)",
+            "status=2",
+        ],
+        "{stderr}"
+    );
+}

@@ -411,6 +411,29 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Result<(), Error>)>) {
 #[error("output closed")]
 pub struct ClosedPipe;
 
+/// Writing a record failed. Only a closed pipe ends a tool quietly; any other failure
+/// (a full disk, `> /dev/full`, EIO) is fatal: `tool: write error: ...`, exit 2, so a
+/// truncated manifest is never taken for a complete one.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Stdout is closed downstream (`| head`): end quietly, status 0.
+    #[error(transparent)]
+    Closed(#[from] ClosedPipe),
+    /// Any other write error.
+    #[error("write error: {0}")]
+    Failed(io::Error),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> WriteError {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            WriteError::Closed(ClosedPipe)
+        } else {
+            WriteError::Failed(e)
+        }
+    }
+}
+
 /// The record writer: block-buffered stdout, flushed after every record so a downstream
 /// tool sees each as soon as it is done. Also tracks the exit status.
 #[derive(Debug)]
@@ -438,8 +461,9 @@ impl Output {
 
     /// Write one record. An error record raises the exit status (to 3 for a budget error,
     /// else 1); when the error is this tool's own it also prints `tool: path: message` on
-    /// stderr (upstream tools printed theirs). A closed stdout returns [`ClosedPipe`].
-    pub fn write(&mut self, record: &Record) -> Result<(), ClosedPipe> {
+    /// stderr (upstream tools printed theirs). A closed stdout returns
+    /// [`WriteError::Closed`], any other write error [`WriteError::Failed`].
+    pub fn write(&mut self, record: &Record) -> Result<(), WriteError> {
         if let Some(e) = record.error() {
             let from_here = record
                 .get("error")
@@ -479,7 +503,7 @@ impl Output {
             .and_then(|_| self.out.write_all(b"\n"))
             .and_then(|_| self.out.flush());
         self.written += 1;
-        r.map_err(|_| ClosedPipe)
+        Ok(r?)
     }
 
     /// Raise the exit status (e.g. to [`Status::Budget`]).
@@ -705,8 +729,8 @@ impl Drop for AtomicFile {
 
 /// Run a tool: parse arguments with `command` (usage errors exit 2, `--help` 0), install
 /// the Ctrl-C handler, call `run`, and turn its result into the exit status. A
-/// [`ClosedPipe`] anywhere in the error chain exits quietly with 0; other errors print
-/// `tool: message` and exit 2.
+/// [`ClosedPipe`] (or a `BrokenPipe` I/O error) anywhere in the error chain exits quietly
+/// with 0; other errors, write errors included, print `tool: message` and exit 2.
 pub fn main<F>(tool: &'static str, command: Command, run: F) -> std::process::ExitCode
 where
     F: FnOnce(&ArgMatches) -> anyhow::Result<Status>,
@@ -743,6 +767,7 @@ where
         Err(e) => {
             if e.chain().any(|c| {
                 c.is::<ClosedPipe>()
+                    || matches!(c.downcast_ref::<WriteError>(), Some(WriteError::Closed(_)))
                     || c.downcast_ref::<io::Error>()
                         .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
             }) {
