@@ -11,7 +11,7 @@ use crate::system::SystemInfo;
 use clap::{ArgAction, ArgMatches, Args, Command};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -286,31 +286,79 @@ fn classify(r: Record) -> Input {
     }
 }
 
-/// The lines of `reader`, as bytes (a path need not be UTF-8). Ends at end of input; a
-/// read error is returned once, then the iterator ends.
+/// The longest stdin line read: a path or a record is far shorter. A longer line is not
+/// held, only counted: `head -c 600M /dev/zero | tool` costs no memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// One stdin line.
+#[derive(Debug)]
+enum Line {
+    /// A line (its `\n` included when it had one).
+    Whole(Vec<u8>),
+    /// A line longer than [`MAX_LINE`]: its first bytes.
+    TooLong(Vec<u8>),
+}
+
+/// The lines of `reader`, as bytes (a path need not be UTF-8), each at most [`MAX_LINE`]
+/// bytes held. Ends at end of input; a read error is returned once, then the iterator
+/// ends.
 struct ByteLines<R> {
     reader: R,
     failed: bool,
 }
 
-impl<R: BufRead> Iterator for ByteLines<R> {
-    type Item = io::Result<Vec<u8>>;
+impl<R: BufRead> ByteLines<R> {
+    fn read(&mut self) -> io::Result<Option<Line>> {
+        let mut line = Vec::new();
+        // One byte more than allowed, to tell a line of MAX_LINE bytes from a longer one.
+        // std's read_until and skip_until retry on EINTR.
+        let cap = MAX_LINE as u64 + 1;
+        if self
+            .reader
+            .by_ref()
+            .take(cap)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
+            return Ok(None);
+        }
+        if line.len() <= MAX_LINE || line.ends_with(b"\n") {
+            return Ok(Some(Line::Whole(line)));
+        }
+        // The rest of the line is skipped through the reader's buffer, never held.
+        self.reader.skip_until(b'\n')?;
+        // One byte past the echo, so the echo says it was cut.
+        line.truncate(crate::manifest::ECHO_BYTES + 1);
+        Ok(Some(Line::TooLong(line)))
+    }
+}
 
-    fn next(&mut self) -> Option<io::Result<Vec<u8>>> {
+impl<R: BufRead> Iterator for ByteLines<R> {
+    type Item = io::Result<Line>;
+
+    fn next(&mut self) -> Option<io::Result<Line>> {
         if self.failed {
             return None;
         }
-        let mut line = Vec::new();
-        loop {
-            match self.reader.read_until(b'\n', &mut line) {
-                Ok(0) if line.is_empty() => return None,
-                Ok(_) => return Some(Ok(line)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            }
+        let r = self.read().transpose();
+        self.failed = matches!(r, Some(Err(_)));
+        r
+    }
+}
+
+/// The input of one stdin line: a record, an error record, or nothing (a blank line).
+fn from_stdin(tool: &'static str, line: Line) -> Option<Input> {
+    match line {
+        Line::Whole(l) => from_line(tool, &l),
+        Line::TooLong(head) => {
+            let e = Error::new(
+                ErrorKind::BadRecord,
+                format!(
+                    "line longer than the {} MiB a path or record may take: skipped",
+                    MAX_LINE >> 20
+                ),
+            );
+            Some(Input::Bad(Record::bad_line(tool, &head, &e)))
         }
     }
 }
@@ -339,7 +387,7 @@ pub fn inputs(
                         failed: false,
                     };
                     Box::new(lines.filter_map(move |l| match l {
-                        Ok(l) => from_line(tool, &l).map(Ok),
+                        Ok(l) => from_stdin(tool, l).map(Ok),
                         Err(e) => Some(Err(ReadError(e))),
                     }))
                 } else {
@@ -798,6 +846,24 @@ mod tests {
             jobs: None,
         };
         assert_eq!(given.planned(&r), None);
+    }
+
+    #[test]
+    fn lines_are_capped_at_max_line_and_reading_goes_on() {
+        let mut input = vec![b'a'; MAX_LINE];
+        input.push(b'\n');
+        input.extend(vec![b'b'; MAX_LINE + 1]);
+        input.extend_from_slice(b"\nc\xff\nlast");
+        let lines = ByteLines {
+            reader: io::BufReader::with_capacity(4096, &input[..]),
+            failed: false,
+        };
+        let got: Vec<Line> = lines.map(Result::unwrap).collect();
+        assert_eq!(got.len(), 4);
+        assert!(matches!(&got[0], Line::Whole(l) if l.len() == MAX_LINE + 1));
+        assert!(matches!(&got[1], Line::TooLong(h) if h.len() <= MAX_LINE && h[0] == b'b'));
+        assert!(matches!(&got[2], Line::Whole(l) if l == b"c\xff\n"));
+        assert!(matches!(&got[3], Line::Whole(l) if l == b"last"));
     }
 
     #[test]

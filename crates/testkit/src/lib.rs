@@ -222,6 +222,59 @@ pub fn run_bounded(program: &Path, args: &[&str], stdin: &str, bound: Duration) 
     }
 }
 
+/// Run `cmd` (its stdin as the caller set it up), collect its output, and measure its
+/// peak RSS in bytes: `ru_maxrss` of `wait4` on this very child, so other children of the
+/// test process (parallel tests, cargo) do not count.
+// Reaped by wait4, which std's Child does not know about.
+#[allow(clippy::zombie_processes)]
+pub fn run_peak(mut cmd: Command) -> (Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for this child, which std has not
+    // reaped (Child::wait is never called on it).
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
+        assert!(pid > 0, "wait4: {}", std::io::Error::last_os_error());
+        usage
+    };
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    };
+    // Linux reports ru_maxrss in KiB.
+    (output, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
+}
+
 /// A command running `program` as an unprivileged user (`nobody`, through `setpriv`)
 /// when the tests run as root, who reads every file whatever its mode: permission
 /// errors then happen for real. The files it needs must be readable by others.

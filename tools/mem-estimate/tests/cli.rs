@@ -252,3 +252,39 @@ fn a_read_error_on_stdin_is_fatal_not_the_end_of_input() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_huge_line_is_an_error_record_in_little_memory_and_the_next_is_read() {
+    use std::process::{Command, Stdio};
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    // 600 MB of zeros without a newline, then a real path.
+    let mut feed = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 600M /dev/zero; printf '\\n%s\\n' \"$1\"",
+            "sh",
+        ])
+        .arg(&tif)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mem-estimate"));
+    cmd.stdin(Stdio::from(feed.stdout.take().unwrap()));
+    let (out, peak) = testkit::run_peak(cmd);
+    assert!(feed.wait().unwrap().success());
+    assert_eq!(out.status.code(), Some(1));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["error"]["kind"], "bad_record");
+    // The echo is the line's first 200 bytes, not 600 MB.
+    assert_eq!(recs[0]["line"], format!("{}...", "\0".repeat(200)));
+    assert_eq!(recs[1]["path"], tif.to_str().unwrap());
+    assert_eq!(recs[1]["format"], "tiff");
+    // The line was skipped, not held (the old reader peaked at 4.3 GB).
+    assert!(peak < 48 << 20, "peak RSS {peak} bytes");
+    assert!(
+        out.stderr.len() < 4096,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+}
