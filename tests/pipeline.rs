@@ -261,3 +261,25 @@ fn a_write_error_on_stdout_is_fatal_only_a_closed_pipe_is_quiet() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_error_record_passes_every_tool_untouched_and_is_reported_once() {
+    let out = sh(
+        r#"echo '{bad' | mem-estimate | chunk-plan | mem-estimate; echo "status=${PIPESTATUS[*]}" >&2"#,
+    );
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r["line"], "{bad", "{r}");
+    assert_eq!(r["error"]["kind"], "bad_record");
+    assert_eq!(r["error"]["tool"], "mem-estimate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("mem-estimate: {bad: not a JSON record"),
+        "{stderr}"
+    );
+    // Every tool that saw the failed input says so in its status.
+    assert_eq!(lines[1], "status=0 1 1 1");
+}

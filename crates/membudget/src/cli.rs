@@ -71,11 +71,59 @@ pub struct BudgetArgs {
     /// Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of
     /// available memory (60%). Default: 70% of the smaller of available memory and the
     /// cgroup limit
-    #[arg(short = 'm', long, value_name = "SIZE")]
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = memory_limit)]
     pub memory_limit: Option<String>,
     /// Workers or threads at most (default: the CPUs this process may use)
     #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
     pub jobs: Option<usize>,
+}
+
+/// `--memory-limit` is checked as clap parses it: a budget that does not parse is a usage
+/// error before any input is read (a share like `60%` is resolved later, per machine).
+fn memory_limit(s: &str) -> Result<String, String> {
+    s.parse::<crate::budget::BudgetSpec>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.message)
+}
+
+/// A usage error found by a tool's own checks of its options (those clap cannot check
+/// alone, e.g. two options that must agree): `return Err(cli::usage("..."))` from `run`
+/// **before the first input is read** (before `cli::inputs`), and [`main`] prints
+/// `tool: message` and exits 2, with no record written. A bad option is never a
+/// per-record error.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Error::new(ErrorKind::Usage, message).into()
+}
+
+/// A clap value parser for a finite number in `min..=max` (`--min-ssim`: 0 to 1), so a
+/// value out of range is a usage error (exit 2) before any input is read:
+/// `#[arg(long, value_parser = cli::number_in(0.0, 1.0))]`.
+pub fn number_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number"))?;
+        if v.is_finite() && v >= min && v <= max {
+            Ok(v)
+        } else {
+            Err(format!("must be from {min} to {max}"))
+        }
+    }
+}
+
+/// A clap value parser for a finite number above zero (a radius, a compression ratio):
+/// `#[arg(long, value_parser = cli::positive_number)]`.
+pub fn positive_number(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a number above 0".into())
+    }
 }
 
 /// `--jobs 0` would plan no work at all: refuse it as a usage error rather than quietly
@@ -223,12 +271,33 @@ impl log::Log for StderrLogger {
 
 /// Write one line to stderr in a single write, so the lines of tools sharing a terminal
 /// or a pipe (`a | b 2>log`) never interleave mid-line (pipe writes up to PIPE_BUF bytes
-/// are atomic; `writeln!` on unbuffered stderr makes one write per piece).
+/// are atomic; `writeln!` on unbuffered stderr makes one write per piece). Control
+/// characters (an escape sequence in a file name, a newline in a message) are shown
+/// escaped (`\x1b`): a name must not drive the terminal or split a line.
 pub fn stderr_line(line: &str) {
-    let mut buf = String::with_capacity(line.len() + 1);
-    buf.push_str(line);
+    let mut buf = escape(line.as_bytes());
     buf.push('\n');
     let _ = io::stderr().lock().write_all(buf.as_bytes());
+}
+
+/// `bytes` for a terminal: valid UTF-8 as it is, except control characters (C0, DEL,
+/// C1); those and bytes that are not UTF-8 as `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                // Every control character is below U+0100.
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Install the stderr logger at `level`.
@@ -513,22 +582,24 @@ impl Output {
     /// [`WriteError::Closed`], any other write error [`WriteError::Failed`].
     pub fn write(&mut self, record: &Record) -> Result<(), WriteError> {
         if let Some(e) = record.error() {
-            let from_here = record
-                .get("error")
-                .and_then(|e| e.get("tool"))
-                .and_then(|t| t.as_str())
-                .is_none_or(|t| t == self.tool);
-            if from_here {
+            // Reported where it happened, once: an error read from upstream (this very
+            // tool's, too, in `a | b | a`) was reported by the tool that set it.
+            if record.error_is_new() {
                 self.failed += 1;
                 if log::max_level() >= log::LevelFilter::Error {
-                    let shown = if record.path_str().is_empty() {
-                        record
-                            .get("line")
-                            .and_then(|l| l.as_str())
-                            .unwrap_or("-")
-                            .to_string()
-                    } else {
-                        record.path_str().to_string()
+                    let shown = match record.get("path") {
+                        Some(serde_json::Value::String(_)) if record.path_str().is_empty() => {
+                            "\"\"".to_string()
+                        }
+                        // The real bytes, escaped: `\xe9` says more than U+FFFD.
+                        Some(serde_json::Value::String(_)) => {
+                            escape(record.path().as_os_str().as_bytes())
+                        }
+                        _ => match record.get("line").and_then(|l| l.as_str()) {
+                            Some("") => "\"\"".to_string(),
+                            Some(line) => line.to_string(),
+                            None => "-".to_string(),
+                        },
                     };
                     stderr_line(&format!("{}: {}: {}", self.tool, shown, e.message));
                 }

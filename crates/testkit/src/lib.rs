@@ -365,3 +365,44 @@ pub fn latin1_name(stem: &str, ext: &str) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
     std::ffi::OsString::from_vec([stem.as_bytes(), b"\xe9", ext.as_bytes()].concat())
 }
+
+/// A small seeded random number generator (SplitMix64) for property tests: the same seed
+/// gives the same cases on every machine, so a failure can be replayed. Print the seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A value in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    /// A value that is often at the edges: 0, 1, powers of two and their neighbours,
+    /// the type's maximum, or anything up to `max`.
+    pub fn extreme(&mut self, max: u64) -> u64 {
+        let v = match self.below(6) {
+            0 => 0,
+            1 => 1,
+            2 => max,
+            3 => 1u64 << self.below(64),
+            4 => (1u64 << self.below(64)).wrapping_sub(1),
+            _ => self.next_u64(),
+        };
+        v.min(max)
+    }
+}

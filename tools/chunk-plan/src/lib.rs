@@ -94,8 +94,12 @@ fn plan_record(
         return 0.0;
     }
     let summary = match Summary::from_record(r) {
-        Some(s) => s,
-        None => match probe::probe_path(&r.path()) {
+        Ok(Some(s)) => s,
+        Err(e) => {
+            r.set_error(NAME, &e);
+            return 0.0;
+        }
+        Ok(None) => match probe::probe_path(&r.path()) {
             Ok(p) => {
                 cost::annotate(r, &p);
                 Summary::from_probe(&p)

@@ -288,3 +288,27 @@ fn a_huge_line_is_an_error_record_in_little_memory_and_the_next_is_read() {
         out.stderr.len()
     );
 }
+
+#[test]
+fn an_empty_argument_is_an_error_record_and_names_are_escaped_on_stderr() {
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate"));
+    let odd = std::ffi::OsStr::from_bytes(b"/no/a\x1b[31mred\xe9\x07.tif");
+    let out = testkit::run_bytes(exe, &["".as_ref(), odd], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["error"]["kind"], "bad_record");
+    assert_eq!(recs[1]["error"]["kind"], "not_found");
+    assert_eq!(testkit::record_path(&recs[1]).as_os_str(), odd);
+    // No escape or bell byte reaches the terminal; the name's bytes are shown escaped.
+    assert!(!out.stderr.iter().any(|&b| b == 0x1b || b == 0x07));
+    let stderr = String::from_utf8(out.stderr).expect("stderr is UTF-8");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert_eq!(lines[0], r#"mem-estimate: "": empty argument: not a path"#);
+    assert!(
+        lines[1].starts_with(r"mem-estimate: /no/a\x1b[31mred\xe9\x07.tif: "),
+        "{stderr}"
+    );
+}
