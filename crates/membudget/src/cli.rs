@@ -938,6 +938,26 @@ mod tests {
     }
 
     #[test]
+    fn option_value_parsers_refuse_out_of_range_values() {
+        let ssim = number_in(0.0, 1.0);
+        assert_eq!(ssim("0.95"), Ok(0.95));
+        for bad in ["2", "-0.1", "nan", "inf", "x"] {
+            assert!(ssim(bad).is_err(), "{bad}");
+        }
+        assert_eq!(positive_number("4"), Ok(4.0));
+        for bad in ["0", "-1", "nan", "inf", ""] {
+            assert!(positive_number(bad).is_err(), "{bad}");
+        }
+        assert!(memory_limit("18446744073709551616").is_err());
+        assert_eq!(memory_limit("60%").as_deref(), Ok("60%"));
+        let e = usage("--codeblock 48: sides must be powers of two");
+        assert_eq!(
+            e.downcast_ref::<Error>().map(|e| e.kind),
+            Some(ErrorKind::Usage)
+        );
+    }
+
+    #[test]
     fn status_worst() {
         assert_eq!(Status::Ok.worst(Status::SomeFailed), Status::SomeFailed);
         assert_eq!(Status::Budget.worst(Status::SomeFailed), Status::Budget);

@@ -518,6 +518,12 @@ mod tests {
             "b.enriched.laz"
         );
         assert_eq!(output_name(Path::new("x.las"), "", OutFormat::Las), "x.las");
+        // A name that is not UTF-8 keeps its bytes.
+        let latin1 = Path::new(OsStr::from_bytes(b"d/t\xe9.copc.laz"));
+        assert_eq!(
+            output_name(latin1, ".enriched", OutFormat::Laz).as_bytes(),
+            b"t\xe9.enriched.laz"
+        );
     }
 
     #[test]
