@@ -189,3 +189,97 @@ fn a_processing_tool_keeps_to_the_budget_chunk_plan_planned() {
     assert_eq!(s["budget_bytes"].as_u64(), Some(100 << 20), "{r}");
     assert!(s["peak_rss"].as_u64().unwrap() <= 100 << 20, "{r}");
 }
+
+#[test]
+fn a_file_named_with_latin1_bytes_goes_through_every_tool() {
+    use std::os::unix::ffi::OsStrExt;
+    bin("strip-convert");
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    let name = testkit::latin1_name("scan_", ".tif");
+    std::fs::copy(testkit::data("tiff/rgb-3c-8b.tiff"), d.join(&name)).unwrap();
+    let want = d.join(testkit::latin1_name("scan_", ".jp2"));
+
+    // find -print0 | xargs -0: the name as an argument.
+    let out = sh(&format!(
+        "cd '{}' && find . -name '*.tif' -print0 | xargs -0 mem-estimate",
+        d.display()
+    ));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        testkit::record_path(&recs[0]).as_os_str().as_bytes(),
+        [b"./".as_slice(), name.as_bytes()].concat()
+    );
+    assert_eq!(recs[0]["format"], "tiff");
+
+    // ls | mem-estimate | chunk-plan | strip-convert: the name as a stdin line, then in
+    // records; the output keeps the input's bytes.
+    let out = sh(&format!(
+        "cd '{}' && ls | mem-estimate | chunk-plan -m 64MiB | strip-convert -o out; \
+         echo \"status=${{PIPESTATUS[*]}}\" >&2",
+        d.display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("status=0 0 0 0"), "{stderr}");
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["strip-convert"]["status"], "ok", "{}", recs[0]);
+    let made = d.join("out").join(want.file_name().unwrap());
+    assert!(made.is_file(), "{}", recs[0]);
+    let output = &recs[0]["strip-convert"];
+    assert_eq!(
+        testkit::record_path(&serde_json::json!({
+            "path": output["output"], "path_bytes": output["output_bytes"]
+        })),
+        std::path::Path::new("out").join(want.file_name().unwrap())
+    );
+    // A real JP2 (signature box), not an empty file.
+    let head = std::fs::read(&made).unwrap();
+    assert_eq!(&head[..12], b"\0\0\0\x0cjP  \r\n\x87\n");
+}
+
+#[test]
+fn a_write_error_on_stdout_is_fatal_only_a_closed_pipe_is_quiet() {
+    bin("strip-convert");
+    let dir = testkit::tempdir();
+    let out = sh(&format!(
+        r#"mem-estimate "$DATA/tiff/rgb-3c-8b.tiff" "$DATA/tiff/rgb-3c-8b.tiff" > /dev/full; echo "status=$?" >&2
+        strip-convert -o '{}' "$DATA/tiff/rgb-3c-8b.tiff" > /dev/full; echo "status=$?" >&2"#,
+        dir.path().display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "mem-estimate: write error: No space left on device (os error 28)",
+            "status=2",
+            "strip-convert: write error: No space left on device (os error 28)",
+            "status=2",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_error_record_passes_every_tool_untouched_and_is_reported_once() {
+    let out = sh(
+        r#"echo '{bad' | mem-estimate | chunk-plan | mem-estimate; echo "status=${PIPESTATUS[*]}" >&2"#,
+    );
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r["line"], "{bad", "{r}");
+    assert_eq!(r["error"]["kind"], "bad_record");
+    assert_eq!(r["error"]["tool"], "mem-estimate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("mem-estimate: {bad: not a JSON record"),
+        "{stderr}"
+    );
+    // Every tool that saw the failed input says so in its status.
+    assert_eq!(lines[1], "status=0 1 1 1");
+}

@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
     cli::main(NAME, command, |m| {
         let opts = Opts::from_arg_matches(m)?;
         driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
-            let name = r.path().to_string();
+            let name = r.path_str().to_string();
             match name.as_str() {
                 "fail" => Err(Error::corrupt("bad input")),
                 "panic" => panic!("a bug in the per-input function"),

@@ -26,7 +26,7 @@ impl std::str::FromStr for BudgetSpec {
         let t = s.trim();
         let bad = |why: &str| {
             Error::new(
-                ErrorKind::BadRecord,
+                ErrorKind::Usage,
                 format!("invalid memory budget {s:?}: {why} (examples: 512MiB, 2G, 1.5GiB, 60%)"),
             )
         };
@@ -43,8 +43,8 @@ impl std::str::FromStr for BudgetSpec {
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let num: f64 = num.parse().map_err(|_| bad("no number"))?;
+        let (digits, unit) = t.split_at(split);
+        let num: f64 = digits.parse().map_err(|_| bad("no number"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1_000,
@@ -65,12 +65,25 @@ impl std::str::FromStr for BudgetSpec {
             "T" | "t" => 1 << 40,
             _ => mult,
         };
-        let bytes = num * mult as f64;
-        if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
-            return Err(bad("out of range"));
+        let too_big = || bad("out of range (at most 18446744073709551615 bytes)");
+        // Whole numbers are counted exactly: through f64, 18446744073709551616 would round
+        // to u64::MAX and be clamped instead of refused.
+        if !digits.contains('.') {
+            let n: u128 = digits.parse().map_err(|_| too_big())?;
+            let bytes = n.checked_mul(u128::from(mult)).ok_or_else(too_big)?;
+            let bytes = u64::try_from(bytes).map_err(|_| too_big())?;
+            if bytes == 0 {
+                return Err(bad("out of range"));
+            }
+            return Ok(BudgetSpec::Bytes(bytes));
         }
-        if unit.is_empty() && num.fract() != 0.0 {
+        if unit.is_empty() {
             return Err(bad("a byte count must be whole"));
+        }
+        let bytes = num * mult as f64;
+        // 2^64 is the first value that does not fit; `u64::MAX as f64` is 2^64 itself.
+        if !(1.0..18_446_744_073_709_551_616.0).contains(&bytes) {
+            return Err(bad("out of range"));
         }
         Ok(BudgetSpec::Bytes(bytes.round() as u64))
     }
@@ -198,6 +211,23 @@ mod tests {
         let sys = SystemInfo::fixed(8 << 30, None);
         let bud = Budget::resolve(BudgetSpec::Percent(50.0), &sys);
         assert_eq!(bud.bytes, 4 << 30);
+    }
+
+    #[test]
+    fn sizes_beyond_u64_are_refused_all_alike() {
+        assert_eq!(b("18446744073709551615"), u64::MAX);
+        assert_eq!(b("16777215TiB"), 16_777_215 << 40);
+        for s in [
+            "18446744073709551616",
+            "18446744073709551617",
+            "99999999999999999999999999999999999999999999",
+            "16777216TiB",
+            "16777216.0TiB",
+            "18446744073709551616B",
+        ] {
+            let e = s.parse::<BudgetSpec>().unwrap_err();
+            assert!(e.message.contains("out of range"), "{s}: {}", e.message);
+        }
     }
 
     #[test]

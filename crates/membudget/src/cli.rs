@@ -11,7 +11,9 @@ use crate::outputs::{self, Claim, Lock};
 use crate::system::SystemInfo;
 use clap::{ArgAction, ArgMatches, Args, Command};
 use std::collections::HashSet;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -58,7 +60,7 @@ impl From<Status> for std::process::ExitCode {
 pub struct InputArgs {
     /// Input files or manifest lines; `-` or nothing reads paths or NDJSON records from stdin
     #[arg(value_name = "INPUT")]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<OsString>,
     /// Expand directories into the files below them (sorted, hidden files skipped)
     #[arg(short = 'r', long)]
     pub recursive: bool,
@@ -71,12 +73,60 @@ pub struct BudgetArgs {
     /// available memory (60%). Default: 70% of the smallest of available memory, the
     /// cgroup limit and the room left under it (the limit less what other processes in
     /// the cgroup hold, page cache not counted)
-    #[arg(short = 'm', long, value_name = "SIZE")]
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = memory_limit)]
     pub memory_limit: Option<String>,
     /// Workers or threads at most (default: the CPUs this process may use); fewer run
     /// when the budget holds fewer, and the record says how many ran
     #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
     pub jobs: Option<usize>,
+}
+
+/// `--memory-limit` is checked as clap parses it: a budget that does not parse is a usage
+/// error before any input is read (a share like `60%` is resolved later, per machine).
+fn memory_limit(s: &str) -> Result<String, String> {
+    s.parse::<crate::budget::BudgetSpec>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.message)
+}
+
+/// A usage error found by a tool's own checks of its options (those clap cannot check
+/// alone, e.g. two options that must agree): `return Err(cli::usage("..."))` from `run`
+/// **before the first input is read** (before `cli::inputs`), and [`main`] prints
+/// `tool: message` and exits 2, with no record written. A bad option is never a
+/// per-record error.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Error::new(ErrorKind::Usage, message).into()
+}
+
+/// A clap value parser for a finite number in `min..=max` (`--min-ssim`: 0 to 1), so a
+/// value out of range is a usage error (exit 2) before any input is read:
+/// `#[arg(long, value_parser = cli::number_in(0.0, 1.0))]`.
+pub fn number_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number"))?;
+        if v.is_finite() && v >= min && v <= max {
+            Ok(v)
+        } else {
+            Err(format!("must be from {min} to {max}"))
+        }
+    }
+}
+
+/// A clap value parser for a finite number above zero (a radius, a compression ratio):
+/// `#[arg(long, value_parser = cli::positive_number)]`.
+pub fn positive_number(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a number above 0".into())
+    }
 }
 
 /// `--jobs 0` would plan no work at all: refuse it as a usage error rather than quietly
@@ -136,7 +186,12 @@ impl OutputArgs {
     /// The output path for `input`, given the output's file name (`a.jp2`).
     /// Mirrors the input's directories under `--output-dir`, never outside it (leading
     /// `..` components are dropped).
-    pub fn output_path(&self, input: &Path, file_name: &str) -> Result<PathBuf, Error> {
+    pub fn output_path(
+        &self,
+        input: &Path,
+        file_name: impl AsRef<OsStr>,
+    ) -> Result<PathBuf, Error> {
+        let file_name = file_name.as_ref();
         let parent = input.parent().unwrap_or(Path::new(""));
         let Some(out) = &self.output_dir else {
             return Ok(parent.join(file_name));
@@ -220,12 +275,33 @@ impl log::Log for StderrLogger {
 
 /// Write one line to stderr in a single write, so the lines of tools sharing a terminal
 /// or a pipe (`a | b 2>log`) never interleave mid-line (pipe writes up to PIPE_BUF bytes
-/// are atomic; `writeln!` on unbuffered stderr makes one write per piece).
+/// are atomic; `writeln!` on unbuffered stderr makes one write per piece). Control
+/// characters (an escape sequence in a file name, a newline in a message) are shown
+/// escaped (`\x1b`): a name must not drive the terminal or split a line.
 pub fn stderr_line(line: &str) {
-    let mut buf = String::with_capacity(line.len() + 1);
-    buf.push_str(line);
+    let mut buf = escape(line.as_bytes());
     buf.push('\n');
     let _ = io::stderr().lock().write_all(buf.as_bytes());
+}
+
+/// `bytes` for a terminal: valid UTF-8 as it is, except control characters (C0, DEL,
+/// C1); those and bytes that are not UTF-8 as `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                // Every control character is below U+0100.
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Install the stderr logger at `level`.
@@ -243,66 +319,179 @@ pub enum Input {
     /// A record about a file, to process.
     Record(Record),
     /// A record to write through untouched and go on: the error record of a line that
-    /// could not be read as a record, or the machine record of `mem-estimate --system`.
+    /// could not be read as a record, an upstream tool's error record, or the machine
+    /// record of `mem-estimate --system`.
     Bad(Record),
 }
 
-fn parsed(tool: &'static str, line: &str) -> Option<Input> {
-    match Record::parse_line(line) {
-        Ok(Some(r)) if r.is_system() => Some(Input::Bad(r)),
-        Ok(Some(r)) => Some(Input::Record(r)),
+/// Stdin could not be read (not its end: an error, as `tool < /` gives): fatal, exit 2,
+/// after the records read so far. Input must never end silently.
+#[derive(Debug, thiserror::Error)]
+#[error("stdin: read error: {0}")]
+pub struct ReadError(pub io::Error);
+
+/// A record from one stdin line, or its error record; `None` for a blank line.
+fn from_line(tool: &'static str, line: &[u8]) -> Option<Input> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match Record::parse_bytes(line) {
+        Ok(Some(r)) => Some(classify(r)),
         Ok(None) => None,
         Err(e) => Some(Input::Bad(Record::bad_line(tool, line, &e))),
     }
 }
 
+/// A record from one argument, or its error record.
+fn from_arg(tool: &'static str, arg: &OsStr) -> Input {
+    match Record::parse_arg(arg) {
+        Ok(r) => classify(r),
+        Err(e) => Input::Bad(Record::bad_line(tool, arg.as_bytes(), &e)),
+    }
+}
+
+/// System records and upstream error records are written through untouched: a failure is
+/// reported by the tool where it happened, and passes every later tool unchanged.
+fn classify(r: Record) -> Input {
+    if r.is_system() || r.is_error() {
+        Input::Bad(r)
+    } else {
+        Input::Record(r)
+    }
+}
+
+/// The longest stdin line read: a path or a record is far shorter. A longer line is not
+/// held, only counted: `head -c 600M /dev/zero | tool` costs no memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// One stdin line.
+#[derive(Debug)]
+enum Line {
+    /// A line (its `\n` included when it had one).
+    Whole(Vec<u8>),
+    /// A line longer than [`MAX_LINE`]: its first bytes.
+    TooLong(Vec<u8>),
+}
+
+/// The lines of `reader`, as bytes (a path need not be UTF-8), each at most [`MAX_LINE`]
+/// bytes held. Ends at end of input; a read error is returned once, then the iterator
+/// ends.
+struct ByteLines<R> {
+    reader: R,
+    failed: bool,
+}
+
+impl<R: BufRead> ByteLines<R> {
+    fn read(&mut self) -> io::Result<Option<Line>> {
+        let mut line = Vec::new();
+        // One byte more than allowed, to tell a line of MAX_LINE bytes from a longer one.
+        // std's read_until and skip_until retry on EINTR.
+        let cap = MAX_LINE as u64 + 1;
+        if self
+            .reader
+            .by_ref()
+            .take(cap)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
+            return Ok(None);
+        }
+        if line.len() <= MAX_LINE || line.ends_with(b"\n") {
+            return Ok(Some(Line::Whole(line)));
+        }
+        // The rest of the line is skipped through the reader's buffer, never held.
+        self.reader.skip_until(b'\n')?;
+        // One byte past the echo, so the echo says it was cut.
+        line.truncate(crate::manifest::ECHO_BYTES + 1);
+        Ok(Some(Line::TooLong(line)))
+    }
+}
+
+impl<R: BufRead> Iterator for ByteLines<R> {
+    type Item = io::Result<Line>;
+
+    fn next(&mut self) -> Option<io::Result<Line>> {
+        if self.failed {
+            return None;
+        }
+        let r = self.read().transpose();
+        self.failed = matches!(r, Some(Err(_)));
+        r
+    }
+}
+
+/// The input of one stdin line: a record, an error record, or nothing (a blank line).
+fn from_stdin(tool: &'static str, line: Line) -> Option<Input> {
+    match line {
+        Line::Whole(l) => from_line(tool, &l),
+        Line::TooLong(head) => {
+            let e = Error::new(
+                ErrorKind::BadRecord,
+                format!(
+                    "line longer than the {} MiB a path or record may take: skipped",
+                    MAX_LINE >> 20
+                ),
+            );
+            Some(Input::Bad(Record::bad_line(tool, &head, &e)))
+        }
+    }
+}
+
 /// Iterate the inputs: arguments if any (each `-` reads stdin), else stdin. Directories
-/// are expanded when `recursive`. Reading stdin stops quietly at end of input.
-pub fn inputs(tool: &'static str, args: &InputArgs) -> impl Iterator<Item = Input> {
-    let sources: Vec<String> = if args.inputs.is_empty() {
-        vec!["-".to_string()]
+/// are expanded when `recursive`. Reading stdin stops at end of input; a read error is
+/// an `Err` ([`ReadError`]) after the inputs read so far: the tool ends with it (`?`),
+/// exit 2, never quietly as if the input had ended.
+pub fn inputs(
+    tool: &'static str,
+    args: &InputArgs,
+) -> impl Iterator<Item = Result<Input, ReadError>> {
+    let sources: Vec<OsString> = if args.inputs.is_empty() {
+        vec!["-".into()]
     } else {
         args.inputs.clone()
     };
     let recursive = args.recursive;
     sources
         .into_iter()
-        .flat_map(move |src| -> Box<dyn Iterator<Item = Input>> {
-            if src == "-" {
-                let stdin = io::stdin();
-                Box::new(
-                    stdin
-                        .lock()
-                        .lines()
-                        .map_while(Result::ok)
-                        .filter_map(move |l| parsed(tool, &l)),
-                )
-            } else {
-                Box::new(parsed(tool, &src).into_iter())
-            }
-        })
-        .flat_map(move |input| -> Box<dyn Iterator<Item = Input>> {
-            match input {
-                Input::Record(r) if recursive && Path::new(r.path()).is_dir() => {
-                    let mut found = Vec::new();
-                    walk(Path::new(r.path()), &mut found);
-                    found.sort_by(|a, b| a.0.cmp(&b.0));
-                    Box::new(found.into_iter().map(move |(path, listed)| {
-                        let mut rec = r.with_path(path.to_string_lossy());
-                        match listed {
-                            Ok(()) => Input::Record(rec),
-                            // Written through as an error record: a directory we cannot
-                            // list must not vanish from the run silently.
-                            Err(e) => {
-                                rec.set_error(tool, &e);
-                                Input::Bad(rec)
-                            }
-                        }
+        .flat_map(
+            move |src| -> Box<dyn Iterator<Item = Result<Input, ReadError>>> {
+                if src == "-" {
+                    let lines = ByteLines {
+                        reader: io::stdin().lock(),
+                        failed: false,
+                    };
+                    Box::new(lines.filter_map(move |l| match l {
+                        Ok(l) => from_stdin(tool, l).map(Ok),
+                        Err(e) => Some(Err(ReadError(e))),
                     }))
+                } else {
+                    Box::new(std::iter::once(Ok(from_arg(tool, &src))))
                 }
-                other => Box::new(std::iter::once(other)),
-            }
-        })
+            },
+        )
+        .flat_map(
+            move |input| -> Box<dyn Iterator<Item = Result<Input, ReadError>>> {
+                match input {
+                    Ok(Input::Record(r)) if recursive && r.path().is_dir() => {
+                        let mut found = Vec::new();
+                        walk(&r.path(), &mut found);
+                        found.sort_by(|a, b| a.0.cmp(&b.0));
+                        Box::new(found.into_iter().map(move |(path, listed)| {
+                            let mut rec = r.with_path(&path);
+                            Ok(match listed {
+                                Ok(()) => Input::Record(rec),
+                                // Written through as an error record: a directory we cannot
+                                // list must not vanish from the run silently.
+                                Err(e) => {
+                                    rec.set_error(tool, &e);
+                                    Input::Bad(rec)
+                                }
+                            })
+                        }))
+                    }
+                    other => Box::new(std::iter::once(other)),
+                }
+            },
+        )
 }
 
 /// Files below `dir` (`Ok`), and directories that could not be listed (`Err`), skipping
@@ -326,7 +515,7 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Result<(), Error>)>) {
                 continue;
             }
         };
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        if entry.file_name().as_bytes().starts_with(b".") {
             continue;
         }
         let path = entry.path();
@@ -342,6 +531,29 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Result<(), Error>)>) {
 #[derive(Debug, thiserror::Error)]
 #[error("output closed")]
 pub struct ClosedPipe;
+
+/// Writing a record failed. Only a closed pipe ends a tool quietly; any other failure
+/// (a full disk, `> /dev/full`, EIO) is fatal: `tool: write error: ...`, exit 2, so a
+/// truncated manifest is never taken for a complete one.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Stdout is closed downstream (`| head`): end quietly, status 0.
+    #[error(transparent)]
+    Closed(#[from] ClosedPipe),
+    /// Any other write error.
+    #[error("write error: {0}")]
+    Failed(io::Error),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> WriteError {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            WriteError::Closed(ClosedPipe)
+        } else {
+            WriteError::Failed(e)
+        }
+    }
+}
 
 /// The record writer: block-buffered stdout, flushed after every record so a downstream
 /// tool sees each as soon as it is done. Also tracks the exit status.
@@ -370,25 +582,28 @@ impl Output {
 
     /// Write one record. An error record raises the exit status (to 3 for a budget error,
     /// else 1); when the error is this tool's own it also prints `tool: path: message` on
-    /// stderr (upstream tools printed theirs). A closed stdout returns [`ClosedPipe`].
-    pub fn write(&mut self, record: &Record) -> Result<(), ClosedPipe> {
+    /// stderr (upstream tools printed theirs). A closed stdout returns
+    /// [`WriteError::Closed`], any other write error [`WriteError::Failed`].
+    pub fn write(&mut self, record: &Record) -> Result<(), WriteError> {
         if let Some(e) = record.error() {
-            let from_here = record
-                .get("error")
-                .and_then(|e| e.get("tool"))
-                .and_then(|t| t.as_str())
-                .is_none_or(|t| t == self.tool);
-            if from_here {
+            // Reported where it happened, once: an error read from upstream (this very
+            // tool's, too, in `a | b | a`) was reported by the tool that set it.
+            if record.error_is_new() {
                 self.failed += 1;
                 if log::max_level() >= log::LevelFilter::Error {
-                    let shown = if record.path().is_empty() {
-                        record
-                            .get("line")
-                            .and_then(|l| l.as_str())
-                            .unwrap_or("-")
-                            .to_string()
-                    } else {
-                        record.path().to_string()
+                    let shown = match record.get("path") {
+                        Some(serde_json::Value::String(_)) if record.path_str().is_empty() => {
+                            "\"\"".to_string()
+                        }
+                        // The real bytes, escaped: `\xe9` says more than U+FFFD.
+                        Some(serde_json::Value::String(_)) => {
+                            escape(record.path().as_os_str().as_bytes())
+                        }
+                        _ => match record.get("line").and_then(|l| l.as_str()) {
+                            Some("") => "\"\"".to_string(),
+                            Some(line) => line.to_string(),
+                            None => "-".to_string(),
+                        },
                     };
                     stderr_line(&format!("{}: {}: {}", self.tool, shown, e.message));
                 }
@@ -411,7 +626,7 @@ impl Output {
             .and_then(|_| self.out.write_all(b"\n"))
             .and_then(|_| self.out.flush());
         self.written += 1;
-        r.map_err(|_| ClosedPipe)
+        Ok(r?)
     }
 
     /// Raise the exit status (e.g. to [`Status::Budget`]).
@@ -696,8 +911,8 @@ impl Drop for AtomicFile {
 
 /// Run a tool: parse arguments with `command` (usage errors exit 2, `--help` 0), install
 /// the Ctrl-C handler, call `run`, and turn its result into the exit status. A
-/// [`ClosedPipe`] anywhere in the error chain exits quietly with 0; other errors print
-/// `tool: message` and exit 2.
+/// [`ClosedPipe`] (or a `BrokenPipe` I/O error) anywhere in the error chain exits quietly
+/// with 0; other errors, write errors included, print `tool: message` and exit 2.
 pub fn main<F>(tool: &'static str, command: Command, run: F) -> std::process::ExitCode
 where
     F: FnOnce(&ArgMatches) -> anyhow::Result<Status>,
@@ -734,6 +949,7 @@ where
         Err(e) => {
             if e.chain().any(|c| {
                 c.is::<ClosedPipe>()
+                    || matches!(c.downcast_ref::<WriteError>(), Some(WriteError::Closed(_)))
                     || c.downcast_ref::<io::Error>()
                         .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
             }) {
@@ -764,6 +980,44 @@ mod tests {
             jobs: None,
         };
         assert_eq!(given.planned(&r), None);
+    }
+
+    #[test]
+    fn lines_are_capped_at_max_line_and_reading_goes_on() {
+        let mut input = vec![b'a'; MAX_LINE];
+        input.push(b'\n');
+        input.extend(vec![b'b'; MAX_LINE + 1]);
+        input.extend_from_slice(b"\nc\xff\nlast");
+        let lines = ByteLines {
+            reader: io::BufReader::with_capacity(4096, &input[..]),
+            failed: false,
+        };
+        let got: Vec<Line> = lines.map(Result::unwrap).collect();
+        assert_eq!(got.len(), 4);
+        assert!(matches!(&got[0], Line::Whole(l) if l.len() == MAX_LINE + 1));
+        assert!(matches!(&got[1], Line::TooLong(h) if h.len() <= MAX_LINE && h[0] == b'b'));
+        assert!(matches!(&got[2], Line::Whole(l) if l == b"c\xff\n"));
+        assert!(matches!(&got[3], Line::Whole(l) if l == b"last"));
+    }
+
+    #[test]
+    fn option_value_parsers_refuse_out_of_range_values() {
+        let ssim = number_in(0.0, 1.0);
+        assert_eq!(ssim("0.95"), Ok(0.95));
+        for bad in ["2", "-0.1", "nan", "inf", "x"] {
+            assert!(ssim(bad).is_err(), "{bad}");
+        }
+        assert_eq!(positive_number("4"), Ok(4.0));
+        for bad in ["0", "-1", "nan", "inf", ""] {
+            assert!(positive_number(bad).is_err(), "{bad}");
+        }
+        assert!(memory_limit("18446744073709551616").is_err());
+        assert_eq!(memory_limit("60%").as_deref(), Ok("60%"));
+        let e = usage("--codeblock 48: sides must be powers of two");
+        assert_eq!(
+            e.downcast_ref::<Error>().map(|e| e.kind),
+            Some(ErrorKind::Usage)
+        );
     }
 
     #[test]

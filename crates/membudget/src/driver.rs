@@ -100,7 +100,7 @@ where
     let mut out = Output::new(tool);
     let bar = cli::progress(None, log);
     for item in cli::inputs(tool, input) {
-        let mut record = match item {
+        let mut record = match item? {
             Input::Bad(r) => {
                 out.write(&r)?;
                 continue;

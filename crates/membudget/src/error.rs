@@ -25,6 +25,9 @@ pub enum ErrorKind {
     Verify,
     /// A bug or unexpected state in the tool itself.
     Internal,
+    /// A bad option or option value: never in a record; the tool exits 2 before reading
+    /// any input (`membudget::cli::usage`).
+    Usage,
 }
 
 impl ErrorKind {
@@ -40,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Budget => "budget",
             ErrorKind::Verify => "verify",
             ErrorKind::Internal => "internal",
+            ErrorKind::Usage => "usage",
         }
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
+pub use tempfile::TempDir;
 
 /// The workspace root (the directory holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -206,6 +207,13 @@ pub fn run_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
     run_cmd(cmd, stdin)
 }
 
+/// As [`run_stdin`], with arguments and stdin as bytes (paths need not be UTF-8).
+pub fn run_bytes<A: AsRef<std::ffi::OsStr>>(program: &Path, args: &[A], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_cmd_reporting(cmd, stdin.to_vec(), &Default::default())
+}
+
 /// As [`run_stdin`], but a run that has not ended after `bound` is killed and the test
 /// panics: for inputs that could make a tool hang (FIFOs, hostile files). A hang guard,
 /// generous on purpose, not a speed requirement.
@@ -217,7 +225,7 @@ pub fn run_bounded(program: &Path, args: &[&str], stdin: &str, bound: Duration) 
     // The child's pid, to kill it on a hang; run_cmd reports it before waiting.
     let pid = std::sync::Arc::new(std::sync::Mutex::new(None::<u32>));
     let pid2 = pid.clone();
-    let stdin = stdin.to_string();
+    let stdin = stdin.as_bytes().to_vec();
     std::thread::spawn(move || {
         let _ = tx.send(run_cmd_reporting(cmd, stdin, &pid2));
     });
@@ -232,6 +240,59 @@ pub fn run_bounded(program: &Path, args: &[&str], stdin: &str, bound: Duration) 
             panic!("{what} still running after {bound:?}: it hangs");
         }
     }
+}
+
+/// Run `cmd` (its stdin as the caller set it up), collect its output, and measure its
+/// peak RSS in bytes: `ru_maxrss` of `wait4` on this very child, so other children of the
+/// test process (parallel tests, cargo) do not count.
+// Reaped by wait4, which std's Child does not know about.
+#[allow(clippy::zombie_processes)]
+pub fn run_peak(mut cmd: Command) -> (Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for this child, which std has not
+    // reaped (Child::wait is never called on it).
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
+        assert!(pid > 0, "wait4: {}", std::io::Error::last_os_error());
+        usage
+    };
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    };
+    // Linux reports ru_maxrss in KiB.
+    (output, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
 }
 
 /// A command running `program` as an unprivileged user (`nobody`, through `setpriv`)
@@ -253,12 +314,12 @@ pub fn unprivileged(program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// Run `cmd` with piped stdio, feeding `stdin`, and collect its output.
 pub fn run_cmd(cmd: Command, stdin: &str) -> Output {
-    run_cmd_reporting(cmd, stdin.to_string(), &Default::default())
+    run_cmd_reporting(cmd, stdin.as_bytes().to_vec(), &Default::default())
 }
 
 fn run_cmd_reporting(
     mut cmd: Command,
-    stdin: String,
+    stdin: Vec<u8>,
     pid: &std::sync::Mutex<Option<u32>>,
 ) -> Output {
     use std::io::Write;
@@ -272,7 +333,7 @@ fn run_cmd_reporting(
         .unwrap_or_else(|e| panic!("spawn {}: {e}", program.to_string_lossy()));
     *pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
     let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.as_bytes().to_vec();
+    let data = stdin;
     // Write from a thread so a child that does not read stdin cannot deadlock us.
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
@@ -401,4 +462,26 @@ pub fn sparse_tiff(
         .open(path)
         .and_then(|f| f.set_len(len))
         .unwrap();
+}
+
+/// The exact path a record names: its `path_bytes` decoded by coreutils' `base64 -d`
+/// (a decoder no one here wrote) when the record has them, else its `path`.
+pub fn record_path(r: &serde_json::Value) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    match r.get("path_bytes").and_then(|b| b.as_str()) {
+        Some(b64) => {
+            let mut cmd = Command::new("base64");
+            cmd.arg("-d");
+            let out = run_cmd(cmd, b64);
+            check(&out, "base64 -d");
+            PathBuf::from(std::ffi::OsString::from_vec(out.stdout))
+        }
+        None => PathBuf::from(r["path"].as_str().expect("string path")),
+    }
+}
+
+/// A file name that is not UTF-8: `stem` + Latin-1 e-acute (byte 0xE9) + `ext`.
+pub fn latin1_name(stem: &str, ext: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec([stem.as_bytes(), b"\xe9", ext.as_bytes()].concat())
 }

@@ -40,6 +40,25 @@ impl Rng {
         self.f64() < p
     }
 
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A value that is often at the edges: 0, 1, powers of two and their neighbours, the
+    /// type's maximum, or anything up to `max`.
+    pub fn extreme(&mut self, max: u64) -> u64 {
+        let v = match self.below(6) {
+            0 => 0,
+            1 => 1,
+            2 => max,
+            3 => 1u64 << self.below(64),
+            4 => (1u64 << self.below(64)).wrapping_sub(1),
+            _ => self.next_u64(),
+        };
+        v.min(max)
+    }
+
     /// `n` random bytes.
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| (self.next_u64() >> 56) as u8).collect()

@@ -94,8 +94,12 @@ fn plan_record(
         return 0.0;
     }
     let summary = match Summary::from_record(r) {
-        Some(s) => s,
-        None => match probe::probe_path(std::path::Path::new(r.path())) {
+        Ok(Some(s)) => s,
+        Err(e) => {
+            r.set_error(NAME, &e);
+            return 0.0;
+        }
+        Ok(None) => match probe::probe_path(&r.path()) {
             Ok(p) => {
                 cost::annotate(r, &p);
                 Summary::from_probe(&p)
@@ -125,7 +129,7 @@ fn plan_record(
         match plan::plan(m.as_ref(), &summary, budget, jobs) {
             Ok(p) => {
                 for why in &p.reasons {
-                    log::info!("{}: {}: {}", r.path(), m.name(), why);
+                    log::info!("{}: {}: {}", r.path_str(), m.name(), why);
                 }
                 r.set_in(
                     "plan",
@@ -135,7 +139,7 @@ fn plan_record(
                 planned += 1;
             }
             Err(e) => {
-                log::info!("{}: {}: {}", r.path(), m.name(), e.message);
+                log::info!("{}: {}: {}", r.path_str(), m.name(), e.message);
                 r.set_in(
                     "plan",
                     m.name(),
@@ -191,6 +195,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let mut held: Vec<(Record, f64)> = Vec::new();
     let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
+        let input = input?;
         bar.inc(1);
         let (record, work) = match input {
             Input::Bad(r) => (r, 0.0),

@@ -171,3 +171,41 @@ fn empty_input_is_no_records_and_success() {
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
 }
+
+#[test]
+fn budgets_beyond_u64_are_refused_before_any_input() {
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    for m in [
+        "18446744073709551616",
+        "18446744073709551617",
+        "99999999999999999999999999",
+        "16777216TiB",
+    ] {
+        let out = run(&["-m", m, tif.to_str().unwrap()], "");
+        assert_eq!(out.status.code(), Some(2), "-m {m}");
+        assert!(out.stdout.is_empty(), "-m {m}: a record was written");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("out of range"), "-m {m}: {stderr}");
+    }
+    // The largest budget there is still works.
+    let out = run(&["-m", "18446744073709551615", tif.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn absurd_image_fields_in_a_record_are_an_error_record_not_an_overflow() {
+    let absurd = [
+        r#"{"path":"a.tif","format":"tiff","image":{"width":18446744073709551615,"height":18446744073709551615,"bands":4294967295,"bits":4294967295,"sample_format":"uint","pages":18446744073709551615,"layout":"strips","block":[18446744073709551615,18446744073709551615],"compressed":false}}"#,
+        r#"{"path":"b.tif","format":"tiff","image":{"width":0,"height":10,"bands":1,"bits":8,"sample_format":"uint","pages":1,"layout":"strips","block":[0,1],"compressed":false}}"#,
+        r#"{"path":"c.tif","format":"tiff","image":{"width":"wide"}}"#,
+    ];
+    let out = run(&["-m", "64MiB"], &format!("{}\n", absurd.join("\n")));
+    assert_eq!(out.status.code(), Some(1));
+    let recs = ndjson(&out.stdout);
+    let kinds: Vec<&str> = recs
+        .iter()
+        .map(|r| r["error"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["hostile", "corrupt", "bad_record"]);
+    assert!(recs.iter().all(|r| r["error"]["tool"] == "chunk-plan"));
+}

@@ -29,6 +29,8 @@ use membudget::outputs::Destinations;
 use membudget::probe::{Format, PointsSummary};
 use membudget::system::SystemInfo;
 use membudget::{Error, ErrorKind, Record};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -203,16 +205,15 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let mut dests = Destinations::new();
     let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
+        let input = input?;
         let record = match input {
             Input::Bad(r) => r,
             Input::Record(r) if r.is_error() => r,
             // Directory trees hold sidecars and other files: with --recursive only the
             // clouds are inputs (a file named explicitly is always one).
-            Input::Record(r) if opts.input.recursive && !is_cloud_name(Path::new(r.path())) => {
-                continue
-            }
+            Input::Record(r) if opts.input.recursive && !is_cloud_name(&r.path()) => continue,
             Input::Record(mut r) => {
-                let path = PathBuf::from(r.path());
+                let path = r.path();
                 // Each record's peak is its own, not the largest so far.
                 membudget::monitor::reset_peak();
                 let started = Instant::now();
@@ -311,7 +312,9 @@ fn copy_sidecars(out: &OutputArgs, input: &Path, force: bool) -> Result<Vec<Stri
     let (Some(stem), Some(name)) = (input.file_stem(), input.file_name()) else {
         return Ok(Vec::new());
     };
-    let (stem, name) = (stem.to_string_lossy(), name.to_string_lossy());
+    // Compared as bytes: a name that is not UTF-8 finds its sidecars too.
+    let dotted = |s: &OsStr| [s.as_bytes(), b"."].concat();
+    let (stem, name) = (dotted(stem), dotted(name));
     let mut copied = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(copied);
@@ -319,25 +322,19 @@ fn copy_sidecars(out: &OutputArgs, input: &Path, force: bool) -> Result<Vec<Stri
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let f = p
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let f = p.file_name().map(OsStr::as_bytes).unwrap_or_default();
             let ext_ok = p
                 .extension()
                 .is_some_and(|x| x.eq_ignore_ascii_case("json") || x.eq_ignore_ascii_case("txt"));
-            ext_ok
-                && p.is_file()
-                && (f.starts_with(&format!("{stem}.")) || f.starts_with(&format!("{name}.")))
+            ext_ok && p.is_file() && (f.starts_with(&stem) || f.starts_with(&name))
         })
         .collect();
     found.sort();
     for src in found {
-        let file = src
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dest = out.output_path(input, &file)?;
+        let Some(file) = src.file_name() else {
+            continue;
+        };
+        let dest = out.output_path(input, file)?;
         let same = match (src.canonicalize(), dest.parent().map(Path::canonicalize)) {
             (Ok(a), Some(Ok(d))) => a.parent() == Some(d.as_path()),
             _ => false,
@@ -365,18 +362,18 @@ fn threads_for(input: &Path, budget: u64, jobs: usize) -> u64 {
     LazFeatures::default().threads_within(budget, count, jobs as u64)
 }
 
-/// The output file name for `input`: its stem (without `.copc`) plus the suffix.
-fn output_name(input: &Path, suffix: &str, format: OutFormat) -> String {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "cloud".into());
-    let stem = stem.strip_suffix(".copc").unwrap_or(&stem).to_string();
+/// The output file name for `input`: its stem (without `.copc`) plus the suffix. The
+/// stem's bytes are kept: a name that is not UTF-8 stays the same name.
+fn output_name(input: &Path, suffix: &str, format: OutFormat) -> OsString {
+    let stem = input.file_stem().unwrap_or(OsStr::new("cloud")).as_bytes();
+    let stem = stem.strip_suffix(b".copc").unwrap_or(stem);
     let ext = match format {
         OutFormat::Laz => "laz",
         OutFormat::Las => "las",
     };
-    format!("{stem}{suffix}.{ext}")
+    let mut name = OsStr::from_bytes(stem).to_os_string();
+    name.push(format!("{suffix}.{ext}"));
+    name
 }
 
 /// What one input is processed with.
@@ -398,7 +395,7 @@ fn one(
     let (budget, neighbours) = (run.budget, run.neighbours);
     let dest = opts
         .output
-        .output_path(input, &output_name(input, &opts.suffix, opts.format))?;
+        .output_path(input, output_name(input, &opts.suffix, opts.format))?;
     // Never over an input of the run (`--suffix ''`), never the output of an earlier one.
     dests.check(input, &dest)?;
     let features = opts
@@ -487,7 +484,7 @@ fn one(
     // Records decoded or encoded at once: one LAZ chunk per thread when the budget
     // allows (whole chunks keep the parallel codec busy), fewer when it does not.
     let slab = model.slab_points(budget, count, rec_in, threads);
-    r.set_in(NAME, "output", dest.to_string_lossy().into_owned());
+    r.set_path_in(NAME, "output", &dest);
     let skip = |r: &mut Record, reason: &str| {
         r.set_in(NAME, "status", "skipped");
         r.set_in(NAME, "reason", reason);
@@ -612,6 +609,12 @@ mod tests {
             "b.enriched.laz"
         );
         assert_eq!(output_name(Path::new("x.las"), "", OutFormat::Las), "x.las");
+        // A name that is not UTF-8 keeps its bytes.
+        let latin1 = Path::new(OsStr::from_bytes(b"d/t\xe9.copc.laz"));
+        assert_eq!(
+            output_name(latin1, ".enriched", OutFormat::Laz).as_bytes(),
+            b"t\xe9.enriched.laz"
+        );
     }
 
     #[test]

@@ -50,10 +50,11 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     }
     let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
+        let input = input?;
         let record = match input {
             Input::Bad(r) => r,
             Input::Record(mut r) => {
-                match probe::probe_path(std::path::Path::new(r.path())) {
+                match probe::probe_path(&r.path()) {
                     Ok(p) => membudget::cost::annotate(&mut r, &p),
                     Err(e) => r.set_error(NAME, &e),
                 }

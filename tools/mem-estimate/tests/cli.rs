@@ -177,3 +177,138 @@ fn unreadable_files_and_directories_are_error_records() {
         "{stderr}"
     );
 }
+
+/// A directory holding `a.tif` and `b_\xe9.tif` (Latin-1, not UTF-8), copies of a sample.
+fn latin1_tree() -> (testkit::TempDir, std::path::PathBuf) {
+    let dir = testkit::tempdir();
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    std::fs::copy(&tif, dir.path().join("a.tif")).unwrap();
+    let odd = dir.path().join(testkit::latin1_name("b_", ".tif"));
+    std::fs::copy(&tif, &odd).unwrap();
+    (dir, odd)
+}
+
+#[test]
+fn paths_are_bytes_on_stdin_in_arguments_and_directory_walks() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, odd) = latin1_tree();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate"));
+    let a = dir.path().join("a.tif");
+    let mut stdin = Vec::new();
+    for p in [&a, &odd, &a] {
+        stdin.extend_from_slice(p.as_os_str().as_bytes());
+        stdin.push(b'\n');
+    }
+    let check = |out: std::process::Output, want: &[&std::path::Path]| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = ndjson(&out.stdout);
+        let paths: Vec<_> = recs.iter().map(testkit::record_path).collect();
+        assert_eq!(paths, want);
+        for r in &recs {
+            assert_eq!(r["format"], "tiff", "{r}");
+        }
+        recs
+    };
+    // stdin: three records, the middle one with its exact bytes.
+    let recs = check(
+        testkit::run_bytes(exe, &[] as &[&str], &stdin),
+        &[&a, &odd, &a],
+    );
+    assert_eq!(recs[1]["path"], odd.to_string_lossy().as_ref());
+    assert!(recs[0].get("path_bytes").is_none());
+    // Arguments.
+    check(
+        testkit::run_bytes(exe, &[a.as_os_str(), odd.as_os_str()], b""),
+        &[&a, &odd],
+    );
+    // -r keeps the bytes of the names it finds.
+    check(
+        testkit::run_bytes(exe, &["-r".as_ref(), dir.path().as_os_str()], b""),
+        &[&a, &odd],
+    );
+    // A record read back downstream keeps them too.
+    let first = testkit::run_bytes(exe, &[odd.as_os_str()], b"");
+    check(
+        testkit::run_bytes(exe, &[] as &[&str], &first.stdout),
+        &[&odd],
+    );
+}
+
+#[test]
+fn a_read_error_on_stdin_is_fatal_not_the_end_of_input() {
+    // Reading a directory fails with EISDIR: exit 2 with a message, never a quiet 0.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mem-estimate"))
+        .stdin(std::fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("mem-estimate: stdin: read error: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_huge_line_is_an_error_record_in_little_memory_and_the_next_is_read() {
+    use std::process::{Command, Stdio};
+    let tif = data("tiff/rgb-3c-8b.tiff");
+    // 600 MB of zeros without a newline, then a real path.
+    let mut feed = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 600M /dev/zero; printf '\\n%s\\n' \"$1\"",
+            "sh",
+        ])
+        .arg(&tif)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mem-estimate"));
+    cmd.stdin(Stdio::from(feed.stdout.take().unwrap()));
+    let (out, peak) = testkit::run_peak(cmd);
+    assert!(feed.wait().unwrap().success());
+    assert_eq!(out.status.code(), Some(1));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["error"]["kind"], "bad_record");
+    // The echo is the line's first 200 bytes, not 600 MB.
+    assert_eq!(recs[0]["line"], format!("{}...", "\0".repeat(200)));
+    assert_eq!(recs[1]["path"], tif.to_str().unwrap());
+    assert_eq!(recs[1]["format"], "tiff");
+    // The line was skipped, not held (the old reader peaked at 4.3 GB).
+    assert!(peak < 48 << 20, "peak RSS {peak} bytes");
+    assert!(
+        out.stderr.len() < 4096,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+}
+
+#[test]
+fn an_empty_argument_is_an_error_record_and_names_are_escaped_on_stderr() {
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate"));
+    let odd = std::ffi::OsStr::from_bytes(b"/no/a\x1b[31mred\xe9\x07.tif");
+    let out = testkit::run_bytes(exe, &["".as_ref(), odd], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["error"]["kind"], "bad_record");
+    assert_eq!(recs[1]["error"]["kind"], "not_found");
+    assert_eq!(testkit::record_path(&recs[1]).as_os_str(), odd);
+    // No escape or bell byte reaches the terminal; the name's bytes are shown escaped.
+    assert!(!out.stderr.iter().any(|&b| b == 0x1b || b == 0x07));
+    let stderr = String::from_utf8(out.stderr).expect("stderr is UTF-8");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert_eq!(lines[0], r#"mem-estimate: "": empty argument: not a path"#);
+    assert!(
+        lines[1].starts_with(r"mem-estimate: /no/a\x1b[31mred\xe9\x07.tif: "),
+        "{stderr}"
+    );
+}

@@ -22,7 +22,7 @@ use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
 use membudget::cli::{
-    self, AtomicFile, BudgetArgs, ClosedPipe, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
+    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status, WriteError,
 };
 use membudget::cost::strip_convert::StripConvert;
 use membudget::cost::{CostModel, Summary};
@@ -32,6 +32,7 @@ use membudget::system::SystemInfo;
 use membudget::{monitor, plan, Error, ErrorKind, Record};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -350,6 +351,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let mut out = Output::new(NAME);
     let bar = cli::progress(None, &opts.log);
     for input in cli::inputs(NAME, &opts.input) {
+        let input = input?;
         match input {
             Input::Bad(r) => out.write(&r)?,
             Input::Record(r) => {
@@ -407,9 +409,9 @@ impl Ctx<'_> {
     fn process(
         &self,
         record: Record,
-        emit: &mut dyn FnMut(Record) -> Result<(), ClosedPipe>,
-    ) -> Result<(), ClosedPipe> {
-        let path = PathBuf::from(record.path());
+        emit: &mut dyn FnMut(Record) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError> {
+        let path = record.path();
         self.dests.borrow_mut().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
@@ -460,18 +462,16 @@ impl Ctx<'_> {
         let pages = offsets.len();
         let started = Instant::now();
         monitor::reset_peak();
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let name = if pages > 1 {
-            format!("{stem}_page_{}.jp2", index + 1)
+        // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
+        let mut name = path.file_stem().unwrap_or(OsStr::new("out")).to_os_string();
+        if pages > 1 {
+            name.push(format!("_page_{}.jp2", index + 1));
         } else {
-            format!("{stem}.jp2")
-        };
+            name.push(".jp2");
+        }
         let dest = self.opts.output.output_path(path, &name)?;
         let sec = |r: &mut Record, k: &str, v: Value| r.set_in(NAME, k, v);
-        sec(r, "output", json!(dest.to_string_lossy()));
+        r.set_path_in(NAME, "output", &dest);
         if pages > 1 {
             sec(r, "page", json!(index + 1));
         }

@@ -53,11 +53,12 @@ impl CostModel for CbzPack {
             .saturating_add(MIB.saturating_mul(u64::from(workers.max(1))))
     }
     fn whole_bytes(&self, s: &Summary) -> u64 {
-        self.fixed
-            + s.archive
+        self.fixed.saturating_add(
+            s.archive
                 .as_ref()
                 .map(|a| a.uncompressed_bytes)
-                .unwrap_or(0)
+                .unwrap_or(0),
+        )
     }
     fn describe(&self, _s: &Summary, batch: u64) -> Value {
         json!({ "entries": batch })

@@ -21,7 +21,9 @@ pub mod laz_features;
 pub mod raster_filters;
 pub mod strip_convert;
 
+use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
+use crate::probe::raster::check_dimensions;
 use crate::probe::{ArchiveSummary, DocumentSummary, Format, ImageSummary, PointsSummary, Probe};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -65,16 +67,47 @@ impl Summary {
         }
     }
 
-    /// The summary written in a record by `mem-estimate`, if the record has one.
-    pub fn from_record(r: &Record) -> Option<Summary> {
-        Some(Summary {
-            format: r.get_as("format")?,
+    /// The summary written in a record by `mem-estimate`: `Ok(None)` when the record has
+    /// none (no known `format`: the file is to be probed). A record is input like any
+    /// file, so it is held to the probes' checks: a malformed section is
+    /// [`ErrorKind::BadRecord`], zero or absurd image dimensions are `corrupt` or
+    /// `hostile` ([`check_dimensions`]), so no cost model ever computes with them.
+    pub fn from_record(r: &Record) -> Result<Option<Summary>, Error> {
+        let Some(format) = r.get_as::<Format>("format") else {
+            return Ok(None);
+        };
+        let s = Summary {
+            format,
             bytes: r.get_as("bytes").unwrap_or(0),
-            image: r.get_as("image"),
-            points: r.get_as("points"),
-            archive: r.get_as("archive"),
-            document: r.get_as("document"),
-        })
+            image: section(r, "image")?,
+            points: section(r, "points")?,
+            archive: section(r, "archive")?,
+            document: section(r, "document")?,
+        };
+        if let Some(img) = &s.image {
+            check_dimensions(img.width, img.height, img.bands, img.bits)?;
+            if img.pages == 0 || img.block[0] == 0 || img.block[1] == 0 {
+                return Err(Error::corrupt(format!(
+                    "record's image has {} pages and blocks of {}x{}",
+                    img.pages, img.block[0], img.block[1]
+                )));
+            }
+        }
+        Ok(Some(s))
+    }
+}
+
+/// A summary section of a record: absent or null is `None`; present but not the
+/// expected object is an error, not a silent "no image".
+fn section<T: serde::de::DeserializeOwned>(r: &Record, key: &str) -> Result<Option<T>, Error> {
+    match r.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+            Error::new(
+                ErrorKind::BadRecord,
+                format!("record's {key:?} section is malformed: {e}"),
+            )
+        }),
     }
 }
 
@@ -279,6 +312,6 @@ mod tests {
             r.set(k.clone(), v.clone());
         }
         let back = Summary::from_record(&Record::parse_line(&r.to_line()).unwrap().unwrap());
-        assert_eq!(back, Some(s));
+        assert_eq!(back, Ok(Some(s)));
     }
 }

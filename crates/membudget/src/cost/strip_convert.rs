@@ -146,7 +146,8 @@ impl CostModel for StripConvert {
     fn work(&self, s: &Summary) -> f64 {
         s.image
             .as_ref()
-            .map(|i| (i.width * i.height * u64::from(i.bands) * i.pages.max(1)) as f64)
+            // In f64: pages times a page's samples can pass u64 (a record is input).
+            .map(|i| i.width as f64 * i.height as f64 * f64::from(i.bands) * i.pages.max(1) as f64)
             .unwrap_or(0.0)
     }
 }
