@@ -177,25 +177,21 @@ fn no_bad_case(tool: &str, cases: u32) {
 }
 
 #[test]
-#[ignore = "issue 18: drops a stdin line that is not UTF-8 silently (exit 0, no record); un-ignore with the fix"]
 fn fuzz_mem_estimate() {
     no_bad_case("mem-estimate", 300);
 }
 
 #[test]
-#[ignore = "issue 18: drops a stdin line that is not UTF-8 silently (exit 0, no record); un-ignore with the fix"]
 fn fuzz_chunk_plan() {
     no_bad_case("chunk-plan", 300);
 }
 
 #[test]
-#[ignore = "issue 18: panics on odd bit depths; un-ignore when branch strip-convert is merged"]
 fn fuzz_strip_convert() {
     no_bad_case("strip-convert", 300);
 }
 
 #[test]
-#[ignore = "issue 18: panics, aborts and hangs on damaged LAZ; un-ignore when branch laz-enrich is merged"]
 fn fuzz_laz_enrich() {
     no_bad_case("laz-enrich", 200);
 }
