@@ -747,7 +747,13 @@ fn install_interrupt_handler() {
             }
             if let Ok(p) = pending_dirs().lock() {
                 for dir in p.iter() {
-                    let _ = std::fs::remove_dir_all(dir);
+                    // Worker threads still run and may create a file between the listing
+                    // and the final rmdir (ENOTEMPTY): try again until the directory is gone.
+                    for _ in 0..100 {
+                        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+                            break;
+                        }
+                    }
                 }
             }
             die_of(sig);

@@ -161,7 +161,19 @@ impl OutWriter {
     /// (and the total and bounds the crate computed). Returns whether that happened.
     fn finish(mut self, out: &File) -> las::Result<bool> {
         let mut w = self.w.take().expect("OutWriter finished twice");
-        match w.close() {
+        // The las crate's close can panic on damaged counts (an overflow); the writer is
+        // then leaked, since its Drop would close again and panic while unwinding.
+        let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.close()));
+        let closed = match closed {
+            Ok(c) => c,
+            Err(_) => {
+                std::mem::forget(w);
+                return Err(las::Error::Io(std::io::Error::other(
+                    "the LAS writer failed on inconsistent point counts",
+                )));
+            }
+        };
+        match closed {
             Ok(()) => Ok(false),
             Err(las::Error::ReturnNumber { .. })
                 if w.header().version() < las::Version::new(1, 4) =>
@@ -189,7 +201,12 @@ impl Drop for OutWriter {
         // Not finished: an error or a panic, the output is discarded. Closing frees the
         // codec's buffers; during a panic, or when closing fails, the writer is leaked
         // instead (its Drop would close again and panic).
-        if std::thread::panicking() || w.close().is_err() {
+        if std::thread::panicking() {
+            std::mem::forget(w);
+            return;
+        }
+        let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.close()));
+        if !matches!(closed, Ok(Ok(()))) {
             std::mem::forget(w);
         }
     }
