@@ -13,6 +13,7 @@
 
 pub mod convert;
 pub mod encode;
+pub mod fits;
 pub mod jp2;
 pub mod profile;
 pub mod source;
@@ -138,6 +139,8 @@ pub struct Opts {
     #[arg(long, value_name = "S", default_value_t = 0.95)]
     min_ssim: f64,
     #[command(flatten)]
+    fits: fits::FitsArgs,
+    #[command(flatten)]
     budget: BudgetArgs,
     #[command(flatten)]
     output: OutputArgs,
@@ -244,6 +247,15 @@ pub fn command() -> Command {
 /// Run on parsed arguments.
 pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
+    if let Some(s) = fits::run(
+        &opts.fits,
+        &opts.input,
+        &opts.budget,
+        &opts.output,
+        &opts.log,
+    )? {
+        return Ok(s);
+    }
     let sys = SystemInfo::probe();
     // A bad --memory-limit is a usage error: cli::main prints it and exits 2.
     let budget = opts.budget.budget(&sys)?;
@@ -323,6 +335,9 @@ impl Ctx<'_> {
     /// cannot be opened at all).
     fn process(&self, record: Record) -> Vec<Record> {
         let path = PathBuf::from(record.path());
+        if fits::is_fits(&path) {
+            return fits::no_operation(record);
+        }
         let pages = match source::page_count(&path) {
             Ok(n) => n,
             Err(e) => {
