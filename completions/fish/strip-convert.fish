@@ -24,6 +24,24 @@ complete -c strip-convert -l relation -d 'XMP dc:relation (bnf profile)' -r
 complete -c strip-convert -l dc-source -d 'XMP dc:source (bnf profile)' -r
 complete -c strip-convert -l min-psnr -d 'Lossy verification: lowest acceptable PSNR in dB' -r
 complete -c strip-convert -l min-ssim -d 'Lossy verification: lowest acceptable SSIM, from 0 to 1' -r
+complete -c strip-convert -l hdu -d 'FITS: the HDU to read, a number (the primary HDU is 0) or an EXTNAME; default the first HDU holding an image' -r
+complete -c strip-convert -l split-cfa -d 'FITS: split each CFA (Bayer) frame into CFA0_..CFA3_<name>.fits (even/odd rows and columns, bit-exact); the pattern names their FILTER; auto reads BAYERPAT/ROWORDER' -r
+complete -c strip-convert -l normalize -d 'FITS: normalise each frame to the reference by median (L) and MAD (S): additive x-(Li-Lr), multiplicative x*Lr/Li, addscale (Sr/Si)(x-Li)+Lr, mulscale x*(Sr/Si)(Lr/Li); writes norm_<name>.fits, or with --stack normalises on the fly' -r -f -a "additive\t'x - (L_i - L_r)'
+multiplicative\t'x * L_r / L_i'
+addscale\t'(S_r / S_i)(x - L_i) + L_r'
+mulscale\t'x * (S_r / S_i)(L_r / L_i)'"
+complete -c strip-convert -l reference -d 'FITS: the normalisation reference frame (default: the first input)' -r -F
+complete -c strip-convert -l stack -d 'FITS: stack every input into one float32 frame (--output), row block by row block' -r -f -a "mean\t'Mean'
+median\t'Median'
+sigma-clip\t'Sigma clipping around the median, then the mean'
+winsorized\t'Winsorized sigma clipping, then the mean'
+minmax\t'Min/max rejection, then the mean'"
+complete -c strip-convert -l output -d 'FITS: the stacked frame\'s path (with --stack)' -r -F
+complete -c strip-convert -l sigma-low -d 'FITS: sigma-clip/winsorized: reject values below centre - N sigma' -r
+complete -c strip-convert -l sigma-high -d 'FITS: sigma-clip/winsorized: reject values above centre + N sigma' -r
+complete -c strip-convert -l reject-low -d 'FITS: minmax: the N lowest values of each pixel are rejected' -r
+complete -c strip-convert -l reject-high -d 'FITS: minmax: the N highest values of each pixel are rejected' -r
+complete -c strip-convert -l rejection-map -d 'FITS: with --stack, also write the per-pixel count of rejected values here' -r -F
 complete -c strip-convert -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
 complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c strip-convert -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
@@ -37,6 +55,7 @@ complete -c strip-convert -l tlm -d 'Tile-part length markers (TLM) in the main 
 complete -c strip-convert -l no-icc -d 'Do not copy the TIFF\'s ICC profile (write the enumerated sRGB or greyscale space)'
 complete -c strip-convert -l no-xmp -d 'Do not copy the TIFF\'s XMP packet'
 complete -c strip-convert -l verify -d 'Decode the written file tile by tile and compare with the source as libtiff reads it (independent of the converter\'s reader; status `partial` when libtiff is missing or lacks the codec): lossless must match exactly (JPEG-compressed sources within 6 levels, mean 0.5, the difference between JPEG decoders); lossy reports PSNR, SSIM and MSE against the thresholds'
+complete -c strip-convert -l cfa-rgb -d 'FITS: with --split-cfa, write RGB_<name>.fits (float32 planes R, (G1+G2)/2, B) instead'
 complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'

@@ -13,6 +13,7 @@
 
 pub mod convert;
 pub mod encode;
+pub mod fits;
 pub mod jp2;
 pub mod profile;
 pub mod source;
@@ -150,6 +151,8 @@ pub struct Opts {
     /// Lossy verification: lowest acceptable SSIM, from 0 to 1
     #[arg(long, value_name = "S", default_value_t = 0.95, value_parser = parse_min_ssim)]
     min_ssim: f64,
+    #[command(flatten)]
+    fits: fits::FitsArgs,
     #[command(flatten)]
     budget: BudgetArgs,
     #[command(flatten)]
@@ -324,6 +327,15 @@ pub fn command() -> Command {
 /// Run on parsed arguments.
 pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
+    if let Some(s) = fits::run(
+        &opts.fits,
+        &opts.input,
+        &opts.budget,
+        &opts.output,
+        &opts.log,
+    )? {
+        return Ok(s);
+    }
     let sys = SystemInfo::probe();
     // A bad --memory-limit is a usage error: cli::main prints it and exits 2.
     let budget = opts.budget.budget(&sys)?;
@@ -412,6 +424,9 @@ impl Ctx<'_> {
         emit: &mut dyn FnMut(Record) -> Result<(), WriteError>,
     ) -> Result<(), WriteError> {
         let path = record.path();
+        if fits::is_fits(&path) {
+            return fits::no_operation(record).into_iter().try_for_each(emit);
+        }
         self.dests.borrow_mut().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.

@@ -1,0 +1,715 @@
+//! FITS frames: CFA split, normalisation and stacking, row block by row block (see
+//! [`cfa`], [`normalize`], [`stack`]); FITS I/O is `raster::fits`.
+//!
+//! A run with `--split-cfa` or `--normalize` (and no `--stack`) goes through the record
+//! driver: one record per input, outputs beside it or under `--output-dir`
+//! (`CFA0_<name>.fits` ..., `RGB_<name>.fits`, `norm_<name>.fits`). `--stack` reads every
+//! input first (frames from arguments or NDJSON records), checks them all (an image HDU,
+//! one size, no cube) before anything is written, and writes one float32 file and one
+//! record listing its inputs. Cubes are refused: split their planes first.
+
+pub mod cfa;
+pub mod normalize;
+pub mod stack;
+
+use clap::Args;
+use membudget::cli::{
+    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
+};
+use membudget::cost::fits_stack::FitsStack;
+use membudget::cost::Summary;
+use membudget::driver;
+use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
+use membudget::system::SystemInfo;
+use membudget::{monitor, plan, Budget, Error, ErrorKind, Record};
+use raster::fits::{FitsReader, FitsWriter, HduSel};
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::NAME;
+
+/// FITS options (flattened into strip-convert's command line).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "FITS frames")]
+pub struct FitsArgs {
+    /// FITS: the HDU to read, a number (the primary HDU is 0) or an EXTNAME; default the
+    /// first HDU holding an image
+    #[arg(long, value_name = "N|NAME", value_parser = HduSel::parse)]
+    pub hdu: Option<HduSel>,
+    /// FITS: split each CFA (Bayer) frame into CFA0_..CFA3_<name>.fits (even/odd rows and
+    /// columns, bit-exact); the pattern names their FILTER; auto reads BAYERPAT/ROWORDER
+    #[arg(long, value_name = "PATTERN|auto", value_parser = cfa::parse_sel)]
+    pub split_cfa: Option<cfa::CfaSel>,
+    /// FITS: with --split-cfa, write RGB_<name>.fits (float32 planes R, (G1+G2)/2, B) instead
+    #[arg(long, requires = "split_cfa")]
+    pub cfa_rgb: bool,
+    /// FITS: normalise each frame to the reference by median (L) and MAD (S): additive
+    /// x-(Li-Lr), multiplicative x*Lr/Li, addscale (Sr/Si)(x-Li)+Lr, mulscale
+    /// x*(Sr/Si)(Lr/Li); writes norm_<name>.fits, or with --stack normalises on the fly
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub normalize: Option<normalize::Method>,
+    /// FITS: the normalisation reference frame (default: the first input)
+    #[arg(long, value_name = "FILE", requires = "normalize")]
+    pub reference: Option<PathBuf>,
+    /// FITS: stack every input into one float32 frame (--output), row block by row block
+    #[arg(long, value_enum, value_name = "METHOD", requires = "stack_output")]
+    pub stack: Option<stack::Method>,
+    /// FITS: the stacked frame's path (with --stack)
+    #[arg(long = "output", value_name = "FILE.fits", requires = "stack")]
+    pub stack_output: Option<PathBuf>,
+    /// FITS: sigma-clip/winsorized: reject values below centre - N sigma
+    #[arg(long, value_name = "N", default_value_t = 3.0)]
+    pub sigma_low: f64,
+    /// FITS: sigma-clip/winsorized: reject values above centre + N sigma
+    #[arg(long, value_name = "N", default_value_t = 3.0)]
+    pub sigma_high: f64,
+    /// FITS: minmax: the N lowest values of each pixel are rejected
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub reject_low: usize,
+    /// FITS: minmax: the N highest values of each pixel are rejected
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub reject_high: usize,
+    /// FITS: with --stack, also write the per-pixel count of rejected values here
+    #[arg(long, value_name = "FILE", requires = "stack")]
+    pub rejection_map: Option<PathBuf>,
+}
+
+/// Whether `path` starts like a FITS file (`SIMPLE  =`).
+pub fn is_fits(path: &Path) -> bool {
+    let mut head = [0u8; 9];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| &head == b"SIMPLE  =")
+}
+
+/// The record of a FITS input met without a FITS operation.
+pub fn no_operation(mut record: Record) -> Vec<Record> {
+    record.set_error(
+        NAME,
+        &Error::unsupported(
+            "FITS input: give --split-cfa, --normalize or --stack (FITS to JP2 is not done)",
+        ),
+    );
+    vec![record]
+}
+
+/// Run the FITS operations, if any was asked for (`None`: the TIFF run goes on).
+pub fn run(
+    a: &FitsArgs,
+    input: &InputArgs,
+    budget: &BudgetArgs,
+    output: &OutputArgs,
+    log: &LogArgs,
+) -> anyhow::Result<Option<Status>> {
+    if a.stack.is_none() && a.split_cfa.is_none() && a.normalize.is_none() {
+        return Ok(None);
+    }
+    if !(a.sigma_low > 0.0 && a.sigma_high > 0.0) {
+        anyhow::bail!("--sigma-low and --sigma-high must be positive");
+    }
+    let sys = SystemInfo::probe();
+    let b = budget.budget(&sys)?;
+    let jobs = budget.jobs(&sys);
+    let ctx = Ctx {
+        a,
+        output,
+        budget: b.bytes,
+        jobs,
+    };
+    if a.stack.is_some() {
+        if a.split_cfa.is_some() {
+            anyhow::bail!("--stack and --split-cfa: split first, then stack each plane");
+        }
+        return ctx.stack(input, budget).map(Some);
+    }
+    let mut reference: Option<(String, normalize::Stats)> = None;
+    driver::for_each_record(NAME, input, log, |r, _job| {
+        let b = budget.planned(r).map(|b| b.bytes).unwrap_or(ctx.budget);
+        let c = Ctx { budget: b, ..ctx };
+        c.per_input(r, &mut reference)
+    })
+    .map(Some)
+}
+
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    a: &'a FitsArgs,
+    output: &'a OutputArgs,
+    budget: u64,
+    jobs: usize,
+}
+
+fn sel(a: &FitsArgs) -> HduSel {
+    a.hdu.clone().unwrap_or_default()
+}
+
+fn open_frame(a: &FitsArgs, path: &Path) -> Result<FitsReader, Error> {
+    if !is_fits(path) {
+        return Err(if path.exists() {
+            Error::unsupported("not a FITS file (no SIMPLE card)")
+        } else {
+            Error::new(ErrorKind::NotFound, "no such file")
+        });
+    }
+    let r = FitsReader::open(path, &sel(a))?;
+    if r.info().planes > 1 {
+        return Err(Error::unsupported(format!(
+            "HDU {} is a cube of {} planes ({}x{}): frames must be 2-D images",
+            r.info().hdu,
+            r.info().planes,
+            r.info().width,
+            r.info().height
+        )));
+    }
+    Ok(r)
+}
+
+/// Rows per read for a pass over one frame: a quarter of the budget, at least 2.
+fn pass_rows(budget: u64, width: u32, bytes: usize) -> u32 {
+    let row = (u64::from(width) * bytes as u64).max(1);
+    ((budget / 4 / row).clamp(2, 4096) as u32) & !1
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "frame.fits".into())
+}
+
+fn stem_fits(path: &Path) -> String {
+    let n = file_name(path);
+    let stem = n
+        .strip_suffix(".fits")
+        .or_else(|| n.strip_suffix(".fit"))
+        .or_else(|| n.strip_suffix(".fts"))
+        .unwrap_or(&n);
+    format!("{stem}.fits")
+}
+
+/// Create, fill with `fill`, finish and rename into place.
+fn write_atomic(
+    dest: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<AtomicFile, Error> {
+    let file = AtomicFile::create(dest)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dest.display())))?;
+    fill(file.temp_path())?;
+    // CFITSIO wrote a new file at the temporary path: make it durable before the rename.
+    std::fs::File::open(file.temp_path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    Ok(file)
+}
+
+fn commit(files: Vec<AtomicFile>) -> Result<(), Error> {
+    for f in files {
+        f.commit()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("rename: {e}")))?;
+    }
+    Ok(())
+}
+
+impl Ctx<'_> {
+    fn per_input(
+        &self,
+        r: &mut Record,
+        reference: &mut Option<(String, normalize::Stats)>,
+    ) -> Result<(), Error> {
+        let path = r.path();
+        let mut reader = open_frame(self.a, &path)?;
+        let info = reader.info().clone();
+        r.set_in(
+            NAME,
+            "fits",
+            json!({"hdu": info.hdu, "width": info.width, "height": info.height,
+                   "bitpix": info.bitpix, "bzero": info.bzero, "bscale": info.bscale}),
+        );
+        if let Some(c) = self.a.split_cfa {
+            return self.split(&path, &mut reader, c, r);
+        }
+        let m = self.a.normalize.expect("an operation was asked");
+        if reference.is_none() {
+            let (rpath, st) = match &self.a.reference {
+                Some(p) => {
+                    let mut rr = open_frame(self.a, p)?;
+                    (p.to_string_lossy().into_owned(), self.frame_stats(&mut rr)?)
+                }
+                None => (
+                    path.to_string_lossy().into_owned(),
+                    self.frame_stats(&mut reader)?,
+                ),
+            };
+            *reference = Some((rpath, st));
+        }
+        let (rpath, rs) = reference.clone().expect("set above");
+        let st = self.frame_stats(&mut reader)?;
+        let (ka, kb) = normalize::coefficients(m, st, rs)?;
+        r.set_in(
+            NAME,
+            "normalize",
+            json!({"method": m.as_str(), "location": st.location, "scale": st.scale,
+                   "a": ka, "b": kb,
+                   "reference": {"path": rpath, "location": rs.location, "scale": rs.scale}}),
+        );
+        let dest = self
+            .output
+            .output_path(&path, format!("norm_{}", stem_fits(&path)))?;
+        r.set_in(NAME, "output", json!(dest.to_string_lossy()));
+        if self.skip(&dest, r) {
+            return Ok(());
+        }
+        let cards = reader.header_cards()?;
+        let rows = pass_rows(self.budget, info.width, 16);
+        let file = write_atomic(&dest, |tmp| {
+            let mut w = FitsWriter::create(tmp, info.width, info.height, 1, -32, None)?;
+            w.copy_cards(&cards)?;
+            w.history(&format!(
+                "strip-convert: {} normalisation to {rpath}: x' = {ka} x + {kb}",
+                m.as_str()
+            ))?;
+            let mut buf = vec![0f64; info.width as usize * rows as usize];
+            let mut y = 0;
+            while y < info.height {
+                let n = rows.min(info.height - y);
+                let b = &mut buf[..info.width as usize * n as usize];
+                reader.read_rows_f64(y, n, b)?;
+                for v in b.iter_mut() {
+                    *v = ka * *v + kb;
+                }
+                w.write_rows_f64(0, y, b)?;
+                y += n;
+            }
+            w.finish()
+        })?;
+        commit(vec![file])?;
+        r.set_in(NAME, "status", json!("ok"));
+        Ok(())
+    }
+
+    /// Existing output without --force, or --dry-run: say so and write nothing.
+    fn skip(&self, dest: &Path, r: &mut Record) -> bool {
+        if self.output.dry_run {
+            r.set_in(NAME, "status", json!("dry_run"));
+            return true;
+        }
+        if dest.exists() && !self.output.force {
+            r.set_in(NAME, "status", json!("skipped"));
+            return true;
+        }
+        false
+    }
+
+    fn frame_stats(&self, reader: &mut FitsReader) -> Result<normalize::Stats, Error> {
+        let rows = pass_rows(self.budget, reader.info().width, 8);
+        normalize::stats(&mut normalize::FrameValues { reader, rows })
+    }
+
+    fn split(
+        &self,
+        path: &Path,
+        reader: &mut FitsReader,
+        c: cfa::CfaSel,
+        r: &mut Record,
+    ) -> Result<(), Error> {
+        let info = reader.info().clone();
+        if info.width < 2 || info.height < 2 {
+            return Err(Error::unsupported("a CFA frame needs at least 2x2 pixels"));
+        }
+        let pattern = match c {
+            cfa::CfaSel::Fixed(p) => p,
+            cfa::CfaSel::Auto => cfa::from_header(
+                reader.key_str("BAYERPAT")?.as_deref(),
+                reader.key_str("ROWORDER")?.as_deref(),
+                reader.key_f64("XBAYROFF")?,
+                reader.key_f64("YBAYROFF")?,
+                info.height,
+            )
+            .map_err(Error::unsupported)?,
+        };
+        let (w2, h2) = (info.width / 2, info.height / 2);
+        let name = stem_fits(path);
+        let dests: Vec<PathBuf> = if self.a.cfa_rgb {
+            vec![self.output.output_path(path, format!("RGB_{name}"))?]
+        } else {
+            (0..4)
+                .map(|k| self.output.output_path(path, format!("CFA{k}_{name}")))
+                .collect::<Result<_, _>>()?
+        };
+        r.set_in(NAME, "pattern", json!(pattern.as_str()));
+        r.set_in(
+            NAME,
+            "outputs",
+            json!(dests
+                .iter()
+                .map(|d| d.to_string_lossy())
+                .collect::<Vec<_>>()),
+        );
+        if self.output.dry_run {
+            r.set_in(NAME, "status", json!("dry_run"));
+            return Ok(());
+        }
+        if dests.iter().all(|d| d.exists()) && !self.output.force {
+            r.set_in(NAME, "status", json!("skipped"));
+            return Ok(());
+        }
+        let cards = reader.header_cards()?;
+        let sb = if self.a.cfa_rgb { 8 } else { info.raw_bytes() };
+        // Row pairs per block: a quarter of the budget for the block and its four planes.
+        let rows = pass_rows(self.budget, info.width, sb * 2);
+        let mut temps = Vec::new();
+        let mut writers = Vec::new();
+        for (k, d) in dests.iter().enumerate() {
+            let t = AtomicFile::create(d)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", d.display())))?;
+            let mut w = if self.a.cfa_rgb {
+                FitsWriter::create(t.temp_path(), w2, h2, 3, -32, None)?
+            } else {
+                FitsWriter::create(t.temp_path(), w2, h2, 1, info.bitpix, None)?
+            };
+            w.copy_cards(&cards)?;
+            for key in ["BAYERPAT", "XBAYROFF", "YBAYROFF"] {
+                w.delete_key(key)?;
+            }
+            if self.a.cfa_rgb {
+                w.history(&format!(
+                    "strip-convert: CFA {} to RGB planes R, (G1+G2)/2, B (half size)",
+                    pattern.as_str()
+                ))?;
+            } else {
+                w.raw_scaling(info.bzero, info.bscale)?;
+                let colour = pattern.0[k] as char;
+                w.set_str("FILTER", &colour.to_string(), "CFA plane colour")?;
+                w.history(&format!(
+                    "strip-convert: split_cfa plane CFA{k} (rows {}, columns {}) of {}",
+                    ["even", "odd"][k / 2],
+                    ["even", "odd"][k % 2],
+                    pattern.as_str()
+                ))?;
+            }
+            temps.push(t);
+            writers.push(w);
+        }
+        let mut y = 0;
+        let mut planes: [Vec<u8>; 4] = Default::default();
+        let mut raw = Vec::new();
+        let mut phys = Vec::new();
+        while y < 2 * h2 {
+            let n = rows.min(2 * h2 - y);
+            let oy = y / 2;
+            if self.a.cfa_rgb {
+                phys.resize(info.width as usize * n as usize, 0f64);
+                reader.read_rows_f64(y, n, &mut phys)?;
+                let bytes: Vec<u8> = phys.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                cfa::split_raw(&bytes, info.width as usize, n as usize, 8, &mut planes);
+                let vals = |k: usize| -> Vec<f64> {
+                    planes[k]
+                        .chunks_exact(8)
+                        .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                        .collect()
+                };
+                let (ri, bi) = (pattern.index(b'R'), pattern.index(b'B'));
+                let g: Vec<usize> = (0..4).filter(|&k| pattern.0[k] == b'G').collect();
+                let (g1, g2) = (vals(g[0]), vals(g[1]));
+                let gm: Vec<f64> = g1.iter().zip(&g2).map(|(a, b)| (a + b) / 2.0).collect();
+                let w = &mut writers[0];
+                w.write_rows_f64(0, oy, &vals(ri))?;
+                w.write_rows_f64(1, oy, &gm)?;
+                w.write_rows_f64(2, oy, &vals(bi))?;
+            } else {
+                raw.resize(info.width as usize * n as usize * sb, 0u8);
+                reader.read_rows_raw(y, n, &mut raw)?;
+                cfa::split_raw(&raw, info.width as usize, n as usize, sb, &mut planes);
+                for (w, p) in writers.iter_mut().zip(&planes) {
+                    w.write_rows_raw(0, oy, p)?;
+                }
+            }
+            y += n;
+        }
+        for w in writers {
+            w.finish()?;
+        }
+        for t in &temps {
+            std::fs::File::open(t.temp_path())
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        }
+        commit(temps)?;
+        r.set_in(NAME, "status", json!("ok"));
+        Ok(())
+    }
+
+    /// Stack every input into one frame.
+    fn stack(&self, input: &InputArgs, budget: &BudgetArgs) -> anyhow::Result<Status> {
+        let started = Instant::now();
+        monitor::reset_peak();
+        let a = self.a;
+        let method = a.stack.expect("--stack");
+        let dest = a.stack_output.clone().expect("clap requires --output");
+        let mut out = Output::new(NAME);
+        let mut frames: Vec<(Record, FitsReader)> = Vec::new();
+        let mut failed = Vec::new();
+        let mut planned: Option<u64> = None;
+        for item in cli::inputs(NAME, input) {
+            let r = match item? {
+                Input::Bad(r) => {
+                    out.write(&r)?;
+                    failed.push(String::from("<bad line>"));
+                    continue;
+                }
+                Input::Record(r) if r.is_error() => {
+                    failed.push(r.path_str().to_string());
+                    out.write(&r)?;
+                    continue;
+                }
+                Input::Record(r) => r,
+            };
+            // Without --memory-limit, the smallest budget chunk-plan planned a frame for.
+            if let Some(b) = budget.planned(&r) {
+                planned = Some(planned.map_or(b.bytes, |p: u64| p.min(b.bytes)));
+            }
+            match open_frame(a, &r.path()) {
+                Ok(f) => frames.push((r, f)),
+                Err(e) => {
+                    let mut r = r;
+                    r.set_error(NAME, &e);
+                    failed.push(r.path_str().to_string());
+                    out.write(&r)?;
+                }
+            }
+        }
+        let mut rec = Record::new(dest.to_string_lossy().into_owned());
+        let inputs: Vec<String> = frames
+            .iter()
+            .map(|(r, _)| r.path_str().to_string())
+            .collect();
+        rec.set_in(NAME, "output", json!(dest.to_string_lossy()));
+        rec.set_in(NAME, "inputs", json!(inputs));
+        rec.set_in(NAME, "method", json!(method.as_str()));
+        let result = (|| {
+            if !failed.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    format!(
+                        "{} frame(s) could not be read ({}): nothing stacked",
+                        failed.len(),
+                        failed.join(", ")
+                    ),
+                ));
+            }
+            if frames.is_empty() {
+                return Err(Error::new(ErrorKind::BadRecord, "no frames to stack"));
+            }
+            let (w, h) = (frames[0].1.info().width, frames[0].1.info().height);
+            for (r, f) in &frames {
+                if (f.info().width, f.info().height) != (w, h) {
+                    return Err(Error::unsupported(format!(
+                        "{}: {}x{} but {} is {w}x{h}: frames of one stack must have one size",
+                        r.path_str(),
+                        f.info().width,
+                        f.info().height,
+                        inputs[0]
+                    )));
+                }
+            }
+            if method == stack::Method::Minmax && frames.len() <= a.reject_low + a.reject_high {
+                return Err(Error::unsupported(format!(
+                    "minmax rejects {} value(s) per pixel: needs more than that many frames, got {}",
+                    a.reject_low + a.reject_high,
+                    frames.len()
+                )));
+            }
+            if self.output.dry_run {
+                rec.set_in(NAME, "status", json!("dry_run"));
+                return Ok(());
+            }
+            if dest.exists() && !self.output.force {
+                rec.set_in(NAME, "status", json!("skipped"));
+                return Ok(());
+            }
+            self.stack_frames(&mut frames, &dest, planned.unwrap_or(self.budget), &mut rec)
+        })();
+        match result {
+            Ok(()) => {
+                rec.set_in(NAME, "peak_rss", json!(monitor::peak_rss()));
+                rec.set_in(
+                    NAME,
+                    "seconds",
+                    json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+                );
+            }
+            Err(e) => rec.set_error(NAME, &e),
+        }
+        out.write(&rec)?;
+        Ok(out.status())
+    }
+
+    fn stack_frames(
+        &self,
+        frames: &mut [(Record, FitsReader)],
+        dest: &Path,
+        budget: u64,
+        rec: &mut Record,
+    ) -> Result<(), Error> {
+        let a = self.a;
+        let n = frames.len();
+        let (w, h) = (frames[0].1.info().width, frames[0].1.info().height);
+        // Normalisation: stats of every frame first (streaming passes), then x' = a x + b.
+        let mut coef = vec![(1.0f64, 0.0f64); n];
+        let mut norm = Vec::new();
+        if let Some(m) = a.normalize {
+            let rs = match &a.reference {
+                Some(p) => self.frame_stats(&mut open_frame(a, p)?)?,
+                None => self.frame_stats(&mut frames[0].1)?,
+            };
+            for (i, (r, f)) in frames.iter_mut().enumerate() {
+                let st = self.frame_stats(f)?;
+                coef[i] = normalize::coefficients(m, st, rs)?;
+                norm.push(
+                    json!({"path": r.path(), "location": st.location, "scale": st.scale,
+                                 "a": coef[i].0, "b": coef[i].1}),
+                );
+            }
+            rec.set_in(
+                NAME,
+                "normalize",
+                json!({"method": m.as_str(), "reference": {"location": rs.location, "scale": rs.scale},
+                       "frames": norm}),
+            );
+        }
+        // Rows per block from the budget through the fits-stack cost model.
+        let model = FitsStack::default();
+        let summary = Summary {
+            format: Format::Fits,
+            bytes: 0,
+            image: Some(ImageSummary {
+                width: u64::from(w),
+                height: u64::from(h),
+                bands: 1,
+                bits: 32,
+                sample_format: SampleFormat::Float,
+                pages: n as u64,
+                layout: Layout::Strips,
+                block: [u64::from(w), 1],
+                compressed: false,
+            }),
+            points: None,
+            archive: None,
+            document: None,
+        };
+        let p = plan::plan(&model, &summary, Budget::bytes(budget), self.jobs as u32)?;
+        let rows = (p.chunk as u32).clamp(1, h);
+        let threads = (p.workers as usize).max(1);
+        rec.set_in(NAME, "rows_per_block", json!(rows));
+        rec.set_in(NAME, "threads", json!(threads));
+        rec.set_in(NAME, "predicted_peak_bytes", json!(p.predicted_peak_bytes));
+        let params = stack::Params {
+            method: a.stack.expect("--stack"),
+            sigma_low: a.sigma_low,
+            sigma_high: a.sigma_high,
+            reject_low: a.reject_low,
+            reject_high: a.reject_high,
+        };
+        let cards = frames[0].1.header_cards()?;
+        let history = format!(
+            "strip-convert: {} stack of {n} frames{}{}",
+            params.method.as_str(),
+            match params.method {
+                stack::Method::SigmaClip | stack::Method::Winsorized => format!(
+                    ", sigma low {} high {}",
+                    params.sigma_low, params.sigma_high
+                ),
+                stack::Method::Minmax => format!(
+                    ", {} low and {} high rejected",
+                    params.reject_low, params.reject_high
+                ),
+                _ => String::new(),
+            },
+            a.normalize
+                .map(|m| format!(", {} normalisation", m.as_str()))
+                .unwrap_or_default()
+        );
+        let header = |wr: &mut FitsWriter| -> Result<(), Error> {
+            wr.copy_cards(&cards)?;
+            wr.set_i64("NCOMBINE", n as i64, "frames stacked")?;
+            wr.set_str("STACKMET", params.method.as_str(), "stacking method")?;
+            if matches!(
+                params.method,
+                stack::Method::SigmaClip | stack::Method::Winsorized
+            ) {
+                wr.set_f64("SIGLOW", params.sigma_low, "rejection: sigmas below")?;
+                wr.set_f64("SIGHIGH", params.sigma_high, "rejection: sigmas above")?;
+            }
+            if let Some(m) = a.normalize {
+                wr.set_str("NORMMETH", m.as_str(), "normalisation (median, MAD)")?;
+            }
+            wr.history(&history)
+        };
+        let main = AtomicFile::create(dest)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dest.display())))?;
+        let mut wr = FitsWriter::create(main.temp_path(), w, h, 1, -32, None)?;
+        header(&mut wr)?;
+        let mut map = match &a.rejection_map {
+            Some(p) => {
+                let t = AtomicFile::create(p)
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", p.display())))?;
+                let mut m = FitsWriter::create(t.temp_path(), w, h, 1, 16, None)?;
+                header(&mut m)?;
+                m.set_str("BUNIT", "count", "values rejected at each pixel")?;
+                Some((t, m))
+            }
+            None => None,
+        };
+        let len_max = w as usize * rows as usize;
+        let mut block: Vec<Vec<f32>> = (0..n).map(|_| vec![0f32; len_max]).collect();
+        let mut result = vec![0f32; len_max];
+        let mut rejected = vec![0f32; len_max];
+        let mut total_rejected = 0f64;
+        let mut y = 0;
+        while y < h {
+            let m = rows.min(h - y);
+            let len = w as usize * m as usize;
+            for (i, (_, f)) in frames.iter_mut().enumerate() {
+                let b = &mut block[i][..len];
+                f.read_rows_f32(y, m, b)?;
+                let (ka, kb) = coef[i];
+                if (ka, kb) != (1.0, 0.0) {
+                    for v in b.iter_mut() {
+                        *v = (ka * f64::from(*v) + kb) as f32;
+                    }
+                }
+            }
+            stack::combine_block(&params, &block, len, &mut result, &mut rejected, threads);
+            wr.write_rows_f32(0, y, &result[..len])?;
+            total_rejected += rejected[..len].iter().map(|&v| f64::from(v)).sum::<f64>();
+            if let Some((_, mw)) = &mut map {
+                mw.write_rows_f32(0, y, &rejected[..len])?;
+            }
+            y += m;
+            if cli::interrupted() {
+                return Err(Error::new(ErrorKind::Io, "interrupted"));
+            }
+        }
+        wr.finish()?;
+        let mut files = vec![main];
+        if let Some((t, mw)) = map {
+            mw.finish()?;
+            files.push(t);
+        }
+        for t in &files {
+            std::fs::File::open(t.temp_path())
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        }
+        commit(files)?;
+        rec.set_in(NAME, "ncombine", json!(n));
+        rec.set_in(
+            NAME,
+            "rejected_fraction",
+            json!(total_rejected / (n as f64 * f64::from(w) * f64::from(h))),
+        );
+        rec.set_in(NAME, "status", json!("ok"));
+        Ok(())
+    }
+}
