@@ -129,6 +129,11 @@ fn check_directory(a: &mut archive::Archive, limits: &Limits) -> Result<Vec<Entr
             limits.entries
         )));
     }
+    // The zip crate keeps only the last of same-named entries: which one a reader
+    // extracts differs between tools, a classic way to smuggle a file past a check.
+    if a.has_duplicate_names() {
+        return Err(Error::hostile("several entries have the same name"));
+    }
     let mut keys = HashSet::new();
     let mut entries = Vec::with_capacity(a.len());
     let mut total = 0u64;
@@ -155,7 +160,8 @@ fn check_directory(a: &mut archive::Archive, limits: &Limits) -> Result<Vec<Entr
         let (size, csize) = (e.size(), e.compressed_size());
         if size > limits.entry_bytes {
             return Err(Error::hostile(format!(
-                "entry {name:?} expands to {size} bytes, more than the {} allowed",
+                "entry {name:?} expands to {size} bytes, more than the {} allowed \
+                 (--max-entry-size; default: the total limit, 90% of the free disk space)",
                 limits.entry_bytes
             )));
         }
