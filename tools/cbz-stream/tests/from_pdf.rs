@@ -41,8 +41,8 @@ fn scanned_pages_identical_to_pdfimages() {
     let Some(z) = python_zip(&out) else { return };
     assert_eq!(z["testzip"], serde_json::Value::Null);
     let e = z["entries"].as_array().unwrap();
-    for k in 0..4 {
-        assert_eq!(e[k]["name"], format!("{:03}.jpg", k + 1));
+    for (k, entry) in e.iter().take(4).enumerate() {
+        assert_eq!(entry["name"], format!("{:03}.jpg", k + 1));
         let want = std::fs::read(dir.path().join(format!("ref-{k:03}.jpg"))).unwrap();
         assert_eq!(
             unhex(e[k]["data"].as_str().unwrap()),
