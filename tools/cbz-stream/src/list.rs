@@ -54,6 +54,7 @@ fn describe(a: &mut archive::Archive, i: usize, images: bool, r: &mut Record) ->
             Err(_) => String::from_utf8_lossy(e.name_raw()).into_owned(),
         };
         let kind = archive::kind(&name);
+        r.set_in(NAME, "op", "list");
         r.set_in(NAME, "index", i);
         r.set_in(NAME, "entry", name.clone());
         r.set_in(NAME, "size", e.size());
