@@ -3,6 +3,7 @@
 //! rows around each band without ever holding the whole image.
 
 pub mod fits;
+pub mod thumbnail;
 pub mod window;
 
 pub use window::{Edge, Window};

@@ -49,4 +49,10 @@ pub const TOOLS: &[Tool] = &[
         reads: &[Format::Tiff, Format::Ndjson],
         fuzz_args: &["-f", "-o", "{out}"],
     },
+    Tool {
+        name: cbz_stream::NAME,
+        command: cbz_stream::command,
+        reads: &[Format::Zip, Format::Ndjson],
+        fuzz_args: &["unpack", "-f", "-o", "{out}"],
+    },
 ];

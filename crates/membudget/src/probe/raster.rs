@@ -91,7 +91,11 @@ pub struct PngInfo {
 
 /// Probe a JPEG file.
 pub fn probe_jpeg(path: &Path) -> Result<Probe> {
-    let reader = BufReader::with_capacity(8192, File::open(path)?);
+    probe_jpeg_reader(BufReader::with_capacity(8192, File::open(path)?))
+}
+
+/// Probe a JPEG from a reader (an archive entry): only the header is read.
+pub fn probe_jpeg_reader<R: std::io::Read>(reader: R) -> Result<Probe> {
     let mut dec = jpeg_decoder::Decoder::new(reader);
     // No decoding happens here; the bound only matters if someone extends this to decode.
     dec.set_max_decoding_buffer_size(64 << 20);
@@ -148,7 +152,12 @@ pub fn probe_jpeg(path: &Path) -> Result<Probe> {
 
 /// Probe a PNG file.
 pub fn probe_png(path: &Path) -> Result<Probe> {
-    let reader = BufReader::with_capacity(8192, File::open(path)?);
+    probe_png_reader(BufReader::with_capacity(8192, File::open(path)?))
+}
+
+/// Probe a PNG from a reader (an archive entry): only the chunks before the first IDAT
+/// are read.
+pub fn probe_png_reader<R: std::io::BufRead + std::io::Seek>(reader: R) -> Result<Probe> {
     // The limit covers what read_info may allocate: a (decompressed) ICC profile and the
     // decoder's small row buffers. Text chunks are skipped so zTXt is never inflated.
     let mut dec = png::Decoder::new_with_limits(reader, png::Limits { bytes: 16 << 20 });

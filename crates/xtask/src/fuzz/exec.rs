@@ -329,7 +329,10 @@ pub fn classify(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let shown = f.strip_prefix(cwd).unwrap_or(&f).display().to_string();
-        if name.starts_with('.') || name.ends_with(".part") {
+        if claimed.iter().any(|c| c.is_dir() && f.starts_with(c)) {
+            // Inside a directory output (cbz-stream unpack): the archive's entries as
+            // they are, whatever their names and contents.
+        } else if name.starts_with('.') || name.ends_with(".part") {
             found.push((Class::Partial, format!("left behind: {shown}")));
         } else if !claimed.iter().any(|c| same_file(c, &f)) {
             found.push((

@@ -1,0 +1,309 @@
+//! `from-pdf`: a PDF to a CBZ. A page that is one embedded DCT (JPEG) or JPX (JPEG 2000)
+//! image painted over the whole page (the header probe's `scan`) is copied out as the
+//! image's stream bytes, exactly what `pdfimages -all` writes, with no decoding or
+//! rendering. Any other page is rendered by poppler's `pdftoppm` from the CropBox (300
+//! DPI by default, JPEG q92 or PNG), in batches of pages sized from the budget with the
+//! `pdf-to-cbz` cost model. Images with a soft mask, a colour-key mask or a /Decode array
+//! (which change how the page looks) and Flate, CCITT or JBIG2 images are rendered too.
+
+use crate::archive;
+use crate::comicinfo::{self, PageInfo};
+use crate::{natural, FromPdfOpts, RenderFormat, NAME};
+use anyhow::Result;
+use membudget::cli::{AtomicFile, LogArgs, Status};
+use membudget::cost::cbz::PdfToCbz;
+use membudget::cost::{CostModel, Summary};
+use membudget::probe::pdf::PdfPage;
+use membudget::probe::{self, Detail};
+use membudget::system::SystemInfo;
+use membudget::{driver, Budget, Error, ErrorKind, Record};
+use pdf::file::{NoCache, NoLog, Storage};
+use pdf::object::{ParseOptions, PlainRef, Resolve};
+use pdf::primitive::Primitive;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `--help` text.
+pub const LONG_ABOUT: &str = "Turns each PDF into a CBZ (`a.pdf` -> `a.cbz` beside it, \
+mirrored under `-o DIR`, or the file `-o FILE.cbz`). A page that is one embedded JPEG \
+(DCT) or JPEG 2000 (JPX) image covering the page is copied out as it is, byte-identical \
+to what `pdfimages -all` writes, with no rendering. Every other page is rendered by \
+poppler's `pdftoppm` (a runtime dependency: install poppler-utils) from the CropBox at \
+--dpi, as JPEG quality 92 or lossless PNG (--render-format), in batches of pages sized \
+from the memory budget. A ComicInfo.xml with each page's size is added. The archive is \
+verified before it is renamed into place; the PDF is deleted only with --delete-source, \
+after that.";
+
+/// How one page gets into the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// The image stream of this object, copied; the extension of its format.
+    Copy(u64, &'static str),
+    /// Rendered by pdftoppm.
+    Render,
+}
+
+fn way(p: &PdfPage, render_all: bool) -> Way {
+    let Some(img) = p.image.as_ref().filter(|_| p.scan && !render_all) else {
+        return Way::Render;
+    };
+    if img.object == 0 {
+        return Way::Render;
+    }
+    match img.filters.as_slice() {
+        [f] if f == "DCTDecode" => Way::Copy(img.object, "jpg"),
+        [f] if f == "JPXDecode" => Way::Copy(img.object, "jp2"),
+        _ => Way::Render,
+    }
+}
+
+/// Stream bytes of image objects, from the PDF itself.
+struct Images {
+    storage: Storage<memmap2::Mmap, NoCache, NoCache, NoLog>,
+}
+
+impl Images {
+    fn open(path: &Path) -> Result<Images, Error> {
+        let file = std::fs::File::open(path)?;
+        // SAFETY: read-only map, lives as long as this run on the file; the usual mmap
+        // caveat (another process truncating the file) is accepted as in the probe.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let mut storage =
+            Storage::with_cache(map, ParseOptions::tolerant(), NoCache, NoCache, NoLog)
+                .map_err(|e| Error::corrupt(format!("PDF: {e}")))?;
+        storage
+            .load_storage_and_trailer()
+            .map_err(|e| Error::corrupt(format!("PDF cross-reference table: {e}")))?;
+        Ok(Images { storage })
+    }
+
+    /// The raw (still encoded) stream of image `object`, or `None` when it has a mask or
+    /// a /Decode array (copying it would change the page) or cannot be read.
+    fn raw(&self, object: u64) -> Option<Vec<u8>> {
+        let r = self.storage.resolver();
+        let id = u32::try_from(object).ok()?;
+        let p = r
+            .resolve(PlainRef {
+                id: id.into(),
+                gen: 0,
+            })
+            .ok()?;
+        let Primitive::Stream(s) = p else {
+            return None;
+        };
+        if ["SMask", "Mask", "Decode"]
+            .iter()
+            .any(|k| s.info.get(k).is_some())
+        {
+            return None;
+        }
+        s.raw_data(&r).ok().map(|d| d.to_vec())
+    }
+}
+
+/// Pages to render per `pdftoppm` run: the largest batch the cost model fits in the
+/// budget.
+fn batch_size(probe: &probe::Probe, budget: Budget) -> Result<u64, Error> {
+    let model = PdfToCbz::default();
+    let s = Summary::from_probe(probe);
+    let fits = model
+        .chunks(&s)
+        .into_iter()
+        .filter(|&b| model.peak_bytes(&s, b, 1) <= budget.bytes)
+        .max();
+    fits.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Budget,
+            format!(
+                "one page needs about {} bytes, more than the budget of {}",
+                model.peak_bytes(&s, 1, 1),
+                budget.bytes
+            ),
+        )
+    })
+}
+
+/// Render pages `first..=last` into `dir`; the files in page order.
+fn render(
+    pdf: &Path,
+    first: u64,
+    last: u64,
+    o: &FromPdfOpts,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut cmd = Command::new("pdftoppm");
+    cmd.arg("-r")
+        .arg(o.dpi.to_string())
+        .arg("-cropbox")
+        .arg("-f")
+        .arg(first.to_string())
+        .arg("-l")
+        .arg(last.to_string());
+    match o.render_format {
+        RenderFormat::Jpeg => cmd.args(["-jpeg", "-jpegopt", "quality=92"]),
+        RenderFormat::Png => cmd.arg("-png"),
+    };
+    cmd.arg(pdf).arg(dir.join("p"));
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::unsupported(format!(
+                "pdftoppm (poppler-utils) is needed to render page {first} and was not found"
+            ))
+        } else {
+            Error::from(e)
+        }
+    })?;
+    if !out.status.success() {
+        return Err(Error::corrupt(format!(
+            "pdftoppm failed on pages {first}-{last}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let stem = p.file_stem()?.to_str()?;
+            let n = stem.rsplit('-').next()?.parse::<u64>().ok()?;
+            Some((n, p))
+        })
+        .collect();
+    files.sort();
+    let want = (last - first + 1) as usize;
+    if files.len() != want || files.first().map(|f| f.0) != Some(first) {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("pdftoppm wrote {} pages, {want} expected", files.len()),
+        ));
+    }
+    Ok(files.into_iter().map(|f| f.1).collect())
+}
+
+/// Run `from-pdf`.
+pub fn run(o: &FromPdfOpts, log: &LogArgs) -> Result<Status> {
+    let sys = SystemInfo::probe();
+    let budget = o.budget.budget(&sys)?;
+    driver::for_each_record(NAME, &o.input, log, |record, _job| {
+        let budget = o.budget.planned(record).unwrap_or(budget);
+        convert(o, record, budget)
+    })
+}
+
+fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), Error> {
+    let input = record.path();
+    let dest = crate::output_for(
+        &o.output,
+        &input,
+        &format!("{}.cbz", crate::stem(&input)),
+        &["cbz", "zip"],
+    )?;
+    record.set_in(NAME, "op", "from-pdf");
+    if !crate::proceed(record, &o.output, &dest) {
+        return Ok(());
+    }
+    let probe = probe::pdf::probe(&input)?;
+    let Detail::Pdf(info) = &probe.detail else {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "PDF probe without PDF detail",
+        ));
+    };
+    if info.pages.is_empty() {
+        return Err(Error::corrupt("PDF has no pages"));
+    }
+    let images = Images::open(&input)?;
+    let batch = batch_size(&probe, budget)?;
+    let width = natural::pad_width(info.pages.len());
+    let ways: Vec<Way> = info.pages.iter().map(|p| way(p, o.render_all)).collect();
+
+    let mut atomic = AtomicFile::create(&dest)?;
+    let tmp = tempfile::Builder::new().prefix(".pdftoppm.").tempdir_in(
+        dest.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )?;
+    let (mut copied, mut rendered) = (0usize, 0usize);
+    let mut infos = Vec::with_capacity(info.pages.len());
+    {
+        let zerr = archive::zip_err;
+        let mut zip =
+            zip::ZipWriter::new(BufWriter::with_capacity(archive::COPY_BUF, atomic.file()));
+        let modified = std::fs::metadata(&input)
+            .and_then(|m| m.modified())
+            .map_or_else(|_| zip::DateTime::default(), archive::zip_time);
+        let mut k = 0usize;
+        while k < ways.len() {
+            let raw = match ways[k] {
+                Way::Copy(obj, ext) => images.raw(obj).map(|b| (b, ext)),
+                Way::Render => None,
+            };
+            if let Some((bytes, ext)) = raw {
+                let name = natural::padded_name(k, width, ext);
+                let head =
+                    archive::image_head(&bytes[..bytes.len().min(archive::HEAD_BYTES as usize)]);
+                let img = info.pages[k].image.as_ref();
+                infos.push(PageInfo {
+                    width: head.map(|h| h.width).or(img.map(|i| i.width)),
+                    height: head.map(|h| h.height).or(img.map(|i| i.height)),
+                    bytes: bytes.len() as u64,
+                });
+                zip.start_file(
+                    name.as_str(),
+                    archive::options(&name, bytes.len() as u64, modified),
+                )
+                .map_err(zerr)?;
+                zip.write_all(&bytes)?;
+                copied += 1;
+                k += 1;
+                continue;
+            }
+            // A run of pages to render, at most `batch` long.
+            let mut end = k + 1;
+            while end < ways.len() && end - k < batch as usize && ways[end] == Way::Render {
+                end += 1;
+            }
+            let files = render(&input, k as u64 + 1, end as u64, o, tmp.path())?;
+            for (j, f) in files.iter().enumerate() {
+                let ext = natural::extension(&f.to_string_lossy()).to_string();
+                let name = natural::padded_name(k + j, width, &ext);
+                let len = std::fs::metadata(f)?.len();
+                let head = std::fs::File::open(f).and_then(archive::read_head)?;
+                let dims = archive::image_head(&head);
+                infos.push(PageInfo {
+                    width: dims.map(|d| d.width),
+                    height: dims.map(|d| d.height),
+                    bytes: len,
+                });
+                zip.start_file(name.as_str(), archive::options(&name, len, modified))
+                    .map_err(zerr)?;
+                std::io::copy(&mut BufReader::new(std::fs::File::open(f)?), &mut zip)?;
+                std::fs::remove_file(f)?;
+                rendered += 1;
+            }
+            k = end;
+        }
+        let xml = comicinfo::generate(&infos);
+        zip.start_file(
+            "ComicInfo.xml",
+            archive::options("ComicInfo.xml", xml.len() as u64, modified),
+        )
+        .map_err(zerr)?;
+        zip.write_all(xml.as_bytes())?;
+        let mut w = zip.finish().map_err(zerr)?;
+        w.flush()?;
+    }
+    archive::verify(atomic.temp_path(), infos.len() + 1)?;
+    let bytes = atomic.file().metadata()?.len();
+    atomic.commit()?;
+    record.set_in(NAME, "status", "ok");
+    record.set_in(NAME, "pages", infos.len());
+    record.set_in(NAME, "copied", copied);
+    record.set_in(NAME, "rendered", rendered);
+    record.set_in(NAME, "render_batch", batch);
+    record.set_in(NAME, "bytes", bytes);
+    if o.delete_source {
+        std::fs::remove_file(&input)?;
+        record.set_in(NAME, "source_deleted", true);
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    membudget::cli::main(cbz_stream::NAME, cbz_stream::command(), cbz_stream::run)
+}
