@@ -20,7 +20,13 @@ const INPUTS_VERSION: &str = "3";
 const MEMORY_LIMIT: &str = "64MiB";
 
 /// Release binaries the pipeline runs. strip-convert, laz-enrich: add the package here.
-const PACKAGES: &[&str] = &["mem-estimate", "chunk-plan", "strip-convert", "laz-enrich"];
+const PACKAGES: &[&str] = &[
+    "mem-estimate",
+    "chunk-plan",
+    "strip-convert",
+    "laz-enrich",
+    "cbz-stream",
+];
 
 /// Real files copied from the repository's sample data (`tests/data`).
 const SHARED: &[&str] = &[
@@ -191,6 +197,51 @@ pub fn run(root: &Path) -> Result<()> {
     ];
     enrich.extend(clouds);
     run_processing(root, "laz-enrich", &[enrich])?;
+
+    // FITS frames through strip-convert: the generated frame's Bayer planes.
+    let split: Vec<OsString> = vec![
+        tool("strip-convert"),
+        "-m".into(),
+        MEMORY_LIMIT.into(),
+        "--split-cfa".into(),
+        "RGGB".into(),
+        "-f".into(),
+        "--base".into(),
+        "target/demo/in".into(),
+        "-o".into(),
+        "target/demo/fits".into(),
+        "target/demo/in/astro/frame-2048x2048.fits".into(),
+    ];
+    run_processing(root, "strip-convert", &[split])?;
+
+    // Comic archives: a scanned PDF's page JPEGs copied into a CBZ as they are, then the
+    // generated comic unpacked one entry at a time.
+    let from_pdf: Vec<OsString> = vec![
+        tool("cbz-stream"),
+        "from-pdf".into(),
+        "-m".into(),
+        MEMORY_LIMIT.into(),
+        "-f".into(),
+        "--base".into(),
+        "target/demo/in".into(),
+        "-o".into(),
+        "target/demo/cbz".into(),
+        "target/demo/in/shared/pdf/scanned-jpeg-4p.pdf".into(),
+    ];
+    run_processing(root, "cbz-stream", &[from_pdf])?;
+    let unpack: Vec<OsString> = vec![
+        tool("cbz-stream"),
+        "unpack".into(),
+        "-m".into(),
+        MEMORY_LIMIT.into(),
+        "-f".into(),
+        "--base".into(),
+        "target/demo/in".into(),
+        "-o".into(),
+        "target/demo/unpacked".into(),
+        "target/demo/in/comics/issue-01.cbz".into(),
+    ];
+    run_processing(root, "cbz-stream", &[unpack])?;
     Ok(())
 }
 
