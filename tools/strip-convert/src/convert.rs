@@ -9,8 +9,9 @@
 
 use crate::encode::{self, EncodeParams, EncodedTile};
 use crate::jp2;
-use crate::source::{Band, TiffPage};
 use membudget::{Error, ErrorKind};
+use raster::tiff::TiffPage;
+use raster::Band;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -152,7 +153,7 @@ pub fn convert(
                 };
                 let y0 = row * tile_h;
                 let rows = tile_h.min(height - y0);
-                let r = page.read_band(y0, rows, &mut band).map(|()| PooledBand {
+                let r = read_band(page, y0, rows, &mut band).map(|()| PooledBand {
                     band: Some(band),
                     home: home.clone(),
                 });
@@ -260,6 +261,27 @@ pub fn convert(
         bytes: end,
         codestream_bytes: cs_len,
     })
+}
+
+/// Rows `y0 .. y0 + rows` of the page into `band`.
+fn read_band(page: &mut TiffPage, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+    page.read_band(y0, rows, band)?;
+    // Test builds only: a deliberately wrong conversion (the top bit of one sample
+    // flipped in every band), for the test that shows --verify does not trust the
+    // converter's reader.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("STRIP_CONVERT_TEST_WRONG_SAMPLES").is_some() {
+        let top = 1u16 << (page.info.prec.clamp(1, 16) - 1);
+        if let Some(p) = band.planes.first_mut() {
+            if band.sample_bytes == 1 {
+                p[0] ^= top as u8;
+            } else {
+                let v = u16::from_ne_bytes([p[0], p[1]]) ^ top;
+                p[..2].copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hand out the next tile, waiting for the band to be read or for the writer to catch up.

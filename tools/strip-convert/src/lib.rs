@@ -7,7 +7,7 @@
 //! memory budget through `membudget`'s cost model and planner, and every result record
 //! carries the measured peak RSS.
 //!
-//! Modules: [`source`] reads TIFF bands, [`encode`] drives OpenJPEG, [`jp2`] writes the
+//! Modules: `raster::tiff` reads TIFF bands, [`encode`] drives OpenJPEG, [`jp2`] writes the
 //! boxes, [`convert`] runs the pipeline, [`profile`] holds institutional profiles,
 //! [`verify`] decodes the result tile by tile and compares it with the source.
 
@@ -15,7 +15,6 @@ pub mod convert;
 pub mod encode;
 pub mod jp2;
 pub mod profile;
-pub mod source;
 pub mod verify;
 
 use anyhow::Result;
@@ -27,9 +26,9 @@ use membudget::cli::{
 use membudget::cost::strip_convert::StripConvert;
 use membudget::cost::{CostModel, Summary};
 use membudget::outputs::Destinations;
-use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
 use membudget::system::SystemInfo;
 use membudget::{monitor, plan, Error, ErrorKind, Record};
+use raster::tiff;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
@@ -415,7 +414,7 @@ impl Ctx<'_> {
         self.dests.borrow_mut().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
-        let offsets = match source::page_offsets(&path) {
+        let offsets = match tiff::page_offsets(&path) {
             Ok(o) => o,
             Err(e) => {
                 let mut r = record;
@@ -486,7 +485,7 @@ impl Ctx<'_> {
             skip(r, exists);
             return Ok(());
         }
-        let mut page = source::TiffPage::open_at(path, index, offsets[index])?;
+        let mut page = tiff::TiffPage::open_at(path, index, offsets[index])?;
         let info = page.info.clone();
         let setup = self.setup(&info)?;
         let params = &setup.params;
@@ -552,7 +551,7 @@ impl Ctx<'_> {
                 };
                 params = &lossless_params;
                 file.restart()?;
-                let mut again = source::TiffPage::open_at(path, index, offsets[index])?;
+                let mut again = tiff::TiffPage::open_at(path, index, offsets[index])?;
                 written =
                     convert::convert(&mut again, params, &setup.header, &setup.run, file.file())?;
                 sec(r, "reversible", json!(true));
@@ -611,7 +610,7 @@ impl Ctx<'_> {
 
     /// Encoding parameters, JP2 header and run geometry for a page: profile, then options,
     /// then the plan for the budget.
-    fn setup(&self, info: &source::PageInfo) -> Result<Setup, Error> {
+    fn setup(&self, info: &tiff::PageInfo) -> Result<Setup, Error> {
         let o = self.opts;
         let prof = o.profile.as_deref().and_then(profile::find);
         let mut note = None;
@@ -673,7 +672,7 @@ impl Ctx<'_> {
         // budget holds (at most --jobs): tiles encoded side by side, and OpenJPEG threads
         // inside a tile when there are fewer tiles than that. Never more threads than it.
         let model = StripConvert::default();
-        let summary = summary(info);
+        let summary = info.summary();
         // The metadata boxes are held while the page is converted.
         let full = self.budget.get().saturating_sub(self.metadata_bytes);
         let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
@@ -911,34 +910,6 @@ fn check_codeblock((w, h): (u32, u32)) -> Result<(), Error> {
                 "code-block {w}x{h}: sides must be powers of two from 4 to 1024, area at most 4096"
             ),
         ))
-    }
-}
-
-/// The cost model's view of one page.
-fn summary(info: &source::PageInfo) -> Summary {
-    Summary {
-        format: Format::Tiff,
-        bytes: 0,
-        image: Some(ImageSummary {
-            width: u64::from(info.width),
-            height: u64::from(info.height),
-            bands: u32::from(info.comps),
-            bits: u32::from(info.prec),
-            sample_format: SampleFormat::Uint,
-            pages: 1,
-            layout: if info.layout == "tiles" {
-                Layout::Tiles
-            } else {
-                Layout::Strips
-            },
-            // As the probe describes the file, so that chunk-plan's plan and this one
-            // agree (the model knows uncompressed strips are read a few rows at a time).
-            block: [u64::from(info.chunk.0), u64::from(info.chunk.1)],
-            compressed: !info.direct,
-        }),
-        points: None,
-        archive: None,
-        document: None,
     }
 }
 

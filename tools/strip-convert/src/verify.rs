@@ -12,9 +12,10 @@
 //! it per image) and judged against thresholds.
 
 use crate::encode::EncodeParams;
-use crate::source::{Band, TiffPage};
 use membudget::{Error, ErrorKind};
 use openjpeg_sys as opj;
+use raster::tiff::TiffPage;
+use raster::Band;
 use serde::Serialize;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
