@@ -2,6 +2,7 @@
 //! a halo-aware sliding window over them ([`Window`]), so neighbourhood operations see the
 //! rows around each band without ever holding the whole image.
 
+pub mod metrics;
 pub mod tiff;
 pub mod window;
 
