@@ -14,6 +14,7 @@
 pub mod convert;
 pub mod encode;
 pub mod jp2;
+mod opj;
 pub mod profile;
 pub mod verify;
 

@@ -11,8 +11,9 @@
 //! windows that fit inside each tile) and judged against thresholds.
 
 use crate::encode::EncodeParams;
+use crate::opj;
 use membudget::{Error, ErrorKind};
-use openjpeg_sys as opj;
+use openjpeg_sys as sys;
 use raster::metrics::{self, Diff};
 use raster::tiff::TiffPage;
 use raster::Band;
@@ -55,77 +56,36 @@ pub struct Verification {
     pub message: String,
 }
 
+/// The output decoded tile by tile. Fields in drop order: the image, the codec, then
+/// the stream it reads.
 struct Decoder {
-    codec: *mut opj::opj_codec_t,
-    stream: *mut opj::opj_stream_t,
-    image: *mut opj::opj_image_t,
-    errors: Box<ErrText>,
+    image: opj::Image,
+    codec: opj::Codec,
+    stream: opj::Stream,
 }
-
-/// OpenJPEG's error messages; boxed so its address stays fixed while the decoder moves.
-#[derive(Debug, Default)]
-struct ErrText(String);
-
-impl Drop for Decoder {
-    fn drop(&mut self) {
-        // SAFETY: pointers created by OpenJPEG, destroyed once.
-        unsafe {
-            if !self.image.is_null() {
-                opj::opj_image_destroy(self.image);
-            }
-            if !self.codec.is_null() {
-                opj::opj_destroy_codec(self.codec);
-            }
-            if !self.stream.is_null() {
-                opj::opj_stream_destroy(self.stream);
-            }
-        }
-    }
-}
-
-unsafe extern "C" fn on_error(msg: *const c_char, data: *mut c_void) {
-    if msg.is_null() || data.is_null() {
-        return;
-    }
-    // SAFETY: `data` is the decoder's boxed ErrText, alive while the codec is.
-    let s = unsafe { &mut *(data as *mut ErrText) };
-    s.0.push_str(unsafe { CStr::from_ptr(msg) }.to_string_lossy().trim());
-    s.0.push_str("; ");
-}
-
-unsafe extern "C" fn ignore(_msg: *const c_char, _data: *mut c_void) {}
 
 impl Decoder {
     fn open(path: &Path) -> Result<Decoder, Error> {
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::new(ErrorKind::Io, "path contains NUL"))?;
+        let stream = opj::Stream::read_file(path)
+            .map_err(|_| Error::new(ErrorKind::Io, "cannot open the JP2 for verification"))?;
         let mut d = Decoder {
-            codec: ptr::null_mut(),
-            stream: ptr::null_mut(),
-            image: ptr::null_mut(),
-            errors: Box::default(),
+            image: opj::Image::empty(),
+            codec: opj::Codec::jp2_decompressor()?,
+            stream,
         };
-        let errs: *mut ErrText = &mut *d.errors;
-        // SAFETY: documented call order (stream, codec, setup, read_header); all checked.
-        unsafe {
-            d.stream = opj::opj_stream_create_default_file_stream(cpath.as_ptr(), 1);
-            if d.stream.is_null() {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    "cannot open the JP2 for verification",
-                ));
-            }
-            d.codec = opj::opj_create_decompress(opj::CODEC_FORMAT::OPJ_CODEC_JP2);
-            opj::opj_set_error_handler(d.codec, Some(on_error), errs as *mut c_void);
-            opj::opj_set_warning_handler(d.codec, Some(ignore), ptr::null_mut());
-            opj::opj_set_info_handler(d.codec, Some(ignore), ptr::null_mut());
-            let mut p: opj::opj_dparameters_t = std::mem::zeroed();
-            opj::opj_set_default_decoder_parameters(&mut p);
-            if opj::opj_setup_decoder(d.codec, &mut p) == 0
-                || opj::opj_read_header(d.stream, d.codec, &mut d.image) == 0
-            {
-                return Err(d.fail("reading the header"));
-            }
+        // SAFETY: opj_dparameters_t is plain data (integers, arrays, null pointers).
+        let mut p: sys::opj_dparameters_t = unsafe { std::mem::zeroed() };
+        // SAFETY: OpenJPEG's own initialiser fills the structure it is given.
+        unsafe { sys::opj_set_default_decoder_parameters(&mut p) };
+        // SAFETY: a live codec, not set up yet; OpenJPEG copies the parameters.
+        if unsafe { sys::opj_setup_decoder(d.codec.as_ptr(), &mut p) } == 0 {
+            return Err(d.fail("setting up the decoder"));
+        }
+        let (stream, codec) = (d.stream.as_ptr(), d.codec.as_ptr());
+        // SAFETY: live stream and set-up codec; the header's image is stored in `d.image`,
+        // which frees it.
+        if unsafe { sys::opj_read_header(stream, codec, d.image.slot()) } == 0 {
+            return Err(d.fail("reading the header"));
         }
         Ok(d)
     }
@@ -135,15 +95,24 @@ impl Decoder {
             ErrorKind::Verify,
             format!(
                 "verification could not decode the output ({what}): {}",
-                self.errors.0
+                self.codec.errors()
             ),
         )
     }
 
     /// Decode tile `index`; the samples are then in `image.comps[c].data`.
     fn tile(&mut self, index: u32) -> Result<(), Error> {
-        // SAFETY: codec, stream and image valid; OpenJPEG reallocates component data.
-        if unsafe { opj::opj_get_decoded_tile(self.codec, self.stream, self.image, index) } == 0 {
+        // SAFETY: codec, stream and image are live and the header was read; OpenJPEG
+        // reallocates the components' data for the tile.
+        let ok = unsafe {
+            sys::opj_get_decoded_tile(
+                self.codec.as_ptr(),
+                self.stream.as_ptr(),
+                self.image.as_ptr(),
+                index,
+            )
+        };
+        if ok == 0 {
             return Err(self.fail(&format!("tile {index}")));
         }
         Ok(())
@@ -151,19 +120,23 @@ impl Decoder {
 
     /// Component `c`'s decoded samples and their width and height.
     fn comp(&self, c: usize) -> Option<(&[i32], usize, usize)> {
-        // SAFETY: image valid; comps has numcomps entries; data has w*h samples.
-        unsafe {
-            let img = &*self.image;
-            if c >= img.numcomps as usize {
-                return None;
-            }
-            let comp = &*img.comps.add(c);
-            if comp.data.is_null() {
-                return None;
-            }
-            let (w, h) = (comp.w as usize, comp.h as usize);
-            Some((std::slice::from_raw_parts(comp.data, w * h), w, h))
+        let img = self.image.get()?;
+        if c >= img.numcomps as usize || img.comps.is_null() {
+            return None;
         }
+        // SAFETY: `comps` points at `numcomps` components (OpenJPEG's image layout).
+        let comp = unsafe { &*img.comps.add(c) };
+        if comp.data.is_null() {
+            return None;
+        }
+        let (w, h) = (comp.w as usize, comp.h as usize);
+        // SAFETY: a decoded component's `data` holds `w * h` samples, alive until the
+        // next decode, which needs `&mut self`.
+        Some((
+            unsafe { std::slice::from_raw_parts(comp.data, w * h) },
+            w,
+            h,
+        ))
     }
 }
 
