@@ -21,20 +21,18 @@ pub mod verify;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
-use membudget::cli::{
-    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status, WriteError,
-};
+use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::strip_convert::StripConvert;
 use membudget::cost::{CostModel, Summary};
+use membudget::driver::{self, Job};
 use membudget::outputs::Destinations;
 use membudget::system::SystemInfo;
-use membudget::{monitor, plan, Error, ErrorKind, Record};
+use membudget::{plan, Error, ErrorKind, Record};
 use raster::tiff;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "strip-convert";
@@ -348,42 +346,22 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         metadata_bytes: metadata_bytes as u64,
         dests: RefCell::new(Destinations::new()),
     };
-    let mut out = Output::new(NAME);
-    let bar = cli::progress(None, &opts.log);
-    for input in cli::inputs(NAME, &opts.input) {
-        let input = input?;
-        match input {
-            Input::Bad(r) => out.write(&r)?,
-            Input::Record(r) => {
-                if r.is_error() {
-                    // Upstream failures pass through untouched.
-                    out.write(&r)?;
-                    continue;
-                }
-                // Without --memory-limit, the budget chunk-plan planned this record for
-                // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
-                // keeps to 256 MiB.
-                match opts.budget.planned(&r) {
-                    Some(b) => {
-                        ctx.budget.set(b.bytes);
-                        ctx.explicit_budget.set(true);
-                    }
-                    None => {
-                        ctx.budget.set(budget.bytes);
-                        ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
-                    }
-                }
-                // Each page's record is written as soon as the page is done.
-                ctx.process(r, &mut |rec| out.write(&rec))?;
+    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
+        // Without --memory-limit, the budget chunk-plan planned this record for
+        // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
+        // keeps to 256 MiB.
+        match opts.budget.planned(r) {
+            Some(b) => {
+                ctx.budget.set(b.bytes);
+                ctx.explicit_budget.set(true);
+            }
+            None => {
+                ctx.budget.set(budget.bytes);
+                ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
             }
         }
-        bar.inc(1);
-        if cli::interrupted() {
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    Ok(out.status())
+        ctx.process(r, job)
+    })
 }
 
 struct Ctx<'a> {
@@ -404,38 +382,23 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Every page of one input: one record each, handed to `emit` as soon as the page is
-    /// done (one record with the error when the file cannot be opened at all).
-    fn process(
-        &self,
-        record: Record,
-        emit: &mut dyn FnMut(Record) -> Result<(), WriteError>,
-    ) -> Result<(), WriteError> {
+    /// Every page of one input: one record each, written as soon as the page is done
+    /// (the driver then writes no record of its own); an error before the first page
+    /// (the file cannot be opened at all) is the input's error record.
+    fn process(&self, record: &mut Record, job: &mut Job) -> Result<(), Error> {
         let path = record.path();
         self.dests.borrow_mut().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
-        let offsets = match tiff::page_offsets(&path) {
-            Ok(o) => o,
-            Err(e) => {
-                let mut r = record;
-                r.set_error(NAME, &e);
-                return emit(r);
-            }
-        };
+        let offsets = tiff::page_offsets(&path)?;
         let pages = offsets.len();
         let selected = match self.opts.page {
             Some(n) if n >= 1 && (n as usize) <= pages => n as usize - 1..n as usize,
             Some(n) => {
-                let mut r = record;
-                r.set_error(
-                    NAME,
-                    &Error::new(
-                        ErrorKind::BadRecord,
-                        format!("--page {n}: the file has {pages} page(s)"),
-                    ),
-                );
-                return emit(r);
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    format!("--page {n}: the file has {pages} page(s)"),
+                ))
             }
             None => 0..pages,
         };
@@ -444,7 +407,7 @@ impl Ctx<'_> {
             if let Err(e) = self.page(&path, index, &offsets, &mut r) {
                 r.set_error(NAME, &e);
             }
-            emit(r)?;
+            job.emit(r)?;
             if cli::interrupted() {
                 break;
             }
@@ -460,8 +423,6 @@ impl Ctx<'_> {
         r: &mut Record,
     ) -> Result<(), Error> {
         let pages = offsets.len();
-        let started = Instant::now();
-        monitor::reset_peak();
         // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
         let mut name = path.file_stem().unwrap_or(OsStr::new("out")).to_os_string();
         if pages > 1 {
@@ -599,12 +560,7 @@ impl Ctx<'_> {
             sec(r, "verification", Value::Null);
         }
         file.commit()?;
-        sec(r, "peak_rss", json!(monitor::peak_rss()));
-        sec(
-            r,
-            "seconds",
-            json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
-        );
+        // The driver adds `seconds` and `peak_rss` when the record is written.
         sec(r, "status", json!("ok"));
         Ok(())
     }
