@@ -106,8 +106,9 @@ fn rusage_maxrss(who: Who) -> Option<u64> {
         Who::SelfProcess => libc::RUSAGE_SELF,
         Who::Children => libc::RUSAGE_CHILDREN,
     };
-    // SAFETY: rusage is plain data; getrusage fills it.
+    // SAFETY: rusage is plain data (integers), valid when zeroed.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only the struct it is given, which lives on this stack.
     if unsafe { libc::getrusage(who, &mut ru) } != 0 {
         return None;
     }

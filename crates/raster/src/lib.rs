@@ -3,7 +3,9 @@
 //! rows around each band without ever holding the whole image.
 
 pub mod fits;
+pub mod metrics;
 pub mod thumbnail;
+pub mod tiff;
 pub mod window;
 
 pub use window::{Edge, Window};

@@ -9,13 +9,15 @@
 
 use crate::encode::{self, EncodeParams, EncodedTile};
 use crate::jp2;
-use crate::source::{Band, TiffPage};
+use membudget::readahead::{read_ahead, Filled, Pooled};
 use membudget::{Error, ErrorKind};
+use raster::tiff::TiffPage;
+use raster::Band;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// How to run one conversion.
@@ -41,24 +43,13 @@ pub struct Written {
     pub codestream_bytes: u64,
 }
 
-/// A band taken from the pool; given back to it when the last tile is cut out of it.
-struct PooledBand {
-    band: Option<Band>,
-    home: SyncSender<Band>,
-}
-
-impl Drop for PooledBand {
-    fn drop(&mut self) {
-        if let Some(b) = self.band.take() {
-            // The pool may be gone (the run is over or failed): the band is just freed.
-            let _ = self.home.try_send(b);
-        }
-    }
-}
+/// A band lent by the read-ahead pool; it goes back to the pool when the last tile is
+/// cut out of it (the last `Arc` holder drops it).
+type PooledBand = Pooled<Band>;
 
 /// The tiles handed out so far, shared by the workers.
 struct Jobs {
-    full: Option<Receiver<Result<PooledBand, Error>>>,
+    full: Option<Filled<Band, Error>>,
     current: Option<Arc<PooledBand>>,
     /// Next tile index to hand out.
     next: u32,
@@ -118,128 +109,115 @@ pub fn convert(
 
     let abort = AtomicBool::new(false);
     let bands_n = run.bands.max(1);
-    let (free_tx, free_rx) = mpsc::sync_channel::<Band>(bands_n);
-    for _ in 0..bands_n {
-        let _ = free_tx.try_send(Band::default());
-    }
-    let (full_tx, full_rx) = mpsc::sync_channel::<Result<PooledBand, Error>>(bands_n);
     let workers = run.workers.max(1);
-    let jobs = Mutex::new(Jobs {
-        full: Some(full_rx),
-        current: None,
-        next: 0,
-        written: 0,
-        across,
-        total,
-        window: 2 * workers as u32,
-    });
     let turn = Condvar::new();
     let (res_tx, res_rx) = mpsc::channel::<Result<EncodedTile, Error>>();
     let tile_h = params.tile.1;
     let height = params.height;
 
-    let result = std::thread::scope(|scope| -> Result<(), Error> {
-        // Reader: one band per row of tiles, into buffers from the pool.
-        let abort_r = &abort;
-        let home = free_tx.clone();
-        scope.spawn(move || {
-            for row in 0..down {
-                if abort_r.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(mut band) = free_rx.recv() else {
-                    return;
-                };
-                let y0 = row * tile_h;
-                let rows = tile_h.min(height - y0);
-                let r = page.read_band(y0, rows, &mut band).map(|()| PooledBand {
-                    band: Some(band),
-                    home: home.clone(),
-                });
-                let failed = r.is_err();
-                if full_tx.send(r).is_err() || failed {
-                    return;
-                }
-            }
+    // Reader: one band per row of tiles, read ahead into buffers from the pool.
+    let mut row = 0;
+    let fill = |band: &mut Band| -> Result<bool, Error> {
+        if row >= down || abort.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let y0 = row * tile_h;
+        read_band(page, y0, tile_h.min(height - y0), band)?;
+        row += 1;
+        Ok(true)
+    };
+    let bands = (0..bands_n).map(|_| Band::default()).collect();
+    let result = read_ahead(bands, fill, |filled| {
+        let jobs = Mutex::new(Jobs {
+            full: Some(filled),
+            current: None,
+            next: 0,
+            written: 0,
+            across,
+            total,
+            window: 2 * workers as u32,
         });
-        drop(free_tx);
-
-        for _ in 0..workers {
-            let (jobs, turn, abort, res_tx) = (&jobs, &turn, &abort, res_tx.clone());
-            scope.spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let (index, band) = match take(jobs, turn, abort) {
-                        Take::Tile(i, b) => (i, b),
-                        Take::Done => return,
-                        Take::Failed(e) => {
-                            let _ = res_tx.send(Err(e));
+        std::thread::scope(|scope| -> Result<(), Error> {
+            for _ in 0..workers {
+                let (jobs, turn, abort, res_tx) = (&jobs, &turn, &abort, res_tx.clone());
+                scope.spawn(move || {
+                    let mut buf = Vec::new();
+                    loop {
+                        let (index, band) = match take(jobs, turn, abort) {
+                            Take::Tile(i, b) => (i, b),
+                            Take::Done => return,
+                            Take::Failed(e) => {
+                                let _ = res_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let (x0, _, x1, _) = params.tile_rect(index);
+                        band.tile(x0, x1, &mut buf);
+                        // The band goes back to the pool as soon as its last tile is cut.
+                        drop(band);
+                        let r = encode::encode_tile(params, index, &mut buf, run.codec_threads);
+                        let failed = r.is_err();
+                        if res_tx.send(r).is_err() || failed {
+                            abort.store(true, Ordering::Relaxed);
+                            turn.notify_all();
                             return;
                         }
-                    };
-                    let (x0, _, x1, _) = params.tile_rect(index);
-                    if let Some(b) = &band.band {
-                        b.tile(x0, x1, &mut buf);
                     }
-                    // The band goes back to the pool as soon as its last tile is cut.
-                    drop(band);
-                    let r = encode::encode_tile(params, index, &mut buf, run.codec_threads);
-                    let failed = r.is_err();
-                    if res_tx.send(r).is_err() || failed {
-                        abort.store(true, Ordering::Relaxed);
-                        turn.notify_all();
-                        return;
-                    }
-                }
-            });
-        }
-        drop(res_tx);
-
-        // Writer: tiles in index order.
-        let mut pending: BTreeMap<u32, EncodedTile> = BTreeMap::new();
-        let mut next = 0u32;
-        let stop = |e: Error| {
-            abort.store(true, Ordering::Relaxed);
-            if let Ok(mut j) = jobs.lock() {
-                j.full = None;
-                j.current = None;
+                });
             }
-            turn.notify_all();
-            e
-        };
-        while next < total {
-            let Ok(r) = res_rx.recv() else {
-                return Err(stop(Error::new(
-                    ErrorKind::Internal,
-                    "encoder threads ended before the last tile",
-                )));
-            };
-            let t = r.map_err(stop)?;
-            pending.insert(t.index, t);
-            while let Some(t) = pending.remove(&next) {
-                if t.parts.len() as u32 != parts_per_tile && run.tlm {
-                    return Err(stop(Error::new(
-                        ErrorKind::Internal,
-                        format!(
-                            "tile {next}: {} tile-parts, {parts_per_tile} expected",
-                            t.parts.len()
-                        ),
-                    )));
-                }
-                if run.tlm {
-                    tlm.extend(t.parts.iter().map(|&p| (next as u16, p)));
-                }
-                out.write_all(&t.bytes).map_err(|e| stop(e.into()))?;
-                next += 1;
+            drop(res_tx);
+
+            // Writer: tiles in index order.
+            let mut pending: BTreeMap<u32, EncodedTile> = BTreeMap::new();
+            let mut next = 0u32;
+            let stop = |e: Error| {
+                abort.store(true, Ordering::Relaxed);
                 if let Ok(mut j) = jobs.lock() {
-                    j.written = next;
+                    j.full = None;
+                    j.current = None;
                 }
                 turn.notify_all();
+                e
+            };
+            while next < total {
+                let Ok(r) = res_rx.recv() else {
+                    return Err(stop(Error::new(
+                        ErrorKind::Internal,
+                        "encoder threads ended before the last tile",
+                    )));
+                };
+                let t = r.map_err(stop)?;
+                pending.insert(t.index, t);
+                while let Some(t) = pending.remove(&next) {
+                    if t.parts.len() as u32 != parts_per_tile && run.tlm {
+                        return Err(stop(Error::new(
+                            ErrorKind::Internal,
+                            format!(
+                                "tile {next}: {} tile-parts, {parts_per_tile} expected",
+                                t.parts.len()
+                            ),
+                        )));
+                    }
+                    if run.tlm {
+                        tlm.extend(t.parts.iter().map(|&p| (next as u16, p)));
+                    }
+                    out.write_all(&t.bytes).map_err(|e| stop(e.into()))?;
+                    next += 1;
+                    if let Ok(mut j) = jobs.lock() {
+                        j.written = next;
+                    }
+                    turn.notify_all();
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     });
-    result?;
+    result.map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot start the band reader thread: {e}"),
+        )
+    })??;
     out.write_all(&[0xFF, 0xD9])?;
     let end = out.stream_position()?;
     let cs_len = end - cs_start;
@@ -260,6 +238,27 @@ pub fn convert(
         bytes: end,
         codestream_bytes: cs_len,
     })
+}
+
+/// Rows `y0 .. y0 + rows` of the page into `band`.
+fn read_band(page: &mut TiffPage, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+    page.read_band(y0, rows, band)?;
+    // Test builds only: a deliberately wrong conversion (the top bit of one sample
+    // flipped in every band), for the test that shows --verify does not trust the
+    // converter's reader.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("STRIP_CONVERT_TEST_WRONG_SAMPLES").is_some() {
+        let top = 1u16 << (page.info.prec.clamp(1, 16) - 1);
+        if let Some(p) = band.planes.first_mut() {
+            if band.sample_bytes == 1 {
+                p[0] ^= top as u8;
+            } else {
+                let v = u16::from_ne_bytes([p[0], p[1]]) ^ top;
+                p[..2].copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hand out the next tile, waiting for the band to be read or for the writer to catch up.
@@ -283,18 +282,18 @@ fn take(jobs: &Mutex<Jobs>, turn: &Condvar, abort: &AtomicBool) -> Take {
         if index % j.across == 0 || j.current.is_none() {
             // First tile of a band: the next band from the reader.
             j.current = None;
-            let Some(rx) = &j.full else {
+            let Some(filled) = &mut j.full else {
                 return Take::Done;
             };
-            match rx.recv() {
-                Ok(Ok(b)) => j.current = Some(Arc::new(b)),
-                Ok(Err(e)) => {
+            match filled.next() {
+                Some(Ok(b)) => j.current = Some(Arc::new(b)),
+                Some(Err(e)) => {
                     abort.store(true, Ordering::Relaxed);
                     j.full = None;
                     turn.notify_all();
                     return Take::Failed(e);
                 }
-                Err(_) => return Take::Done,
+                None => return Take::Done,
             }
         }
         j.next += 1;

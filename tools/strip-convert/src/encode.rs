@@ -12,9 +12,10 @@
 //! side keeps both cores busy through the colour transform, tier-2 and rate allocation
 //! too, and a finished tile's memory is released at once.
 
+use crate::opj;
 use membudget::{Error, ErrorKind};
-use openjpeg_sys as opj;
-use std::ffi::{c_char, c_void, CStr, CString};
+use openjpeg_sys as sys;
+use std::ffi::{c_char, CString};
 use std::ptr;
 
 /// Progression orders (ISO 15444-1 A.6.1).
@@ -54,13 +55,13 @@ impl Order {
             Order::Cprl => "CPRL",
         }
     }
-    fn to_opj(self) -> opj::OPJ_PROG_ORDER {
+    fn to_opj(self) -> sys::OPJ_PROG_ORDER {
         match self {
-            Order::Lrcp => opj::PROG_ORDER::OPJ_LRCP,
-            Order::Rlcp => opj::PROG_ORDER::OPJ_RLCP,
-            Order::Rpcl => opj::PROG_ORDER::OPJ_RPCL,
-            Order::Pcrl => opj::PROG_ORDER::OPJ_PCRL,
-            Order::Cprl => opj::PROG_ORDER::OPJ_CPRL,
+            Order::Lrcp => sys::PROG_ORDER::OPJ_LRCP,
+            Order::Rlcp => sys::PROG_ORDER::OPJ_RLCP,
+            Order::Rpcl => sys::PROG_ORDER::OPJ_RPCL,
+            Order::Pcrl => sys::PROG_ORDER::OPJ_PCRL,
+            Order::Cprl => sys::PROG_ORDER::OPJ_CPRL,
         }
     }
 }
@@ -182,10 +183,11 @@ impl EncodeParams {
         )
     }
 
-    fn cparameters(&self) -> Result<opj::opj_cparameters_t, Error> {
-        // SAFETY: opj_cparameters_t is plain data; OpenJPEG's own initialiser fills it.
-        let mut p: opj::opj_cparameters_t = unsafe { std::mem::zeroed() };
-        unsafe { opj::opj_set_default_encoder_parameters(&mut p) };
+    fn cparameters(&self) -> Result<sys::opj_cparameters_t, Error> {
+        // SAFETY: opj_cparameters_t is plain data (integers, arrays, null pointers).
+        let mut p: sys::opj_cparameters_t = unsafe { std::mem::zeroed() };
+        // SAFETY: OpenJPEG's own initialiser fills the structure it is given.
+        unsafe { sys::opj_set_default_encoder_parameters(&mut p) };
         p.tile_size_on = 1;
         p.cp_tdx = self.tile.0 as i32;
         p.cp_tdy = self.tile.1 as i32;
@@ -256,103 +258,13 @@ impl EncodeParams {
     }
 }
 
-/// Messages OpenJPEG reported through its error handler, kept for the error record.
-#[derive(Debug, Default)]
-struct Messages {
-    errors: String,
-}
-
-unsafe extern "C" fn on_error(msg: *const c_char, data: *mut c_void) {
-    if msg.is_null() || data.is_null() {
-        return;
-    }
-    // SAFETY: `data` is the `Messages` the codec was set up with, alive for its lifetime,
-    // and OpenJPEG calls back on the thread that called into it.
-    let m = unsafe { &mut *(data as *mut Messages) };
-    let s = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
-    if !m.errors.is_empty() {
-        m.errors.push_str("; ");
-    }
-    m.errors.push_str(s.trim());
-}
-
-unsafe extern "C" fn ignore(_msg: *const c_char, _data: *mut c_void) {}
-
-/// An in-memory output stream for OpenJPEG: bytes land in a `Vec` with seek support (the
-/// codec seeks back to patch lengths).
-#[derive(Debug, Default)]
-struct MemSink {
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-unsafe extern "C" fn sink_write(data: *mut c_void, n: usize, user: *mut c_void) -> usize {
-    // SAFETY: `user` is the `MemSink` owned by the `Codec` that owns the stream; `data`
-    // points at `n` readable bytes (OpenJPEG's contract).
-    let sink = unsafe { &mut *(user as *mut MemSink) };
-    let src = unsafe { std::slice::from_raw_parts(data as *const u8, n) };
-    let end = sink.pos + n;
-    if end > sink.buf.len() {
-        sink.buf.resize(end, 0);
-    }
-    sink.buf[sink.pos..end].copy_from_slice(src);
-    sink.pos = end;
-    n
-}
-
-unsafe extern "C" fn sink_skip(n: i64, user: *mut c_void) -> i64 {
-    // SAFETY: as in `sink_write`.
-    let sink = unsafe { &mut *(user as *mut MemSink) };
-    let Some(p) = (sink.pos as i64).checked_add(n).filter(|p| *p >= 0) else {
-        return -1;
-    };
-    sink.pos = p as usize;
-    n
-}
-
-unsafe extern "C" fn sink_seek(n: i64, user: *mut c_void) -> i32 {
-    // SAFETY: as in `sink_write`.
-    let sink = unsafe { &mut *(user as *mut MemSink) };
-    if n < 0 {
-        return 0;
-    }
-    sink.pos = n as usize;
-    1
-}
-
-/// One OpenJPEG compressor with its image, stream and message sink; everything is freed
-/// on drop, also on the error paths.
+/// One OpenJPEG compressor with its image and in-memory output stream; everything is
+/// freed on drop (fields in this order: the stream before the codec and image).
+#[derive(Debug)]
 struct Codec {
-    codec: *mut opj::opj_codec_t,
-    image: *mut opj::opj_image_t,
-    stream: *mut opj::opj_stream_t,
-    sink: Box<MemSink>,
-    messages: Box<Messages>,
-}
-
-impl std::fmt::Debug for Codec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Codec")
-            .field("bytes", &self.sink.buf.len())
-            .finish()
-    }
-}
-
-impl Drop for Codec {
-    fn drop(&mut self) {
-        // SAFETY: each pointer was created by OpenJPEG and is destroyed once.
-        unsafe {
-            if !self.stream.is_null() {
-                opj::opj_stream_destroy(self.stream);
-            }
-            if !self.codec.is_null() {
-                opj::opj_destroy_codec(self.codec);
-            }
-            if !self.image.is_null() {
-                opj::opj_image_destroy(self.image);
-            }
-        }
-    }
+    stream: opj::Stream,
+    codec: opj::Codec,
+    image: opj::Image,
 }
 
 impl Codec {
@@ -365,18 +277,11 @@ impl Codec {
         threads: usize,
         extra: &[&str],
     ) -> Result<Codec, Error> {
-        let mut c = Codec {
-            codec: ptr::null_mut(),
-            image: ptr::null_mut(),
-            stream: ptr::null_mut(),
-            sink: Box::default(),
-            messages: Box::default(),
-        };
         let (x0, y0, x1, y1) = rect;
-        let mut comps: Vec<opj::opj_image_cmptparm_t> = (0..params.comps)
+        let mut comps: Vec<sys::opj_image_cmptparm_t> = (0..params.comps)
             .map(|_| {
-                // SAFETY: plain data.
-                let mut cp: opj::opj_image_cmptparm_t = unsafe { std::mem::zeroed() };
+                // SAFETY: plain data (integers), valid when zeroed.
+                let mut cp: sys::opj_image_cmptparm_t = unsafe { std::mem::zeroed() };
                 cp.dx = 1;
                 cp.dy = 1;
                 cp.w = x1 - x0;
@@ -389,73 +294,62 @@ impl Codec {
             })
             .collect();
         let space = if params.comps >= 3 {
-            opj::COLOR_SPACE::OPJ_CLRSPC_SRGB
+            sys::COLOR_SPACE::OPJ_CLRSPC_SRGB
         } else {
-            opj::COLOR_SPACE::OPJ_CLRSPC_GRAY
+            sys::COLOR_SPACE::OPJ_CLRSPC_GRAY
         };
         let mut p = params.cparameters()?;
         p.cp_tx0 = tile_origin.0 as i32;
         p.cp_ty0 = tile_origin.1 as i32;
-        let msgs: *mut Messages = &mut *c.messages;
-        let sink: *mut MemSink = &mut *c.sink;
-        // SAFETY: FFI calls in the order OpenJPEG documents (create, setup, start); every
-        // pointer checked; `msgs` and `sink` are boxed and outlive the codec and stream,
-        // which `Drop` destroys first.
-        unsafe {
-            // opj_image_tile_create allocates no sample buffers: the data comes per tile.
-            c.image =
-                opj::opj_image_tile_create(u32::from(params.comps), comps.as_mut_ptr(), space);
-            if c.image.is_null() {
-                return Err(oom("image"));
+        let mut image = opj::Image::tile_image(&mut comps, space)?;
+        if let Some(img) = image.get_mut() {
+            img.x0 = x0;
+            img.y0 = y0;
+            img.x1 = x1;
+            img.y1 = y1;
+        }
+        let c = Codec {
+            stream: opj::Stream::to_memory()?,
+            codec: opj::Codec::compressor()?,
+            image,
+        };
+        // SAFETY: codec and image are live (owned by `c`); OpenJPEG copies the
+        // parameters and the image header.
+        if unsafe { sys::opj_setup_encoder(c.codec.as_ptr(), &mut p, c.image.as_ptr()) } == 0 {
+            return Err(c.failure("setting up the encoder"));
+        }
+        if !extra.is_empty() {
+            let owned: Vec<CString> = extra
+                .iter()
+                .map(|s| CString::new(*s).expect("option without NUL"))
+                .collect();
+            let mut ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
+            ptrs.push(ptr::null());
+            // SAFETY: a live codec and a null-terminated array of NUL-terminated strings
+            // (`owned` outlives the call).
+            if unsafe { sys::opj_encoder_set_extra_options(c.codec.as_ptr(), ptrs.as_ptr()) } == 0 {
+                return Err(c.failure("setting encoder options"));
             }
-            (*c.image).x0 = x0;
-            (*c.image).y0 = y0;
-            (*c.image).x1 = x1;
-            (*c.image).y1 = y1;
-            c.codec = opj::opj_create_compress(opj::CODEC_FORMAT::OPJ_CODEC_J2K);
-            if c.codec.is_null() {
-                return Err(oom("codec"));
-            }
-            opj::opj_set_error_handler(c.codec, Some(on_error), msgs as *mut c_void);
-            opj::opj_set_warning_handler(c.codec, Some(ignore), ptr::null_mut());
-            opj::opj_set_info_handler(c.codec, Some(ignore), ptr::null_mut());
-            if opj::opj_setup_encoder(c.codec, &mut p, c.image) == 0 {
-                return Err(c.failure("setting up the encoder"));
-            }
-            if !extra.is_empty() {
-                let owned: Vec<CString> = extra
-                    .iter()
-                    .map(|s| CString::new(*s).expect("option without NUL"))
-                    .collect();
-                let mut ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
-                ptrs.push(ptr::null());
-                if opj::opj_encoder_set_extra_options(c.codec, ptrs.as_ptr()) == 0 {
-                    return Err(c.failure("setting encoder options"));
-                }
-            }
-            if threads > 1 {
-                opj::opj_codec_set_threads(c.codec, threads as i32);
-            }
-            c.stream = opj::opj_stream_create(1 << 20, 0);
-            if c.stream.is_null() {
-                return Err(oom("stream"));
-            }
-            opj::opj_stream_set_user_data(c.stream, sink as *mut c_void, None);
-            opj::opj_stream_set_write_function(c.stream, Some(sink_write));
-            opj::opj_stream_set_skip_function(c.stream, Some(sink_skip));
-            opj::opj_stream_set_seek_function(c.stream, Some(sink_seek));
-            if opj::opj_start_compress(c.codec, c.image, c.stream) == 0 {
-                return Err(c.failure("starting compression"));
-            }
+        }
+        if threads > 1 {
+            // SAFETY: a live codec, set up, not started.
+            unsafe { sys::opj_codec_set_threads(c.codec.as_ptr(), threads as i32) };
+        }
+        // SAFETY: codec, image and stream are live, in the order OpenJPEG documents
+        // (create, setup, start).
+        let started = unsafe {
+            sys::opj_start_compress(c.codec.as_ptr(), c.image.as_ptr(), c.stream.as_ptr())
+        };
+        if started == 0 {
+            return Err(c.failure("starting compression"));
         }
         Ok(c)
     }
 
     fn failure(&self, what: &str) -> Error {
-        let detail = if self.messages.errors.is_empty() {
-            "OpenJPEG gave no reason".to_string()
-        } else {
-            self.messages.errors.clone()
+        let detail = match self.codec.errors() {
+            "" => "OpenJPEG gave no reason",
+            e => e,
         };
         Error::new(
             ErrorKind::Internal,
@@ -465,21 +359,13 @@ impl Codec {
 
     /// End compression and take the codestream.
     fn finish(mut self) -> Result<Vec<u8>, Error> {
-        // SAFETY: codec and stream are valid (created in `start`).
-        if unsafe { opj::opj_end_compress(self.codec, self.stream) } == 0 {
+        // SAFETY: codec and stream are live and compression was started (in `start`).
+        if unsafe { sys::opj_end_compress(self.codec.as_ptr(), self.stream.as_ptr()) } == 0 {
             return Err(self.failure("ending compression"));
         }
-        // Destroying the stream first flushes nothing more; the sink holds every byte
-        // (opj_end_compress flushes).
-        Ok(std::mem::take(&mut self.sink.buf))
+        // opj_end_compress flushes: the sink holds every byte.
+        Ok(self.stream.take_bytes())
     }
-}
-
-fn oom(what: &str) -> Error {
-    Error::new(
-        ErrorKind::Internal,
-        format!("JPEG 2000 encoder could not allocate its {what}"),
-    )
 }
 
 /// The extra options OpenJPEG takes as strings.
@@ -572,15 +458,15 @@ pub fn encode_tile(
         ));
     }
     let c = Codec::start(params, rect, (x0, y0), threads, &extra_options(params))?;
-    // SAFETY: codec and stream are valid; `planar` holds exactly the bytes OpenJPEG
-    // expects for this one-tile image (checked above).
+    // SAFETY: codec and stream are live and started; `planar` holds exactly the bytes
+    // OpenJPEG expects for this one-tile image (checked above).
     let ok = unsafe {
-        opj::opj_write_tile(
-            c.codec,
+        sys::opj_write_tile(
+            c.codec.as_ptr(),
             0,
             planar.as_mut_ptr(),
             planar.len() as u32,
-            c.stream,
+            c.stream.as_ptr(),
         )
     };
     if ok == 0 {

@@ -5,7 +5,7 @@
 //! length, so a codestream over 4 GiB would be unreadable. Boxes are small and fully
 //! specified; writing them is a few dozen lines.
 
-use crate::source::{Colour, Extra, Resolution};
+use raster::tiff::{Colour, Extra, Resolution};
 
 /// The UUID that marks an XMP packet in a `uuid` box (ISO 16684-1, JPEG 2000 part 1).
 pub const XMP_UUID: [u8; 16] = [

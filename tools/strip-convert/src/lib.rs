@@ -7,7 +7,7 @@
 //! memory budget through `membudget`'s cost model and planner, and every result record
 //! carries the measured peak RSS.
 //!
-//! Modules: [`source`] reads TIFF bands, [`encode`] drives OpenJPEG, [`jp2`] writes the
+//! Modules: `raster::tiff` reads TIFF bands, [`encode`] drives OpenJPEG, [`jp2`] writes the
 //! boxes, [`convert`] runs the pipeline, [`profile`] holds institutional profiles,
 //! [`verify`] decodes the result tile by tile and compares it with the source.
 
@@ -15,27 +15,25 @@ pub mod convert;
 pub mod encode;
 pub mod fits;
 pub mod jp2;
+mod opj;
 pub mod profile;
-pub mod source;
 pub mod verify;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
-use membudget::cli::{
-    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status, WriteError,
-};
+use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::strip_convert::StripConvert;
 use membudget::cost::{CostModel, Summary};
+use membudget::driver::{self, Job};
 use membudget::outputs::Destinations;
-use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
 use membudget::system::SystemInfo;
-use membudget::{monitor, plan, Error, ErrorKind, Record};
+use membudget::{plan, Error, ErrorKind, Record};
+use raster::tiff;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "strip-convert";
@@ -360,42 +358,22 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         metadata_bytes: metadata_bytes as u64,
         dests: RefCell::new(Destinations::new()),
     };
-    let mut out = Output::new(NAME);
-    let bar = cli::progress(None, &opts.log);
-    for input in cli::inputs(NAME, &opts.input) {
-        let input = input?;
-        match input {
-            Input::Bad(r) => out.write(&r)?,
-            Input::Record(r) => {
-                if r.is_error() {
-                    // Upstream failures pass through untouched.
-                    out.write(&r)?;
-                    continue;
-                }
-                // Without --memory-limit, the budget chunk-plan planned this record for
-                // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
-                // keeps to 256 MiB.
-                match opts.budget.planned(&r) {
-                    Some(b) => {
-                        ctx.budget.set(b.bytes);
-                        ctx.explicit_budget.set(true);
-                    }
-                    None => {
-                        ctx.budget.set(budget.bytes);
-                        ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
-                    }
-                }
-                // Each page's record is written as soon as the page is done.
-                ctx.process(r, &mut |rec| out.write(&rec))?;
+    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
+        // Without --memory-limit, the budget chunk-plan planned this record for
+        // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
+        // keeps to 256 MiB.
+        match opts.budget.planned(r) {
+            Some(b) => {
+                ctx.budget.set(b.bytes);
+                ctx.explicit_budget.set(true);
+            }
+            None => {
+                ctx.budget.set(budget.bytes);
+                ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
             }
         }
-        bar.inc(1);
-        if cli::interrupted() {
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    Ok(out.status())
+        ctx.process(r, job)
+    })
 }
 
 struct Ctx<'a> {
@@ -416,41 +394,26 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Every page of one input: one record each, handed to `emit` as soon as the page is
-    /// done (one record with the error when the file cannot be opened at all).
-    fn process(
-        &self,
-        record: Record,
-        emit: &mut dyn FnMut(Record) -> Result<(), WriteError>,
-    ) -> Result<(), WriteError> {
+    /// Every page of one input: one record each, written as soon as the page is done
+    /// (the driver then writes no record of its own); an error before the first page
+    /// (the file cannot be opened at all) is the input's error record.
+    fn process(&self, record: &mut Record, job: &mut Job) -> Result<(), Error> {
         let path = record.path();
         if fits::is_fits(&path) {
-            return fits::no_operation(record).into_iter().try_for_each(emit);
+            return Err(fits::no_operation());
         }
         self.dests.borrow_mut().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
-        let offsets = match source::page_offsets(&path) {
-            Ok(o) => o,
-            Err(e) => {
-                let mut r = record;
-                r.set_error(NAME, &e);
-                return emit(r);
-            }
-        };
+        let offsets = tiff::page_offsets(&path)?;
         let pages = offsets.len();
         let selected = match self.opts.page {
             Some(n) if n >= 1 && (n as usize) <= pages => n as usize - 1..n as usize,
             Some(n) => {
-                let mut r = record;
-                r.set_error(
-                    NAME,
-                    &Error::new(
-                        ErrorKind::BadRecord,
-                        format!("--page {n}: the file has {pages} page(s)"),
-                    ),
-                );
-                return emit(r);
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    format!("--page {n}: the file has {pages} page(s)"),
+                ))
             }
             None => 0..pages,
         };
@@ -459,7 +422,7 @@ impl Ctx<'_> {
             if let Err(e) = self.page(&path, index, &offsets, &mut r) {
                 r.set_error(NAME, &e);
             }
-            emit(r)?;
+            job.emit(r)?;
             if cli::interrupted() {
                 break;
             }
@@ -475,8 +438,6 @@ impl Ctx<'_> {
         r: &mut Record,
     ) -> Result<(), Error> {
         let pages = offsets.len();
-        let started = Instant::now();
-        monitor::reset_peak();
         // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
         let mut name = path.file_stem().unwrap_or(OsStr::new("out")).to_os_string();
         if pages > 1 {
@@ -501,7 +462,7 @@ impl Ctx<'_> {
             skip(r, exists);
             return Ok(());
         }
-        let mut page = source::TiffPage::open_at(path, index, offsets[index])?;
+        let mut page = tiff::TiffPage::open_at(path, index, offsets[index])?;
         let info = page.info.clone();
         let setup = self.setup(&info)?;
         let params = &setup.params;
@@ -567,7 +528,7 @@ impl Ctx<'_> {
                 };
                 params = &lossless_params;
                 file.restart()?;
-                let mut again = source::TiffPage::open_at(path, index, offsets[index])?;
+                let mut again = tiff::TiffPage::open_at(path, index, offsets[index])?;
                 written =
                     convert::convert(&mut again, params, &setup.header, &setup.run, file.file())?;
                 sec(r, "reversible", json!(true));
@@ -614,19 +575,14 @@ impl Ctx<'_> {
             sec(r, "verification", Value::Null);
         }
         file.commit()?;
-        sec(r, "peak_rss", json!(monitor::peak_rss()));
-        sec(
-            r,
-            "seconds",
-            json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
-        );
+        // The driver adds `seconds` and `peak_rss` when the record is written.
         sec(r, "status", json!("ok"));
         Ok(())
     }
 
     /// Encoding parameters, JP2 header and run geometry for a page: profile, then options,
     /// then the plan for the budget.
-    fn setup(&self, info: &source::PageInfo) -> Result<Setup, Error> {
+    fn setup(&self, info: &tiff::PageInfo) -> Result<Setup, Error> {
         let o = self.opts;
         let prof = o.profile.as_deref().and_then(profile::find);
         let mut note = None;
@@ -688,7 +644,7 @@ impl Ctx<'_> {
         // budget holds (at most --jobs): tiles encoded side by side, and OpenJPEG threads
         // inside a tile when there are fewer tiles than that. Never more threads than it.
         let model = StripConvert::default();
-        let summary = summary(info);
+        let summary = info.summary();
         // The metadata boxes are held while the page is converted.
         let full = self.budget.get().saturating_sub(self.metadata_bytes);
         let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
@@ -926,34 +882,6 @@ fn check_codeblock((w, h): (u32, u32)) -> Result<(), Error> {
                 "code-block {w}x{h}: sides must be powers of two from 4 to 1024, area at most 4096"
             ),
         ))
-    }
-}
-
-/// The cost model's view of one page.
-fn summary(info: &source::PageInfo) -> Summary {
-    Summary {
-        format: Format::Tiff,
-        bytes: 0,
-        image: Some(ImageSummary {
-            width: u64::from(info.width),
-            height: u64::from(info.height),
-            bands: u32::from(info.comps),
-            bits: u32::from(info.prec),
-            sample_format: SampleFormat::Uint,
-            pages: 1,
-            layout: if info.layout == "tiles" {
-                Layout::Tiles
-            } else {
-                Layout::Strips
-            },
-            // As the probe describes the file, so that chunk-plan's plan and this one
-            // agree (the model knows uncompressed strips are read a few rows at a time).
-            block: [u64::from(info.chunk.0), u64::from(info.chunk.1)],
-            compressed: !info.direct,
-        }),
-        points: None,
-        archive: None,
-        document: None,
     }
 }
 

@@ -2,19 +2,21 @@
 //! and one band of the source at a time) and compare with the TIFF read a second,
 //! independent way: by libtiff (loaded at run time, see [`LibTiff`]), which shares no
 //! decoding or conversion code with the reader that made the output (the tiff crate and
-//! `source.rs`). Only the documented mappings are redone here, by their own code: bit
+//! `raster::tiff`). Only the documented mappings are redone here, by their own code: bit
 //! unpacking, WhiteIsZero inversion, palette expansion; YCbCr JPEG is converted by libtiff
 //! itself (JPEGCOLORMODE_RGB). When libtiff is missing or lacks the file's codec, the
 //! output is compared with strip-convert's own reader and the status is `partial`, never
 //! `ok`. Lossless output must match exactly; lossy output is measured by MSE, PSNR and
-//! SSIM (7x7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance, mean over
-//! components and over the windows that fit inside each tile, as scikit-image computes
-//! it per image) and judged against thresholds.
+//! SSIM ([`raster::metrics`]: the mean over components of the mean SSIM of the 7x7
+//! windows that fit inside each tile) and judged against thresholds.
 
 use crate::encode::EncodeParams;
-use crate::source::{Band, TiffPage};
+use crate::opj;
 use membudget::{Error, ErrorKind};
-use openjpeg_sys as opj;
+use openjpeg_sys as sys;
+use raster::metrics::{self, Diff};
+use raster::tiff::TiffPage;
+use raster::Band;
 use serde::Serialize;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
@@ -54,77 +56,36 @@ pub struct Verification {
     pub message: String,
 }
 
+/// The output decoded tile by tile. Fields in drop order: the image, the codec, then
+/// the stream it reads.
 struct Decoder {
-    codec: *mut opj::opj_codec_t,
-    stream: *mut opj::opj_stream_t,
-    image: *mut opj::opj_image_t,
-    errors: Box<ErrText>,
+    image: opj::Image,
+    codec: opj::Codec,
+    stream: opj::Stream,
 }
-
-/// OpenJPEG's error messages; boxed so its address stays fixed while the decoder moves.
-#[derive(Debug, Default)]
-struct ErrText(String);
-
-impl Drop for Decoder {
-    fn drop(&mut self) {
-        // SAFETY: pointers created by OpenJPEG, destroyed once.
-        unsafe {
-            if !self.image.is_null() {
-                opj::opj_image_destroy(self.image);
-            }
-            if !self.codec.is_null() {
-                opj::opj_destroy_codec(self.codec);
-            }
-            if !self.stream.is_null() {
-                opj::opj_stream_destroy(self.stream);
-            }
-        }
-    }
-}
-
-unsafe extern "C" fn on_error(msg: *const c_char, data: *mut c_void) {
-    if msg.is_null() || data.is_null() {
-        return;
-    }
-    // SAFETY: `data` is the decoder's boxed ErrText, alive while the codec is.
-    let s = unsafe { &mut *(data as *mut ErrText) };
-    s.0.push_str(unsafe { CStr::from_ptr(msg) }.to_string_lossy().trim());
-    s.0.push_str("; ");
-}
-
-unsafe extern "C" fn ignore(_msg: *const c_char, _data: *mut c_void) {}
 
 impl Decoder {
     fn open(path: &Path) -> Result<Decoder, Error> {
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::new(ErrorKind::Io, "path contains NUL"))?;
+        let stream = opj::Stream::read_file(path)
+            .map_err(|_| Error::new(ErrorKind::Io, "cannot open the JP2 for verification"))?;
         let mut d = Decoder {
-            codec: ptr::null_mut(),
-            stream: ptr::null_mut(),
-            image: ptr::null_mut(),
-            errors: Box::default(),
+            image: opj::Image::empty(),
+            codec: opj::Codec::jp2_decompressor()?,
+            stream,
         };
-        let errs: *mut ErrText = &mut *d.errors;
-        // SAFETY: documented call order (stream, codec, setup, read_header); all checked.
-        unsafe {
-            d.stream = opj::opj_stream_create_default_file_stream(cpath.as_ptr(), 1);
-            if d.stream.is_null() {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    "cannot open the JP2 for verification",
-                ));
-            }
-            d.codec = opj::opj_create_decompress(opj::CODEC_FORMAT::OPJ_CODEC_JP2);
-            opj::opj_set_error_handler(d.codec, Some(on_error), errs as *mut c_void);
-            opj::opj_set_warning_handler(d.codec, Some(ignore), ptr::null_mut());
-            opj::opj_set_info_handler(d.codec, Some(ignore), ptr::null_mut());
-            let mut p: opj::opj_dparameters_t = std::mem::zeroed();
-            opj::opj_set_default_decoder_parameters(&mut p);
-            if opj::opj_setup_decoder(d.codec, &mut p) == 0
-                || opj::opj_read_header(d.stream, d.codec, &mut d.image) == 0
-            {
-                return Err(d.fail("reading the header"));
-            }
+        // SAFETY: opj_dparameters_t is plain data (integers, arrays, null pointers).
+        let mut p: sys::opj_dparameters_t = unsafe { std::mem::zeroed() };
+        // SAFETY: OpenJPEG's own initialiser fills the structure it is given.
+        unsafe { sys::opj_set_default_decoder_parameters(&mut p) };
+        // SAFETY: a live codec, not set up yet; OpenJPEG copies the parameters.
+        if unsafe { sys::opj_setup_decoder(d.codec.as_ptr(), &mut p) } == 0 {
+            return Err(d.fail("setting up the decoder"));
+        }
+        let (stream, codec) = (d.stream.as_ptr(), d.codec.as_ptr());
+        // SAFETY: live stream and set-up codec; the header's image is stored in `d.image`,
+        // which frees it.
+        if unsafe { sys::opj_read_header(stream, codec, d.image.slot()) } == 0 {
+            return Err(d.fail("reading the header"));
         }
         Ok(d)
     }
@@ -134,15 +95,24 @@ impl Decoder {
             ErrorKind::Verify,
             format!(
                 "verification could not decode the output ({what}): {}",
-                self.errors.0
+                self.codec.errors()
             ),
         )
     }
 
     /// Decode tile `index`; the samples are then in `image.comps[c].data`.
     fn tile(&mut self, index: u32) -> Result<(), Error> {
-        // SAFETY: codec, stream and image valid; OpenJPEG reallocates component data.
-        if unsafe { opj::opj_get_decoded_tile(self.codec, self.stream, self.image, index) } == 0 {
+        // SAFETY: codec, stream and image are live and the header was read; OpenJPEG
+        // reallocates the components' data for the tile.
+        let ok = unsafe {
+            sys::opj_get_decoded_tile(
+                self.codec.as_ptr(),
+                self.stream.as_ptr(),
+                self.image.as_ptr(),
+                index,
+            )
+        };
+        if ok == 0 {
             return Err(self.fail(&format!("tile {index}")));
         }
         Ok(())
@@ -150,32 +120,24 @@ impl Decoder {
 
     /// Component `c`'s decoded samples and their width and height.
     fn comp(&self, c: usize) -> Option<(&[i32], usize, usize)> {
-        // SAFETY: image valid; comps has numcomps entries; data has w*h samples.
-        unsafe {
-            let img = &*self.image;
-            if c >= img.numcomps as usize {
-                return None;
-            }
-            let comp = &*img.comps.add(c);
-            if comp.data.is_null() {
-                return None;
-            }
-            let (w, h) = (comp.w as usize, comp.h as usize);
-            Some((std::slice::from_raw_parts(comp.data, w * h), w, h))
+        let img = self.image.get()?;
+        if c >= img.numcomps as usize || img.comps.is_null() {
+            return None;
         }
+        // SAFETY: `comps` points at `numcomps` components (OpenJPEG's image layout).
+        let comp = unsafe { &*img.comps.add(c) };
+        if comp.data.is_null() {
+            return None;
+        }
+        let (w, h) = (comp.w as usize, comp.h as usize);
+        // SAFETY: a decoded component's `data` holds `w * h` samples, alive until the
+        // next decode, which needs `&mut self`.
+        Some((
+            unsafe { std::slice::from_raw_parts(comp.data, w * h) },
+            w,
+            h,
+        ))
     }
-}
-
-/// Per-component running sums.
-#[derive(Debug, Default, Clone)]
-struct Acc {
-    sq_err: f64,
-    abs_sum: f64,
-    max_abs: i32,
-    differing: u64,
-    samples: u64,
-    ssim_sum: f64,
-    ssim_windows: u64,
 }
 
 /// The source as the verification reads it: libtiff, or (partial) strip-convert's reader.
@@ -230,7 +192,7 @@ pub fn verify(
         ),
     };
     let comps = usize::from(params.comps);
-    let mut acc = vec![Acc::default(); comps];
+    let mut acc = vec![Diff::default(); comps];
     let (across, down) = params.tile_grid();
     let mut band = Band::default();
     let peak = f64::from((1u32 << params.prec) - 1);
@@ -274,45 +236,27 @@ pub fn verify(
                         };
                     }
                 }
-                for (o, d) in orig.iter().zip(data) {
-                    let e = f64::from(o - d);
-                    a.sq_err += e * e;
-                    a.abs_sum += e.abs();
-                    a.max_abs = a.max_abs.max((o - d).abs());
-                    a.differing += u64::from(o != d);
-                }
-                a.samples += (w * h) as u64;
+                a.add(&orig, data);
                 if params.irreversible {
-                    let (s, n) = ssim_sum(&orig, data, w, h, peak);
-                    a.ssim_sum += s;
-                    a.ssim_windows += n;
+                    a.add_ssim(&orig, data, w, h, peak);
                 }
             }
         }
     }
-    let samples: u64 = acc.iter().map(|a| a.samples).sum();
-    let differing: u64 = acc.iter().map(|a| a.differing).sum();
-    let mse = acc.iter().map(|a| a.sq_err).sum::<f64>() / samples.max(1) as f64;
-    let psnr = (mse > 0.0).then(|| 10.0 * (peak * peak / mse).log10());
+    let total = Diff::total(&acc);
+    let differing = total.differing;
+    let mse = total.mse();
+    let psnr = metrics::psnr(mse, peak);
     let ssim = if params.irreversible {
-        acc.iter()
-            .map(|a| {
-                if a.ssim_windows == 0 {
-                    1.0
-                } else {
-                    a.ssim_sum / a.ssim_windows as f64
-                }
-            })
-            .sum::<f64>()
-            / comps as f64
+        acc.iter().map(Diff::ssim).sum::<f64>() / comps as f64
     } else if differing == 0 {
         1.0
     } else {
         f64::NAN
     };
     let tiles = across * down;
-    let max_abs = acc.iter().map(|a| a.max_abs).max().unwrap_or(0);
-    let mean_abs = acc.iter().map(|a| a.abs_sum).sum::<f64>() / samples.max(1) as f64;
+    let max_abs = total.max_abs;
+    let mean_abs = total.abs_sum / total.samples.max(1) as f64;
     let mut v = if !params.irreversible && jpeg {
         // JPEG-compressed source: the samples are the JPEG decoder's (chroma upsampling
         // and IDCT are its choice), so two decoders agree only within a tolerance; a
@@ -816,73 +760,5 @@ impl LibTiffPage {
         })();
         self.buf = buf;
         result
-    }
-}
-
-/// Sum of SSIM over every 7x7 window inside a `w` x `h` tile, and the number of windows.
-fn ssim_sum(a: &[i32], b: &[i32], w: usize, h: usize, peak: f64) -> (f64, u64) {
-    const N: usize = 7;
-    if w < N || h < N {
-        return (0.0, 0);
-    }
-    let c1 = (0.01 * peak).powi(2);
-    let c2 = (0.03 * peak).powi(2);
-    // Integral images of a, b, a^2, b^2, ab (f64: exact for 16-bit samples over tiles up
-    // to 2^20 pixels is not guaranteed, but the relative error stays far below 1e-9).
-    let iw = w + 1;
-    let mut sums = vec![[0f64; 5]; iw * (h + 1)];
-    for y in 0..h {
-        let mut row = [0f64; 5];
-        for x in 0..w {
-            let (p, q) = (f64::from(a[y * w + x]), f64::from(b[y * w + x]));
-            row[0] += p;
-            row[1] += q;
-            row[2] += p * p;
-            row[3] += q * q;
-            row[4] += p * q;
-            let above = sums[y * iw + x + 1];
-            let cell = &mut sums[(y + 1) * iw + x + 1];
-            for k in 0..5 {
-                cell[k] = above[k] + row[k];
-            }
-        }
-    }
-    let n = (N * N) as f64;
-    let cov_norm = n / (n - 1.0);
-    let mut total = 0.0;
-    let mut count = 0u64;
-    for y in 0..=h - N {
-        for x in 0..=w - N {
-            let g = |yy: usize, xx: usize| sums[yy * iw + xx];
-            let (s11, s12, s21, s22) = (g(y, x), g(y, x + N), g(y + N, x), g(y + N, x + N));
-            let mut m = [0f64; 5];
-            for k in 0..5 {
-                m[k] = (s22[k] - s12[k] - s21[k] + s11[k]) / n;
-            }
-            let (ua, ub) = (m[0], m[1]);
-            let va = cov_norm * (m[2] - ua * ua);
-            let vb = cov_norm * (m[3] - ub * ub);
-            let cab = cov_norm * (m[4] - ua * ub);
-            total += ((2.0 * ua * ub + c1) * (2.0 * cab + c2))
-                / ((ua * ua + ub * ub + c1) * (va + vb + c2));
-            count += 1;
-        }
-    }
-    (total, count)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssim_of_identical_tiles_is_one() {
-        let a: Vec<i32> = (0..400).map(|i| i * 37 % 255).collect();
-        let (s, n) = ssim_sum(&a, &a, 20, 20, 255.0);
-        assert_eq!(n, 14 * 14);
-        assert!((s / n as f64 - 1.0).abs() < 1e-12);
-        let b: Vec<i32> = a.iter().map(|v| 255 - v).collect();
-        let (s2, _) = ssim_sum(&a, &b, 20, 20, 255.0);
-        assert!(s2 / (n as f64) < 0.5);
     }
 }

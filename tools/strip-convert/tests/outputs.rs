@@ -225,7 +225,7 @@ fn pages_open_at_their_offset_without_rereading_the_chain() {
     let dir = testkit::tempdir();
     let src = dir.path().join("pages.tif");
     testkit::sparse_tiff(&src, (16, 16), 1, 16, 50);
-    let offsets = strip_convert::source::page_offsets(&src).unwrap();
+    let offsets = raster::tiff::page_offsets(&src).unwrap();
     assert_eq!(offsets.len(), 50);
     // Wreck the first IFD's entries (the header still points at it): a page opened by
     // walking the chain from the start would fail, one opened at its offset does not.
@@ -234,9 +234,9 @@ fn pages_open_at_their_offset_without_rereading_the_chain() {
         let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
         f.write_all_at(&[0xff; 60], offsets[0] + 2).unwrap();
     }
-    let page = strip_convert::source::TiffPage::open_at(&src, 42, offsets[42]).unwrap();
+    let page = raster::tiff::TiffPage::open_at(&src, 42, offsets[42]).unwrap();
     assert_eq!((page.info.width, page.info.height), (16, 16));
-    assert!(strip_convert::source::TiffPage::open_at(&src, 0, offsets[0]).is_err());
+    assert!(raster::tiff::TiffPage::open_at(&src, 0, offsets[0]).is_err());
 }
 
 #[test]

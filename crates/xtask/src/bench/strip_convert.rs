@@ -257,13 +257,11 @@ fn gigapixel(dir: &Path, photo_tif: &Path, tool: &Path) -> Result<bool> {
 fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: statvfs fills the zeroed struct; `c` is a valid NUL-terminated path.
+    // SAFETY: statvfs is plain data (integers), valid when zeroed.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    anyhow::ensure!(
-        unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0,
-        "statvfs {}",
-        dir.display()
-    );
+    // SAFETY: statvfs fills the struct it is given; `c` is a valid NUL-terminated path.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    anyhow::ensure!(rc == 0, "statvfs {}", dir.display());
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 

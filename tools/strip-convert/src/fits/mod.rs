@@ -84,15 +84,11 @@ pub fn is_fits(path: &Path) -> bool {
         .is_ok_and(|_| &head == b"SIMPLE  =")
 }
 
-/// The record of a FITS input met without a FITS operation.
-pub fn no_operation(mut record: Record) -> Vec<Record> {
-    record.set_error(
-        NAME,
-        &Error::unsupported(
-            "FITS input: give --split-cfa, --normalize or --stack (FITS to JP2 is not done)",
-        ),
-    );
-    vec![record]
+/// The error of a FITS input met without a FITS operation.
+pub fn no_operation() -> Error {
+    Error::unsupported(
+        "FITS input: give --split-cfa, --normalize or --stack (FITS to JP2 is not done)",
+    )
 }
 
 /// Run the FITS operations, if any was asked for (`None`: the TIFF run goes on).

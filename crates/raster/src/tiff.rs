@@ -13,6 +13,9 @@
 //! converting any of them would change the archived values by a rule the archive did not
 //! choose.
 
+use crate::{Band, Geometry, RowSource};
+use membudget::cost::Summary;
+use membudget::probe::{Format, ImageSummary, Layout, SampleFormat as ProbeSampleFormat};
 use membudget::{Error, ErrorKind};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -125,6 +128,44 @@ pub struct PageInfo {
 }
 
 impl PageInfo {
+    /// The cost models' view of this page, as membudget's probe describes the file (so
+    /// that chunk-plan's plan and a tool's agree: the model knows uncompressed strips are
+    /// read a few rows at a time).
+    pub fn summary(&self) -> Summary {
+        Summary {
+            format: Format::Tiff,
+            bytes: 0,
+            image: Some(ImageSummary {
+                width: u64::from(self.width),
+                height: u64::from(self.height),
+                bands: u32::from(self.comps),
+                bits: u32::from(self.prec),
+                sample_format: ProbeSampleFormat::Uint,
+                pages: 1,
+                layout: if self.layout == "tiles" {
+                    Layout::Tiles
+                } else {
+                    Layout::Strips
+                },
+                block: [u64::from(self.chunk.0), u64::from(self.chunk.1)],
+                compressed: !self.direct,
+            }),
+            points: None,
+            archive: None,
+            document: None,
+        }
+    }
+
+    /// The band geometry [`TiffPage::read_band`] fills.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            width: self.width,
+            height: self.height,
+            comps: usize::from(self.comps),
+            sample_bytes: self.sample_bytes(),
+        }
+    }
+
     /// Bytes per output sample in planar buffers (1 or 2).
     pub fn sample_bytes(&self) -> usize {
         if self.prec <= 8 {
@@ -136,38 +177,6 @@ impl PageInfo {
     /// Bytes of one output row, all components.
     pub fn row_bytes(&self) -> u64 {
         u64::from(self.width) * u64::from(self.comps) * self.sample_bytes() as u64
-    }
-}
-
-/// A band of rows in planar layout: `planes[c]` holds `rows` rows of `width` samples.
-#[derive(Debug, Default)]
-pub struct Band {
-    /// First row of the band in the image.
-    pub y0: u32,
-    /// Number of rows.
-    pub rows: u32,
-    /// Width in samples.
-    pub width: u32,
-    /// Bytes per sample.
-    pub sample_bytes: usize,
-    /// One buffer per component.
-    pub planes: Vec<Vec<u8>>,
-}
-
-impl Band {
-    /// Copy the rectangle `x0..x1` of every row into `out` as planar tile data
-    /// (component after component).
-    pub fn tile(&self, x0: u32, x1: u32, out: &mut Vec<u8>) {
-        let sb = self.sample_bytes;
-        let w = self.width as usize * sb;
-        let (a, b) = (x0 as usize * sb, x1 as usize * sb);
-        out.clear();
-        out.reserve((b - a) * self.rows as usize * self.planes.len());
-        for plane in &self.planes {
-            for r in 0..self.rows as usize {
-                out.extend_from_slice(&plane[r * w + a..r * w + b]);
-            }
-        }
     }
 }
 
@@ -508,26 +517,6 @@ impl TiffPage {
 
     /// Fill `band` with rows `y0 .. y0 + rows` (reusing its buffers).
     pub fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
-        self.read_band_samples(y0, rows, band)?;
-        // Test builds only: a deliberately wrong conversion (the top bit of one sample
-        // flipped in every band), for the test that shows --verify does not trust this
-        // reader.
-        #[cfg(debug_assertions)]
-        if std::env::var_os("STRIP_CONVERT_TEST_WRONG_SAMPLES").is_some() {
-            let top = 1u16 << (self.info.prec.clamp(1, 16) - 1);
-            if let Some(p) = band.planes.first_mut() {
-                if band.sample_bytes == 1 {
-                    p[0] ^= top as u8;
-                } else {
-                    let v = u16::from_ne_bytes([p[0], p[1]]) ^ top;
-                    p[..2].copy_from_slice(&v.to_ne_bytes());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn read_band_samples(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
         let info = &self.info;
         let sb = info.sample_bytes();
         band.y0 = y0;
@@ -583,6 +572,16 @@ impl TiffPage {
             (crow + 1) * ch > end
         });
         Ok(())
+    }
+}
+
+impl RowSource for TiffPage {
+    fn geometry(&self) -> Geometry {
+        self.info.geometry()
+    }
+
+    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        TiffPage::read_band(self, y0, rows, band)
     }
 }
 
