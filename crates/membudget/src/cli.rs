@@ -747,7 +747,16 @@ fn install_interrupt_handler() {
             }
             if let Ok(p) = pending_dirs().lock() {
                 for dir in p.iter() {
-                    let _ = std::fs::remove_dir_all(dir);
+                    // Renamed first: the tool's threads still create files in it by
+                    // path, and one created after remove_dir_all listed the directory
+                    // would leave it behind; after the rename their creates fail.
+                    let mut aside = dir.clone().into_os_string();
+                    aside.push(".removing");
+                    let gone = match std::fs::rename(dir, &aside) {
+                        Ok(()) => PathBuf::from(aside),
+                        Err(_) => dir.clone(),
+                    };
+                    let _ = std::fs::remove_dir_all(gone);
                 }
             }
             die_of(sig);
