@@ -23,7 +23,6 @@
 //! records, 12 bytes a point of positions (20 more while sorted by group) plus 4 per
 //! feature a point, in the temporary directory.
 
-use crate::boundary;
 use crate::cache::{self, PassWriter, ReadBehind};
 use crate::features::{evaluate, Feature, Orientation};
 use crate::ground::GroundGrid;
@@ -33,6 +32,7 @@ use crate::las_io::{
 use crate::neighbours::Grid;
 use crate::tiling::{in_box, Histogram, Tiling};
 use las::{Header, PointDataBuilder, Writer};
+use membudget::driver;
 use membudget::{Error, ErrorKind};
 use rayon::prelude::*;
 use std::fs::File;
@@ -310,7 +310,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             let mut read = 0u64;
             while read < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
-                boundary::failpoint("decode", input);
+                driver::failpoint("decode", input);
                 let want = slab.min(n - read);
                 let r = match reader.fill_points(want, &mut pd) {
                     Err(e) => Err(las_error(input, e)),
@@ -368,7 +368,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             }
             Ok(())
         })(full_rx, free_tx);
-        boundary::joined(helper.join())?;
+        // A panic in the helper is raised again here: the driver's boundary names it.
+        if let Err(panic) = helper.join() {
+            std::panic::resume_unwind(panic);
+        }
         copied
     })?;
     drop(records.finish()?);
@@ -561,7 +564,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             report.max_tile_points = report
                 .max_tile_points
                 .max((owned.len() + halo.len()) as u64);
-            boundary::failpoint("tile", input);
+            driver::failpoint("tile", input);
             let (values, fails) = tile_features(
                 &owned,
                 halo,
@@ -647,7 +650,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             let (mut recs_read, mut feats_read) = (ReadBehind::default(), ReadBehind::default());
             while done < n {
                 let Ok(mut pd) = free_rx.recv() else { return };
-                boundary::failpoint("merge", input);
+                driver::failpoint("merge", input);
                 let got = slab.min(n - done) as usize;
                 let bytes = pd.resize_for(got);
                 let mut fill = || -> Result<(), Error> {
@@ -700,7 +703,10 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             }
             Ok(())
         })(full_rx, free_tx);
-        boundary::joined(helper.join())?;
+        // A panic in the helper is raised again here: the driver's boundary names it.
+        if let Err(panic) = helper.join() {
+            std::panic::resume_unwind(panic);
+        }
         written
     })?;
     report.legacy_returns = writer.finish(out).map_err(|e| las_error(input, e))?;
