@@ -918,14 +918,19 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Run a tool: parse arguments with `command` (usage errors exit 2, `--help` 0), install
-/// the Ctrl-C handler, call `run`, and turn its result into the exit status. A
+/// Run a tool: set the allocator to return freed chunk buffers
+/// ([`crate::monitor::return_freed_memory`]), parse arguments with `command` (usage
+/// errors exit 2, `--help` 0), install the Ctrl-C handler, call `run`, and turn its result into the exit status. A
 /// [`ClosedPipe`] (or a `BrokenPipe` I/O error) anywhere in the error chain exits quietly
 /// with 0; other errors, write errors included, print `tool: message` and exit 2.
+/// Call it first in `main`, before any thread is started.
 pub fn main<F>(tool: &'static str, command: Command, run: F) -> std::process::ExitCode
 where
     F: FnOnce(&ArgMatches) -> anyhow::Result<Status>,
 {
+    // SAFETY: a tool's `main` calls this first: nothing before it (building the clap
+    // command) starts a thread, and the signal thread starts below.
+    unsafe { crate::monitor::return_freed_memory() };
     let matches = match command.try_get_matches() {
         Ok(m) => m,
         Err(e) => {

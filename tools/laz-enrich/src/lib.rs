@@ -185,7 +185,6 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if !(opts.ground_radius.is_finite() && opts.ground_radius > 0.0) {
         anyhow::bail!("--ground-radius must be a positive number of metres");
     }
-    return_freed_memory();
     let sys = SystemInfo::probe();
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
@@ -222,19 +221,6 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
             .install(|| one(&opts, &path, &run, &mut dests, r))
     })
-}
-
-/// Make large blocks go back to the system when freed. glibc raises its mmap threshold
-/// each time a large block is freed (up to 32 MiB), after which tile-sized buffers come
-/// from the heap and their freed pages stay resident: peak RSS then counts several
-/// tiles' worth of dead buffers. A fixed threshold keeps every buffer above 1 MiB in its
-/// own mapping, returned at once.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
 }
 
 /// Whether a file name ends in `.las` or `.laz`.
