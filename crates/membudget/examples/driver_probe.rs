@@ -1,6 +1,7 @@
 //! A tool made of the record driver and a per-input function that misbehaves on purpose,
 //! for `tests/driver.rs`: an input named `fail` fails, `panic` panics, `pages` writes
-//! three page records, `skip` is discarded, anything else gets a section.
+//! three page records, `skip` is discarded, `helper` panics in a helper thread, anything
+//! else gets a section.
 
 use clap::{Args, Command, FromArgMatches};
 use membudget::cli::{self, InputArgs, LogArgs};
@@ -25,6 +26,10 @@ fn main() -> std::process::ExitCode {
             match name.as_str() {
                 "fail" => Err(Error::corrupt("bad input")),
                 "panic" => panic!("a bug in the per-input function"),
+                "helper" => std::thread::scope(|s| {
+                    s.spawn(|| panic!("a bug in a helper thread"));
+                    Ok(())
+                }),
                 "skip" => {
                     job.discard();
                     Ok(())

@@ -747,10 +747,18 @@ fn install_interrupt_handler() {
             }
             if let Ok(p) = pending_dirs().lock() {
                 for dir in p.iter() {
-                    // Worker threads still run and may create a file between the listing
-                    // and the final rmdir (ENOTEMPTY): try again until the directory is gone.
+                    // Renamed first: the tool's threads still create files in it by
+                    // path, and one created after remove_dir_all listed the directory
+                    // would leave it behind; after the rename their creates fail. A
+                    // file already being created may still land: try again until gone.
+                    let mut aside = dir.clone().into_os_string();
+                    aside.push(".removing");
+                    let gone = match std::fs::rename(dir, &aside) {
+                        Ok(()) => PathBuf::from(aside),
+                        Err(_) => dir.clone(),
+                    };
                     for _ in 0..100 {
-                        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+                        if std::fs::remove_dir_all(&gone).is_ok() || !gone.exists() {
                             break;
                         }
                     }
@@ -915,14 +923,19 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Run a tool: parse arguments with `command` (usage errors exit 2, `--help` 0), install
-/// the Ctrl-C handler, call `run`, and turn its result into the exit status. A
+/// Run a tool: set the allocator to return freed chunk buffers
+/// ([`crate::monitor::return_freed_memory`]), parse arguments with `command` (usage
+/// errors exit 2, `--help` 0), install the Ctrl-C handler, call `run`, and turn its result into the exit status. A
 /// [`ClosedPipe`] (or a `BrokenPipe` I/O error) anywhere in the error chain exits quietly
 /// with 0; other errors, write errors included, print `tool: message` and exit 2.
+/// Call it first in `main`, before any thread is started.
 pub fn main<F>(tool: &'static str, command: Command, run: F) -> std::process::ExitCode
 where
     F: FnOnce(&ArgMatches) -> anyhow::Result<Status>,
 {
+    // SAFETY: a tool's `main` calls this first: nothing before it (building the clap
+    // command) starts a thread, and the signal thread starts below.
+    unsafe { crate::monitor::return_freed_memory() };
     let matches = match command.try_get_matches() {
         Ok(m) => m,
         Err(e) => {

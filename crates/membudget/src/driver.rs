@@ -1,8 +1,13 @@
 //! The record driver: the routine around every processing tool's per-input function,
 //! written once. For each input it passes bad lines and upstream error records through
 //! untouched, resets the peak-RSS mark, times the work, catches a panic as that input's
-//! error record (the run goes on), adds `seconds` and `peak_rss` to the tool's section,
-//! writes the record, and stops early on a signal. A tool is then its operation plus one
+//! error record (the run goes on), adds `seconds` and `peak_rss` to the tool's section
+//! (`peak_rss` to an error record too: refusing a file must stay in budget), writes the
+//! record, and stops early on a signal.
+//!
+//! A panic while an input is processed, in any thread (the calling one, a rayon worker,
+//! a [`crate::readahead`] helper), is not printed by the default hook: its message and
+//! location become the record's error message, which stderr then says once. A tool is then its operation plus one
 //! function `FnMut(&mut Record, &mut Job) -> Result<(), Error>`.
 //!
 //! ```no_run
@@ -18,7 +23,9 @@ use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
 use crate::monitor;
 use serde_json::Value;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{self, catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
 use std::time::Instant;
 
 /// One input's run, as the per-input function sees it: it may write several records
@@ -85,6 +92,68 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// Inputs being processed inside [`boundary`] (0 or 1: inputs run one at a time). A
+/// counter, not a thread-local: a panic in a worker or helper thread is inside too.
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
+/// The first panic seen inside, `message at file:line`: the first, as a scoped thread's
+/// panic is raised again by `thread::scope` with a message of its own.
+static FIRST: Mutex<Option<String>> = Mutex::new(None);
+
+/// Install the panic hook that keeps panics inside [`boundary`] for the record (once per
+/// process); outside, panics print as usual.
+fn install_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if INSIDE.load(Ordering::SeqCst) == 0 {
+                return default(info);
+            }
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            if let Ok(mut first) = FIRST.lock() {
+                first.get_or_insert_with(|| format!("{}{at}", panic_message(info.payload())));
+            }
+        }));
+    });
+}
+
+/// Run `f` for one input; a panic in it (or in a thread it joins) becomes an `internal`
+/// error naming the panic's message and location. Whatever `f` left half-done is dropped
+/// during the unwind (temporary files remove themselves) and not used afterwards.
+pub fn boundary<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    install_hook();
+    if let Ok(mut first) = FIRST.lock() {
+        *first = None;
+    }
+    INSIDE.fetch_add(1, Ordering::SeqCst);
+    let r = catch_unwind(AssertUnwindSafe(f));
+    INSIDE.fetch_sub(1, Ordering::SeqCst);
+    r.unwrap_or_else(|p| {
+        let seen = FIRST.lock().ok().and_then(|mut l| l.take());
+        let what = seen.unwrap_or_else(|| panic_message(p.as_ref()));
+        Err(Error::new(ErrorKind::Internal, format!("panic: {what}")))
+    })
+}
+
+/// Debug builds only: panic here when `MEMBUDGET_FAILPOINT` is `NAME@TEXT` and the
+/// input's path contains TEXT, so a tool's tests can check that a real panic anywhere in
+/// its pipeline (a helper thread, a rayon worker) becomes that input's record.
+#[track_caller]
+pub fn failpoint(name: &str, input: &std::path::Path) {
+    if cfg!(debug_assertions) {
+        if let Ok(v) = std::env::var("MEMBUDGET_FAILPOINT") {
+            if let Some((n, text)) = v.split_once('@') {
+                if n == name && input.to_string_lossy().contains(text) {
+                    panic!("failpoint {name}");
+                }
+            }
+        }
+    }
+}
+
 /// Run `per_input` over the inputs (arguments or stdin, see [`cli::inputs`]) and write
 /// the records to stdout; returns the exit status. Only a closed stdout ends it early
 /// (quietly) besides a stop signal; any other write error is returned.
@@ -121,13 +190,7 @@ where
             discard: false,
             failed_write: None,
         };
-        let result = catch_unwind(AssertUnwindSafe(|| per_input(&mut record, &mut job)))
-            .unwrap_or_else(|p| {
-                Err(Error::new(
-                    ErrorKind::Internal,
-                    format!("{tool} panicked: {}", panic_message(p.as_ref())),
-                ))
-            });
+        let result = boundary(|| per_input(&mut record, &mut job));
         let (emitted, discard, started) = (job.emitted, job.discard, job.started);
         if let Some(e) = job.failed_write {
             return Err(e);
@@ -135,6 +198,10 @@ where
         match result {
             Err(e) => {
                 record.set_error(tool, &e);
+                // What refusing it cost: damaged inputs must stay in budget too.
+                if let Some(p) = monitor::peak_rss() {
+                    record.set_in(tool, "peak_rss", p);
+                }
                 out.write(&record)?;
             }
             Ok(()) if emitted == 0 && !discard => {

@@ -79,6 +79,25 @@ pub fn parse_statm_resident(text: &str, page_size: u64) -> Option<u64> {
     pages.checked_mul(page_size)
 }
 
+/// Make large blocks go back to the system when freed. glibc raises its mmap threshold
+/// each time a large block is freed (up to 32 MiB), after which chunk-sized buffers come
+/// from the heap and their freed pages stay resident: peak RSS then counts several
+/// chunks' worth of dead buffers. A fixed threshold keeps every buffer above 1 MiB in
+/// its own mapping, returned at once. [`crate::cli::main`] calls it for every tool.
+///
+/// # Safety
+///
+/// No other thread may exist yet: glibc's `mallopt` is MT-Unsafe (it changes the
+/// parameters other threads' `malloc` reads without a lock).
+pub(crate) unsafe fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: the caller guarantees that this is the only thread; M_MMAP_THRESHOLD
+    // with 1 MiB is a valid parameter and value.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The page size, read once.
 fn page_size() -> u64 {
     static PAGE: OnceLock<u64> = OnceLock::new();

@@ -247,20 +247,10 @@ mod tests {
         }
     }
 
-    /// A deterministic pseudo-random sequence (xorshift), so property tests repeat.
-    fn rng(seed: u64) -> impl FnMut() -> u64 {
-        let mut x = seed.max(1);
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        }
-    }
-
     #[test]
     fn plans_never_exceed_their_budget_and_shrink_with_it() {
-        let mut next = rng(42);
+        let mut rng = testkit::Rng::new(42);
+        let mut next = || rng.next_u64();
         for _ in 0..300 {
             let s = if next() % 2 == 0 {
                 image(
@@ -353,7 +343,8 @@ mod tests {
 
     #[test]
     fn shards_are_balanced_within_1_2_of_ideal() {
-        let mut next = rng(7);
+        let mut rng = testkit::Rng::new(7);
+        let mut next = || rng.next_u64();
         for shards in [2u32, 3, 4, 8] {
             let costs: Vec<f64> = (0..200).map(|_| (1 + next() % 1000) as f64).collect();
             let a = shard(&costs, shards);

@@ -106,11 +106,25 @@ impl<T, E> fmt::Debug for Filled<T, E> {
 /// beyond its return (the helper waits for buffers to come back or for the pool to
 /// close). A panic in the helper is raised again here when `consume` returns. Fails only
 /// when the helper thread cannot be started.
-pub fn read_ahead<T, E, F, C, R>(buffers: Vec<T>, mut fill: F, consume: C) -> std::io::Result<R>
+pub fn read_ahead<T, E, F, C, R>(buffers: Vec<T>, fill: F, consume: C) -> std::io::Result<R>
 where
     T: Send,
     E: Send,
     F: FnMut(&mut T) -> Result<bool, E> + Send,
+    C: FnOnce(Filled<T, E>) -> R,
+{
+    read_ahead_with(buffers, move || Ok(fill), consume)
+}
+
+/// [`read_ahead`] for a reader that cannot move between threads (a decoder holding
+/// `Rc`s or raw pointers): `open` runs on the helper thread and returns the `fill`
+/// function there; its error is the stream's only item.
+pub fn read_ahead_with<T, E, O, F, C, R>(buffers: Vec<T>, open: O, consume: C) -> std::io::Result<R>
+where
+    T: Send,
+    E: Send,
+    O: FnOnce() -> Result<F, E> + Send,
+    F: FnMut(&mut T) -> Result<bool, E>,
     C: FnOnce(Filled<T, E>) -> R,
 {
     let n = buffers.len().max(1);
@@ -126,6 +140,13 @@ where
         let helper = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn_scoped(s, move || {
+                let mut fill = match open() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = full_tx.send(Err(e));
+                        return;
+                    }
+                };
                 // Ends when the pool closes (the caller and every lent buffer are gone),
                 // the caller stopped, the input ended or failed.
                 while let Ok(mut b) = free_rx.recv() {
@@ -235,6 +256,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(first, Some(7));
+    }
+
+    #[test]
+    fn a_filler_made_on_the_helper_thread() {
+        // An `Rc` cannot cross threads: the filler holding one is made on the helper.
+        let got: Vec<u32> = read_ahead_with(
+            vec![0u32; 2],
+            || {
+                let left = std::rc::Rc::new(std::cell::Cell::new(3u32));
+                Ok::<_, String>(move |b: &mut u32| {
+                    *b = left.get();
+                    left.set(left.get().saturating_sub(1));
+                    Ok(*b > 0)
+                })
+            },
+            |f| f.map(|b| *b.unwrap()).collect(),
+        )
+        .unwrap();
+        assert_eq!(got, vec![3, 2, 1]);
+        let failed: Vec<Result<u32, String>> = read_ahead_with(
+            vec![0u32; 2],
+            || Err::<fn(&mut u32) -> Result<bool, String>, _>("cannot open".to_string()),
+            |f| f.map(|r| r.map(|b| *b)).collect(),
+        )
+        .unwrap();
+        assert_eq!(failed, vec![Err("cannot open".to_string())]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ fn driver_passes_through_catches_and_stamps() {
         .expect("spawn driver_probe");
     let upstream_error =
         r#"{"path":"x.tif","schema":1,"error":{"kind":"corrupt","message":"m","tool":"up"}}"#;
-    let input = format!("a\nfail\npanic\n{upstream_error}\nskip\npages\n{{bad\nb\n");
+    let input = format!("a\nfail\npanic\n{upstream_error}\nskip\npages\n{{bad\nhelper\nb\n");
     child
         .stdin
         .take()
@@ -31,7 +31,7 @@ fn driver_passes_through_catches_and_stamps() {
     // One record per input in order; three for `pages`, none for `skip`.
     assert_eq!(
         paths,
-        ["a", "fail", "panic", "x.tif", "pages", "pages", "pages", "-", "b"],
+        ["a", "fail", "panic", "x.tif", "pages", "pages", "pages", "-", "helper", "b"],
         "{stderr}"
     );
     let a = &records[0]["driver-probe"];
@@ -41,7 +41,24 @@ fn driver_passes_through_catches_and_stamps() {
     assert_eq!(records[1]["error"]["kind"], "corrupt");
     assert_eq!(records[2]["error"]["kind"], "internal");
     let msg = records[2]["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("a bug in the per-input function"), "{msg}");
+    // Its message and where: said once, on the record's stderr line, not by the hook.
+    assert!(
+        msg.starts_with("panic: a bug in the per-input function at ")
+            && msg.contains("driver_probe.rs"),
+        "{msg}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // An error record says what refusing the input cost.
+    assert!(
+        records[2]["driver-probe"]["peak_rss"].as_u64().is_some(),
+        "{}",
+        records[2]
+    );
+    assert!(
+        records[1]["driver-probe"]["peak_rss"].as_u64().is_some(),
+        "{}",
+        records[1]
+    );
     // The upstream error record is untouched.
     assert_eq!(
         records[3].to_string(),
@@ -54,7 +71,14 @@ fn driver_passes_through_catches_and_stamps() {
         assert!(r["driver-probe"]["seconds"].is_number());
     }
     assert_eq!(records[7]["error"]["kind"], "bad_record");
-    // The run went on after the panic; the status says inputs failed.
-    assert_eq!(records[8]["driver-probe"]["status"], "ok");
+    // A helper thread's panic is the input's record, with the helper's own message
+    // (not the one `thread::scope` raises again).
+    let msg = records[8]["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("panic: a bug in a helper thread at "),
+        "{msg}"
+    );
+    // The run went on after the panics; the status says inputs failed.
+    assert_eq!(records[9]["driver-probe"]["status"], "ok");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
 }

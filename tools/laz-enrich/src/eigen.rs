@@ -178,13 +178,8 @@ mod tests {
 
     #[test]
     fn closed_form_agrees_with_jacobi() {
-        let mut state = 99u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rng = testkit::Rng::new(99);
+        let mut next = || rng.f64() - 0.5;
         let mut cases: Vec<[f64; 6]> = (0..2000)
             .map(|_| {
                 // Covariances of flattened random point sets: l3 much smaller than l1.

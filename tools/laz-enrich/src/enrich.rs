@@ -23,7 +23,6 @@
 //! records, 12 bytes a point of positions (20 more while sorted by group) plus 4 per
 //! feature a point, in the temporary directory.
 
-use crate::boundary;
 use crate::cache::{self, PassWriter, ReadBehind};
 use crate::features::{evaluate, Feature, Orientation};
 use crate::ground::GroundGrid;
@@ -33,6 +32,8 @@ use crate::las_io::{
 use crate::neighbours::Grid;
 use crate::tiling::{in_box, Histogram, Tiling};
 use las::{Header, PointDataBuilder, Writer};
+use membudget::driver;
+use membudget::readahead::{read_ahead, read_ahead_with};
 use membudget::{Error, ErrorKind};
 use rayon::prelude::*;
 use std::fs::File;
@@ -305,89 +306,58 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         .record_len();
     // Two slabs in turn: a helper thread decodes the next one (on every core, chunk by
     // chunk) while this thread copies out the records and positions of this one.
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<las::PointData, Error>>(1);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<las::PointData>(2);
-    for _ in 0..2 {
-        free_tx
-            .send(PointDataBuilder::new().for_header(&header).build())
-            .map_err(|_| Error::new(ErrorKind::Internal, "decode pool closed"))?;
-    }
+    let pool = vec![PointDataBuilder::new().for_header(&header).build(); 2];
     let (slab, parallel) = (p.slab, parallel_decode);
     // The las reader cannot move between threads: the helper opens its own.
     drop(reader);
-    std::thread::scope(|s| -> Result<(), Error> {
-        let helper = s.spawn(move || {
-            let mut reader = match open_with(input, parallel) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = full_tx.send(Err(e));
-                    return;
-                }
-            };
-            let mut read = 0u64;
-            while read < n {
-                let Ok(mut pd) = free_rx.recv() else { return };
-                boundary::failpoint("decode", input);
-                let want = slab.min(n - read);
-                let r = match reader.fill_points(want, &mut pd) {
-                    Err(e) => Err(las_error(input, e)),
-                    Ok(0) => Err(corrupt(
-                        input,
-                        format!("truncated: the header says {n} points, only {read} could be read"),
-                    )),
-                    Ok(got) => {
-                        read += got;
-                        Ok(pd)
-                    }
-                };
-                let failed = r.is_err();
-                if full_tx.send(r).is_err() || failed {
-                    return;
+    let open = || {
+        let mut reader = open_with(input, parallel)?;
+        let mut read = 0u64;
+        Ok(move |pd: &mut las::PointData| {
+            if read >= n {
+                return Ok(false);
+            }
+            driver::failpoint("decode", input);
+            match reader.fill_points(slab.min(n - read), pd) {
+                Err(e) => Err(las_error(input, e)),
+                Ok(0) => Err(corrupt(
+                    input,
+                    format!("truncated: the header says {n} points, only {read} could be read"),
+                )),
+                Ok(got) => {
+                    read += got;
+                    Ok(true)
                 }
             }
-        });
-        // Owned by the closure, so an early return closes both channels and the helper
-        // stops instead of waiting forever; then it is joined, a panic in it an error.
-        type Full = std::sync::mpsc::Receiver<Result<las::PointData, Error>>;
-        type Free = std::sync::mpsc::SyncSender<las::PointData>;
-        let copied = (|full_rx: Full, free_tx: Free| -> Result<(), Error> {
-            let mut pos: Vec<u8> = Vec::new();
-            let mut read = 0u64;
-            while read < n {
-                let pd = match full_rx.recv() {
-                    Ok(pd) => pd?,
-                    // The helper ended without a word: it panicked (its join says how).
-                    Err(_) => return Err(Error::new(ErrorKind::Internal, "decoder stopped")),
-                };
-                records.write_all(pd.raw_bytes())?;
-                if let Some(g) = ground.as_mut() {
-                    write_ground(g, &pd)?;
-                }
-                // Positions straight from the records (x, y, z are the first 12 bytes of
-                // every point format), one write per slab.
-                pos.clear();
-                for r in pd.raw_bytes().chunks_exact(in_len) {
-                    let q = [
-                        i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
-                        i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
-                        i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
-                    ];
-                    for a in 0..3 {
-                        lo[a] = lo[a].min(i64::from(q[a]));
-                        hi[a] = hi[a].max(i64::from(q[a]));
-                    }
-                    pos.extend_from_slice(&r[..12]);
-                }
-                xyz.write_all(&pos)?;
-                read += pd.len() as u64;
-                // The helper may have stopped after its last slab: a closed pool is fine.
-                let _ = free_tx.send(pd);
+        })
+    };
+    read_ahead_with(pool, open, |slabs| -> Result<(), Error> {
+        let mut pos: Vec<u8> = Vec::new();
+        for pd in slabs {
+            let pd = pd?;
+            records.write_all(pd.raw_bytes())?;
+            if let Some(g) = ground.as_mut() {
+                write_ground(g, &pd)?;
             }
-            Ok(())
-        })(full_rx, free_tx);
-        boundary::joined(helper.join())?;
-        copied
-    })?;
+            // Positions straight from the records (x, y, z are the first 12 bytes of
+            // every point format), one write per slab.
+            pos.clear();
+            for r in pd.raw_bytes().chunks_exact(in_len) {
+                let q = [
+                    i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
+                    i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
+                    i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+                ];
+                for a in 0..3 {
+                    lo[a] = lo[a].min(i64::from(q[a]));
+                    hi[a] = hi[a].max(i64::from(q[a]));
+                }
+                pos.extend_from_slice(&r[..12]);
+            }
+            xyz.write_all(&pos)?;
+        }
+        Ok(())
+    })??;
     drop(records.finish()?);
     if n == 0 {
         lo = [0; 3];
@@ -578,7 +548,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
             report.max_tile_points = report
                 .max_tile_points
                 .max((owned.len() + halo.len()) as u64);
-            boundary::failpoint("tile", input);
+            driver::failpoint("tile", input);
             let (values, fails) = tile_features(
                 &owned,
                 halo,
@@ -643,83 +613,57 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     // writer compresses this one (LAZ compression is a quarter of the run; the copying
     // would otherwise leave one core idle between slabs). It reads in small blocks, so
     // the two slabs hold what one slab plus its input copies held before.
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<las::PointData, Error>>(1);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<las::PointData>(2);
-    for _ in 0..2 {
-        let pd = PointDataBuilder::new()
+    let pool = vec![
+        PointDataBuilder::new()
             .with_format(out_fmt)
             .with_transforms(*header.transforms())
             .build();
-        free_tx
-            .send(pd)
-            .map_err(|_| Error::new(ErrorKind::Internal, "merge pool closed"))?;
-    }
+        2
+    ];
     let slab = p.slab;
-    std::thread::scope(|s| -> Result<(), Error> {
-        let helper = s.spawn(move || {
-            const BLOCK: usize = 4096;
-            let mut rbuf = vec![0u8; BLOCK * in_len];
-            let mut fbuf = vec![0u8; BLOCK * rec];
-            let mut done = 0u64;
-            let (mut recs_read, mut feats_read) = (ReadBehind::default(), ReadBehind::default());
-            while done < n {
-                let Ok(mut pd) = free_rx.recv() else { return };
-                boundary::failpoint("merge", input);
-                let got = slab.min(n - done) as usize;
-                let bytes = pd.resize_for(got);
-                let mut fill = || -> Result<(), Error> {
-                    for out in bytes.chunks_mut(BLOCK * out_len) {
-                        let m = out.len() / out_len;
-                        recs.read_exact(&mut rbuf[..m * in_len])?;
-                        feats.read_exact(&mut fbuf[..m * rec])?;
-                        recs_read.consumed(recs.get_ref(), m * in_len);
-                        feats_read.consumed(feats.get_ref(), m * rec);
-                        for ((o, r), f) in out
-                            .chunks_exact_mut(out_len)
-                            .zip(rbuf.chunks_exact(in_len))
-                            .zip(fbuf.chunks_exact(rec))
-                        {
-                            o[..in_len].copy_from_slice(r);
-                            o[in_len..].copy_from_slice(f);
-                        }
-                    }
-                    Ok(())
-                };
-                let r = fill().map(|()| pd);
-                let failed = r.is_err();
-                if full_tx.send(r).is_err() || failed {
-                    return;
-                }
-                done += got as u64;
+    const BLOCK: usize = 4096;
+    let mut rbuf = vec![0u8; BLOCK * in_len];
+    let mut fbuf = vec![0u8; BLOCK * rec];
+    let mut done = 0u64;
+    let (mut recs_read, mut feats_read) = (ReadBehind::default(), ReadBehind::default());
+    let interleave = move |pd: &mut las::PointData| -> Result<bool, Error> {
+        if done >= n {
+            return Ok(false);
+        }
+        driver::failpoint("merge", input);
+        let got = slab.min(n - done) as usize;
+        for out in pd.resize_for(got).chunks_mut(BLOCK * out_len) {
+            let m = out.len() / out_len;
+            recs.read_exact(&mut rbuf[..m * in_len])?;
+            feats.read_exact(&mut fbuf[..m * rec])?;
+            recs_read.consumed(recs.get_ref(), m * in_len);
+            feats_read.consumed(feats.get_ref(), m * rec);
+            for ((o, r), f) in out
+                .chunks_exact_mut(out_len)
+                .zip(rbuf.chunks_exact(in_len))
+                .zip(fbuf.chunks_exact(rec))
+            {
+                o[..in_len].copy_from_slice(r);
+                o[in_len..].copy_from_slice(f);
             }
+        }
+        done += got as u64;
+        // Now, not on a next call: the helper is stopped once the last slab is used.
+        if done >= n {
             recs_read.done(recs.get_ref());
             feats_read.done(feats.get_ref());
-        });
-        // Owned by the closure, so an early return closes both channels and the helper
-        // stops instead of waiting forever; then it is joined, a panic in it an error.
-        let writer = &mut writer;
-        type Full = std::sync::mpsc::Receiver<Result<las::PointData, Error>>;
-        type Free = std::sync::mpsc::SyncSender<las::PointData>;
-        let written = (|full_rx: Full, free_tx: Free| -> Result<(), Error> {
-            let mut done = 0u64;
-            while done < n {
-                let pd = match full_rx.recv() {
-                    Ok(pd) => pd?,
-                    Err(_) => return Err(Error::new(ErrorKind::Internal, "merge reader stopped")),
-                };
-                writer
-                    .get()
-                    .write_points(&pd)
-                    .map_err(|e| las_error(input, e))?;
-                done += pd.len() as u64;
-                // The helper may have stopped after its last slab: a closed pool is fine.
-                let _ = free_tx.send(pd);
-            }
-            Ok(())
-        })(full_rx, free_tx);
-        boundary::joined(helper.join())?;
-        written
-    })?;
+        }
+        Ok(true)
+    };
+    read_ahead(pool, interleave, |slabs| -> Result<(), Error> {
+        for pd in slabs {
+            writer
+                .get()
+                .write_points(&*pd?)
+                .map_err(|e| las_error(input, e))?;
+        }
+        Ok(())
+    })??;
     report.legacy_returns = writer.finish(out).map_err(|e| las_error(input, e))?;
     log::info!(
         "{}: merge pass {:.2} s (cpu so far {:.2} s)",

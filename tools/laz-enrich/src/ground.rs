@@ -146,13 +146,8 @@ mod tests {
 
     #[test]
     fn nearest_equals_brute_force() {
-        let mut state = 7u64;
-        let mut next = |m: i64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as i64 % m) as i32
-        };
+        let mut rng = testkit::Rng::new(7);
+        let mut next = |m: i64| rng.below(m as u64) as i32;
         let mut ground: Vec<[i32; 3]> = (0..2000)
             .map(|_| [next(20000), next(20000), next(500)])
             .collect();

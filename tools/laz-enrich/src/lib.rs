@@ -6,7 +6,6 @@
 //! handling in [`las_io`]. Memory comes from `membudget`: the budget, the cost model
 //! `membudget::cost::laz_features` and the planner.
 
-pub mod boundary;
 pub mod cache;
 pub mod eigen;
 pub mod enrich;
@@ -20,19 +19,16 @@ use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use features::{Feature, Names, Orientation};
 use membudget::budget::human_bytes;
-use membudget::cli::{
-    self, AtomicFile, BudgetArgs, Input, InputArgs, LogArgs, Output, OutputArgs, Status,
-};
+use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::laz_features::LazFeatures;
 use membudget::cost::Summary;
 use membudget::outputs::Destinations;
 use membudget::probe::{Format, PointsSummary};
 use membudget::system::SystemInfo;
-use membudget::{Error, ErrorKind, Record};
+use membudget::{driver, Error, ErrorKind, Record};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "laz-enrich";
@@ -189,8 +185,6 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if !(opts.ground_radius.is_finite() && opts.ground_radius > 0.0) {
         anyhow::bail!("--ground-radius must be a positive number of metres");
     }
-    return_freed_memory();
-    boundary::install();
     let sys = SystemInfo::probe();
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
@@ -201,83 +195,32 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
     };
-    let mut out = Output::new(NAME);
     let mut dests = Destinations::new();
-    let bar = cli::progress(None, &opts.log);
-    for input in cli::inputs(NAME, &opts.input) {
-        let input = input?;
-        let record = match input {
-            Input::Bad(r) => r,
-            Input::Record(r) if r.is_error() => r,
-            // Directory trees hold sidecars and other files: with --recursive only the
-            // clouds are inputs (a file named explicitly is always one).
-            Input::Record(r) if opts.input.recursive && !is_cloud_name(&r.path()) => continue,
-            Input::Record(mut r) => {
-                let path = r.path();
-                // Each record's peak is its own, not the largest so far.
-                membudget::monitor::reset_peak();
-                let started = Instant::now();
-                // Without --memory-limit, the budget chunk-plan planned this record for.
-                let budget = opts.budget.planned(&r).unwrap_or(budget);
-                // The threads that run: what the budget holds, at most --jobs (the model
-                // counts them). The whole input runs in their pool: a pool built later,
-                // beside allocations made on this thread, measured 5 MiB more.
-                let threads = threads_for(&path, budget.bytes, jobs);
-                let run = Run {
-                    budget: budget.bytes,
-                    threads,
-                    neighbours: &neighbours,
-                };
-                // A panic still left in processing this input is its error record.
-                let done = boundary::catch(|| {
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads as usize)
-                        .build()
-                        .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))
-                        .and_then(|pool| {
-                            pool.install(|| one(&opts, &path, &run, &mut dests, &mut r))
-                        })
-                });
-                match done {
-                    Ok(()) => {
-                        r.set_in(
-                            NAME,
-                            "seconds",
-                            (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-                        );
-                        if let Some(p) = membudget::monitor::peak_rss() {
-                            r.set_in(NAME, "peak_rss", p);
-                        }
-                    }
-                    Err(e) => {
-                        r.set_error(NAME, &e);
-                        // What refusing it cost: damaged files must stay in budget too.
-                        if let Some(p) = membudget::monitor::peak_rss() {
-                            r.set_in(NAME, "peak_rss", p);
-                        }
-                    }
-                }
-                r
-            }
+    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
+        let path = r.path();
+        // Directory trees hold sidecars and other files: with --recursive only the
+        // clouds are inputs (a file named explicitly is always one).
+        if opts.input.recursive && !is_cloud_name(&path) {
+            job.discard();
+            return Ok(());
+        }
+        // Without --memory-limit, the budget chunk-plan planned this record for.
+        let budget = opts.budget.planned(r).unwrap_or(budget);
+        // The threads that run: what the budget holds, at most --jobs (the model counts
+        // them). The whole input runs in their pool: a pool built later, beside
+        // allocations made on this thread, measured 5 MiB more.
+        let threads = threads_for(&path, budget.bytes, jobs);
+        let run = Run {
+            budget: budget.bytes,
+            threads,
+            neighbours: &neighbours,
         };
-        bar.inc(1);
-        out.write(&record)?;
-    }
-    bar.finish_and_clear();
-    Ok(out.status())
-}
-
-/// Make large blocks go back to the system when freed. glibc raises its mmap threshold
-/// each time a large block is freed (up to 32 MiB), after which tile-sized buffers come
-/// from the heap and their freed pages stay resident: peak RSS then counts several
-/// tiles' worth of dead buffers. A fixed threshold keeps every buffer above 1 MiB in its
-/// own mapping, returned at once.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads as usize)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
+            .install(|| one(&opts, &path, &run, &mut dests, r))
+    })
 }
 
 /// Whether a file name ends in `.las` or `.laz`.

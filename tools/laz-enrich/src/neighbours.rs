@@ -372,13 +372,8 @@ mod tests {
 
     #[test]
     fn knn_equals_brute_force() {
-        let mut state = 4242u64;
-        let mut next = |m: i64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as i64 % m) as i32
-        };
+        let mut rng = testkit::Rng::new(4242);
+        let mut next = |m: i64| rng.below(m as u64) as i32;
         // Clustered, duplicated and sparse points.
         let mut pts: Vec<[i32; 3]> = (0..2500)
             .map(|_| [next(3000), next(3000), next(400)])
@@ -424,13 +419,8 @@ mod tests {
     #[test]
     fn grid_equals_brute_force() {
         // A deterministic pseudo-random cloud with duplicates and exact-distance ties.
-        let mut state = 12345u64;
-        let mut next = |m: i64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as i64 % m) as i32
-        };
+        let mut rng = testkit::Rng::new(12345);
+        let mut next = |m: i64| rng.below(m as u64) as i32;
         let mut pts: Vec<[i32; 3]> = (0..3000)
             .map(|_| [next(2000) - 1000, next(2000), next(300)])
             .collect();

@@ -148,7 +148,7 @@ fn a_panic_in_one_input_is_its_error_record_and_the_run_goes_on() {
         let out_dir = dir.path().join(point);
         let (m, recs) = measured(
             tool()
-                .env("LAZ_ENRICH_FAILPOINT", format!("{point}@autzen.laz"))
+                .env("MEMBUDGET_FAILPOINT", format!("{point}@autzen.laz"))
                 .args(["-F", "planarity", "-o"])
                 .arg(&out_dir)
                 .arg(&first)
