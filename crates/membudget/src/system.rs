@@ -206,8 +206,9 @@ fn combine_cpus(affinity: usize, quota: Option<f64>) -> usize {
 fn affinity_cpus() -> usize {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+        // SAFETY: cpu_set_t is plain data, for which all zeroes is a valid value.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is writable and its size is passed: the call writes at most that.
         let rc =
             unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
         if rc == 0 {
@@ -280,6 +281,7 @@ fn sysconf_memory() -> Option<Meminfo> {
 fn sysconf_memory() -> Option<Meminfo> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    // SAFETY: as above.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
     if page <= 0 || pages <= 0 {
         return None;
