@@ -119,8 +119,9 @@ enum Who {
     Children,
 }
 
+/// The resource usage of this process or of its waited-for children.
 #[cfg(unix)]
-fn rusage_maxrss(who: Who) -> Option<u64> {
+fn rusage(who: Who) -> Option<libc::rusage> {
     let who = match who {
         Who::SelfProcess => libc::RUSAGE_SELF,
         Who::Children => libc::RUSAGE_CHILDREN,
@@ -131,12 +132,27 @@ fn rusage_maxrss(who: Who) -> Option<u64> {
     if unsafe { libc::getrusage(who, &mut ru) } != 0 {
         return None;
     }
-    Some(maxrss_bytes(ru.ru_maxrss))
+    Some(ru)
+}
+
+#[cfg(unix)]
+fn rusage_maxrss(who: Who) -> Option<u64> {
+    rusage(who).map(|ru| maxrss_bytes(ru.ru_maxrss))
 }
 
 #[cfg(not(unix))]
 fn rusage_maxrss(_who: Who) -> Option<u64> {
     None
+}
+
+/// User plus system CPU time of this process so far, all threads (0 where unknown):
+/// for timings in `-v` logs.
+pub fn cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    if let Some(ru) = rusage(Who::SelfProcess) {
+        return (timeval(ru.ru_utime) + timeval(ru.ru_stime)).as_secs_f64();
+    }
+    0.0
 }
 
 /// `ru_maxrss` is in kilobytes on Linux and the BSDs, in bytes on macOS.

@@ -394,7 +394,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         "{}: positions pass {:.2} s (cpu so far {:.2} s), peak RSS so far {} MiB",
         input.display(),
         t0.elapsed().as_secs_f64(),
-        cpu_seconds(),
+        membudget::monitor::cpu_seconds(),
         membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     let t0 = std::time::Instant::now();
@@ -581,7 +581,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s, cpu so far {:.2} s), peak RSS so far {} MiB",
         input.display(),
         t0.elapsed().as_secs_f64(),
-        cpu_seconds(),
+        membudget::monitor::cpu_seconds(),
         membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     let t0 = std::time::Instant::now();
@@ -669,7 +669,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         "{}: merge pass {:.2} s (cpu so far {:.2} s)",
         input.display(),
         t0.elapsed().as_secs_f64(),
-        cpu_seconds()
+        membudget::monitor::cpu_seconds()
     );
     Ok(report)
 }
@@ -1219,16 +1219,4 @@ fn foreign_halo(
     }
     report.foreign_points = count;
     Ok(count)
-}
-
-/// User plus system CPU seconds of this process so far (for `-v` timings).
-fn cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain data; all zeros is a valid value.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage only writes the struct it is given.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
