@@ -1,22 +1,22 @@
 //! The out-of-core pipeline for one input file.
 //!
-//! 1. **Positions pass**: decode the points once, in slabs, and write their stored
-//!    integer coordinates (12 bytes a point) to a temporary file, in file order; halo
-//!    points from neighbouring files (within the halo of this file's extent) follow.
-//!    The exact extent comes out of the same pass, so a lying header cannot hurt. A
-//!    helper thread decodes the next slab while this one is copied out.
-//! 2. **Tiling**: a histogram of that file gives tiles whose points plus halo fit the
-//!    budget ([`crate::tiling`]); tiles are grouped into passes.
-//! 3. **Feature passes**: per group, one sequential read of the positions collects
-//!    each tile's owned and halo points (with several groups, one scan first sorts the
-//!    positions into a file per group, so each group reads only its own); per tile a
-//!    column grid answers radius queries (rayon over the owned points) and the
-//!    features are written at `index * record` in a temporary features file (runs of
-//!    consecutive indices in one write).
-//! 4. **Merge pass**: the records saved by the positions pass are read back in slabs,
-//!    each record gets its features appended, and the slab goes to the LAS/LAZ writer:
-//!    original order, every byte of every input point kept. A helper thread builds the
-//!    next slab while the writer compresses this one.
+//! 1. **Positions pass** (`positions_pass`): decode the points once, in slabs, and write
+//!    their stored integer coordinates (12 bytes a point) to a temporary file, in file
+//!    order; halo points from neighbouring files (within the halo of this file's extent)
+//!    follow. The exact extent comes out of the same pass, so a lying header cannot
+//!    hurt. A helper thread decodes the next slab while this one is copied out.
+//! 2. **Tiling** (`plan_tiles`): a histogram of that file gives tiles whose points plus
+//!    halo fit the budget ([`crate::tiling`]); tiles are grouped into passes.
+//! 3. **Feature passes** (`feature_passes`, then `knn_retry`): per group, one sequential
+//!    read of the positions collects each tile's owned and halo points (with several
+//!    groups, one scan first sorts the positions into a file per group, so each group
+//!    reads only its own); per tile a column grid answers radius queries (rayon over the
+//!    owned points) and the features are written at `index * record` in a temporary
+//!    features file (runs of consecutive indices in one write).
+//! 4. **Merge pass** (`merge_pass`): the records saved by the positions pass are read
+//!    back in slabs, each record gets its features appended, and the slab goes to the
+//!    LAS/LAZ writer: original order, every byte of every input point kept. A helper
+//!    thread builds the next slab while the writer compresses this one.
 //!
 //! Memory: a group's points (about 36 bytes each plus 4 per feature for owned points)
 //! and two slabs of records; both sized from the budget by the caller. Disk: the input
@@ -30,6 +30,10 @@ use crate::las_io::{
     las_error, offsets, open_with, output_header, parallel_decode_fits, scales, validate,
 };
 use crate::neighbours::Grid;
+use crate::pointfiles::{
+    bucket_by_pass, for_each_indexed, for_each_point, slab_xyz, write_ground, write_runs,
+    write_xyz, MAX_BUCKETS,
+};
 use crate::tiling::{in_box, Histogram, Tiling};
 use las::{Header, PointDataBuilder, Writer};
 use membudget::driver;
@@ -249,21 +253,13 @@ fn corrupt(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::corrupt(format!("{}: {msg}", path.display()))
 }
 
-/// Stored coordinates of a slab's points.
-fn slab_xyz(pd: &las::PointData) -> impl Iterator<Item = [i32; 3]> + '_ {
-    pd.x_raw()
-        .zip(pd.y_raw())
-        .zip(pd.z_raw())
-        .map(|((x, y), z)| [x, y, z])
-}
-
 /// Enrich `input` into the (temporary) file `out`.
 pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     // Nothing from the file reaches the las/laz readers unchecked.
     let info = validate(input)?;
     let parallel_decode = p.parallel_codec && parallel_decode_fits(&info);
-    let reader = open_with(input, parallel_decode)?;
-    let header = reader.header().clone();
+    // The las reader cannot move between threads: the positions pass opens its own.
+    let header = open_with(input, parallel_decode)?.header().clone();
     let n = header.number_of_points();
     let scale = scales(&header);
     if scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
@@ -284,32 +280,108 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     };
     let tmp = Scratch::new(&p.temp_dir)?;
 
+    let files = Files::in_dir(tmp.path());
     let t0 = std::time::Instant::now();
-    // 1. Positions pass.
-    let xyz_path = tmp.path().join("xyz");
-    let mut xyz = PassWriter::new(1 << 20, File::create(&xyz_path)?);
-    // The records themselves, decoded once: the merge pass reads them back instead of
-    // decompressing the input a second time (LAZ decoding is a third of that pass).
-    let rec_path = tmp.path().join("records");
-    let mut records = PassWriter::new(1 << 20, File::create(&rec_path)?);
-    // Ground points (class 2), when height above ground is asked for.
-    let ground_path = tmp.path().join("ground");
+    let extent = positions_pass(input, &header, parallel_decode, p, &files, &mut report)?;
+    log::info!(
+        "{}: positions pass {:.2} s (cpu so far {:.2} s), peak RSS so far {} MiB",
+        input.display(),
+        t0.elapsed().as_secs_f64(),
+        membudget::monitor::cpu_seconds(),
+        membudget::monitor::peak_rss().unwrap_or(0) >> 20
+    );
+    let t0 = std::time::Instant::now();
+    let (tiling, groups) = plan_tiles(input, &files.xyz, n, scale, &extent, p, &mut report)?;
+    log::info!(
+        "{}: tiling {:.2} s",
+        input.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let (feat, knn_fails) =
+        feature_passes(input, &header, p, &files, &tiling, groups, &mut report)?;
+    let t0 = std::time::Instant::now();
+    if let Some(k) = p.knn {
+        knn_retry(&files.xyz, &feat, knn_fails, k, &header, p, &mut report)?;
+    }
+    drop(feat);
+    report.legacy_returns = merge_pass(input, out, &header, out_header, p, &files)?;
+    log::info!(
+        "{}: merge pass {:.2} s (cpu so far {:.2} s)",
+        input.display(),
+        t0.elapsed().as_secs_f64(),
+        membudget::monitor::cpu_seconds()
+    );
+    Ok(report)
+}
+
+/// The scratch files of one input.
+struct Files {
+    dir: PathBuf,
+    /// Positions ([`pointfiles`]), the input's in file order, then neighbours' halo points.
+    xyz: PathBuf,
+    /// The input's point records, decoded once: the merge pass reads them back instead
+    /// of decompressing the input a second time (LAZ decoding is a third of that pass).
+    records: PathBuf,
+    /// Ground points' positions (class 2), when height above ground is asked for.
+    ground: PathBuf,
+    /// Feature records at `index * record` ([`pointfiles::write_runs`]).
+    features: PathBuf,
+}
+
+impl Files {
+    fn in_dir(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+            xyz: dir.join("xyz"),
+            records: dir.join("records"),
+            ground: dir.join("ground"),
+            features: dir.join("features"),
+        }
+    }
+}
+
+/// What the positions pass found: the stored extent of the input's points, the halo in
+/// stored units, and the points written (the input's plus neighbours' halo points).
+struct Extent {
+    lo: [i64; 3],
+    hi: [i64; 3],
+    halo: [i64; 2],
+    total: u64,
+}
+
+/// Bytes of one input point record.
+fn record_len(header: &Header) -> usize {
+    PointDataBuilder::new()
+        .for_header(header)
+        .build()
+        .record_len()
+}
+
+/// 1. Positions pass: decode the points once, in slabs, saving their records and
+///    positions (and ground points); then neighbours' halo points.
+fn positions_pass(
+    input: &Path,
+    header: &Header,
+    parallel_decode: bool,
+    p: &Params,
+    files: &Files,
+    report: &mut Report,
+) -> Result<Extent, Error> {
+    let n = header.number_of_points();
+    let scale = scales(header);
+    let mut xyz = PassWriter::new(1 << 20, File::create(&files.xyz)?);
+    let mut records = PassWriter::new(1 << 20, File::create(&files.records)?);
     let mut ground = match p.ground_radius {
-        Some(_) => Some(PassWriter::new(1 << 20, File::create(&ground_path)?)),
+        Some(_) => Some(PassWriter::new(1 << 20, File::create(&files.ground)?)),
         None => None,
     };
     let mut lo = [i64::MAX; 3];
     let mut hi = [i64::MIN; 3];
-    let in_len = PointDataBuilder::new()
-        .for_header(&header)
-        .build()
-        .record_len();
+    let in_len = record_len(header);
     // Two slabs in turn: a helper thread decodes the next one (on every core, chunk by
     // chunk) while this thread copies out the records and positions of this one.
-    let pool = vec![PointDataBuilder::new().for_header(&header).build(); 2];
+    let pool = vec![PointDataBuilder::new().for_header(header).build(); 2];
     let (slab, parallel) = (p.slab, parallel_decode);
-    // The las reader cannot move between threads: the helper opens its own.
-    drop(reader);
     let open = || {
         let mut reader = open_with(input, parallel)?;
         let mut read = 0u64;
@@ -376,46 +448,55 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     // Halo points from neighbouring files: within the halo of this file's extent.
     let total = n + foreign_halo(
         input,
-        &header,
+        header,
         p,
         lo,
         hi,
         halo,
         &mut xyz,
         ground.as_mut(),
-        &mut report,
+        report,
     )?;
     drop(xyz.finish()?);
     if let Some(g) = ground.take() {
         drop(g.finish()?);
     }
+    Ok(Extent {
+        lo,
+        hi,
+        halo,
+        total,
+    })
+}
 
-    log::info!(
-        "{}: positions pass {:.2} s (cpu so far {:.2} s), peak RSS so far {} MiB",
-        input.display(),
-        t0.elapsed().as_secs_f64(),
-        membudget::monitor::cpu_seconds(),
-        membudget::monitor::peak_rss().unwrap_or(0) >> 20
-    );
-    let t0 = std::time::Instant::now();
-    // 2. Tiling.
-    let mut hlo = [lo[0], lo[1]];
-    let mut hhi = [hi[0], hi[1]];
-    if total > n {
+/// 2. Tiling: a histogram of the positions gives tiles whose points plus halo fit the
+///    capacity, grouped into passes.
+fn plan_tiles(
+    input: &Path,
+    xyz: &Path,
+    n: u64,
+    scale: [f64; 3],
+    e: &Extent,
+    p: &Params,
+    report: &mut Report,
+) -> Result<(Tiling, Vec<std::ops::Range<usize>>), Error> {
+    let mut hlo = [e.lo[0], e.lo[1]];
+    let mut hhi = [e.hi[0], e.hi[1]];
+    if e.total > n {
         // Foreign points may lie outside this file's extent: the histogram covers them.
-        for_each_point(&xyz_path, |_, q| {
+        for_each_point(xyz, |_, q| {
             hlo = [hlo[0].min(i64::from(q[0])), hlo[1].min(i64::from(q[1]))];
             hhi = [hhi[0].max(i64::from(q[0])), hhi[1].max(i64::from(q[1]))];
             Ok(())
         })?;
     }
-    let mut hist = Histogram::new(hlo, hhi, scale, p.radius, total);
-    for_each_point(&xyz_path, |_, q| {
+    let mut hist = Histogram::new(hlo, hhi, scale, p.radius, e.total);
+    for_each_point(xyz, |_, q| {
         hist.add(q[0], q[1]);
         Ok(())
     })?;
     report.histogram = hist.dims();
-    let tiling = Tiling::plan(hist, halo, p.capacity)?;
+    let tiling = Tiling::plan(hist, e.halo, p.capacity)?;
     let groups = tiling.groups(p.capacity);
     report.tiles = tiling.tiles.len() as u64;
     report.passes = groups.len() as u64;
@@ -426,25 +507,34 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         groups.len(),
         p.capacity
     );
+    Ok((tiling, groups))
+}
 
-    log::info!(
-        "{}: tiling {:.2} s",
-        input.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    let t0 = std::time::Instant::now();
+/// 3. Feature passes: per group of tiles, collect each tile's owned, halo (and ground)
+///    points, compute the owned points' features and write them at their indices.
+///    Returns the features file and the kNN points to compute again.
+fn feature_passes(
+    input: &Path,
+    header: &Header,
+    p: &Params,
+    files: &Files,
+    tiling: &Tiling,
+    groups: Vec<std::ops::Range<usize>>,
+    report: &mut Report,
+) -> Result<(File, Vec<KnnRetry>), Error> {
+    let n = header.number_of_points();
+    let started = std::time::Instant::now();
     let mut t_collect = 0.0;
     let mut t_compute = 0.0;
     // 3. Feature passes.
     let nf = p.features.len();
     let rec = nf * 4;
-    let feat_path = tmp.path().join("features");
     let feat = File::options()
         .create(true)
         .truncate(true)
         .read(true)
         .write(true)
-        .open(&feat_path)?;
+        .open(&files.features)?;
     feat.set_len(n.saturating_mul(rec as u64))?;
     let mut slot_of = vec![u32::MAX; tiling.tiles.len()];
     // kNN points to compute again with a wider halo: (index, position, search radius).
@@ -453,7 +543,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     // points its tiles own or hold in their halo, in file order), so each pass reads
     // its own points rather than all of them again.
     let buckets = if groups.len() > 1 && groups.len() <= MAX_BUCKETS {
-        Some(bucket_by_pass(&xyz_path, tmp.path(), &tiling, &groups)?)
+        Some(bucket_by_pass(&files.xyz, &files.dir, tiling, &groups)?)
     } else {
         None
     };
@@ -506,11 +596,11 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 // Read once: its disk space is given back at once.
                 std::fs::remove_file(&paths[gk])?;
             }
-            None => for_each_point(&xyz_path, &mut take)?,
+            None => for_each_point(&files.xyz, &mut take)?,
         }
         if p.ground_radius.is_some() {
             // Ground points go to every tile of the pass whose halo box holds them.
-            for_each_point(&ground_path, |_, q| {
+            for_each_point(&files.ground, |_, q| {
                 let (cell, own) = tiling.owner(q[0], q[1]);
                 for t in std::iter::once(own).chain(tiling.near(cell).iter().copied()) {
                     if g.contains(&(t as usize))
@@ -553,7 +643,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
                 &owned,
                 halo,
                 ground,
-                &header,
+                header,
                 p,
                 &tiling.tiles[g.start + k].halo_box,
             );
@@ -580,18 +670,26 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     log::info!(
         "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s, cpu so far {:.2} s), peak RSS so far {} MiB",
         input.display(),
-        t0.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
         membudget::monitor::cpu_seconds(),
         membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
-    let t0 = std::time::Instant::now();
+    Ok((feat, knn_fails))
+}
 
-    if let Some(k) = p.knn {
-        knn_retry(&xyz_path, &feat, knn_fails, k, &header, p, &mut report)?;
-    }
-
-    // 4. Merge pass.
-    let mut recs = BufReader::with_capacity(1 << 20, File::open(&rec_path)?);
+/// 4. Merge pass: each saved record gets its features appended, in slabs, for the
+///    LAS/LAZ writer. Returns whether the output has returns 6 and 7 in a LAS 1.0-1.3
+///    header ([`OutWriter::finish`]).
+fn merge_pass(
+    input: &Path,
+    out: &File,
+    header: &Header,
+    out_header: Header,
+    p: &Params,
+    files: &Files,
+) -> Result<bool, Error> {
+    let n = header.number_of_points();
+    let mut recs = BufReader::with_capacity(1 << 20, File::open(&files.records)?);
     let codec = las::WriterOptions::default().with_laz_parallelism(if p.parallel_codec {
         las::LazParallelism::Yes
     } else {
@@ -607,7 +705,9 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
     )
     .map_err(|e| las_error(input, e))?;
     let out_fmt = *writer.get().header().point_format();
-    let mut feats = BufReader::with_capacity(1 << 20, File::open(&feat_path)?);
+    let mut feats = BufReader::with_capacity(1 << 20, File::open(&files.features)?);
+    let in_len = record_len(header);
+    let rec = p.features.len() * 4;
     let out_len = in_len + rec;
     // Two slabs in turn: a helper thread reads and interleaves the next one while the
     // writer compresses this one (LAZ compression is a quarter of the run; the copying
@@ -664,14 +764,7 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         }
         Ok(())
     })??;
-    report.legacy_returns = writer.finish(out).map_err(|e| las_error(input, e))?;
-    log::info!(
-        "{}: merge pass {:.2} s (cpu so far {:.2} s)",
-        input.display(),
-        t0.elapsed().as_secs_f64(),
-        membudget::monitor::cpu_seconds()
-    );
-    Ok(report)
+    writer.finish(out).map_err(|e| las_error(input, e))
 }
 
 /// Features of the owned points of one tile, `rec / 4` f32 per point in owned order,
@@ -951,168 +1044,6 @@ fn knn_retry(
         fails = next;
     }
     Ok(())
-}
-
-/// Write feature records at their point indices, one write per run of consecutive
-/// indices (points of a tile come in scan order, so runs are long).
-fn write_runs(file: &File, index: &[u64], values: &[f32], rec: usize) -> Result<(), Error> {
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut start = 0usize;
-    while start < index.len() {
-        let mut end = start + 1;
-        while end < index.len() && index[end] == index[end - 1] + 1 && (end - start) * rec < 1 << 20
-        {
-            end += 1;
-        }
-        buf.clear();
-        for v in &values[start * rec / 4..end * rec / 4] {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-        file.write_all_at(&buf, index[start] * rec as u64)?;
-        start = end;
-    }
-    Ok(())
-}
-
-/// Append one position (12 bytes) to a positions file.
-fn write_xyz(w: &mut impl Write, q: [i32; 3]) -> Result<(), Error> {
-    w.write_all(&q[0].to_le_bytes())?;
-    w.write_all(&q[1].to_le_bytes())?;
-    w.write_all(&q[2].to_le_bytes())?;
-    Ok(())
-}
-
-/// Append a slab's ground points (class 2) to a positions file.
-fn write_ground(w: &mut impl Write, pd: &las::PointData) -> Result<(), Error> {
-    for (q, class) in slab_xyz(pd).zip(pd.classification()) {
-        if class == 2 {
-            write_xyz(w, q)?;
-        }
-    }
-    Ok(())
-}
-
-/// Most passes [`bucket_by_pass`] writes a file for at once (a buffer each).
-const MAX_BUCKETS: usize = 64;
-
-/// Write, for each pass (group of tiles), a file of the points its tiles own or hold
-/// in their halo: index (u64) and position, 20 bytes a point, in file order. A point
-/// goes once to each pass that needs it.
-fn bucket_by_pass(
-    xyz_path: &Path,
-    dir: &Path,
-    tiling: &Tiling,
-    groups: &[std::ops::Range<usize>],
-) -> Result<Vec<PathBuf>, Error> {
-    let mut group_of = vec![0u32; tiling.tiles.len()];
-    for (k, g) in groups.iter().enumerate() {
-        for t in g.clone() {
-            group_of[t] = k as u32;
-        }
-    }
-    let paths: Vec<PathBuf> = (0..groups.len())
-        .map(|k| dir.join(format!("pass-{k}")))
-        .collect();
-    let mut files = paths
-        .iter()
-        .map(|p| Ok(PassWriter::new(1 << 15, File::create(p)?)))
-        .collect::<Result<Vec<_>, Error>>()?;
-    // The last point written to each pass, so a point near several of its tiles is
-    // written once.
-    let mut last = vec![u64::MAX; groups.len()];
-    for_each_point(xyz_path, |i, q| {
-        let (cell, own) = tiling.owner(q[0], q[1]);
-        let mut put = |k: u32| -> Result<(), Error> {
-            let k = k as usize;
-            if last[k] != i {
-                last[k] = i;
-                let w = &mut files[k];
-                w.write_all(&i.to_le_bytes())?;
-                write_xyz(w, q)?;
-            }
-            Ok(())
-        };
-        put(group_of[own as usize])?;
-        for &t in tiling.near(cell) {
-            if in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1]) {
-                put(group_of[t as usize])?;
-            }
-        }
-        Ok(())
-    })?;
-    for f in files {
-        drop(f.finish()?);
-    }
-    Ok(paths)
-}
-
-/// Call `f(index, xyz)` for every point of a [`bucket_by_pass`] file, in order.
-fn for_each_indexed(
-    path: &Path,
-    mut f: impl FnMut(u64, [i32; 3]) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut buf = vec![0u8; 20 * 8192];
-    let mut behind = ReadBehind::default();
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let k = r.read(&mut buf[filled..])?;
-            if k == 0 {
-                break;
-            }
-            filled += k;
-        }
-        behind.consumed(r.get_ref(), filled);
-        for c in buf[..filled - filled % 20].chunks_exact(20) {
-            let i = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            let q = [
-                i32::from_le_bytes([c[8], c[9], c[10], c[11]]),
-                i32::from_le_bytes([c[12], c[13], c[14], c[15]]),
-                i32::from_le_bytes([c[16], c[17], c[18], c[19]]),
-            ];
-            f(i, q)?;
-        }
-        if filled < buf.len() {
-            behind.done(r.get_ref());
-            return Ok(());
-        }
-    }
-}
-
-/// Call `f(index, xyz)` for every point of a positions file, in order.
-fn for_each_point(
-    path: &Path,
-    mut f: impl FnMut(u64, [i32; 3]) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut buf = vec![0u8; 12 * 8192];
-    let mut i = 0u64;
-    let mut behind = ReadBehind::default();
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let k = r.read(&mut buf[filled..])?;
-            if k == 0 {
-                break;
-            }
-            filled += k;
-        }
-        behind.consumed(r.get_ref(), filled);
-        for c in buf[..filled - filled % 12].chunks_exact(12) {
-            let q = [
-                i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-                i32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-                i32::from_le_bytes([c[8], c[9], c[10], c[11]]),
-            ];
-            f(i, q)?;
-            i += 1;
-        }
-        if filled < buf.len() {
-            behind.done(r.get_ref());
-            return Ok(());
-        }
-    }
 }
 
 /// Append to `xyz` the points of neighbouring files that lie within the halo of this

@@ -13,6 +13,7 @@ pub mod features;
 pub mod ground;
 pub mod las_io;
 pub mod neighbours;
+pub mod pointfiles;
 pub mod tiling;
 
 use anyhow::Result;
