@@ -116,10 +116,10 @@ pub struct Report {
 struct Scratch(tempfile::TempDir);
 
 impl Scratch {
+    /// Named for its owner (`.laz-enrich.<pid>-<boot>-<random>.scratch`): a later run
+    /// into the same directory removes it if this process is killed (SIGKILL, OOM).
     fn new(dir: &Path) -> std::io::Result<Scratch> {
-        let t = tempfile::Builder::new()
-            .prefix(".laz-enrich.")
-            .tempdir_in(dir)?;
+        let t = membudget::outputs::scratch_dir(dir, "laz-enrich")?;
         membudget::cli::register_temp_dir(t.path());
         Ok(Scratch(t))
     }

@@ -146,3 +146,65 @@ fn jobs_is_an_upper_bound_the_budget_trims() {
         m.peak_rss_bytes as f64 / 1048576.0
     );
 }
+
+#[test]
+fn a_killed_runs_scratch_directory_is_removed_by_the_next_run() {
+    use std::time::{Duration, Instant};
+    let dir = testkit::tempdir();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let input = testkit::data("laz/ign/test_data_77050_627755_LA93_IGN69.laz");
+    let scratch_dirs = || -> Vec<String> {
+        std::fs::read_dir(&scratch)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // SIGKILL once the feature passes have started: nothing can clean up.
+    let mut child = tool()
+        .args(["-F", "all", "--tile-points", "30000", "--temp-dir"])
+        .arg(&scratch)
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .arg(&input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_dir(&scratch)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.path().join("features").exists())
+    {
+        assert!(
+            child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(120),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = scratch_dirs();
+    assert_eq!(left.len(), 1, "{left:?}");
+    // Named for its dead owner, so the next run knows it may remove it.
+    assert!(
+        left[0].starts_with(".laz-enrich.") && left[0].ends_with(".scratch"),
+        "{left:?}"
+    );
+    let (recs, code, err) = run(
+        dir.path(),
+        &[
+            "--temp-dir",
+            "scratch",
+            "-o",
+            "out2",
+            "-f",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sec(&recs[0])["status"], "ok", "{recs:?}");
+    assert!(scratch_dirs().is_empty(), "{:?}", scratch_dirs());
+}
