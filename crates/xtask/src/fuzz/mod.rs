@@ -87,7 +87,7 @@ pub struct Args {
     /// Most mutations stacked on one case
     #[arg(long, default_value_t = 3)]
     max_mutations: usize,
-    /// More seed files or directories (beside the generated seeds and ../shared/data)
+    /// More seed files or directories (beside the generated seeds and tests/data)
     #[arg(long, value_name = "PATH")]
     corpus: Vec<PathBuf>,
     /// Leave out the shared sample data even when it is there
