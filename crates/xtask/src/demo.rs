@@ -183,66 +183,61 @@ pub fn run(root: &Path) -> Result<()> {
     if input.join(ign).is_file() {
         clouds.push(format!("target/demo/in/{ign}").into());
     }
-    let mut enrich: Vec<OsString> = vec![
+    let clouds: Vec<&str> = clouds.iter().filter_map(|c| c.to_str()).collect();
+    let enrich = stage(
         tool("laz-enrich"),
-        "-m".into(),
-        MEMORY_LIMIT.into(),
-        "-R".into(),
-        "1".into(),
-        "-f".into(),
-        "--base".into(),
-        "target/demo/in".into(),
-        "-o".into(),
-        "target/demo/enriched".into(),
-    ];
-    enrich.extend(clouds);
+        &["-R", "1"],
+        "target/demo/enriched",
+        &clouds,
+    );
     run_processing(root, "laz-enrich", &[enrich])?;
 
     // FITS frames through strip-convert: the generated frame's Bayer planes.
-    let split: Vec<OsString> = vec![
+    let split = stage(
         tool("strip-convert"),
-        "-m".into(),
-        MEMORY_LIMIT.into(),
-        "--split-cfa".into(),
-        "RGGB".into(),
-        "-f".into(),
-        "--base".into(),
-        "target/demo/in".into(),
-        "-o".into(),
-        "target/demo/fits".into(),
-        "target/demo/in/astro/frame-2048x2048.fits".into(),
-    ];
+        &["--split-cfa", "RGGB"],
+        "target/demo/fits",
+        &["target/demo/in/astro/frame-2048x2048.fits"],
+    );
     run_processing(root, "strip-convert", &[split])?;
 
     // Comic archives: a scanned PDF's page JPEGs copied into a CBZ as they are, then the
     // generated comic unpacked one entry at a time.
-    let from_pdf: Vec<OsString> = vec![
+    let from_pdf = stage(
         tool("cbz-stream"),
-        "from-pdf".into(),
-        "-m".into(),
-        MEMORY_LIMIT.into(),
-        "-f".into(),
-        "--base".into(),
-        "target/demo/in".into(),
-        "-o".into(),
-        "target/demo/cbz".into(),
-        "target/demo/in/shared/pdf/scanned-jpeg-4p.pdf".into(),
-    ];
+        &["from-pdf"],
+        "target/demo/cbz",
+        &["target/demo/in/shared/pdf/scanned-jpeg-4p.pdf"],
+    );
     run_processing(root, "cbz-stream", &[from_pdf])?;
-    let unpack: Vec<OsString> = vec![
+    let unpack = stage(
         tool("cbz-stream"),
-        "unpack".into(),
-        "-m".into(),
-        MEMORY_LIMIT.into(),
-        "-f".into(),
-        "--base".into(),
-        "target/demo/in".into(),
-        "-o".into(),
-        "target/demo/unpacked".into(),
-        "target/demo/in/comics/issue-01.cbz".into(),
-    ];
+        &["unpack"],
+        "target/demo/unpacked",
+        &["target/demo/in/comics/issue-01.cbz"],
+    );
     run_processing(root, "cbz-stream", &[unpack])?;
     Ok(())
+}
+
+/// One processing tool's command line: `head` (subcommand, options), then the budget,
+/// `--force`, outputs mirrored from `target/demo/in` under `out`, and the inputs.
+fn stage(program: OsString, head: &[&str], out: &str, inputs: &[&str]) -> Vec<OsString> {
+    let mut argv = vec![program];
+    argv.extend(head.iter().map(OsString::from));
+    for a in [
+        "-m",
+        MEMORY_LIMIT,
+        "-f",
+        "--base",
+        "target/demo/in",
+        "-o",
+        out,
+    ] {
+        argv.push(a.into());
+    }
+    argv.extend(inputs.iter().map(OsString::from));
+    argv
 }
 
 /// Run a processing pipeline whose last stage is `tool`, then print one row per record
