@@ -1,0 +1,70 @@
+//! `tile-enhance`: neighbourhood operations on images larger than memory, by bands of rows
+//! with a halo, so that a tiled result equals the whole-image result bit for bit.
+//!
+//! Each subcommand is one module with its options and its per-input function, run through
+//! [`membudget::driver::for_each_record`]: [`enhance`] (tone curves, filters, resizing),
+//! [`thumbnail`] (shrink-on-load thumbnails), [`spots`] (spot and star detection). Pixels
+//! come from and go to `crates/raster`.
+
+pub mod enhance;
+pub mod spots;
+pub mod thumbnail;
+
+use anyhow::Result;
+use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
+use membudget::cli::{LogArgs, Status};
+
+/// The tool's name, as in records and messages.
+pub const NAME: &str = "tile-enhance";
+
+/// The command line.
+#[derive(Debug, Args)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Tone curves, filters and resizing, tiled and seamless
+    #[command(long_about = enhance::LONG_ABOUT)]
+    Enhance(enhance::Opts),
+    /// Shrink-on-load thumbnails
+    #[command(long_about = thumbnail::LONG_ABOUT)]
+    Thumbnail(thumbnail::Opts),
+    /// Spot and star detection, exact at tile borders, with multi-channel readout
+    #[command(long_about = spots::LONG_ABOUT)]
+    Spots(spots::Opts),
+}
+
+/// The clap command (used by `main`, man pages and completions).
+pub fn command() -> Command {
+    Cli::augment_args(Command::new(NAME))
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .about("Seamless enhancement, thumbnails and spot detection on images larger than memory")
+        .long_about(
+            "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
+             stdin) and writes one NDJSON record per input with a `tile-enhance` section. \
+             Images are read by bands of rows with a halo wide enough for each \
+             neighbourhood operation, so memory follows the budget, not the image, and a \
+             tiled result equals the whole-image result. Outputs are written under a \
+             temporary name and renamed into place; existing outputs are skipped unless \
+             --force; a bad input gets an error record and the run goes on.",
+        )
+}
+
+/// Run on parsed arguments.
+pub fn run(m: &ArgMatches) -> Result<Status> {
+    let cli = Cli::from_arg_matches(m)?;
+    let log = &cli.log;
+    match &cli.cmd {
+        Cmd::Enhance(o) => enhance::run(o, log),
+        Cmd::Thumbnail(o) => thumbnail::run(o, log),
+        Cmd::Spots(o) => spots::run(o, log),
+    }
+}
