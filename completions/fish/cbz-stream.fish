@@ -33,6 +33,7 @@ complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "list" -d 'One
 complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "unpack" -d 'Extract archives safely, one entry in flight'
 complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "edit" -d 'Remove, move, insert or rename pages and drop junk, without ever risking the original'
 complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "from-pdf" -d 'Scanned PDFs to CBZ: page images copied as they are, other pages rendered'
+complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "convert" -d 'RAR (.cbr) and 7z (.cb7) comic archives to CBZ, one entry in flight'
 complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "cover" -d 'A thumbnail of an archive\'s first page (or --page N), in bounded memory'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
@@ -89,6 +90,14 @@ complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s n -l 
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -l size -d 'Longest side of the thumbnail in pixels' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -l page -d 'The page to use (1-based, in natural order)' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F

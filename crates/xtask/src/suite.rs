@@ -22,6 +22,8 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("jq", "jq"),
     ("file", "file"),
     ("make", "make"),
+    ("p7zip-full", "7z"),
+    ("libarchive-tools", "bsdtar"),
 ];
 
 /// Python requirements, one per line (the single list; see the file's header).
@@ -50,7 +52,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     })
 }
 
-fn have_command(cmd: &str) -> bool {
+pub(crate) fn have_command(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
         .status()

@@ -4,11 +4,12 @@
 //!
 //! Each subcommand is one module with its per-input function, run through
 //! [`membudget::driver::for_each_record`]: [`pack`], [`list`] and [`unpack`], [`edit`],
-//! [`from_pdf`], [`cover`]. What they share about ZIP files is in [`archive`]; natural
+//! [`from_pdf`], [`convert`], [`cover`]. What they share about ZIP files is in [`archive`]; natural
 //! order in [`natural`]; ComicInfo.xml in [`comicinfo`].
 
 pub mod archive;
 pub mod comicinfo;
+pub mod convert;
 pub mod cover;
 pub mod edit;
 pub mod from_pdf;
@@ -53,6 +54,9 @@ pub enum Cmd {
     /// Scanned PDFs to CBZ: page images copied as they are, other pages rendered
     #[command(name = "from-pdf", long_about = from_pdf::LONG_ABOUT)]
     FromPdf(FromPdfOpts),
+    /// RAR (.cbr) and 7z (.cb7) comic archives to CBZ, one entry in flight
+    #[command(long_about = convert::LONG_ABOUT)]
+    Convert(ConvertOpts),
     /// A thumbnail of an archive's first page (or --page N), in bounded memory
     #[command(long_about = cover::LONG_ABOUT)]
     Cover(CoverOpts),
@@ -171,6 +175,15 @@ pub struct FromPdfOpts {
     pub budget: BudgetArgs,
 }
 
+/// `convert` options.
+#[derive(Debug, Args)]
+pub struct ConvertOpts {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// `cover` options.
 #[derive(Debug, Args)]
 pub struct CoverOpts {
@@ -225,6 +238,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         Cmd::Unpack(o) => unpack::run(o, log),
         Cmd::Edit(o) => edit::run(o, log),
         Cmd::FromPdf(o) => from_pdf::run(o, log),
+        Cmd::Convert(o) => convert::run(o, log),
         Cmd::Cover(o) => cover::run(o, log),
     }
 }
