@@ -4,6 +4,7 @@
 //! To add a benchmark: write `bench/<tool>.rs` with `pub fn run(root) -> Result<bool>`
 //! (true = target met), add `mod` and one line to [`BENCHES`].
 
+mod cbz_stream;
 mod laz_enrich;
 mod mem_estimate;
 mod strip_convert;
@@ -23,6 +24,7 @@ const BENCHES: &[Bench] = &[
     ("mem-estimate", mem_estimate::run),
     ("strip-convert", strip_convert::run),
     ("laz-enrich", laz_enrich::run),
+    ("cbz-stream", cbz_stream::run),
 ];
 
 /// The names `bench` accepts.
