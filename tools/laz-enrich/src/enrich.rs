@@ -27,7 +27,8 @@ use crate::cache::{self, PassWriter, ReadBehind};
 use crate::features::{evaluate, Feature, Orientation};
 use crate::ground::GroundGrid;
 use crate::las_io::{
-    las_error, offsets, open_with, output_header, parallel_decode_fits, scales, validate,
+    las_error, offsets, open_with, output_header, parallel_decode_fits, restore_header, scales,
+    validate,
 };
 use crate::neighbours::Grid;
 use crate::pointfiles::{
@@ -74,6 +75,8 @@ pub struct Params {
     pub knn: Option<usize>,
     /// Count the points within 2 m too (IGN building mode).
     pub within_2m: bool,
+    /// Leave the temporary files in the page cache ([`cache::keep_cached`]).
+    pub keep_cached: bool,
 }
 
 /// The radius of the `num_points_2m` count.
@@ -109,6 +112,8 @@ pub struct Report {
     /// field, but beyond the header's five per-return counters): written as read, in the
     /// same version, those points counted in the total only.
     pub legacy_returns: bool,
+    /// Each phase's name, wall seconds and CPU seconds (all threads), in order.
+    pub phases: Vec<(&'static str, f64, f64)>,
 }
 
 /// The scratch directory of one input: removed when dropped (an error, a panic) and,
@@ -279,38 +284,44 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         ..Report::default()
     };
     let tmp = Scratch::new(&p.temp_dir)?;
+    cache::keep_cached(p.keep_cached);
 
     let files = Files::in_dir(tmp.path());
-    let t0 = std::time::Instant::now();
+    // Each phase's wall and CPU time, for the record and `-v`.
+    let mut clock = (std::time::Instant::now(), membudget::monitor::cpu_seconds());
+    let mut phase = |name: &'static str, report: &mut Report| {
+        let (wall, cpu) = (
+            clock.0.elapsed().as_secs_f64(),
+            membudget::monitor::cpu_seconds() - clock.1,
+        );
+        log::info!(
+            "{}: {name} {wall:.2} s, cpu {cpu:.2} s ({:.2} cores), peak RSS so far {} MiB",
+            input.display(),
+            cpu / wall.max(1e-9),
+            membudget::monitor::peak_rss().unwrap_or(0) >> 20
+        );
+        report.phases.push((name, wall, cpu));
+        clock = (std::time::Instant::now(), membudget::monitor::cpu_seconds());
+    };
     let extent = positions_pass(input, &header, parallel_decode, p, &files, &mut report)?;
-    log::info!(
-        "{}: positions pass {:.2} s (cpu so far {:.2} s), peak RSS so far {} MiB",
-        input.display(),
-        t0.elapsed().as_secs_f64(),
-        membudget::monitor::cpu_seconds(),
-        membudget::monitor::peak_rss().unwrap_or(0) >> 20
-    );
-    let t0 = std::time::Instant::now();
+    phase("positions", &mut report);
     let (tiling, groups) = plan_tiles(input, &files.xyz, n, scale, &extent, p, &mut report)?;
-    log::info!(
-        "{}: tiling {:.2} s",
-        input.display(),
-        t0.elapsed().as_secs_f64()
-    );
+    phase("tiling", &mut report);
     let (feat, knn_fails) =
         feature_passes(input, &header, p, &files, &tiling, groups, &mut report)?;
-    let t0 = std::time::Instant::now();
     if let Some(k) = p.knn {
         knn_retry(&files.xyz, &feat, knn_fails, k, &header, p, &mut report)?;
     }
     drop(feat);
+    phase("features", &mut report);
     report.legacy_returns = merge_pass(input, out, &header, out_header, p, &files)?;
-    log::info!(
-        "{}: merge pass {:.2} s (cpu so far {:.2} s)",
-        input.display(),
-        t0.elapsed().as_secs_f64(),
-        membudget::monitor::cpu_seconds()
-    );
+    restore_header(
+        input,
+        out,
+        &header,
+        (n > 0).then_some((extent.lo, extent.hi)),
+    )?;
+    phase("merge", &mut report);
     Ok(report)
 }
 
@@ -547,134 +558,172 @@ fn feature_passes(
     } else {
         None
     };
-    for (gk, g) in groups.into_iter().enumerate() {
-        struct TileBuf {
-            owned: Vec<[i32; 3]>,
-            index: Vec<u64>,
-            halo: Vec<[i32; 3]>,
-            ground: Vec<[i32; 3]>,
-        }
-        let mut bufs: Vec<TileBuf> = g
-            .clone()
-            .map(|t| {
-                let tile = &tiling.tiles[t];
-                TileBuf {
-                    owned: Vec::with_capacity(tile.owned as usize),
-                    index: Vec::with_capacity(tile.owned as usize),
-                    halo: Vec::with_capacity(tile.held_bound.saturating_sub(tile.owned) as usize),
-                    ground: Vec::new(),
+    // Tiles are computed on the pool while this writer puts their features in place
+    // and waits for the disk (`cache::written_batch`): done between tiles, that wait
+    // left both cores idle, once per tile.
+    let (to_writer, blocks) = std::sync::mpsc::sync_channel::<(Vec<u64>, Vec<f32>)>(1);
+    std::thread::scope(|s| -> Result<(), Error> {
+        let writer = s.spawn(|| features_writer(&feat, blocks, rec));
+        let passes = (|| -> Result<(), Error> {
+            for (gk, g) in groups.into_iter().enumerate() {
+                struct TileBuf {
+                    owned: Vec<[i32; 3]>,
+                    index: Vec<u64>,
+                    halo: Vec<[i32; 3]>,
+                    ground: Vec<[i32; 3]>,
                 }
-            })
-            .collect();
-        for (k, t) in g.clone().enumerate() {
-            slot_of[t] = k as u32;
-        }
-        let tc = std::time::Instant::now();
-        let mut take = |i: u64, q: [i32; 3]| -> Result<(), Error> {
-            let (cell, own) = tiling.owner(q[0], q[1]);
-            if g.contains(&(own as usize)) {
-                let b = &mut bufs[slot_of[own as usize] as usize];
-                if i < n {
-                    b.owned.push(q);
-                    b.index.push(i);
-                } else {
-                    b.halo.push(q);
+                let mut bufs: Vec<TileBuf> = g
+                    .clone()
+                    .map(|t| {
+                        let tile = &tiling.tiles[t];
+                        TileBuf {
+                            owned: Vec::with_capacity(tile.owned as usize),
+                            index: Vec::with_capacity(tile.owned as usize),
+                            halo: Vec::with_capacity(
+                                tile.held_bound.saturating_sub(tile.owned) as usize
+                            ),
+                            ground: Vec::new(),
+                        }
+                    })
+                    .collect();
+                for (k, t) in g.clone().enumerate() {
+                    slot_of[t] = k as u32;
                 }
-            }
-            for &t in tiling.near(cell) {
-                if g.contains(&(t as usize))
-                    && in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1])
-                {
-                    bufs[slot_of[t as usize] as usize].halo.push(q);
+                let tc = std::time::Instant::now();
+                let mut take = |i: u64, q: [i32; 3]| -> Result<(), Error> {
+                    let (cell, own) = tiling.owner(q[0], q[1]);
+                    if g.contains(&(own as usize)) {
+                        let b = &mut bufs[slot_of[own as usize] as usize];
+                        if i < n {
+                            b.owned.push(q);
+                            b.index.push(i);
+                        } else {
+                            b.halo.push(q);
+                        }
+                    }
+                    for &t in tiling.near(cell) {
+                        if g.contains(&(t as usize))
+                            && in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1])
+                        {
+                            bufs[slot_of[t as usize] as usize].halo.push(q);
+                        }
+                    }
+                    Ok(())
+                };
+                match &buckets {
+                    Some(paths) => {
+                        for_each_indexed(&paths[gk], &mut take)?;
+                        // Read once: its disk space is given back at once.
+                        std::fs::remove_file(&paths[gk])?;
+                    }
+                    None => for_each_point(&files.xyz, &mut take)?,
                 }
-            }
-            Ok(())
-        };
-        match &buckets {
-            Some(paths) => {
-                for_each_indexed(&paths[gk], &mut take)?;
-                // Read once: its disk space is given back at once.
-                std::fs::remove_file(&paths[gk])?;
-            }
-            None => for_each_point(&files.xyz, &mut take)?,
-        }
-        if p.ground_radius.is_some() {
-            // Ground points go to every tile of the pass whose halo box holds them.
-            for_each_point(&files.ground, |_, q| {
-                let (cell, own) = tiling.owner(q[0], q[1]);
-                for t in std::iter::once(own).chain(tiling.near(cell).iter().copied()) {
-                    if g.contains(&(t as usize))
-                        && in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1])
-                    {
-                        bufs[slot_of[t as usize] as usize].ground.push(q);
+                if p.ground_radius.is_some() {
+                    // Ground points go to every tile of the pass whose halo box holds them.
+                    for_each_point(&files.ground, |_, q| {
+                        let (cell, own) = tiling.owner(q[0], q[1]);
+                        for t in std::iter::once(own).chain(tiling.near(cell).iter().copied()) {
+                            if g.contains(&(t as usize))
+                                && in_box(&tiling.tiles[t as usize].halo_box, q[0], q[1])
+                            {
+                                bufs[slot_of[t as usize] as usize].ground.push(q);
+                            }
+                        }
+                        Ok(())
+                    })?;
+                }
+                for t in g.clone() {
+                    slot_of[t] = u32::MAX;
+                }
+                let held: usize = bufs.iter().map(|b| b.owned.len() + b.halo.len()).sum();
+                report.max_pass_points = report.max_pass_points.max(held as u64);
+                t_collect += tc.elapsed().as_secs_f64();
+                let tc = std::time::Instant::now();
+                for (k, b) in bufs.iter_mut().enumerate() {
+                    let TileBuf {
+                        owned,
+                        index,
+                        halo,
+                        ground,
+                    } = std::mem::replace(
+                        b,
+                        TileBuf {
+                            owned: Vec::new(),
+                            index: Vec::new(),
+                            halo: Vec::new(),
+                            ground: Vec::new(),
+                        },
+                    );
+                    report.halo_points += halo.len() as u64;
+                    report.max_tile_points = report
+                        .max_tile_points
+                        .max((owned.len() + halo.len()) as u64);
+                    driver::failpoint("tile", input);
+                    let fails = tile_features(
+                        &owned,
+                        halo,
+                        ground,
+                        header,
+                        p,
+                        &tiling.tiles[g.start + k].halo_box,
+                        |first, values| {
+                            let index = index[first..first + values.len() / nf.max(1)].to_vec();
+                            // A closed channel means the writer stopped on an error, which
+                            // its join reports.
+                            to_writer.send((index, values)).map_err(|_| {
+                                Error::new(ErrorKind::Io, "the features writer stopped")
+                            })
+                        },
+                    )?;
+                    for (pos, rho) in fails {
+                        let pos = pos as usize;
+                        knn_fails.push((index[pos], owned[pos], rho));
+                    }
+                    drop(owned);
+                    if membudget::cli::interrupted() {
+                        return Err(Error::new(ErrorKind::Io, "interrupted"));
                     }
                 }
-                Ok(())
-            })?;
-        }
-        for t in g.clone() {
-            slot_of[t] = u32::MAX;
-        }
-        let held: usize = bufs.iter().map(|b| b.owned.len() + b.halo.len()).sum();
-        report.max_pass_points = report.max_pass_points.max(held as u64);
-        t_collect += tc.elapsed().as_secs_f64();
-        let tc = std::time::Instant::now();
-        for (k, b) in bufs.iter_mut().enumerate() {
-            let TileBuf {
-                owned,
-                index,
-                halo,
-                ground,
-            } = std::mem::replace(
-                b,
-                TileBuf {
-                    owned: Vec::new(),
-                    index: Vec::new(),
-                    halo: Vec::new(),
-                    ground: Vec::new(),
-                },
-            );
-            report.halo_points += halo.len() as u64;
-            report.max_tile_points = report
-                .max_tile_points
-                .max((owned.len() + halo.len()) as u64);
-            driver::failpoint("tile", input);
-            let (values, fails) = tile_features(
-                &owned,
-                halo,
-                ground,
-                header,
-                p,
-                &tiling.tiles[g.start + k].halo_box,
-            );
-            for (pos, rho) in fails {
-                let pos = pos as usize;
-                knn_fails.push((index[pos], owned[pos], rho));
+                t_compute += tc.elapsed().as_secs_f64();
             }
-            drop(owned);
-            let tw = std::time::Instant::now();
-            write_runs(&feat, &index, &values, rec)?;
-            // Out of the page cache a tile behind (see `cache`).
-            cache::written_batch(&feat);
-            log::debug!(
-                "features of {} points written in {:.3} s",
-                index.len(),
-                tw.elapsed().as_secs_f64()
-            );
-            if membudget::cli::interrupted() {
-                return Err(Error::new(ErrorKind::Io, "interrupted"));
-            }
-        }
-        t_compute += tc.elapsed().as_secs_f64();
-    }
-    log::info!(
-        "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s, cpu so far {:.2} s), peak RSS so far {} MiB",
+            Ok(())
+        })();
+        drop(to_writer);
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "the features writer panicked",
+            ))
+        });
+        // The writer's own error explains a pass that stopped because it had gone.
+        written.and(passes)
+    })?;
+    log::debug!(
+        "{}: feature passes {:.2} s (collect {t_collect:.2} s, compute {t_compute:.2} s)",
         input.display(),
         started.elapsed().as_secs_f64(),
-        membudget::monitor::cpu_seconds(),
-        membudget::monitor::peak_rss().unwrap_or(0) >> 20
     );
     Ok((feat, knn_fails))
+}
+
+/// Write the feature blocks of the passes at their indices, the pages out of the cache
+/// a batch behind (see `cache`).
+fn features_writer(
+    feat: &File,
+    blocks: std::sync::mpsc::Receiver<(Vec<u64>, Vec<f32>)>,
+    rec: usize,
+) -> Result<(), Error> {
+    let mut since = 0usize;
+    for (index, values) in blocks {
+        write_runs(feat, &index, &values, rec)?;
+        since += index.len() * rec;
+        if since >= 16 << 20 {
+            cache::written_batch(feat);
+            since = 0;
+        }
+    }
+    cache::written_batch(feat);
+    Ok(())
 }
 
 /// 4. Merge pass: each saved record gets its features appended, in slabs, for the
@@ -767,9 +816,15 @@ fn merge_pass(
     writer.finish(out).map_err(|e| las_error(input, e))
 }
 
+/// Owned points whose features are computed, and handed to the writer, at once: small
+/// enough that the values of two blocks (one computed, one written) cost little, large
+/// enough that a block is thousands of tasks of 256 points for the threads.
+const FEATURE_BLOCK: usize = 1 << 16;
+
 /// Features of the owned points of one tile, `rec / 4` f32 per point in owned order,
-/// and (kNN) the owned points whose k nearest are not provably inside `halo_box` (the
-/// region whose every point the tile holds), with the radius that would be enough.
+/// handed to `sink` a block at a time (`sink(first, values)`), and (kNN) the owned
+/// points whose k nearest are not provably inside `halo_box` (the region whose every
+/// point the tile holds), with the radius that would be enough.
 fn tile_features(
     owned: &[[i32; 3]],
     halo: Vec<[i32; 3]>,
@@ -777,7 +832,8 @@ fn tile_features(
     header: &Header,
     p: &Params,
     halo_box: &[i64; 4],
-) -> (Vec<f32>, Vec<(u32, f64)>) {
+    mut sink: impl FnMut(usize, Vec<f32>) -> Result<(), Error>,
+) -> Result<Vec<(u32, f64)>, Error> {
     let scale = scales(header);
     let t = std::time::Instant::now();
     let (grid, grid_2m) = {
@@ -797,42 +853,48 @@ fn tile_features(
         grid
     });
     let nf = p.features.len();
-    let mut values = vec![0f32; owned.len() * nf];
-    let fails: Vec<Vec<(u32, f64)>> = values
-        .par_chunks_mut(nf * 256)
-        .zip(owned.par_chunks(256))
-        .enumerate()
-        .map_init(
-            std::collections::BinaryHeap::new,
-            |heap, (chunk, (out, pts))| {
-                let mut fails = Vec::new();
-                for (i, (o, q)) in out.chunks_exact_mut(nf).zip(pts).enumerate() {
-                    let hag = ground
-                        .as_ref()
-                        .and_then(|g| g.nearest_z(*q))
-                        .map_or(f64::NAN, |z| f64::from(q[2] - z) * scale[2]);
-                    let n2 = grid_2m
-                        .as_ref()
-                        .map_or(f64::NAN, |g| g.radius_sums(*q).n as f64);
-                    let extra = [hag, n2];
-                    if let Some(k) = p.knn {
-                        let (sums, kth) = grid.knn_sums(*q, k, heap);
-                        if !knn_exact(*q, kth, halo_box, scale) {
-                            let rho = kth.map_or(2.0 * p.radius, f64::sqrt);
-                            fails.push(((chunk * 256 + i) as u32, rho));
+    let mut fails = Vec::new();
+    for (b, block) in owned.chunks(FEATURE_BLOCK).enumerate() {
+        let first = b * FEATURE_BLOCK;
+        let mut values = vec![0f32; block.len() * nf];
+        let block_fails: Vec<Vec<(u32, f64)>> = values
+            .par_chunks_mut(nf * 256)
+            .zip(block.par_chunks(256))
+            .enumerate()
+            .map_init(
+                std::collections::BinaryHeap::new,
+                |heap, (chunk, (out, pts))| {
+                    let mut fails = Vec::new();
+                    for (i, (o, q)) in out.chunks_exact_mut(nf).zip(pts).enumerate() {
+                        let hag = ground
+                            .as_ref()
+                            .and_then(|g| g.nearest_z(*q))
+                            .map_or(f64::NAN, |z| f64::from(q[2] - z) * scale[2]);
+                        let n2 = grid_2m
+                            .as_ref()
+                            .map_or(f64::NAN, |g| g.radius_sums(*q).n as f64);
+                        let extra = [hag, n2];
+                        if let Some(k) = p.knn {
+                            let (sums, kth) = grid.knn_sums(*q, k, heap);
+                            if !knn_exact(*q, kth, halo_box, scale) {
+                                let rho = kth.map_or(2.0 * p.radius, f64::sqrt);
+                                fails.push(((first + chunk * 256 + i) as u32, rho));
+                            }
+                            let dk = kth.map_or(f64::NAN, f64::sqrt);
+                            point_features(&sums, q, header, p, dk, extra, o);
+                        } else {
+                            let sums = grid.radius_sums(*q);
+                            point_features(&sums, q, header, p, p.radius, extra, o);
                         }
-                        let dk = kth.map_or(f64::NAN, f64::sqrt);
-                        point_features(&sums, q, header, p, dk, extra, o);
-                    } else {
-                        let sums = grid.radius_sums(*q);
-                        point_features(&sums, q, header, p, p.radius, extra, o);
                     }
-                }
-                fails
-            },
-        )
-        .collect();
-    (values, fails.into_iter().flatten().collect())
+                    fails
+                },
+            )
+            .collect();
+        fails.extend(block_fails.into_iter().flatten());
+        sink(first, values)?;
+    }
+    Ok(fails)
 }
 
 /// One point's features from its neighbourhood sums.

@@ -3,9 +3,12 @@
 //!
 //! Conventions are jakteristics's (which follows CloudCompare): the covariance is the
 //! sample covariance (divided by n - 1) centred on the neighbourhood mean, eigenvalues
-//! l1 >= l2 >= l3 of that matrix, not normalised. Where a formula is undefined (fewer
-//! than two neighbours, or all neighbours at one spot so l1 = 0) the value is NaN,
-//! except `0 ln 0` in the eigenentropy, taken as its limit 0.
+//! l1 >= l2 >= l3 of that matrix, not normalised. Where a formula is undefined the value
+//! is NaN: every eigenvalue feature with fewer than two neighbours; the ratios over l1
+//! or l1 + l2 + l3 when all neighbours are at one spot (l1 = 0); the normal and what is
+//! made from it (verticality, horizontality, wall and roof scores) when the neighbours
+//! lie on one line (two points, a wire: l2 = l3 = 0, so any perpendicular would do).
+//! The eigenentropy takes `0 ln 0` as its limit 0 (so it is 0 at one spot).
 //!
 //! Sums are accumulated in exact integer arithmetic on the points' stored (scaled
 //! integer) coordinates relative to the query point, so a neighbourhood's covariance does
@@ -286,6 +289,31 @@ impl Sums {
     }
 }
 
+impl Sums {
+    /// Whether the neighbourhood lies on one line (or one spot, or is one or two
+    /// points): its scatter matrix `n SS - S S^T` has rank at most 1. Then the smallest
+    /// eigenvalue's eigenvectors span a plane and no normal is defined. Decided on the
+    /// exact integer matrix: for a positive semidefinite one, rank <= 1 exactly when its
+    /// three principal 2x2 minors vanish. Should a product overflow i128 (radii or
+    /// offsets far beyond a tile's), the minor is compared relatively in f64.
+    pub fn collinear(&self) -> bool {
+        let n = self.n as i128;
+        let s = self.s.map(i128::from);
+        let m = |k: usize, a: usize, b: usize| n * self.ss[k] - s[a] * s[b];
+        let (xx, yy, zz) = (m(0, 0, 0), m(1, 1, 1), m(2, 2, 2));
+        let (xy, xz, yz) = (m(3, 0, 1), m(4, 0, 2), m(5, 1, 2));
+        [(xx, yy, xy), (xx, zz, xz), (yy, zz, yz)]
+            .into_iter()
+            .all(|(a, b, c)| match (a.checked_mul(b), c.checked_mul(c)) {
+                (Some(ab), Some(cc)) => ab == cc,
+                _ => {
+                    let (ab, cc) = (a as f64 * b as f64, c as f64 * c as f64);
+                    (ab - cc).abs() <= 1e-12 * ab.abs().max(cc)
+                }
+            })
+    }
+}
+
 /// Compute the selected features of one point into `out` (one f32 per feature);
 /// `extra` holds its height above ground and its count of points within 2 m (NaN when
 /// not asked for).
@@ -317,6 +345,10 @@ pub fn evaluate(
         };
         if flip {
             nrm = [-nrm[0], -nrm[1], -nrm[2]];
+        }
+        // On a line any perpendicular would do: the solver's pick is no normal.
+        if sums.collinear() {
+            nrm = [f64::NAN; 3];
         }
         (values, nrm)
     } else {
@@ -373,6 +405,54 @@ mod tests {
         assert!(parse_list("bogus").unwrap_err().contains("unknown feature"));
         assert!(parse_list(" , ").is_err());
         assert_eq!(parse_list("all").unwrap().len(), Feature::ALL.len());
+    }
+
+    /// Normal-based features of a neighbourhood of offsets `pts` (scale 1 cm).
+    fn normal_features(pts: &[[i64; 3]]) -> Vec<f32> {
+        let mut s = Sums::default();
+        for d in pts {
+            s.add(*d);
+        }
+        let f = [
+            Feature::Nx,
+            Feature::Nz,
+            Feature::Verticality,
+            Feature::WallScore,
+            Feature::Linearity,
+            Feature::Eigenentropy,
+        ];
+        let mut out = vec![0f32; f.len()];
+        evaluate(
+            &f,
+            &s,
+            [0.01; 3],
+            1.0,
+            [0.0; 3],
+            Orientation::Up,
+            [f64::NAN; 2],
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn normals_are_nan_where_undefined() {
+        // Two points, a line of five (tilted, so no axis is special), one spot: no
+        // normal, whatever perpendicular the eigen solver would pick.
+        let two = normal_features(&[[0, 0, 0], [30, 10, 5]]);
+        let line = normal_features(&[[0, 0, 0], [3, 2, 1], [6, 4, 2], [-9, -6, -3], [30, 20, 10]]);
+        let spot = normal_features(&[[0, 0, 0]; 4]);
+        for (name, v) in [("two", &two), ("line", &line), ("spot", &spot)] {
+            assert!(v[..4].iter().all(|x| x.is_nan()), "{name}: {v:?}");
+        }
+        // A line is perfectly linear; entropy's 0 ln 0 is 0 (one spot: every l is 0).
+        assert_eq!(line[4], 1.0);
+        assert_eq!(spot[5], 0.0);
+        // A plane (rank 2, however thin) has its normal: the plane z = 0 here.
+        let plane = normal_features(&[[0, 0, 0], [50, 0, 0], [0, 50, 0], [50, 50, 0], [1, 2, 0]]);
+        assert_eq!((plane[0], plane[1]), (0.0, 1.0), "{plane:?}");
+        let thin = normal_features(&[[0, 0, 0], [100, 0, 0], [0, 100, 0], [100, 100, 1]]);
+        assert!(thin[..4].iter().all(|x| x.is_finite()), "{thin:?}");
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub fn output_header(
             }
             descriptors.extend_from_slice(&v.data);
             if first_eb.is_none() {
-                first_eb = Some(kept.len());
+                first_eb = Some((kept.len(), v.description.clone()));
             }
             continue;
         }
@@ -245,15 +245,71 @@ pub fn output_header(
         .ok_or_else(|| Error::unsupported("too many extra bytes per point"))?;
     b.point_format.extra_bytes = added;
     b.point_format.is_compressed = compress;
+    // In the first one's place, under its description: a single input Extra Bytes VLR
+    // is kept byte for byte, the new descriptors appended.
+    let (at, description) = first_eb.unwrap_or((b.vlrs.len(), "Extra Bytes Record".into()));
     let eb = Vlr {
         user_id: "LASF_Spec".into(),
         record_id: 4,
-        description: "Extra Bytes Record".into(),
+        description,
         data: descriptors,
     };
-    let at = first_eb.unwrap_or(b.vlrs.len()).min(b.vlrs.len());
+    let at = at.min(b.vlrs.len());
     b.vlrs.insert(at, eb);
     b.into_header().map_err(|e| las_error(path, e))
+}
+
+/// Bytes of the input's public header copied into the output unchanged: file source
+/// ID, global encoding and GUID (4..24), system identifier, generating software and
+/// creation day and year (26..94). The las crate writes its own (a creation day of 0,
+/// which IGN tiles carry, became a year of 0 too).
+const KEPT_HEADER_BYTES: [std::ops::Range<u64>; 2] = [4..24, 26..94];
+
+/// After the writer closed `out`: give it back the input's header fields of
+/// [`KEPT_HEADER_BYTES`] and version, zero legacy counts where LAS 1.4 asks for it
+/// and, when the input has points, the exact bounds of their
+/// stored coordinates `lo..=hi` (`stored * scale + offset`, as laspy and LAStools
+/// compute them; the las crate rounds each bound outwards through its own inverse,
+/// which widened some by one quantum).
+pub fn restore_header(
+    input: &Path,
+    out: &File,
+    header: &Header,
+    extent: Option<([i64; 3], [i64; 3])>,
+) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
+    let src = File::open(input)?;
+    for r in KEPT_HEADER_BYTES {
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        src.read_exact_at(&mut buf, r.start)?;
+        out.write_all_at(&buf, r.start)?;
+    }
+    // Header bytes 0..107 of each: the version (24..26), header size (94..96) and point
+    // format (104).
+    let (mut a, mut b) = ([0u8; 107], [0u8; 107]);
+    src.read_exact_at(&mut a, 0)?;
+    out.read_exact_at(&mut b, 0)?;
+    // The las crate writes 1.1 files as 1.2, whose header is the same bytes: the
+    // input's version stays when the header size did.
+    if a[94..96] == b[94..96] {
+        out.write_all_at(&a[24..26], 24)?;
+    }
+    // LAS 1.4 point formats 6-10 must leave the legacy point counts zero (R15, 2.4).
+    if b[24] == 1 && b[25] >= 4 && b[104] & 0x3F >= 6 {
+        out.write_all_at(&[0u8; 24], 107)?;
+    }
+    if let Some((lo, hi)) = extent {
+        let (scale, off) = (scales(header), offsets(header));
+        let world = |a: usize, v: i64| v as f64 * scale[a] + off[a];
+        // max x, min x, max y, min y, max z, min z: six f64 from byte 179.
+        let mut buf = Vec::with_capacity(48);
+        for a in 0..3 {
+            buf.extend_from_slice(&world(a, hi[a]).to_le_bytes());
+            buf.extend_from_slice(&world(a, lo[a]).to_le_bytes());
+        }
+        out.write_all_at(&buf, 179)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -135,7 +135,11 @@ fn parse_viewpoint(s: &str) -> Result<[f64; 3], String> {
 fn features_help() -> String {
     let mut s = String::from(
         "FEATURES (eigenvalues l1 >= l2 >= l3 of the neighbourhood's sample covariance, \
-         centred on its mean, divided by n - 1; NaN where undefined):\n",
+         centred on its mean, divided by n - 1). NaN where undefined: every eigenvalue \
+         feature with fewer than 2 neighbours; ratios over l1 or l1 + l2 + l3 when the \
+         neighbours are all at one spot; the normal, verticality, horizontality and wall and \
+         roof scores when the neighbours lie on one line (2 points included). Eigenentropy \
+         takes 0 ln 0 = 0.\n",
     );
     for f in Feature::ALL {
         let ign = f.dimension_name(Names::Ign);
@@ -442,8 +446,17 @@ fn one(
         r.set_in(NAME, "status", "dry_run");
         return Ok(());
     }
+    // The pass files (records, positions, features, a copy of the positions per pass;
+    // the ground points) stay in the page cache when the budget holds them beside the
+    // run's own peak: in a memory cgroup that cache counts against the limit.
+    let scratch = count.saturating_mul(rec_in + 12 + 4 * features.len() as u64 + 20 + 12);
+    let keep_cached = model
+        .predicted_peak(count, rec_in, capacity, slab)
+        .saturating_add(scratch)
+        <= budget;
     let names = opts.names;
     let params = enrich::Params {
+        keep_cached,
         radius: neighbourhood_reach,
         dims: features
             .iter()
@@ -525,6 +538,21 @@ fn one(
         model.predicted_peak(count, rec_in, report.max_pass_points, slab),
     );
     r.set_in(NAME, "halo_points", report.halo_points);
+    r.set_in(
+        NAME,
+        "phases",
+        report
+            .phases
+            .iter()
+            .map(|(name, wall, cpu)| {
+                let round = |v: f64| (v * 1000.0).round() / 1000.0;
+                (
+                    name.to_string(),
+                    serde_json::json!({"seconds": round(*wall), "cpu_seconds": round(*cpu)}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>(),
+    );
     if report.legacy_returns {
         // Same version and bits as the input; only its five per-return counters omit
         // returns 6 and 7, as those versions' headers do.

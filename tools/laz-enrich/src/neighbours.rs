@@ -37,6 +37,39 @@ pub(crate) fn bucket_by_cell(
     (starts, pts)
 }
 
+/// Sort every column's points by height, rows of columns in parallel (a tile's grid is
+/// built between two parallel loops: done on one thread, the other core idled through
+/// it, once per tile).
+fn sort_columns(pts: &mut [[i32; 3]], starts: &[u32], cols: usize) {
+    use rayon::prelude::*;
+    let ncells = starts.len() - 1;
+    // Row slices (several rows each, about 64k points), each sorted column by column.
+    let mut parts: Vec<(usize, &mut [[i32; 3]])> = Vec::new();
+    let mut rest = pts;
+    let mut c = 0;
+    while c < ncells {
+        let mut e = (c + cols.max(1)).min(ncells);
+        while e < ncells && (starts[e] - starts[c]) < 1 << 16 {
+            e = (e + cols.max(1)).min(ncells);
+        }
+        let (part, tail) = rest.split_at_mut((starts[e] - starts[c]) as usize);
+        parts.push((c, part));
+        rest = tail;
+        c = e;
+    }
+    parts.into_par_iter().for_each(|(c0, part)| {
+        let base = starts[c0] as usize;
+        let mut c = c0;
+        while c < ncells && (starts[c] as usize) < base + part.len() {
+            let (a, b) = (starts[c] as usize - base, starts[c + 1] as usize - base);
+            if b - a > 1 {
+                part[a..b].sort_unstable_by_key(|p| p[2]);
+            }
+            c += 1;
+        }
+    });
+}
+
 /// A kNN candidate ordered by (squared distance, x, y, z): the bits of a non-negative
 /// f64 order as the number does, and the coordinates break ties, so the k nearest are
 /// one set whatever the visiting order.
@@ -103,12 +136,7 @@ impl Grid {
             (cy * cols + cx) as usize
         };
         let (starts, mut pts) = bucket_by_cell(points, ncells, col_of);
-        for c in 0..ncells {
-            let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
-            if b - a > 1 {
-                pts[a..b].sort_unstable_by_key(|p| p[2]);
-            }
-        }
+        sort_columns(&mut pts, &starts, cols as usize);
         let d2 = i128::from(reach.iter().copied().max().unwrap_or(1)).pow(2);
         let small = d2 * (points.len() as i128 + 1) < i128::from(i64::MAX / 4);
         let r2_int = (scale[0] == scale[1] && scale[1] == scale[2]).then(|| {

@@ -1,23 +1,35 @@
-//! The `laz-enrich` benchmark: radius features (r = 1 m) of a deterministic synthetic
-//! 5-million-point tile (ground, buildings, trees; 10 points/m², LAS 1.4 format 6 LAZ)
-//! against jakteristics `compute_features` on 2 threads, same run, same features, both
-//! reading the LAZ and writing a LAZ with the features as extra dimensions.
-//! Target (issue 4): wall <= 0.2x and peak RSS <= 0.25x jakteristics. Then a
-//! 20-million-point tile under `--memory-limit 512MiB` must peak at or below 512 MiB.
+//! The `laz-enrich` benchmark: radius features (r = 1 m) of deterministic synthetic
+//! tiles (ground, buildings, trees; 10 points/m², LAS 1.4 format 6 LAZ) of 1, 5 and 20
+//! million points, against jakteristics `compute_features` on 2 threads on the 1M and
+//! 5M tiles, same run, same features, both reading the LAZ and writing a LAZ with the
+//! features as extra dimensions.
+//!
+//! - A scaling table: per tile, laz-enrich's wall, wall per point against the 1M tile's,
+//!   and each phase's wall time and CPU use (cores busy: CPU seconds / wall seconds, from
+//!   the record's `phases`). Target (issue 15): per-point wall at 5M and 20M within 15%
+//!   of 1M's, and <= 0.15x jakteristics's wall at 5M.
+//! - Target (issue 4): peak RSS <= 0.25x jakteristics at 5M. Then the 20-million-point
+//!   tile under `--memory-limit 512MiB` must peak at or below 512 MiB.
+//!
+//! The machine is shared: compare within one run and read the ratios.
 //!
 //! The tiles are written by a seeded numpy/laspy script: the peer needs that venv
 //! anyway, and numpy's PCG64 stream is stable across versions.
 
-use super::{measure, print_table};
+use super::{measure, print_table, Sample};
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+/// Points of the scaling tiles; jakteristics runs on the first two.
+const SCALING: [u64; 3] = [1_000_000, 5_000_000, 20_000_000];
 /// Points of the compared tile.
 const POINTS: u64 = 5_000_000;
 /// Points of the budget check.
 const BIG_POINTS: u64 = 20_000_000;
+/// Phases of the record's `phases`, in order.
+const PHASES: [&str; 4] = ["positions", "tiling", "features", "merge"];
 /// The budget of the budget check.
 const BIG_BUDGET: u64 = 512 << 20;
 /// Seed of the generator.
@@ -111,39 +123,67 @@ sys.exit(0 if max(worst, worst_v) <= 1e-4 and ok.mean() > 0.9 else 1)
 pub fn run(root: &Path) -> Result<bool> {
     let dir = root.join("target/bench/laz-enrich");
     let python = crate::suite::ensure_venv(root)?;
-    let tile = make_tile(&python, &dir, POINTS)?;
+    let tiles = SCALING
+        .iter()
+        .map(|&n| make_tile(&python, &dir, n))
+        .collect::<Result<Vec<_>>>()?;
     let bin = crate::build_release(root, &["laz-enrich"])?;
     let tool = bin.join("laz-enrich");
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let devnull = PathBuf::from("/dev/null");
-
-    let ours: Vec<OsString> = vec![
-        tool.clone().into(),
-        "-q".into(),
-        "-f".into(),
-        "-j".into(),
-        "2".into(),
-        "-R".into(),
-        "1".into(),
-        "-F".into(),
-        FEATURES.into(),
-        "-o".into(),
-        out.clone().into(),
-        tile.clone().into(),
-    ];
-    let peer_out = out.join("jakteristics.laz");
-    let peer: Vec<OsString> = vec![
-        python.clone().into(),
-        "-c".into(),
-        PEER.into(),
-        tile.clone().into(),
-        peer_out.clone().into(),
-        "1.0".into(),
-        FEATURES.into(),
-    ];
-    let a = measure("laz-enrich -j 2", 1, &devnull, &[0], &ours)?;
-    let b = measure("jakteristics (2 threads)", 1, &devnull, &[0], &peer)?;
+    let ours = |tile: &Path| -> Vec<OsString> {
+        vec![
+            tool.clone().into(),
+            "-q".into(),
+            "-f".into(),
+            "-j".into(),
+            "2".into(),
+            "-R".into(),
+            "1".into(),
+            "-F".into(),
+            FEATURES.into(),
+            "-o".into(),
+            out.clone().into(),
+            tile.into(),
+        ]
+    };
+    let peer = |tile: &Path, peer_out: &Path| -> Vec<OsString> {
+        vec![
+            python.clone().into(),
+            "-c".into(),
+            PEER.into(),
+            tile.into(),
+            peer_out.into(),
+            "1.0".into(),
+            FEATURES.into(),
+        ]
+    };
+    // Ours on every tile, jakteristics on the two smaller, alternating, in one run.
+    let mut runs = Vec::new();
+    let mut peers = Vec::new();
+    for (&n, tile) in SCALING.iter().zip(&tiles) {
+        let millions = n / 1_000_000;
+        runs.push(measure(
+            &format!("laz-enrich {millions}M"),
+            1,
+            &devnull,
+            &[0],
+            &ours(tile),
+        )?);
+        if n <= POINTS {
+            let peer_out = out.join(format!("jakteristics-{millions}M.laz"));
+            peers.push(measure(
+                &format!("jakteristics {millions}M (2 threads)"),
+                1,
+                &devnull,
+                &[0],
+                &peer(tile, &peer_out),
+            )?);
+        }
+    }
+    let k5 = SCALING.iter().position(|&n| n == POINTS).unwrap_or(1);
+    let (a, b) = (&runs[k5], &peers[k5.min(peers.len() - 1)]);
     println!(
         "\nlaz-enrich: radius 1 m, {} features, {POINTS} points (synthetic tile, 10 points/m², \
          LAZ in and out), one run each, same machine, same run\n",
@@ -151,7 +191,8 @@ pub fn run(root: &Path) -> Result<bool> {
     );
     print_table(POINTS, "points", &[a.clone(), b.clone()]);
     let ours_out = out.join(
-        tile.file_stem()
+        tiles[k5]
+            .file_stem()
             .map(|s| format!("{}.enriched.laz", s.to_string_lossy()))
             .unwrap_or_default(),
     );
@@ -159,16 +200,18 @@ pub fn run(root: &Path) -> Result<bool> {
         .arg("-c")
         .arg(COMPARE)
         .arg(&ours_out)
-        .arg(&peer_out)
+        .arg(out.join(format!("jakteristics-{}M.laz", POINTS / 1_000_000)))
         .status()
         .context("comparing outputs")?
         .success();
     let wall_ratio = a.wall.as_secs_f64() / b.wall.as_secs_f64().max(1e-9);
     let rss_ratio = a.peak_rss as f64 / b.peak_rss.max(1) as f64;
-    let fast = wall_ratio <= 0.2 && rss_ratio <= 0.25;
+    let scaling = scaling_table(&runs, &peers)?;
+    let fast = wall_ratio <= 0.15 && rss_ratio <= 0.25;
     println!(
-        "{}: wall {wall_ratio:.3}x (target <= 0.2x), peak RSS {rss_ratio:.3}x (target <= 0.25x){}",
+        "{}: wall {wall_ratio:.3}x jakteristics at {}M (target <= 0.15x), peak RSS {rss_ratio:.3}x (target <= 0.25x){}",
         if fast { "PASS" } else { "FAIL" },
+        POINTS / 1_000_000,
         if same {
             ""
         } else {
@@ -176,8 +219,8 @@ pub fn run(root: &Path) -> Result<bool> {
         }
     );
 
-    // The budget check on a tile four times larger.
-    let big = make_tile(&python, &dir, BIG_POINTS)?;
+    // The budget check on the largest tile.
+    let big = &tiles[SCALING.iter().position(|&n| n == BIG_POINTS).unwrap_or(2)];
     let limited: Vec<OsString> = vec![
         tool.into(),
         "-q".into(),
@@ -198,7 +241,69 @@ pub fn run(root: &Path) -> Result<bool> {
         human_bytes(c.peak_rss),
         c.wall.as_secs_f64()
     );
-    Ok(fast && same && under)
+    Ok(fast && same && under && scaling)
+}
+
+/// Print the scaling table of `runs` (one a tile of [`SCALING`]) with `peers` (the
+/// first tiles'); true when the per-point wall of every tile is within 15% of the first.
+fn scaling_table(runs: &[Sample], peers: &[Sample]) -> Result<bool> {
+    let mut rows = vec![vec![
+        "points".to_string(),
+        "wall".to_string(),
+        "µs/point".to_string(),
+        "vs 1M".to_string(),
+    ]];
+    rows[0].extend(PHASES.iter().map(|p| format!("{p} s (cores)")));
+    rows[0].extend([
+        "peak RSS".to_string(),
+        "jakteristics".to_string(),
+        "ratio".to_string(),
+    ]);
+    let per_point = |s: &Sample, n: u64| s.wall.as_secs_f64() * 1e6 / n as f64;
+    let base = per_point(&runs[0], SCALING[0]);
+    let mut ok = true;
+    for (i, (s, &n)) in runs.iter().zip(&SCALING).enumerate() {
+        let record: serde_json::Value = serde_json::from_slice(
+            s.stdout
+                .split(|&b| b == b'\n')
+                .find(|l| !l.is_empty())
+                .unwrap_or_default(),
+        )
+        .context("laz-enrich's record")?;
+        let phases = &record["laz-enrich"]["phases"];
+        let pp = per_point(s, n);
+        ok &= pp <= base * 1.15;
+        let mut row = vec![
+            format!("{}M", n / 1_000_000),
+            format!("{:.2} s", s.wall.as_secs_f64()),
+            format!("{pp:.2}"),
+            format!("{:.2}x", pp / base.max(1e-12)),
+        ];
+        for p in PHASES {
+            let wall = phases[p]["seconds"].as_f64().unwrap_or(f64::NAN);
+            let cpu = phases[p]["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
+            row.push(format!("{wall:.2} ({:.2})", cpu / wall.max(1e-9)));
+        }
+        row.push(human_bytes(s.peak_rss));
+        match peers.get(i) {
+            Some(j) => {
+                row.push(format!("{:.2} s", j.wall.as_secs_f64()));
+                row.push(format!(
+                    "{:.3}x",
+                    s.wall.as_secs_f64() / j.wall.as_secs_f64().max(1e-9)
+                ));
+            }
+            None => row.extend(["-".to_string(), "-".to_string()]),
+        }
+        rows.push(row);
+    }
+    println!("\nlaz-enrich scaling (same tiles' terrain, default budget, 2 threads; cores = CPU s / wall s per phase)\n");
+    crate::demo::print_table(&rows);
+    println!(
+        "{}: per-point wall at every size within 15% of the 1M tile's",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    Ok(ok)
 }
 
 /// Write the synthetic tile of `points` points unless a stamp says it is there.
