@@ -381,7 +381,13 @@ pub fn page_offsets(path: &Path) -> Result<Vec<u64>, Error> {
         if pages.len() >= MAX_PAGES {
             return Err(Error::hostile(format!("TIFF: more than {MAX_PAGES} pages")));
         }
-        guarded(|| d.next_image())?.map_err(tiff_err)?;
+        match guarded(|| d.next_image())? {
+            Ok(()) => {}
+            // A chain that loops back: the pages before the loop are the file's pages, as
+            // libtiff, tifffile and vips read them.
+            Err(tiff::TiffError::FormatError(tiff::TiffFormatError::CycleInOffsets)) => break,
+            Err(e) => return Err(tiff_err(e)),
+        }
         pages.push(d.ifd_pointer().map(|p| p.0).unwrap_or(0));
     }
     Ok(pages)
@@ -828,10 +834,68 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
     if width == 0 || height == 0 {
         return Err(Error::corrupt("TIFF: zero width or height"));
     }
-    let photometric = d
-        .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+    let sample_format = d
+        .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
         .map_err(tiff_err)?
-        .and_then(PhotometricInterpretation::from_u16);
+        .and_then(|v| v.first().copied())
+        .map(SampleFormat::from_u16_exhaustive)
+        .unwrap_or(SampleFormat::Uint);
+    match sample_format {
+        SampleFormat::Uint => {}
+        SampleFormat::Int => {
+            return Err(Error::unsupported(
+                "signed integer samples are refused: JP2 could keep them, but archival \
+                 profiles and most viewers expect unsigned data; add an explicit offset first \
+                 (for example `vips linear in.tif out.tif 1 32768 --uchar` or numpy) and say so \
+                 in the archive's metadata",
+            ))
+        }
+        SampleFormat::IEEEFP => {
+            return Err(Error::unsupported(
+                "floating-point samples are refused: JPEG 2000 codes integers; scale them to \
+                 8 or 16 bits by a rule you choose first (for example `vips scale` or numpy)",
+            ))
+        }
+        _ => return Err(Error::unsupported("unknown TIFF sample format")),
+    }
+    let photometric_code = d
+        .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+        .map_err(tiff_err)?;
+    // Colour spaces JP2 cannot label, refused before anything else with what to do.
+    match photometric_code {
+        Some(5) => {
+            return Err(Error::unsupported(
+                "CMYK is refused: JP2 has no CMYK colour space; convert to RGB with an \
+                 ICC-aware tool first (for example `vips icc_transform in.tif out.tif srgb`)",
+            ))
+        }
+        Some(8..=10) => {
+            return Err(Error::unsupported(
+                "CIELab is refused: JP2 labels only sRGB, greyscale and sYCC (CIELab needs \
+                 JPX); convert to RGB first (for example `vips colourspace in.tif out.tif srgb`)",
+            ))
+        }
+        Some(32844 | 32845) => {
+            return Err(Error::unsupported(
+                "SGI LogL/LogLuv (high dynamic range) is refused: its samples are \
+                 floating-point luminance; tone-map to 8 or 16 bits first",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(bits) = d
+        .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
+        .map_err(tiff_err)?
+        .and_then(|v| v.first().copied())
+    {
+        if bits > 16 {
+            return Err(Error::unsupported(format!(
+                "{bits}-bit integer samples are refused: this tool writes 1 to 16 bits per \
+                 sample; scale to 16 bits by a rule you choose first"
+            )));
+        }
+    }
+    let photometric = photometric_code.and_then(PhotometricInterpretation::from_u16);
     let compression = d
         .find_tag_unsigned::<u16>(Tag::Compression)
         .map_err(tiff_err)?
@@ -885,28 +949,6 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
     } else {
         d.colortype().map_err(tiff_err)?
     };
-    let sample_format = d
-        .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
-        .map_err(tiff_err)?
-        .and_then(|v| v.first().copied())
-        .map(SampleFormat::from_u16_exhaustive)
-        .unwrap_or(SampleFormat::Uint);
-    match sample_format {
-        SampleFormat::Uint => {}
-        SampleFormat::Int => {
-            return Err(Error::unsupported(
-                "signed samples are refused: JPEG 2000 could keep them, but archival profiles \
-                 and viewers expect unsigned data; convert with an explicit offset first",
-            ))
-        }
-        SampleFormat::IEEEFP => {
-            return Err(Error::unsupported(
-                "floating-point samples are refused: JPEG 2000 codes integers; scale them to \
-                 8 or 16 bits by a rule you choose first",
-            ))
-        }
-        _ => return Err(Error::unsupported("unknown TIFF sample format")),
-    }
     let planar = d
         .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
         .map_err(tiff_err)?
