@@ -337,6 +337,8 @@ impl Direct {
                 "TIFF: chunk {idx} claims {count} stored bytes"
             )));
         }
+        // A count past the end of the file is cut there before anything is allocated.
+        let count = count.min(self.file.metadata()?.len().saturating_sub(offset));
         buf.clear();
         buf.resize(count as usize, 0);
         // A chunk running past the end of the file is cut there, as libtiff does.
