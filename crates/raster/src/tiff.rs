@@ -13,7 +13,11 @@
 //! converting any of them would change the archived values by a rule the archive did not
 //! choose.
 
+#[path = "tiff_codecs.rs"]
+mod codecs;
+
 use crate::{Band, Geometry, RowSource};
+use codecs::{Codec, Shape};
 use membudget::cost::Summary;
 use membudget::probe::{Format, ImageSummary, Layout, SampleFormat as ProbeSampleFormat};
 use membudget::{Error, ErrorKind};
@@ -125,6 +129,11 @@ pub struct PageInfo {
     fill_lsb: bool,
     /// The TIFF compression code.
     compression: u16,
+    /// Compressed data decoded by this crate's own codecs ([`codecs`]) rather than the
+    /// tiff crate's decoder (which keeps JPEG only).
+    codec: Option<Codec>,
+    /// Predictor 2 (horizontal differencing) to undo after decompression.
+    predictor: bool,
 }
 
 impl PageInfo {
@@ -199,9 +208,8 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
         .map_err(|()| Error::corrupt("TIFF: the decoder failed on inconsistent header values"))
 }
 
-/// The TIFF file as the decoder reads it. With FillOrder=2 the stored bytes of the strips
-/// and tiles are bit-reversed on the way in, before any decompression, as libtiff and
-/// tifffile do, so every codec (LZW, Deflate, PackBits, CCITT...) sees MSB-first data.
+/// The TIFF file as the decoder reads it (which is for JPEG data only: FillOrder=2 is
+/// undone for the other codecs where this crate reads their chunks, [`Direct::stored`]).
 /// The header's first-IFD pointer may read as the offset of one chosen page, so a decoder
 /// starts on that page without walking the chain from the first IFD (which made a file of
 /// N pages cost N^2 directory reads).
@@ -209,8 +217,6 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
 pub struct StoredBytes {
     file: File,
     pos: u64,
-    /// Sorted, disjoint `start..end` byte ranges to bit-reverse.
-    reversed: Vec<(u64, u64)>,
     /// Where the first-IFD pointer is (4 in TIFF, 8 in BigTIFF) and the bytes it reads
     /// as (empty: as stored).
     at: u64,
@@ -253,7 +259,6 @@ impl StoredBytes {
         Ok(StoredBytes {
             file,
             pos: 0,
-            reversed: Vec::new(),
             at,
             pointer,
         })
@@ -264,14 +269,6 @@ impl Read for StoredBytes {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;
         let (start, end) = (self.pos, self.pos.saturating_add(n as u64));
-        let first = self.reversed.partition_point(|r| r.1 <= start);
-        for &(a, b) in &self.reversed[first..] {
-            if a >= end {
-                break;
-            }
-            let (lo, hi) = (a.max(start) - start, b.min(end) - start);
-            reverse_bits(&mut buf[lo as usize..hi as usize]);
-        }
         let ptr_end = self.at + self.pointer.len() as u64;
         if start < ptr_end && end > self.at {
             for p in start.max(self.at)..end.min(ptr_end) {
@@ -312,7 +309,7 @@ pub struct TiffPage {
     pub info: PageInfo,
     /// Decoded chunks that may still be needed by the next band.
     cache: BTreeMap<u32, DecodingResult>,
-    /// The direct path's strip table, when `info.direct`.
+    /// The strip table, when `info.direct` or `info.codec` reads the file by offset.
     direct: Option<Direct>,
 }
 
@@ -326,6 +323,45 @@ struct Direct {
     /// WhiteIsZero: inverted here, as the decoder does on its path.
     white_is_zero: bool,
 }
+
+impl Direct {
+    /// The stored bytes of chunk `idx`, FillOrder undone when `reverse`.
+    fn stored(&self, idx: u32, reverse: bool, buf: &mut Vec<u8>) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        let (offset, count) = usize::try_from(idx)
+            .ok()
+            .and_then(|i| Some((*self.offsets.get(i)?, *self.counts.get(i)?)))
+            .ok_or_else(|| Error::corrupt(format!("TIFF: no offset for chunk {idx}")))?;
+        if count > CHUNK_LIMIT {
+            return Err(Error::hostile(format!(
+                "TIFF: chunk {idx} claims {count} stored bytes"
+            )));
+        }
+        // A count past the end of the file is cut there before anything is allocated.
+        let count = count.min(self.file.metadata()?.len().saturating_sub(offset));
+        buf.clear();
+        buf.resize(count as usize, 0);
+        // A chunk running past the end of the file is cut there, as libtiff does.
+        let mut got = 0;
+        while got < buf.len() {
+            match self.file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(got);
+        if reverse {
+            reverse_bits(buf);
+        }
+        Ok(())
+    }
+}
+
+/// The most bytes one strip or tile may take, stored or decoded (as the tiff crate's
+/// default limit): the plan must hold one.
+const CHUNK_LIMIT: u64 = 256 << 20;
 
 impl std::fmt::Debug for TiffPage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -347,7 +383,13 @@ pub fn page_offsets(path: &Path) -> Result<Vec<u64>, Error> {
         if pages.len() >= MAX_PAGES {
             return Err(Error::hostile(format!("TIFF: more than {MAX_PAGES} pages")));
         }
-        guarded(|| d.next_image())?.map_err(tiff_err)?;
+        match guarded(|| d.next_image())? {
+            Ok(()) => {}
+            // A chain that loops back: the pages before the loop are the file's pages, as
+            // libtiff, tifffile and vips read them.
+            Err(tiff::TiffError::FormatError(tiff::TiffFormatError::CycleInOffsets)) => break,
+            Err(e) => return Err(tiff_err(e)),
+        }
         pages.push(d.ifd_pointer().map(|p| p.0).unwrap_or(0));
     }
     Ok(pages)
@@ -379,7 +421,7 @@ impl TiffPage {
         let info = guarded(|| read_info(&mut d, index))??;
         let file_len = std::fs::metadata(path)?.len();
         let (offsets, counts) = chunk_table(&mut d, &info, file_len)?;
-        let direct = if info.direct {
+        let direct = if info.direct || info.codec.is_some() {
             let mut file = File::open(path)?;
             let mut order = [0u8; 2];
             std::io::Read::read_exact(&mut file, &mut order)?;
@@ -394,23 +436,8 @@ impl TiffPage {
                     == Some(0),
             })
         } else {
-            if info.fill_lsb && reverses_stored_bytes(info.compression) {
-                let mut ranges: Vec<(u64, u64)> = offsets
-                    .iter()
-                    .zip(&counts)
-                    .map(|(&o, &c)| (o, o.saturating_add(c)))
-                    .collect();
-                ranges.sort_unstable();
-                // Overlapping chunks (hostile files) must not be reversed twice.
-                let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-                for (a, b) in ranges {
-                    match merged.last_mut() {
-                        Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                        _ => merged.push((a, b)),
-                    }
-                }
-                d.inner().get_mut().reversed = merged;
-            }
+            // Only JPEG reaches the tiff crate's decoder, and FillOrder=2 leaves JPEG data
+            // as stored (libtiff and tifffile reverse only the other codecs' bytes).
             None
         };
         Ok(TiffPage {
@@ -434,10 +461,6 @@ impl TiffPage {
         let spp = u64::from(if info.planar { 1 } else { info.samples });
         // At most 2^32 * 2^16 * 16 bits: no overflow in u64.
         let row_bytes = (u64::from(cw) * spp * u64::from(info.bits)).div_ceil(8);
-        let packing = Packing {
-            bits: info.bits,
-            little_endian: direct.little_endian,
-        };
         let step = info.read_rows.max(1);
         let mut buf = Vec::new();
         let mut vals = Vec::new();
@@ -487,31 +510,98 @@ impl TiffPage {
                         if info.fill_lsb {
                             reverse_bits(&mut buf);
                         }
-                        if direct.white_is_zero && info.bits <= 8 {
-                            // Every sample field inverted: max - v is the bitwise
-                            // complement, packed or not.
-                            buf.iter_mut().for_each(|b| *b = !*b);
-                        }
-                        let samples = dw as usize * spp as usize;
-                        for (k, row) in buf.chunks_exact(row_bytes as usize).enumerate() {
-                            let dst_row = (r - y0) as usize + k;
-                            if info.bits == 8 {
-                                scatter(info, &row[..samples], dst_row, x0, plane, band);
-                                continue;
-                            }
-                            vals.resize(samples, 0u16);
-                            unpack(row, packing, &mut vals)?;
-                            if direct.white_is_zero && info.bits > 8 {
-                                let max = ((1u32 << info.bits) - 1) as u16;
-                                vals.iter_mut().for_each(|v| *v = max.saturating_sub(*v));
-                            }
-                            scatter(info, &vals, dst_row, x0, plane, band);
-                        }
+                        let at = ((r - y0) as usize, x0, plane);
+                        place_stored(
+                            info,
+                            direct,
+                            &mut buf,
+                            row_bytes as usize,
+                            dw,
+                            at,
+                            band,
+                            &mut vals,
+                        )?;
                         r += n;
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The codec path of [`TiffPage::read_band`]: each chunk the band needs is read from the
+    /// file, decoded by [`codecs`] (and kept while the next band needs it), and its rows
+    /// placed as the direct path places stored rows.
+    fn read_band_codec(&mut self, codec: Codec, band: &mut Band) -> Result<(), Error> {
+        let Some(direct) = &self.direct else {
+            return Err(Error::corrupt("TIFF: no strip table"));
+        };
+        let info = &self.info;
+        let (y0, rows) = (band.y0, band.rows);
+        let (cw, ch) = info.chunk;
+        let across = info.width.div_ceil(cw);
+        let per_plane = across * info.height.div_ceil(ch);
+        let planes = if info.planar { info.samples } else { 1 };
+        let spp = usize::from(if info.planar { 1 } else { info.samples });
+        let row_bytes = (cw as usize * spp * usize::from(info.bits)).div_ceil(8);
+        let tiles = info.layout == "tiles";
+        let (mut stored, mut buf, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+        for crow in y0 / ch..=(y0 + rows - 1) / ch {
+            let cy0 = crow * ch;
+            // A strip's rows stop at the image's end; a tile is always whole.
+            let chunk_rows = if tiles { ch } else { ch.min(info.height - cy0) };
+            let r0 = y0.max(cy0);
+            let r1 = (y0 + rows).min(cy0 + chunk_rows);
+            for cx in 0..across {
+                let x0 = cx * cw;
+                let dw = cw.min(info.width - x0);
+                for plane in 0..planes {
+                    let idx = u32::from(plane) * per_plane + crow * across + cx;
+                    let entry = match self.cache.entry(idx) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let mut out = Vec::new();
+                            decode_chunk(
+                                info,
+                                direct,
+                                codec,
+                                idx,
+                                chunk_rows,
+                                &mut stored,
+                                &mut out,
+                            )?;
+                            e.insert(DecodingResult::U8(out))
+                        }
+                    };
+                    let DecodingResult::U8(data) = &*entry else {
+                        return Err(Error::corrupt("TIFF: chunk cache"));
+                    };
+                    let (a, b) = (
+                        (r0 - cy0) as usize * row_bytes,
+                        (r1 - cy0) as usize * row_bytes,
+                    );
+                    let Some(part) = data.get(a..b) else {
+                        return Err(Error::corrupt(format!(
+                            "TIFF: {} {idx} decodes to {} bytes, fewer than its {chunk_rows} rows need",
+                            if tiles { "tile" } else { "strip" },
+                            data.len()
+                        )));
+                    };
+                    buf.clear();
+                    buf.extend_from_slice(part);
+                    let at = ((r0 - y0) as usize, x0, plane);
+                    place_stored(info, direct, &mut buf, row_bytes, dw, at, band, &mut vals)?;
+                    if cy0 + chunk_rows <= y0 + rows {
+                        self.cache.remove(&idx);
+                    }
+                }
+            }
+        }
+        let end = y0 + rows;
+        self.cache.retain(|idx, _| {
+            let crow = (idx % per_plane) / across;
+            (crow + 1) * ch > end
+        });
         Ok(())
     }
 
@@ -528,6 +618,9 @@ impl TiffPage {
         for p in &mut band.planes {
             p.clear();
             p.resize(plane_len, 0);
+        }
+        if let Some(codec) = info.codec {
+            return self.read_band_codec(codec, band);
         }
         if let Some(direct) = &self.direct {
             return self.read_band_direct(direct, band);
@@ -575,6 +668,108 @@ impl TiffPage {
     }
 }
 
+/// Chunk `idx` (`rows` rows) read and decoded into `out`, predictor undone.
+fn decode_chunk(
+    info: &PageInfo,
+    direct: &Direct,
+    codec: Codec,
+    idx: u32,
+    rows: u32,
+    stored: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let spp = usize::from(if info.planar { 1 } else { info.samples });
+    let shape = Shape {
+        width: info.chunk.0,
+        rows,
+        row_bytes: (info.chunk.0 as usize * spp * usize::from(info.bits)).div_ceil(8),
+        spp,
+        bits: info.bits,
+    };
+    if (shape.rows as u64).saturating_mul(shape.row_bytes as u64) > CHUNK_LIMIT {
+        return Err(Error::hostile(format!(
+            "TIFF: a strip or tile of {} rows of {} bytes",
+            shape.rows, shape.row_bytes
+        )));
+    }
+    direct.stored(idx, info.fill_lsb && codec.reverses_stored_bytes(), stored)?;
+    guarded(|| codecs::decode(codec, stored, shape, out))??;
+    if info.predictor {
+        // Horizontal differencing: each sample is stored as the difference from the one
+        // `spp` samples before it in the row (8 or 16 bits, checked at open).
+        let step = spp * usize::from(info.bits / 8);
+        for row in out.chunks_mut(shape.row_bytes) {
+            if info.bits == 8 {
+                for i in step..row.len() {
+                    row[i] = row[i].wrapping_add(row[i - step]);
+                }
+            } else {
+                let get = |r: &[u8], i: usize| {
+                    let b = [r[i], r[i + 1]];
+                    if direct.little_endian {
+                        u16::from_le_bytes(b)
+                    } else {
+                        u16::from_be_bytes(b)
+                    }
+                };
+                let mut i = step;
+                while i + 1 < row.len() {
+                    let v = get(row, i).wrapping_add(get(row, i - step));
+                    let b = if direct.little_endian {
+                        v.to_le_bytes()
+                    } else {
+                        v.to_be_bytes()
+                    };
+                    row[i..i + 2].copy_from_slice(&b);
+                    i += 2;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rows of stored samples (as in the file or as decompressed; FillOrder undone), `row_bytes`
+/// each, of a chunk at column `x0` whose `dw` pixels fall in the image, placed from band
+/// row `dst`: WhiteIsZero inverted, unpacked, copied or looked up.
+#[allow(clippy::too_many_arguments)]
+fn place_stored(
+    info: &PageInfo,
+    direct: &Direct,
+    buf: &mut [u8],
+    row_bytes: usize,
+    dw: u32,
+    (dst, x0, plane): (usize, u32, u16),
+    band: &mut Band,
+    vals: &mut Vec<u16>,
+) -> Result<(), Error> {
+    let packing = Packing {
+        bits: info.bits,
+        little_endian: direct.little_endian,
+    };
+    if direct.white_is_zero && info.bits <= 8 {
+        // Every sample field inverted: max - v is the bitwise complement, packed or not.
+        buf.iter_mut().for_each(|b| *b = !*b);
+    }
+    let spp = usize::from(if info.planar { 1 } else { info.samples });
+    let samples = dw as usize * spp;
+    for (k, row) in buf.chunks_exact(row_bytes).enumerate() {
+        let dst_row = dst + k;
+        if info.bits == 8 {
+            scatter(info, &row[..samples], dst_row, x0, plane, band);
+            continue;
+        }
+        vals.resize(samples, 0u16);
+        unpack(row, packing, vals)?;
+        if direct.white_is_zero && info.bits > 8 {
+            let max = ((1u32 << info.bits) - 1) as u16;
+            vals.iter_mut().for_each(|v| *v = max.saturating_sub(*v));
+        }
+        scatter(info, vals, dst_row, x0, plane, band);
+    }
+    Ok(())
+}
+
 impl RowSource for TiffPage {
     fn geometry(&self) -> Geometry {
         self.info.geometry()
@@ -583,12 +778,6 @@ impl RowSource for TiffPage {
     fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
         TiffPage::read_band(self, y0, rows, band)
     }
-}
-
-/// Whether FillOrder=2 reverses the stored bytes before decompression: every compression
-/// but the image codecs (JPEG, WebP), which libtiff and tifffile leave alone.
-fn reverses_stored_bytes(compression: u16) -> bool {
-    !matches!(compression, 6 | 7 | 34892 | 50001 | 34927)
 }
 
 /// The page's strip or tile offsets and byte counts, checked before anything is read:
@@ -647,10 +836,68 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
     if width == 0 || height == 0 {
         return Err(Error::corrupt("TIFF: zero width or height"));
     }
-    let photometric = d
-        .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+    let sample_format = d
+        .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
         .map_err(tiff_err)?
-        .and_then(PhotometricInterpretation::from_u16);
+        .and_then(|v| v.first().copied())
+        .map(SampleFormat::from_u16_exhaustive)
+        .unwrap_or(SampleFormat::Uint);
+    match sample_format {
+        SampleFormat::Uint => {}
+        SampleFormat::Int => {
+            return Err(Error::unsupported(
+                "signed integer samples are refused: JP2 could keep them, but archival \
+                 profiles and most viewers expect unsigned data; add an explicit offset first \
+                 (for example `vips linear in.tif out.tif 1 32768 --uchar` or numpy) and say so \
+                 in the archive's metadata",
+            ))
+        }
+        SampleFormat::IEEEFP => {
+            return Err(Error::unsupported(
+                "floating-point samples are refused: JPEG 2000 codes integers; scale them to \
+                 8 or 16 bits by a rule you choose first (for example `vips scale` or numpy)",
+            ))
+        }
+        _ => return Err(Error::unsupported("unknown TIFF sample format")),
+    }
+    let photometric_code = d
+        .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+        .map_err(tiff_err)?;
+    // Colour spaces JP2 cannot label, refused before anything else with what to do.
+    match photometric_code {
+        Some(5) => {
+            return Err(Error::unsupported(
+                "CMYK is refused: JP2 has no CMYK colour space; convert to RGB with an \
+                 ICC-aware tool first (for example `vips icc_transform in.tif out.tif srgb`)",
+            ))
+        }
+        Some(8..=10) => {
+            return Err(Error::unsupported(
+                "CIELab is refused: JP2 labels only sRGB, greyscale and sYCC (CIELab needs \
+                 JPX); convert to RGB first (for example `vips colourspace in.tif out.tif srgb`)",
+            ))
+        }
+        Some(32844 | 32845) => {
+            return Err(Error::unsupported(
+                "SGI LogL/LogLuv (high dynamic range) is refused: its samples are \
+                 floating-point luminance; tone-map to 8 or 16 bits first",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(bits) = d
+        .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
+        .map_err(tiff_err)?
+        .and_then(|v| v.first().copied())
+    {
+        if bits > 16 {
+            return Err(Error::unsupported(format!(
+                "{bits}-bit integer samples are refused: this tool writes 1 to 16 bits per \
+                 sample; scale to 16 bits by a rule you choose first"
+            )));
+        }
+    }
+    let photometric = photometric_code.and_then(PhotometricInterpretation::from_u16);
     let compression = d
         .find_tag_unsigned::<u16>(Tag::Compression)
         .map_err(tiff_err)?
@@ -659,14 +906,37 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
         .find_tag_unsigned::<u16>(Tag::FillOrder)
         .map_err(tiff_err)?
         == Some(2);
-    // The tiff crate's decoder refuses palette images; uncompressed ones are read directly.
-    let color = if photometric == Some(PhotometricInterpretation::RGBPalette) {
-        if compression != 1 {
+    let jpeg = matches!(compression, 6 | 7);
+    let t4options = d
+        .find_tag_unsigned::<u32>(Tag::Unknown(292))
+        .map_err(tiff_err)?
+        .unwrap_or(0);
+    // Every compression but JPEG is decoded by this crate's codecs (the tiff crate's
+    // decoder keeps JPEG, with its tables and colour handling).
+    let codec = match compression {
+        1 => None,
+        6 | 7 => None,
+        c => Some(Codec::from_code(c, t4options).ok_or_else(|| {
+            Error::unsupported(format!(
+                "TIFF compression {c} ({}) is not supported: decompress the file first (for \
+                 example `tiffcp -c none in.tif out.tif`)",
+                compression_name(c)
+            ))
+        })?),
+    };
+    if let Some(Codec::Fax3 { .. }) = codec {
+        if t4options & 2 != 0 {
             return Err(Error::unsupported(
-                "palette TIFFs are read only when stored uncompressed (the tiff crate does \
-                 not decode palette images)",
+                "CCITT Group 3 with uncompressed mode (T4Options bit 1) is not supported",
             ));
         }
+    }
+    let predictor = d
+        .find_tag_unsigned::<u16>(Tag::Predictor)
+        .map_err(tiff_err)?
+        .unwrap_or(1);
+    // Palette images are read by this crate (the tiff crate's decoder refuses them).
+    let color = if photometric == Some(PhotometricInterpretation::RGBPalette) {
         let bits = d
             .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
             .map_err(tiff_err)?
@@ -681,28 +951,6 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
     } else {
         d.colortype().map_err(tiff_err)?
     };
-    let sample_format = d
-        .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
-        .map_err(tiff_err)?
-        .and_then(|v| v.first().copied())
-        .map(SampleFormat::from_u16_exhaustive)
-        .unwrap_or(SampleFormat::Uint);
-    match sample_format {
-        SampleFormat::Uint => {}
-        SampleFormat::Int => {
-            return Err(Error::unsupported(
-                "signed samples are refused: JPEG 2000 could keep them, but archival profiles \
-                 and viewers expect unsigned data; convert with an explicit offset first",
-            ))
-        }
-        SampleFormat::IEEEFP => {
-            return Err(Error::unsupported(
-                "floating-point samples are refused: JPEG 2000 codes integers; scale them to \
-                 8 or 16 bits by a rule you choose first",
-            ))
-        }
-        _ => return Err(Error::unsupported("unknown TIFF sample format")),
-    }
     let planar = d
         .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
         .map_err(tiff_err)?
@@ -763,8 +1011,20 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
             let exact8 = map.iter().all(|v| v % 257 == 0);
             let prec = if exact8 { 8 } else { 16 };
             let shift = if exact8 { 8 } else { 0 };
+            // Samples after the index (an alpha, say) are read past and left out: the
+            // colour map gives the colour, and JP2's palette has no place for them.
+            let spp = d
+                .find_tag_unsigned::<u16>(Tag::SamplesPerPixel)
+                .map_err(tiff_err)?
+                .unwrap_or(1)
+                .max(1);
+            if planar && spp > 1 {
+                return Err(Error::unsupported(
+                    "planar palette images with extra samples are not supported",
+                ));
+            }
             (
-                1,
+                spp,
                 b,
                 Colour::Rgb,
                 Extra::None,
@@ -791,18 +1051,26 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
         )));
     }
     let direct = compression == 1;
-    // Compressed data goes through the tiff crate, which decodes 8 and 16 bits, and 1 to 7
-    // bits of gray or multi-band (not RGB) images only.
-    let decodable = bits == 8
-        || bits == 16
-        || (bits < 8 && matches!(color, ColorType::Gray(_) | ColorType::Multiband { .. }));
-    if !direct && !decodable {
+    if jpeg && bits != 8 {
         return Err(Error::unsupported(format!(
-            "compressed {bits}-bit {color:?} data: the TIFF decoder (tiff crate) reads 8 and 16 \
-             bits, and 1 to 7 bits of gray images, when compressed; {bits}-bit images are read \
-             when stored uncompressed"
+            "JPEG-compressed {bits}-bit samples (8 bits are read)"
         )));
     }
+    let predictor = match (predictor, codec) {
+        (1, _) | (_, None) => false,
+        (2, Some(_)) if bits == 8 || bits == 16 => true,
+        (2, Some(_)) => {
+            return Err(Error::unsupported(format!(
+                "horizontal differencing (Predictor 2) with {bits}-bit samples (libtiff reads \
+                 it with 8, 16, 32 and 64 bits only)"
+            )))
+        }
+        (p, Some(_)) => {
+            return Err(Error::unsupported(format!(
+                "TIFF Predictor {p} on integer samples is not supported"
+            )))
+        }
+    };
     let (layout, chunk) = match d.get_chunk_type() {
         ChunkType::Strip => ("strips", (width, d.chunk_dimensions().1.clamp(1, height))),
         ChunkType::Tile => ("tiles", d.chunk_dimensions()),
@@ -854,7 +1122,25 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
         kind,
         fill_lsb,
         compression,
+        codec,
+        predictor,
     })
+}
+
+/// A name for a TIFF compression code, for messages.
+fn compression_name(c: u16) -> &'static str {
+    match c {
+        32809 => "ThunderScan",
+        32908..=32911 => "Pixar",
+        34661 => "JBIG",
+        34676 | 34677 => "SGI LogLuv",
+        34712 => "JPEG 2000",
+        34887..=34889 => "ESRI LERC",
+        34892 => "lossy JPEG (DNG)",
+        50000 => "Zstandard",
+        50002 => "JPEG XL",
+        _ => "unknown",
+    }
 }
 
 fn read_resolution(d: &mut TiffDecoder) -> Option<Resolution> {
@@ -1062,8 +1348,8 @@ fn scatter<T: Copy + Into<u32>>(
             let n = 1usize << info.bits;
             for (c, dst) in band.planes.iter_mut().enumerate().take(3) {
                 let table = map.get(c * n..(c + 1) * n).unwrap_or(&[]);
-                for (i, &v) in vals.iter().enumerate() {
-                    let e = table.get(v.into() as usize).copied().unwrap_or(0);
+                for (i, px) in vals.chunks_exact(spp).enumerate() {
+                    let e = table.get(px[0].into() as usize).copied().unwrap_or(0);
                     put(dst, start + i, u32::from(e >> shift));
                 }
             }

@@ -267,16 +267,29 @@ fn profiles_help() -> String {
          strip-convert cost model (without it: 256x256 tiles on every thread); only one row \
          of tiles of decoded input (two while the next is decoded) and one tile per thread \
          are held.\n\n\
-         Inputs: gray, gray+alpha, RGB, RGBA, palette (expanded to RGB), 1 to 16 bits with \
-         any samples per pixel, strips or tiles, any compression the tiff crate decodes, \
-         planar or chunky, FillOrder 1 or 2, BigTIFF, multi-page. Uncompressed strips and \
-         tiles are read straight from the file a few rows at a time (so one strip holding the \
-         whole image costs no more memory); palette images, and compressed RGB below 8 bits \
-         or 9 to 15 bits, are read only that way (the tiff crate decodes none of them). \
+         Inputs: gray, gray+alpha, RGB, RGBA, palette (expanded to RGB; samples after the \
+         index are left out), 1 to 16 bits with any samples per pixel, strips or tiles, \
+         planar or chunky, FillOrder 1 or 2, BigTIFF, multi-page (a page chain that loops \
+         back ends at the loop, as in libtiff). Compressions: none, LZW (also old-style, \
+         pre-TIFF 6), Deflate, PackBits, CCITT modified Huffman, Group 3 (1-D and 2-D) and \
+         Group 4, LZMA, WebP, JPEG; Predictor 2 with 8 and 16 bits (a Predictor tag on \
+         uncompressed data is ignored, as libtiff does). Uncompressed strips and tiles are \
+         read straight from the file a few rows at a time (so one strip holding the whole \
+         image costs no more memory); compressed ones one strip or tile at a time. \
          JPEG-compressed YCbCr is converted to RGB as libtiff's JPEGCOLORMODE_RGB does. \
-         Associated (premultiplied) alpha is kept exactly as stored, never un-premultiplied, \
-         and labelled premultiplied in the channel definition. CMYK, float and signed \
-         samples are refused with an error record.\n\nProfiles:\n",
+         Associated (premultiplied) alpha is kept exactly as stored, never \
+         un-premultiplied, and labelled premultiplied in the channel definition.\n\n\
+         Refused, each with an error record that says what to do: CMYK (JP2 has no CMYK \
+         colour space: convert to RGB with an ICC-aware tool first); CIELab, ICCLab and \
+         ITULab (JP2 labels sRGB, greyscale and sYCC only); SGI LogL/LogLuv (floating-point \
+         luminance: tone-map first); signed integer samples (add an explicit offset first); \
+         floating-point samples (scale to 8 or 16 bits first); more than 16 bits per \
+         sample; YCbCr that is not JPEG-compressed (subsampled chroma); Predictor 2 with \
+         other than 8 or 16 bits, and Predictor 3 on integers; CCITT strips or tiles wider \
+         or taller than 65535 pixels; Group 3 with uncompressed mode; JPEG with other than \
+         8 bits; compressions other than those above (Zstandard, JBIG, ThunderScan, \
+         NeXT, old-style JPEG (6) files the JPEG decoder cannot read, JPEG 2000, LERC...: \
+         decompress with `tiffcp -c none` first).\n\nProfiles:\n",
     );
     for p in profile::all() {
         s.push_str(&format!(

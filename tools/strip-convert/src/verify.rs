@@ -634,6 +634,8 @@ impl LibTiffPage {
                 let v = i32::from(Self::sample(row, self.bits, x * spp + s).ok_or_else(short)?);
                 let at = y * w + x0 + x;
                 match (&self.map, self.photometric) {
+                    // Samples after the index (an alpha) are left out, as the reader does.
+                    (Some(_), _) if s > 0 => {}
                     (Some((maps, exact8)), _) => {
                         for (c, m) in maps.iter().enumerate() {
                             let e = i32::from(m[v as usize]);

@@ -282,7 +282,12 @@ pub fn probe_path(path: &Path) -> Result<Probe> {
     if head.is_empty() {
         return Err(Error::unsupported("empty file"));
     }
-    let format = sniff(&head).ok_or_else(|| Error::unsupported("unknown file format"))?;
+    let format = match sniff(&head) {
+        Some(f) => f,
+        // Data before a ZIP (a self-extracting archive's program): found from the end.
+        None if zip::has_end_record(path, bytes)? => Format::Zip,
+        None => return Err(Error::unsupported("unknown file format")),
+    };
     let mut probe = match format {
         Format::Tiff => tiff::probe(path),
         Format::Jpeg => raster::probe_jpeg(path),

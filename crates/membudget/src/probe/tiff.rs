@@ -124,6 +124,21 @@ pub fn probe(path: &Path) -> Result<Probe> {
     limits.ifd_value_size = MAX_TAG_VALUE_BYTES;
     limits.decoding_buffer_size = 4 * MAX_TAG_VALUE_BYTES;
     limits.intermediate_buffer_size = MAX_TAG_VALUE_BYTES;
+    // Later duplicates of a tag are hidden from the crate's first-page check (it keeps the
+    // last of them; libtiff and tifffile the first), and each page's directory gets the
+    // first ones back below.
+    let len = file.get_ref().metadata()?.len();
+    let hidden =
+        later_duplicates_of_first_ifd(file.get_mut(), bigtiff, byte_order == "little", len)?;
+    file.get_mut().seek(SeekFrom::Start(0))?;
+    let file = BufReader::with_capacity(
+        8192,
+        Hidden {
+            file: file.into_inner(),
+            pos: 0,
+            hidden,
+        },
+    );
     let mut dec = Decoder::new(file).map_err(tiff_error)?.with_limits(limits);
     let first = dec
         .ifd_pointer()
@@ -155,7 +170,10 @@ pub fn probe(path: &Path) -> Result<Probe> {
         if entries_read > MAX_TOTAL_ENTRIES {
             return Err(Error::hostile("TIFF: too many IFD entries in total"));
         }
-        let dir = dec.read_directory(ptr).map_err(tiff_error)?;
+        let mut dir = dec.read_directory(ptr).map_err(tiff_error)?;
+        let little = byte_order == "little";
+        let firsts = first_entries(dec.inner().get_mut(), ptr.0, count, bigtiff, little)?;
+        dir.extend(firsts.into_iter().map(|(tag, e, _)| (tag, e)));
         next = dir.next();
         let page = read_page(&mut dec.read_directory_tags(&dir)).map_err(|e| {
             let msg = e.message.trim_start_matches("TIFF: ");
@@ -196,7 +214,11 @@ pub fn probe(path: &Path) -> Result<Probe> {
 
 /// The entry count an IFD declares, read before the crate reads the IFD so a bogus count
 /// (BigTIFF allows 2^64) is refused instead of read until end of file.
-fn ifd_entry_count(dec: &mut Decoder<BufReader<File>>, ptr: IfdPointer, big: bool) -> Result<u64> {
+fn ifd_entry_count(
+    dec: &mut Decoder<BufReader<Hidden>>,
+    ptr: IfdPointer,
+    big: bool,
+) -> Result<u64> {
     let little = matches!(dec.byte_order(), tiff::tags::ByteOrder::LittleEndian);
     let r = dec.inner();
     r.seek(SeekFrom::Start(ptr.0))?;
@@ -210,6 +232,139 @@ fn ifd_entry_count(dec: &mut Decoder<BufReader<File>>, ptr: IfdPointer, big: boo
         (false, true) => u64::from(u16::from_le_bytes([b[0], b[1]])),
         (false, false) => u64::from(u16::from_be_bytes([b[0], b[1]])),
     })
+}
+
+/// The file as the crate reads it: the tag numbers at `hidden` (entries of the first IFD
+/// that repeat an earlier tag) read as 0, a tag no reader looks at.
+#[derive(Debug)]
+pub struct Hidden {
+    file: File,
+    pos: u64,
+    hidden: Vec<u64>,
+}
+
+impl Read for Hidden {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let (start, end) = (self.pos, self.pos + n as u64);
+        for &at in &self.hidden {
+            for p in at.max(start)..(at + 2).min(end) {
+                buf[(p - start) as usize] = 0;
+            }
+        }
+        self.pos = end;
+        Ok(n)
+    }
+}
+
+impl Seek for Hidden {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+/// The raw entries of the IFD at `at` (`count` of them): for each tag that appears more
+/// than once, its first entry, and where each later one starts.
+fn first_entries<R: Read + Seek>(
+    r: &mut R,
+    at: u64,
+    count: u64,
+    big: bool,
+    little: bool,
+) -> Result<Vec<(Tag, tiff::decoder::ifd::Entry, Vec<u64>)>> {
+    use tiff::decoder::ifd::Entry;
+    let (head, size) = if big { (8u64, 20usize) } else { (2, 12) };
+    let start = at
+        .checked_add(head)
+        .ok_or_else(|| Error::corrupt("TIFF: IFD offset overflows"))?;
+    r.seek(SeekFrom::Start(start))?;
+    let mut raw = Vec::new();
+    r.take(count.min(MAX_IFD_ENTRIES) * size as u64)
+        .read_to_end(&mut raw)?;
+    let u16_at = |b: &[u8]| {
+        if little {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        }
+    };
+    let mut seen: std::collections::BTreeMap<u16, (Entry, Vec<u64>)> = Default::default();
+    let mut dup = HashSet::new();
+    for (i, e) in raw.chunks_exact(size).enumerate() {
+        let tag = u16_at(&e[0..2]);
+        // Entries of unknown types are skipped, as the crate skips them.
+        let Some(ty) = tiff::tags::Type::from_u16(u16_at(&e[2..4])) else {
+            continue;
+        };
+        let pos = start + (i * size) as u64;
+        if let Some((_, later)) = seen.get_mut(&tag) {
+            later.push(pos);
+            dup.insert(tag);
+            continue;
+        }
+        let entry = if big {
+            let c: [u8; 8] = e[4..12].try_into().expect("8 bytes");
+            let count = if little {
+                u64::from_le_bytes(c)
+            } else {
+                u64::from_be_bytes(c)
+            };
+            Entry::new_u64(ty, count, e[12..20].try_into().expect("8 bytes"))
+        } else {
+            let c: [u8; 4] = e[4..8].try_into().expect("4 bytes");
+            let count = if little {
+                u32::from_le_bytes(c)
+            } else {
+                u32::from_be_bytes(c)
+            };
+            Entry::new(ty, count, e[8..12].try_into().expect("4 bytes"))
+        };
+        seen.insert(tag, (entry, Vec::new()));
+    }
+    Ok(seen
+        .into_iter()
+        .filter(|(t, _)| dup.contains(t))
+        .map(|(t, (e, later))| (Tag::from_u16_exhaustive(t), e, later))
+        .collect())
+}
+
+/// Where the later duplicate entries of the first IFD start (none when the header or
+/// IFD cannot be read: the crate then reports that). Leaves `f` anywhere.
+fn later_duplicates_of_first_ifd(
+    f: &mut File,
+    big: bool,
+    little: bool,
+    len: u64,
+) -> Result<Vec<u64>> {
+    let mut b = [0u8; 16];
+    f.seek(SeekFrom::Start(0))?;
+    if f.read_exact(&mut b).is_err() {
+        return Ok(Vec::new());
+    }
+    let at = match (big, little) {
+        (true, true) => u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
+        (true, false) => u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+        (false, true) => u64::from(u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"))),
+        (false, false) => u64::from(u32::from_be_bytes(b[4..8].try_into().expect("4 bytes"))),
+    };
+    if at >= len {
+        return Ok(Vec::new());
+    }
+    f.seek(SeekFrom::Start(at))?;
+    let mut c = [0u8; 8];
+    let n = if big { 8 } else { 2 };
+    if f.read_exact(&mut c[..n]).is_err() {
+        return Ok(Vec::new());
+    }
+    let count = match (big, little) {
+        (true, true) => u64::from_le_bytes(c),
+        (true, false) => u64::from_be_bytes(c),
+        (false, true) => u64::from(u16::from_le_bytes([c[0], c[1]])),
+        (false, false) => u64::from(u16::from_be_bytes([c[0], c[1]])),
+    };
+    let firsts = first_entries(f, at, count, big, little)?;
+    Ok(firsts.into_iter().flat_map(|(_, _, later)| later).collect())
 }
 
 /// Reads and checks the tags of one page.
@@ -499,6 +654,8 @@ pub fn tiff_error(e: TiffError) -> Error {
         TiffError::UnsupportedError(_) => ErrorKind::Unsupported,
         TiffError::FormatError(TiffFormatError::CycleInOffsets) => ErrorKind::Corrupt,
         TiffError::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        // Seeking past 2^63 (an offset no file has) fails with EINVAL.
+        TiffError::IoError(io) if io.raw_os_error() == Some(libc::EINVAL) => ErrorKind::Corrupt,
         TiffError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => ErrorKind::Io,
         TiffError::UsageError(_) => ErrorKind::Internal,
         _ => ErrorKind::Corrupt,
@@ -511,6 +668,10 @@ pub fn tiff_error(e: TiffError) -> Error {
             decoder's limits allow: hostile or corrupt"
             .to_string(),
         TiffError::IntSizeError => "TIFF: sizes overflow".to_string(),
+        TiffError::IoError(io) if io.raw_os_error() == Some(libc::EINVAL) => {
+            "TIFF: an offset points past the end of the file (beyond 2^63 bytes): corrupt"
+                .to_string()
+        }
         _ => format!("TIFF: {e}"),
     };
     Error::new(kind, message)
@@ -535,6 +696,71 @@ mod tests {
         let p = dir.path().join("t.tif");
         std::fs::write(&p, b"II*\0\x08\0\0\0\x05").unwrap();
         let e = probe(&p).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
+    }
+    /// A little-endian classic TIFF of one uncompressed 8-bit gray page, its IFD entries
+    /// given as (tag, type, value) in file order (duplicates allowed).
+    fn tiff_with(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut f = b"II*\0\x08\0\0\0".to_vec();
+        f.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        for &(tag, ty, v) in entries {
+            f.extend_from_slice(&tag.to_le_bytes());
+            f.extend_from_slice(&ty.to_le_bytes());
+            f.extend_from_slice(&1u32.to_le_bytes());
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.resize(f.len() + 64 * 64, 7);
+        f
+    }
+
+    /// libtiff and tifffile take the first of two entries with one tag (libtiff warns
+    /// "ignoring later duplicates"); the crate's directory keeps the last.
+    #[test]
+    fn duplicate_tags_take_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dup.tif");
+        std::fs::write(
+            &p,
+            tiff_with(&[
+                (256, 4, 40),
+                (256, 4, 64),
+                (257, 4, 30),
+                (258, 3, 8),
+                (259, 3, 1),
+                (262, 3, 1),
+                (273, 4, 200),
+                (278, 4, 30),
+                (278, 4, 5),
+                (279, 4, 40 * 30),
+            ]),
+        )
+        .unwrap();
+        let probe = probe(&p).unwrap();
+        let super::super::Detail::Tiff(info) = &probe.detail else {
+            panic!("not a TIFF probe")
+        };
+        assert_eq!((info.pages[0].width, info.pages[0].height), (40, 30));
+        assert_eq!(info.pages[0].rows_per_strip, Some(30));
+    }
+
+    /// An IFD offset past 2^63 cannot even be seeked to: a corrupt-file error that says
+    /// so, not the system's "Invalid argument".
+    #[test]
+    fn offsets_past_2_63_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("far.tif");
+        // BigTIFF header: first IFD at 0x80FF_FFFF_FFFF_FFFF (Pillow's seek_too_large.tif).
+        let mut f = b"II+\0\x08\0\0\0".to_vec();
+        f.extend_from_slice(&0x80FF_FFFF_FFFF_FFFFu64.to_le_bytes());
+        std::fs::write(&p, &f).unwrap();
+        let e = probe(&p).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
+        assert!(e.message.contains("past the end"), "{e}");
+        // A classic TIFF whose strip offset is far past the end (not seeked by the probe)
+        // still probes; the same error mapper serves the readers.
+        let io = std::io::Error::from_raw_os_error(libc::EINVAL);
+        let e = tiff_error(TiffError::IoError(io));
         assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
     }
 }

@@ -136,6 +136,27 @@ fn is_image_name(name: &str) -> bool {
         .is_some_and(|(_, ext)| IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext)))
 }
 
+/// Whether the file ends with a ZIP end-of-central-directory record, found as Python's
+/// zipfile finds it (`_EndRecData`): at 22 bytes from the end, else the last `PK\5\6` in
+/// the final 64 KiB + 22 bytes (the longest comment), whole. Archives with data before
+/// them (self-extracting ones) start with that data, so the first bytes do not tell.
+pub fn has_end_record(path: &Path, len: u64) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    const RECORD: u64 = 22;
+    if len < RECORD {
+        return Ok(false);
+    }
+    let tail = len.min(RECORD + 65_535);
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(len - tail))?;
+    let mut buf = Vec::with_capacity(tail as usize);
+    f.take(tail).read_to_end(&mut buf)?;
+    Ok(buf
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .is_some_and(|at| buf.len() - at >= RECORD as usize))
+}
+
 /// Probe a ZIP (or CBZ) file.
 pub fn probe(path: &Path) -> Result<Probe> {
     let file = File::open(path)?;
@@ -280,5 +301,41 @@ mod tests {
         assert!(is_image_name("p/001.JPG"));
         assert!(!is_image_name("__MACOSX/._001.jpg"));
         assert!(!is_image_name("ComicInfo.xml"));
+    }
+
+    /// A ZIP appended to an executable stub (a self-extracting archive) is found by its
+    /// end-of-central-directory record, as Python's zipfile finds it.
+    #[test]
+    fn self_extracting_zip_is_a_zip() {
+        use super::super::{probe_path, Format};
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        for name in ["a.jpg", "b.txt"] {
+            zip.start_file(name, opts).unwrap();
+            zip.write_all(b"some bytes of an entry").unwrap();
+        }
+        let zip = zip.finish().unwrap().into_inner();
+        let dir = tempfile::tempdir().unwrap();
+        for (stub, comment) in [(b"MZ\x90\0".as_slice(), false), (b"\x7fELF", true)] {
+            let mut f = stub.to_vec();
+            f.resize(5000, 0x41);
+            f.extend_from_slice(&zip);
+            if comment {
+                // An archive comment: the record is then not in the last 22 bytes.
+                let n = f.len();
+                f[n - 2..].copy_from_slice(&5u16.to_le_bytes());
+                f.extend_from_slice(b"hello");
+            }
+            let p = dir.path().join("sfx.exe");
+            std::fs::write(&p, &f).unwrap();
+            let probe = probe_path(&p).unwrap();
+            assert_eq!(probe.format, Format::Zip);
+            assert_eq!(probe.archive.unwrap().entries, 2);
+        }
+        // Not a ZIP: no record, or one cut short, stays an unknown format.
+        let p = dir.path().join("stub.exe");
+        std::fs::write(&p, b"MZ\x90\0 PK\x05\x06 short").unwrap();
+        assert!(probe_path(&p).is_err());
     }
 }
