@@ -204,7 +204,15 @@ impl<R: BufRead> JpegRows<R> {
         })?
     }
 
-    /// Read the next row, interleaved, into `out` (`width * comps` bytes).
+    /// Serve only the first `width` x `height` pixels (libvips drops the partial block
+    /// at the right and bottom of a reduced decode: `floor(size / shrink)`).
+    pub fn crop(&mut self, width: u32, height: u32) {
+        self.geometry.width = width.clamp(1, self.geometry.width);
+        self.geometry.height = height.clamp(1, self.geometry.height);
+    }
+
+    /// Read the next row, interleaved, into `out` (the decoded width times comps
+    /// bytes, which [`JpegRows::crop`] does not narrow).
     pub fn next_row(&mut self, out: &mut [u8]) -> Result<(), Error> {
         if self.next >= self.geometry.height {
             return Err(Error::new(ErrorKind::Internal, "JPEG: past the last row"));

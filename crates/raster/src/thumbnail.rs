@@ -170,18 +170,6 @@ pub fn fit(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     (sc(width), sc(height))
 }
 
-/// The scaled size whose shortest side is `side` (never enlarged), to be cropped to
-/// `side` x `side` around its centre (`--fill`).
-pub fn fill(width: u32, height: u32, side: u32) -> (u32, u32) {
-    let short = width.min(height);
-    if short <= side {
-        return (width, height);
-    }
-    let s = f64::from(side) / f64::from(short);
-    let sc = |v: u32| ((f64::from(v) * s).round() as u32).max(side);
-    (sc(width), sc(height))
-}
-
 /// Source spans of each output cell: `(first, weights)` with one weight per source
 /// index from `first`, the length of the overlap in source pixels.
 fn spans(src: u32, dst: u32) -> Vec<(u32, Vec<f32>)> {
@@ -420,6 +408,76 @@ impl RowSource for Jp2Reduced {
     }
 }
 
+/// A thumbnail's requested size, and vipsthumbnail's arithmetic for it (so that sizes
+/// agree with `vipsthumbnail -s N` and, for `fill`, `--smartcrop centre`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// N: the bounding square's side.
+    pub side: u32,
+    /// Fill the square (scale the shortest side to N, then crop) instead of fitting in it.
+    pub fill: bool,
+}
+
+impl Size {
+    /// The factor a `w` x `h` image is shrunk by: the larger of the two axes' factors to
+    /// fit, the smaller to fill; never below 1 (never enlarged).
+    pub fn shrink(&self, w: u32, h: u32) -> f64 {
+        let n = f64::from(self.side.max(1));
+        let (hs, vs) = (f64::from(w) / n, f64::from(h) / n);
+        let s = if self.fill { hs.min(vs) } else { hs.max(vs) };
+        s.max(1.0)
+    }
+
+    /// The resized size of a `w` x `h` image (before a fill's crop).
+    pub fn target(&self, w: u32, h: u32) -> (u32, u32) {
+        let s = self.shrink(w, h);
+        let r = |v: u32| ((f64::from(v) / s).round() as u32).clamp(1, v.max(1));
+        (r(w), r(h))
+    }
+
+    /// The final size: the target, cropped to N x N for a fill.
+    pub fn output(&self, w: u32, h: u32) -> (u32, u32) {
+        let (tw, th) = self.target(w, h);
+        if self.fill {
+            (tw.min(self.side), th.min(self.side))
+        } else {
+            (tw, th)
+        }
+    }
+
+    /// libjpeg's reduction for a `w` x `h` JPEG, as vipsthumbnail picks it: the largest
+    /// of 8, 4, 2 that still leaves a factor of two to the final Lanczos3 step.
+    pub fn jpeg_shrink(&self, w: u32, h: u32) -> u32 {
+        match self.shrink(w, h) {
+            s if s >= 16.0 => 8,
+            s if s >= 8.0 => 4,
+            s if s >= 4.0 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether a reduced level of `w` x `h` is still large enough to shrink from.
+    fn level_ok(&self, w: u32, h: u32) -> bool {
+        let n = f64::from(self.side.max(1));
+        let (hs, vs) = (f64::from(w) / n, f64::from(h) / n);
+        (if self.fill { hs.min(vs) } else { hs.max(vs) }) >= 1.0
+    }
+}
+
+/// Resize an opened source to `size` (Lanczos3) and crop a fill around the centre; the
+/// size follows from what was loaded, as vipsthumbnail's does.
+pub fn make(src: &mut Opened, size: Size) -> Result<Thumb, Error> {
+    let g = src.source.geometry();
+    let (tw, th) = size.target(g.width, g.height);
+    let t = resize(src.source.as_mut(), tw, th, Resample::Lanczos3)?;
+    let (ow, oh) = size.output(g.width, g.height);
+    Ok(if (ow, oh) == (tw, th) {
+        t
+    } else {
+        t.crop((tw - ow) / 2, (th - oh) / 2, ow, oh)
+    })
+}
+
 /// A source opened for a thumbnail, at the reduction [`open`] chose.
 pub struct Opened {
     /// The rows to resize.
@@ -444,9 +502,10 @@ impl std::fmt::Debug for Opened {
     }
 }
 
-/// Open `path` for a thumbnail whose size, for a full image of `w` x `h`, is
-/// `target(w, h)`: the most reduced source still at least that size.
-pub fn open(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Opened, Error> {
+/// Open `path` for a thumbnail of `size`: the most reduced source vipsthumbnail would
+/// load (see [`Size::jpeg_shrink`]; the smallest pyramid level or JPEG 2000 resolution
+/// whose shrink is still at least 1).
+pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
     let mut head = [0u8; 16];
     let n = std::fs::File::open(path)?.read(&mut head)?;
     let format = membudget::probe::sniff(&head[..n])
@@ -455,7 +514,28 @@ pub fn open(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Open
         Format::Jpeg => {
             let probe = membudget::probe::raster::probe_jpeg(path)?;
             let f = std::fs::File::open(path)?;
-            open_jpeg(BufReader::with_capacity(1 << 16, f), &probe, target)
+            let im = probe
+                .image
+                .as_ref()
+                .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
+            let (w, h) = (im.width as u32, im.height as u32);
+            let d = size.jpeg_shrink(w, h);
+            let mut rows = JpegRows::open(
+                BufReader::with_capacity(1 << 16, f),
+                &probe,
+                d,
+                MAX_JPEG_BYTES,
+            )?;
+            // As libvips's loader: whole blocks only, so sizes agree with vipsthumbnail.
+            rows.crop(w / d, h / d);
+            let icc = rows.icc.clone();
+            Ok(Opened {
+                source: Box::new(rows),
+                full: (w, h),
+                loaded: format!("jpeg 1/{d}"),
+                icc,
+                format,
+            })
         }
         Format::Png => {
             let rows = PngRows::new(BufReader::new(std::fs::File::open(path)?))?;
@@ -469,7 +549,7 @@ pub fn open(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Open
                 format,
             })
         }
-        Format::Tiff => open_tiff(path, target),
+        Format::Tiff => open_tiff(path, size),
         Format::Jp2 | Format::J2k => {
             let probe = membudget::probe::probe_path(path)?;
             let im = probe
@@ -483,10 +563,9 @@ pub fn open(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Open
                 membudget::probe::Detail::Jp2(j) => u32::from(j.codestream.levels),
                 _ => 0,
             };
-            let (tw, th) = target(w, h);
             let reduce = (0..=levels.min(31))
                 .rev()
-                .find(|&r| w.div_ceil(1 << r) >= tw && h.div_ceil(1 << r) >= th)
+                .find(|&r| size.level_ok(w.div_ceil(1 << r), h.div_ceil(1 << r)))
                 .unwrap_or(0);
             Ok(Opened {
                 source: Box::new(Jp2Reduced::open(path, reduce)?),
@@ -503,20 +582,18 @@ pub fn open(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Open
     }
 }
 
-/// Open a JPEG (its header probed as `probe`) at the largest DCT reduction that keeps
-/// `target(w, h)`.
+/// Open a JPEG (its header probed as `probe`) reduced by `shrink` (1, 2, 4 or 8) in
+/// its DCT ([`jpeg::shrink_for`] or [`Size::jpeg_shrink`] choose it).
 pub fn open_jpeg<R: BufRead + 'static>(
     reader: R,
     probe: &membudget::probe::Probe,
-    target: impl Fn(u32, u32) -> (u32, u32),
+    shrink: u32,
 ) -> Result<Opened, Error> {
     let im = probe
         .image
         .as_ref()
         .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
     let (w, h) = (im.width as u32, im.height as u32);
-    let (tw, th) = target(w, h);
-    let shrink = jpeg::shrink_for(w, h, tw, th);
     let rows = JpegRows::open(reader, probe, shrink, MAX_JPEG_BYTES)?;
     let icc = rows.icc.clone();
     Ok(Opened {
@@ -568,10 +645,9 @@ fn tiff_candidates(path: &Path) -> Result<Vec<(String, usize, u64)>, Error> {
     Ok(out)
 }
 
-fn open_tiff(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Opened, Error> {
+fn open_tiff(path: &Path, size: Size) -> Result<Opened, Error> {
     let first = TiffPage::open(path, 0)?;
     let (w, h) = (first.info.width, first.info.height);
-    let (tw, th) = target(w, h);
     let icc = first.info.icc.clone();
     let mut best: (String, TiffPage) = ("tiff page 1".into(), first);
     // A candidate that does not open or is no reduction is skipped: the first page is
@@ -584,8 +660,7 @@ fn open_tiff(path: &Path, target: impl Fn(u32, u32) -> (u32, u32)) -> Result<Ope
         let same = p.info.comps == best.1.info.comps;
         if same
             && is_reduction(w, h, pw, ph)
-            && pw >= tw
-            && ph >= th
+            && size.level_ok(pw, ph)
             && u64::from(pw) * u64::from(ph)
                 < u64::from(best.1.info.width) * u64::from(best.1.info.height)
         {
