@@ -7,6 +7,8 @@
 mod laz_enrich;
 mod mem_estimate;
 mod strip_convert;
+// Issue 10's thumbnail cases; the lead calls them from the tile-enhance benchmark.
+mod tile_enhance_thumb;
 
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
@@ -23,6 +25,7 @@ const BENCHES: &[Bench] = &[
     ("mem-estimate", mem_estimate::run),
     ("strip-convert", strip_convert::run),
     ("laz-enrich", laz_enrich::run),
+    ("tile-enhance-thumb", tile_enhance_thumb::run),
 ];
 
 /// The names `bench` accepts.
