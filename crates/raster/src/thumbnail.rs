@@ -789,4 +789,54 @@ mod tests {
         assert_eq!(fit(1000, 3000, 300), (100, 300));
         assert_eq!(fit(10, 20, 300), (10, 20));
     }
+
+    #[test]
+    fn sizes_follow_vipsthumbnail_arithmetic() {
+        let fit = Size {
+            side: 64,
+            fill: false,
+        };
+        // vipsthumbnail -s 64 of a 3001x1999 JPEG: 1/8 on load, whole blocks (375x249),
+        // then 64 x round(249 * 64 / 375) = 42.
+        assert_eq!(fit.jpeg_shrink(3001, 1999), 8);
+        assert_eq!(fit.target(375, 249), (64, 42));
+        assert_eq!(fit.target(3001, 1999), (64, 43));
+        let s256 = Size {
+            side: 256,
+            fill: false,
+        };
+        // A factor of two is left to the final step: 11.7 -> 1/4, not 1/8.
+        assert_eq!(s256.jpeg_shrink(3001, 1999), 4);
+        assert_eq!(s256.jpeg_shrink(10240, 10240), 8);
+        assert_eq!(s256.jpeg_shrink(700, 500), 1);
+        assert_eq!(s256.target(100, 50), (100, 50), "never enlarged");
+        let fill = Size {
+            side: 100,
+            fill: true,
+        };
+        assert_eq!(fill.target(400, 200), (200, 100));
+        assert_eq!(fill.output(400, 200), (100, 100));
+        assert_eq!(fill.output(80, 300), (80, 100));
+    }
+
+    #[test]
+    fn lanczos_path_reads_each_row_once_and_keeps_flat_areas_flat() {
+        let (w, h) = (1000u32, 600u32);
+        let mut m = Mem {
+            g: Geometry {
+                width: w,
+                height: h,
+                comps: 1,
+                sample_bytes: 1,
+            },
+            px: vec![77; (w * h) as usize],
+            reads: Vec::new(),
+        };
+        let t = resize(&mut m, 100, 60, Resample::Lanczos3).unwrap();
+        assert_eq!((t.width, t.height), (100, 60));
+        assert!(t.pixels.iter().all(|&v| v == 77));
+        assert_eq!(m.reads, (0..h).collect::<Vec<_>>());
+        let c = t.crop(90, 50, 20, 20);
+        assert_eq!((c.width, c.height, c.pixels.len()), (10, 10, 100));
+    }
 }
