@@ -24,7 +24,8 @@ use membudget::{Error, ErrorKind};
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::Path;
 
-/// Bytes of DCT coefficients a progressive JPEG may need before its first row.
+/// Bytes of DCT coefficients a progressive JPEG may need before its first row, and of a
+/// JPEG 2000 resolution level decoded whole.
 pub const MAX_JPEG_BYTES: u64 = 256 << 20;
 
 /// A PNG read row by row, as 8-bit samples (palette expanded, 16 bits stripped).
@@ -567,6 +568,17 @@ pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
                 .rev()
                 .find(|&r| size.level_ok(w.div_ceil(1 << r), h.div_ceil(1 << r)))
                 .unwrap_or(0);
+            // OpenJPEG decodes the level whole (32-bit samples), then 8-bit planes.
+            let need = u64::from(w.div_ceil(1 << reduce))
+                * u64::from(h.div_ceil(1 << reduce))
+                * u64::from(im.bands)
+                * 5;
+            if need > MAX_JPEG_BYTES {
+                return Err(Error::unsupported(format!(
+                    "JPEG 2000: its coarsest usable resolution level (reduce {reduce}) needs \
+                     {need} bytes decoded, more than {MAX_JPEG_BYTES}"
+                )));
+            }
             Ok(Opened {
                 source: Box::new(Jp2Reduced::open(path, reduce)?),
                 full: (w, h),

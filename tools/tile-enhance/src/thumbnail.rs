@@ -22,10 +22,11 @@ Shrink-on-load, as vipsthumbnail does and with its size arithmetic (sizes equal 
 scanlines at the largest DCT reduction (1/2, 1/4 or 1/8, by libjpeg-turbo) that still \
 leaves a factor of two to the final resampling; a TIFF is read from its smallest reduced \
 page or SubIFD (pyramids) still at least N, else its first page by bands; a JPEG 2000 is \
-decoded at the coarsest resolution level that still is does; a PNG is read row by row (interlaced PNGs are refused). That image is box-shrunk \
+decoded at the coarsest resolution level still at least N; a PNG is read row by row (interlaced PNGs are refused). That image is box-shrunk \
 by an integer factor to about twice the output as it streams, then resampled with \
 Lanczos3. Memory: one source row (for a JPEG, one row of 8x8 blocks at full width; a \
-progressive JPEG holds all its coefficients and is refused above 256 MiB of them) plus \
+progressive JPEG holds all its coefficients and is refused above 256 MiB of them; a \
+JPEG 2000 level is decoded whole, refused above 256 MiB) plus \
 at most 16 times the thumbnail's pixels.\n\n\
 Colour: samples are converted to 8 bits (16-bit sources rounded), gray stays gray, alpha \
 is kept in PNG output and dropped from JPEG output. An embedded ICC profile (JPEG APP2, \
