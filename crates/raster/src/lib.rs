@@ -3,6 +3,7 @@
 //! rows around each band without ever holding the whole image.
 
 pub mod fits;
+pub mod jpeg;
 pub mod metrics;
 pub mod thumbnail;
 pub mod tiff;

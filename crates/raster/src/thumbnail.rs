@@ -1,25 +1,40 @@
-//! Bounded-memory thumbnails of JPEG and PNG images, by box filtering (area averaging).
+//! Bounded-memory thumbnails, shrink-on-load: the workspace's one downscaler
+//! (`tile-enhance thumbnail` and `cbz-stream cover` both go through it).
 //!
-//! This is the one downscaler of the workspace: `cbz-stream cover` uses it today and
-//! `tile-enhance thumbnail` is to reuse it (no second implementation). Sources are
-//! [`RowSource`]s read one row at a time: a PNG through the `png` crate row by row
-//! ([`PngRows`], memory: one row), a JPEG decoded by `jpeg-decoder` at the smallest IDCT
-//! scale (1/1, 1/2, 1/4, 1/8) that is still at least the thumbnail's size ([`JpegScaled`],
-//! memory: the reduced image, at most 1/64 of the full one for large reductions). The
-//! filter holds one resampled row and one output row of accumulators.
+//! [`open`] picks the cheapest source still at least the thumbnail's size: a JPEG decoded
+//! by libjpeg-turbo at the largest DCT reduction (1/2, 1/4, 1/8) that keeps it
+//! ([`crate::jpeg::JpegRows`], read by scanlines), a TIFF's smallest reduced page or SubIFD
+//! that keeps it (else the full page, read by bands through [`crate::tiff::TiffPage`]), a
+//! JPEG 2000 decoded at the coarsest resolution level that keeps it, a PNG row by row
+//! ([`PngRows`]). [`resize`] then reads that source once, top to bottom: with
+//! [`Resample::Box`] straight to the output by area averaging; with [`Resample::Lanczos3`]
+//! first by an integer box shrink to about twice the output (as libvips's `vips_resize`
+//! does), then a Lanczos3 convolution (`fast_image_resize`) of that small image. Memory:
+//! one source row, one row of accumulators and the small image (at most 4x4 output
+//! pixels per output pixel), whatever the input's size.
+//!
+//! Samples are 8 bits out (16-bit sources are rounded to 8); the ICC profile, when the
+//! source has one, is passed through untouched (no colour conversion).
 
+use crate::jpeg::{self, JpegRows};
+use crate::tiff::TiffPage;
 use crate::{Band, Geometry, RowSource};
+use membudget::probe::Format;
 use membudget::{Error, ErrorKind};
-use std::io::{BufRead, Read, Seek};
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::path::Path;
 
-/// Largest decoded buffer a JPEG source may allocate (its reduced image).
-pub const MAX_JPEG_BYTES: usize = 256 << 20;
+/// Bytes of DCT coefficients a progressive JPEG may need before its first row, and of a
+/// JPEG 2000 resolution level decoded whole.
+pub const MAX_JPEG_BYTES: u64 = 256 << 20;
 
 /// A PNG read row by row, as 8-bit samples (palette expanded, 16 bits stripped).
 pub struct PngRows<R: BufRead + Seek> {
     reader: png::Reader<R>,
     geometry: Geometry,
     next: u32,
+    /// The iCCP profile, if any.
+    pub icc: Option<Vec<u8>>,
 }
 
 impl<R: BufRead + Seek> std::fmt::Debug for PngRows<R> {
@@ -51,6 +66,7 @@ impl<R: BufRead + Seek> PngRows<R> {
                 "PNG: interlaced images are not read row by row",
             ));
         }
+        let icc = info.icc_profile.as_ref().map(|p| p.to_vec());
         let (ct, _) = reader.output_color_type();
         let geometry = Geometry {
             width: info.width,
@@ -62,6 +78,7 @@ impl<R: BufRead + Seek> PngRows<R> {
             reader,
             geometry,
             next: 0,
+            icc,
         })
     }
 }
@@ -99,65 +116,13 @@ impl<R: BufRead + Seek> RowSource for PngRows<R> {
     }
 }
 
-/// A JPEG decoded at a reduced scale, served as rows (gray or RGB).
-#[derive(Debug)]
-pub struct JpegScaled {
-    pixels: Vec<u8>,
-    geometry: Geometry,
-}
-
-impl JpegScaled {
-    /// Decode `r` at the smallest scale whose size is at least `want_w` x `want_h`.
-    pub fn new(r: impl Read, want_w: u32, want_h: u32) -> Result<Self, Error> {
-        let jerr = |e: jpeg_decoder::Error| Error::corrupt(format!("JPEG: {e}"));
-        let mut dec = jpeg_decoder::Decoder::new(std::io::BufReader::new(r));
-        dec.set_max_decoding_buffer_size(MAX_JPEG_BYTES);
-        let clamp = |v: u32| v.clamp(1, u32::from(u16::MAX)) as u16;
-        let (w, h) = dec.scale(clamp(want_w), clamp(want_h)).map_err(jerr)?;
-        let pixels = dec.decode().map_err(jerr)?;
-        let info = dec
-            .info()
-            .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
-        let comps = match info.pixel_format {
-            jpeg_decoder::PixelFormat::L8 => 1,
-            jpeg_decoder::PixelFormat::RGB24 => 3,
-            other => {
-                return Err(Error::unsupported(format!("JPEG: {other:?} thumbnails")));
-            }
-        };
-        if pixels.len() != usize::from(w) * usize::from(h) * comps {
-            return Err(Error::corrupt("JPEG: decoded size differs from the header"));
-        }
-        Ok(JpegScaled {
-            pixels,
-            geometry: Geometry {
-                width: u32::from(w),
-                height: u32::from(h),
-                comps,
-                sample_bytes: 1,
-            },
-        })
-    }
-}
-
-impl RowSource for JpegScaled {
-    fn geometry(&self) -> Geometry {
-        self.geometry
-    }
-    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
-        let g = self.geometry;
-        band.shape(y0, rows, g.width, g.comps, 1);
-        let w = g.width as usize;
-        for r in 0..rows as usize {
-            let src = &self.pixels[(y0 as usize + r) * w * g.comps..][..w * g.comps];
-            for (c, plane) in band.planes.iter_mut().enumerate() {
-                for (x, o) in plane[r * w..(r + 1) * w].iter_mut().enumerate() {
-                    *o = src[x * g.comps + c];
-                }
-            }
-        }
-        Ok(())
-    }
+/// How the final size is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// Area averaging straight to the output (exact box filter).
+    Box,
+    /// Integer box shrink to about twice the output, then Lanczos3.
+    Lanczos3,
 }
 
 /// A thumbnail: interleaved 8-bit samples.
@@ -171,6 +136,28 @@ pub struct Thumb {
     pub comps: usize,
     /// `height` rows of `width * comps` samples.
     pub pixels: Vec<u8>,
+}
+
+impl Thumb {
+    /// The `w` x `h` rectangle at `x`, `y` (clipped to the image).
+    pub fn crop(&self, x: u32, y: u32, w: u32, h: u32) -> Thumb {
+        let x = x.min(self.width);
+        let y = y.min(self.height);
+        let w = w.min(self.width - x);
+        let h = h.min(self.height - y);
+        let line = self.width as usize * self.comps;
+        let mut pixels = Vec::with_capacity(w as usize * h as usize * self.comps);
+        for r in y..y + h {
+            let a = r as usize * line + x as usize * self.comps;
+            pixels.extend_from_slice(&self.pixels[a..a + w as usize * self.comps]);
+        }
+        Thumb {
+            width: w,
+            height: h,
+            comps: self.comps,
+            pixels,
+        }
+    }
 }
 
 /// The size of a thumbnail whose longest side is `max_side` (never enlarged).
@@ -207,13 +194,28 @@ fn spans(src: u32, dst: u32) -> Vec<(u32, Vec<f32>)> {
 
 /// Downscale `src` so that its longest side is `max_side`, by area averaging, reading
 /// each source row once.
-pub fn thumbnail<S: RowSource>(src: &mut S, max_side: u32) -> Result<Thumb, Error> {
+pub fn thumbnail<S: RowSource + ?Sized>(src: &mut S, max_side: u32) -> Result<Thumb, Error> {
+    let g = src.geometry();
+    let (tw, th) = fit(g.width, g.height, max_side);
+    box_resize(src, tw, th)
+}
+
+/// Rows read at once by [`box_resize`].
+const BOX_ROWS: u32 = 16;
+
+/// Area-average `src` to `tw` x `th`, reading each source row once, in order.
+pub fn box_resize<S: RowSource + ?Sized>(src: &mut S, tw: u32, th: u32) -> Result<Thumb, Error> {
     let g = src.geometry();
     if g.sample_bytes != 1 {
         return Err(Error::unsupported("thumbnails of 8-bit images only"));
     }
-    let (tw, th) = fit(g.width, g.height, max_side);
-    let cols = spans(g.width, tw);
+    let cols: Vec<(u32, Vec<f32>, f32)> = spans(g.width, tw)
+        .into_iter()
+        .map(|(x0, w)| {
+            let t: f32 = w.iter().sum();
+            (x0, w, if t > 0.0 { t } else { 1.0 })
+        })
+        .collect();
     let rows = spans(g.height, th);
     let comps = g.comps;
     let mut band = Band::default();
@@ -227,17 +229,19 @@ pub fn thumbnail<S: RowSource>(src: &mut S, max_side: u32) -> Result<Thumb, Erro
         for (k, &w) in wy.iter().enumerate() {
             let y = first + k as u32;
             if hrow_y != Some(y) {
-                src.read_band(y, 1, &mut band)?;
-                for (j, (x0, wx)) in cols.iter().enumerate() {
-                    for c in 0..comps {
-                        let plane = &band.planes[c];
-                        let mut s = 0f32;
-                        let mut t = 0f32;
-                        for (m, &v) in wx.iter().enumerate() {
-                            s += v * f32::from(plane[(*x0 as usize) + m]);
-                            t += v;
-                        }
-                        hrow[j * comps + c] = if t > 0.0 { s / t } else { 0.0 };
+                // Bands of BOX_ROWS rows: one call per band, not per row.
+                if band.rows == 0 || y < band.y0 || y >= band.y0 + band.rows {
+                    let n = BOX_ROWS.min(g.height - y);
+                    src.read_band(y, n, &mut band)?;
+                }
+                let w = g.width as usize;
+                let off = (y - band.y0) as usize * w;
+                for c in 0..comps {
+                    let plane = &band.planes[c][off..off + w];
+                    for (j, (x0, wx, total)) in cols.iter().enumerate() {
+                        let src_px = &plane[*x0 as usize..*x0 as usize + wx.len()];
+                        let s: f32 = wx.iter().zip(src_px).map(|(v, p)| v * f32::from(*p)).sum();
+                        hrow[j * comps + c] = s / total;
                     }
                 }
                 hrow_y = Some(y);
@@ -258,20 +262,494 @@ pub fn thumbnail<S: RowSource>(src: &mut S, max_side: u32) -> Result<Thumb, Erro
     })
 }
 
-/// Encode a thumbnail as PNG.
-pub fn encode_png(t: &Thumb, out: impl std::io::Write) -> Result<(), Error> {
+/// Resize `src` to `tw` x `th` (a reduction) with `how`, reading it once, in order.
+pub fn resize<S: RowSource + ?Sized>(
+    src: &mut S,
+    tw: u32,
+    th: u32,
+    how: Resample,
+) -> Result<Thumb, Error> {
+    let g = src.geometry();
+    if how == Resample::Box {
+        return box_resize(src, tw, th);
+    }
+    // libvips's rule: box-shrink by half the factor (integer), leaving Lanczos3 a
+    // reduction between 2 and 4 so its lobes see real pixels, not aliased ones.
+    let k = (g.width / tw.max(1)).min(g.height / th.max(1)) / 2;
+    let small = box_resize(src, g.width.div_ceil(k.max(1)), g.height.div_ceil(k.max(1)))?;
+    lanczos3(&small, tw, th)
+}
+
+/// Lanczos3 resampling of a small in-memory image (alpha-weighted when there is alpha).
+pub fn lanczos3(t: &Thumb, tw: u32, th: u32) -> Result<Thumb, Error> {
+    use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions};
+    if (t.width, t.height) == (tw, th) {
+        return Ok(t.clone());
+    }
+    let pt = match t.comps {
+        1 => PixelType::U8,
+        2 => PixelType::U8x2,
+        3 => PixelType::U8x3,
+        4 => PixelType::U8x4,
+        n => return Err(Error::unsupported(format!("thumbnails of {n} components"))),
+    };
+    let e = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Internal, format!("resize: {e}"));
+    let src = Image::from_vec_u8(t.width, t.height, t.pixels.clone(), pt).map_err(|x| e(&x))?;
+    let mut dst = Image::new(tw, th, pt);
+    fast_image_resize::Resizer::new()
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+        )
+        .map_err(|x| e(&x))?;
+    Ok(Thumb {
+        width: tw,
+        height: th,
+        comps: t.comps,
+        pixels: dst.into_vec(),
+    })
+}
+
+/// 16-bit samples served as 8-bit ones (rounded: v * 255 / 65535).
+#[derive(Debug)]
+pub struct To8<S> {
+    inner: S,
+    wide: Band,
+}
+
+impl<S: RowSource> To8<S> {
+    /// Wrap a source of 16-bit samples.
+    pub fn new(inner: S) -> Self {
+        To8 {
+            inner,
+            wide: Band::default(),
+        }
+    }
+}
+
+impl<S: RowSource> RowSource for To8<S> {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            sample_bytes: 1,
+            ..self.inner.geometry()
+        }
+    }
+    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        self.inner.read_band(y0, rows, &mut self.wide)?;
+        let g = self.geometry();
+        band.shape(y0, rows, g.width, g.comps, 1);
+        for (o, i) in band.planes.iter_mut().zip(&self.wide.planes) {
+            for (d, s) in o.iter_mut().zip(i.chunks_exact(2)) {
+                let v = u32::from(u16::from_ne_bytes([s[0], s[1]]));
+                *d = ((v * 255 + 32767) / 65535) as u8;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A JPEG 2000 decoded at a reduced resolution level, held as 8-bit planes (it is no
+/// larger than about four times the thumbnail).
+#[derive(Debug)]
+pub struct Jp2Reduced {
+    planes: Vec<Vec<u8>>,
+    geometry: Geometry,
+}
+
+impl Jp2Reduced {
+    /// Decode `path` discarding `reduce` resolution levels (each halves both sides).
+    pub fn open(path: &Path, reduce: u32) -> Result<Self, Error> {
+        let params = jpeg2k::DecodeParameters::new().reduce(reduce);
+        let file = std::fs::File::open(path)?;
+        // SAFETY: the map is read-only and lives only for this decode; a file truncated
+        // meanwhile by another process is outside what the tools guard against (as for
+        // every reader here).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let img = membudget::probe::catch_panics(|| jpeg2k::Image::from_bytes_with(&map, params))
+            .map_err(|()| Error::corrupt("JPEG 2000: the decoder failed"))?
+            .map_err(|e| Error::corrupt(format!("JPEG 2000: {e}")))?;
+        let comps = img.components();
+        let first = comps
+            .first()
+            .ok_or_else(|| Error::corrupt("JPEG 2000: no components"))?;
+        let (w, h) = (first.width(), first.height());
+        if comps.len() > 4 || comps.iter().any(|c| (c.width(), c.height()) != (w, h)) {
+            return Err(Error::unsupported(
+                "JPEG 2000: more than 4 components, or subsampled ones",
+            ));
+        }
+        let planes = comps
+            .iter()
+            .map(|c| {
+                let p = c.precision().clamp(1, 31);
+                let max = (1i64 << p) - 1;
+                let off = if c.is_signed() { 1i64 << (p - 1) } else { 0 };
+                c.data()
+                    .iter()
+                    .map(|&v| {
+                        let v = (i64::from(v) + off).clamp(0, max);
+                        ((v * 255 + max / 2) / max) as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Jp2Reduced {
+            planes,
+            geometry: Geometry {
+                width: w,
+                height: h,
+                comps: comps.len(),
+                sample_bytes: 1,
+            },
+        })
+    }
+}
+
+impl RowSource for Jp2Reduced {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        let w = self.geometry.width as usize;
+        band.shape(y0, rows, self.geometry.width, self.geometry.comps, 1);
+        for (o, p) in band.planes.iter_mut().zip(&self.planes) {
+            o.copy_from_slice(&p[y0 as usize * w..(y0 + rows) as usize * w]);
+        }
+        Ok(())
+    }
+}
+
+/// A thumbnail's requested size, and vipsthumbnail's arithmetic for it (so that sizes
+/// agree with `vipsthumbnail -s N` and, for `fill`, `--smartcrop centre`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// N: the bounding square's side.
+    pub side: u32,
+    /// Fill the square (scale the shortest side to N, then crop) instead of fitting in it.
+    pub fill: bool,
+}
+
+impl Size {
+    /// The factor a `w` x `h` image is shrunk by: the larger of the two axes' factors to
+    /// fit, the smaller to fill; never below 1 (never enlarged).
+    pub fn shrink(&self, w: u32, h: u32) -> f64 {
+        let n = f64::from(self.side.max(1));
+        let (hs, vs) = (f64::from(w) / n, f64::from(h) / n);
+        let s = if self.fill { hs.min(vs) } else { hs.max(vs) };
+        s.max(1.0)
+    }
+
+    /// The resized size of a `w` x `h` image (before a fill's crop).
+    pub fn target(&self, w: u32, h: u32) -> (u32, u32) {
+        let s = self.shrink(w, h);
+        let r = |v: u32| ((f64::from(v) / s).round() as u32).clamp(1, v.max(1));
+        (r(w), r(h))
+    }
+
+    /// The final size: the target, cropped to N x N for a fill.
+    pub fn output(&self, w: u32, h: u32) -> (u32, u32) {
+        let (tw, th) = self.target(w, h);
+        if self.fill {
+            (tw.min(self.side), th.min(self.side))
+        } else {
+            (tw, th)
+        }
+    }
+
+    /// libjpeg's reduction for a `w` x `h` JPEG, as vipsthumbnail picks it: the largest
+    /// of 8, 4, 2 that still leaves a factor of two to the final Lanczos3 step.
+    pub fn jpeg_shrink(&self, w: u32, h: u32) -> u32 {
+        match self.shrink(w, h) {
+            s if s >= 16.0 => 8,
+            s if s >= 8.0 => 4,
+            s if s >= 4.0 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether a reduced level of `w` x `h` is still large enough to shrink from.
+    fn level_ok(&self, w: u32, h: u32) -> bool {
+        let n = f64::from(self.side.max(1));
+        let (hs, vs) = (f64::from(w) / n, f64::from(h) / n);
+        (if self.fill { hs.min(vs) } else { hs.max(vs) }) >= 1.0
+    }
+}
+
+/// Resize an opened source to `size` (Lanczos3) and crop a fill around the centre; the
+/// size follows from what was loaded, as vipsthumbnail's does.
+pub fn make(src: &mut Opened, size: Size) -> Result<Thumb, Error> {
+    let g = src.source.geometry();
+    let (tw, th) = size.target(g.width, g.height);
+    let t = resize(src.source.as_mut(), tw, th, Resample::Lanczos3)?;
+    let (ow, oh) = size.output(g.width, g.height);
+    Ok(if (ow, oh) == (tw, th) {
+        t
+    } else {
+        t.crop((tw - ow) / 2, (th - oh) / 2, ow, oh)
+    })
+}
+
+/// A source opened for a thumbnail, at the reduction [`open`] chose.
+pub struct Opened {
+    /// The rows to resize.
+    pub source: Box<dyn RowSource>,
+    /// The input's full size.
+    pub full: (u32, u32),
+    /// What was read: `jpeg 1/8`, `tiff page 3`, `tiff subifd 2`, `jp2 reduce 2`, `png`.
+    pub loaded: String,
+    /// The input's ICC profile, passed through.
+    pub icc: Option<Vec<u8>>,
+    /// The input's format.
+    pub format: Format,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("geometry", &self.source.geometry())
+            .field("full", &self.full)
+            .field("loaded", &self.loaded)
+            .finish()
+    }
+}
+
+/// Open `path` for a thumbnail of `size`: the most reduced source vipsthumbnail would
+/// load (see [`Size::jpeg_shrink`]; the smallest pyramid level or JPEG 2000 resolution
+/// whose shrink is still at least 1).
+pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)?.read(&mut head)?;
+    let format = membudget::probe::sniff(&head[..n])
+        .ok_or_else(|| Error::unsupported("not a JPEG, PNG, TIFF or JPEG 2000 image"))?;
+    match format {
+        Format::Jpeg => {
+            let probe = membudget::probe::raster::probe_jpeg(path)?;
+            let f = std::fs::File::open(path)?;
+            let im = probe
+                .image
+                .as_ref()
+                .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
+            let (w, h) = (im.width as u32, im.height as u32);
+            let d = size.jpeg_shrink(w, h);
+            let mut rows = JpegRows::open(
+                BufReader::with_capacity(1 << 16, f),
+                &probe,
+                d,
+                MAX_JPEG_BYTES,
+            )?;
+            // As libvips's loader: whole blocks only, so sizes agree with vipsthumbnail.
+            rows.crop(w / d, h / d);
+            let icc = rows.icc.clone();
+            Ok(Opened {
+                source: Box::new(rows),
+                full: (w, h),
+                loaded: format!("jpeg 1/{d}"),
+                icc,
+                format,
+            })
+        }
+        Format::Png => {
+            let rows = PngRows::new(BufReader::new(std::fs::File::open(path)?))?;
+            let g = rows.geometry();
+            let icc = rows.icc.clone();
+            Ok(Opened {
+                source: Box::new(rows),
+                full: (g.width, g.height),
+                loaded: "png".into(),
+                icc,
+                format,
+            })
+        }
+        Format::Tiff => open_tiff(path, size),
+        Format::Jp2 | Format::J2k => {
+            let probe = membudget::probe::probe_path(path)?;
+            let im = probe
+                .image
+                .ok_or_else(|| Error::corrupt("JPEG 2000: no image header"))?;
+            let (w, h) = (
+                u32::try_from(im.width).map_err(|_| Error::hostile("JPEG 2000: too wide"))?,
+                u32::try_from(im.height).map_err(|_| Error::hostile("JPEG 2000: too tall"))?,
+            );
+            let levels = match &probe.detail {
+                membudget::probe::Detail::Jp2(j) => u32::from(j.codestream.levels),
+                _ => 0,
+            };
+            let reduce = (0..=levels.min(31))
+                .rev()
+                .find(|&r| size.level_ok(w.div_ceil(1 << r), h.div_ceil(1 << r)))
+                .unwrap_or(0);
+            // OpenJPEG decodes the level whole (32-bit samples), then 8-bit planes.
+            let need = u64::from(w.div_ceil(1 << reduce))
+                * u64::from(h.div_ceil(1 << reduce))
+                * u64::from(im.bands)
+                * 5;
+            if need > MAX_JPEG_BYTES {
+                return Err(Error::unsupported(format!(
+                    "JPEG 2000: its coarsest usable resolution level (reduce {reduce}) needs \
+                     {need} bytes decoded, more than {MAX_JPEG_BYTES}"
+                )));
+            }
+            Ok(Opened {
+                source: Box::new(Jp2Reduced::open(path, reduce)?),
+                full: (w, h),
+                loaded: format!("jp2 reduce {reduce}"),
+                icc: None,
+                format,
+            })
+        }
+        other => Err(Error::unsupported(format!(
+            "{}: no thumbnails of this format",
+            other.as_str()
+        ))),
+    }
+}
+
+/// Open a JPEG (its header probed as `probe`) reduced by `shrink` (1, 2, 4 or 8) in
+/// its DCT ([`jpeg::shrink_for`] or [`Size::jpeg_shrink`] choose it).
+pub fn open_jpeg<R: BufRead + 'static>(
+    reader: R,
+    probe: &membudget::probe::Probe,
+    shrink: u32,
+) -> Result<Opened, Error> {
+    let im = probe
+        .image
+        .as_ref()
+        .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
+    let (w, h) = (im.width as u32, im.height as u32);
+    let rows = JpegRows::open(reader, probe, shrink, MAX_JPEG_BYTES)?;
+    let icc = rows.icc.clone();
+    Ok(Opened {
+        source: Box::new(rows),
+        full: (w, h),
+        loaded: format!("jpeg 1/{shrink}"),
+        icc,
+        format: Format::Jpeg,
+    })
+}
+
+/// Whether `(w, h)` is `(w0, h0)` halved `k` times for some k, rounding either way (how
+/// pyramid writers make their levels).
+fn is_reduction(w0: u32, h0: u32, w: u32, h: u32) -> bool {
+    (1..32).any(|k| {
+        let near = |full: u32, v: u32| {
+            let exact = f64::from(full) / f64::from(1u32 << k);
+            (f64::from(v) - exact).abs() <= 1.0
+        };
+        near(w0, w) && near(h0, h)
+    })
+}
+
+/// Reduced-resolution candidates besides the first page: later pages of the main chain
+/// and the first page's SubIFDs, as `(label, index, ifd offset)`.
+fn tiff_candidates(path: &Path) -> Result<Vec<(String, usize, u64)>, Error> {
+    let mut out = Vec::new();
+    for (i, off) in crate::tiff::page_offsets(path)?
+        .into_iter()
+        .enumerate()
+        .skip(1)
+    {
+        out.push((format!("tiff page {}", i + 1), i, off));
+    }
+    let sub = membudget::probe::catch_panics(|| -> Option<Vec<u64>> {
+        let f = BufReader::new(std::fs::File::open(path).ok()?);
+        let mut d = tiff::decoder::Decoder::new(f).ok()?;
+        d.find_tag(tiff::tags::Tag::SubIfd)
+            .ok()
+            .flatten()
+            .and_then(|v| v.into_u64_vec().ok())
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    for (k, off) in sub.into_iter().take(64).enumerate() {
+        out.push((format!("tiff subifd {}", k + 1), 1 + k, off));
+    }
+    Ok(out)
+}
+
+fn open_tiff(path: &Path, size: Size) -> Result<Opened, Error> {
+    let first = TiffPage::open(path, 0)?;
+    let (w, h) = (first.info.width, first.info.height);
+    let icc = first.info.icc.clone();
+    let mut best: (String, TiffPage) = ("tiff page 1".into(), first);
+    // A candidate that does not open or is no reduction is skipped: the first page is
+    // always a correct (if slower) source.
+    for (label, index, off) in tiff_candidates(path)? {
+        let Ok(p) = TiffPage::open_at(path, index, off) else {
+            continue;
+        };
+        let (pw, ph) = (p.info.width, p.info.height);
+        let same = p.info.comps == best.1.info.comps;
+        if same
+            && is_reduction(w, h, pw, ph)
+            && size.level_ok(pw, ph)
+            && u64::from(pw) * u64::from(ph)
+                < u64::from(best.1.info.width) * u64::from(best.1.info.height)
+        {
+            best = (label, p);
+        }
+    }
+    let (label, page) = best;
+    if page.info.comps > 4 {
+        return Err(Error::unsupported(format!(
+            "TIFF: {} components (thumbnails of gray, RGB, with or without alpha)",
+            page.info.comps
+        )));
+    }
+    let source: Box<dyn RowSource> = if page.info.sample_bytes() == 2 {
+        Box::new(To8::new(page))
+    } else {
+        Box::new(page)
+    };
+    Ok(Opened {
+        source,
+        full: (w, h),
+        loaded: label,
+        icc,
+        format: Format::Tiff,
+    })
+}
+
+/// Encode a thumbnail as PNG, with an iCCP chunk when `icc` is given.
+pub fn encode_png(t: &Thumb, icc: Option<&[u8]>, out: impl std::io::Write) -> Result<(), Error> {
     let e = |e: png::EncodingError| Error::new(ErrorKind::Io, format!("PNG: {e}"));
-    let mut enc = png::Encoder::new(out, t.width, t.height);
-    enc.set_color(match t.comps {
+    let mut info = png::Info::with_size(t.width, t.height);
+    info.color_type = match t.comps {
         1 => png::ColorType::Grayscale,
         2 => png::ColorType::GrayscaleAlpha,
         3 => png::ColorType::Rgb,
         _ => png::ColorType::Rgba,
-    });
-    enc.set_depth(png::BitDepth::Eight);
+    };
+    info.bit_depth = png::BitDepth::Eight;
+    info.icc_profile = icc.map(|p| std::borrow::Cow::Owned(p.to_vec()));
+    let enc = png::Encoder::with_info(out, info).map_err(e)?;
     let mut w = enc.write_header().map_err(e)?;
     w.write_image_data(&t.pixels).map_err(e)?;
     w.finish().map_err(e)
+}
+
+/// Encode a thumbnail as a baseline JPEG at `quality`, with `icc` if given (alpha is
+/// dropped: JPEG has none).
+pub fn encode_jpeg(
+    t: &Thumb,
+    quality: u8,
+    icc: Option<&[u8]>,
+    out: impl std::io::Write,
+) -> Result<(), Error> {
+    let colour = if t.comps >= 3 { 3 } else { 1 };
+    let mut j = jpeg::JpegWriter::new(out, t.width, t.height, colour, quality, icc, None)?;
+    if colour == t.comps {
+        j.write_rows(&t.pixels)?;
+    } else {
+        let row: Vec<u8> = t
+            .pixels
+            .chunks_exact(t.comps)
+            .flat_map(|p| p[..colour].iter().copied())
+            .collect();
+        j.write_rows(&row)?;
+    }
+    j.finish().map(|_| ())
 }
 
 #[cfg(test)]
@@ -316,7 +794,8 @@ mod tests {
         let t = thumbnail(&mut m, 2).unwrap();
         assert_eq!((t.width, t.height), (2, 2));
         assert_eq!(t.pixels, [15, 100, 0, 255]);
-        assert_eq!(m.reads, [0, 1, 2, 3]);
+        // One band of rows read once.
+        assert_eq!(m.reads, [0]);
         // 3 -> 2: fractional coverage (a middle row shared by both outputs).
         let mut m = Mem {
             g: Geometry {
@@ -330,8 +809,59 @@ mod tests {
         };
         let t = thumbnail(&mut m, 2).unwrap();
         assert_eq!(t.pixels, [30, 150]);
-        assert_eq!(m.reads, [0, 1, 2]);
+        assert_eq!(m.reads, [0]);
         assert_eq!(fit(1000, 3000, 300), (100, 300));
         assert_eq!(fit(10, 20, 300), (10, 20));
+    }
+
+    #[test]
+    fn sizes_follow_vipsthumbnail_arithmetic() {
+        let fit = Size {
+            side: 64,
+            fill: false,
+        };
+        // vipsthumbnail -s 64 of a 3001x1999 JPEG: 1/8 on load, whole blocks (375x249),
+        // then 64 x round(249 * 64 / 375) = 42.
+        assert_eq!(fit.jpeg_shrink(3001, 1999), 8);
+        assert_eq!(fit.target(375, 249), (64, 42));
+        assert_eq!(fit.target(3001, 1999), (64, 43));
+        let s256 = Size {
+            side: 256,
+            fill: false,
+        };
+        // A factor of two is left to the final step: 11.7 -> 1/4, not 1/8.
+        assert_eq!(s256.jpeg_shrink(3001, 1999), 4);
+        assert_eq!(s256.jpeg_shrink(10240, 10240), 8);
+        assert_eq!(s256.jpeg_shrink(700, 500), 1);
+        assert_eq!(s256.target(100, 50), (100, 50), "never enlarged");
+        let fill = Size {
+            side: 100,
+            fill: true,
+        };
+        assert_eq!(fill.target(400, 200), (200, 100));
+        assert_eq!(fill.output(400, 200), (100, 100));
+        assert_eq!(fill.output(80, 300), (80, 100));
+    }
+
+    #[test]
+    fn lanczos_path_reads_each_row_once_and_keeps_flat_areas_flat() {
+        let (w, h) = (1000u32, 600u32);
+        let mut m = Mem {
+            g: Geometry {
+                width: w,
+                height: h,
+                comps: 1,
+                sample_bytes: 1,
+            },
+            px: vec![77; (w * h) as usize],
+            reads: Vec::new(),
+        };
+        let t = resize(&mut m, 100, 60, Resample::Lanczos3).unwrap();
+        assert_eq!((t.width, t.height), (100, 60));
+        assert!(t.pixels.iter().all(|&v| v == 77));
+        // Bands of 16 rows, in order, each once.
+        assert_eq!(m.reads, (0..h).step_by(16).collect::<Vec<_>>());
+        let c = t.crop(90, 50, 20, 20);
+        assert_eq!((c.width, c.height, c.pixels.len()), (10, 10, 100));
     }
 }

@@ -2,7 +2,7 @@
 //! workspace's one bounded-memory scaler, `raster::thumbnail` (which tile-enhance's
 //! thumbnailer is to reuse). The page entry is streamed to a temporary file first (one
 //! entry in flight, whatever its size); the scaler then reads it row by row (PNG) or
-//! decoded at a reduced scale (JPEG).
+//! by scanlines decoded at a reduced scale (JPEG).
 
 use crate::archive::{self, Kind};
 use crate::{natural, CoverOpts, NAME};
@@ -10,7 +10,7 @@ use anyhow::Result;
 use membudget::cli::{AtomicFile, LogArgs, Status};
 use membudget::probe::Format;
 use membudget::{driver, Error, ErrorKind};
-use raster::thumbnail::{self, JpegScaled, PngRows};
+use raster::thumbnail::{self, PngRows, Resample};
 use std::io::{BufReader, BufWriter, Seek, Write};
 
 /// `--help` text.
@@ -18,7 +18,8 @@ pub const LONG_ABOUT: &str = "Writes a PNG thumbnail of each archive's first pag
 natural order; --page N for another) whose longest side is --size pixels (never \
 enlarged), as `<name>.cover.png` beside the archive or mirrored under `-o DIR`. The page \
 is scaled by area averaging in bounded memory: a PNG is read row by row, a JPEG decoded \
-at the smallest reduced scale (1/2, 1/4, 1/8) still at least the thumbnail's size.";
+by scanlines at the largest DCT reduction (1/2, 1/4, 1/8) that keeps it at least the \
+thumbnail's size. An ICC profile is passed through untouched.";
 
 /// Run `cover`.
 pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
@@ -56,9 +57,20 @@ pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
         let info = archive::image_head(&head)
             .ok_or_else(|| Error::unsupported(format!("{entry}: not a JPEG or PNG page")))?;
         let (tw, th) = thumbnail::fit(info.width as u32, info.height as u32, o.size);
-        let thumb = match info.format {
-            Format::Jpeg => thumbnail::thumbnail(&mut JpegScaled::new(&mut tmp, tw, th)?, o.size)?,
-            Format::Png => thumbnail::thumbnail(&mut PngRows::new(BufReader::new(tmp))?, o.size)?,
+        let (thumb, icc) = match info.format {
+            Format::Jpeg => {
+                let probe = membudget::probe::raster::probe_jpeg_reader(BufReader::new(&mut tmp))?;
+                tmp.rewind()?;
+                let d = raster::jpeg::shrink_for(info.width as u32, info.height as u32, tw, th);
+                let mut src = thumbnail::open_jpeg(BufReader::new(tmp), &probe, d)?;
+                let t = thumbnail::resize(src.source.as_mut(), tw, th, Resample::Box)?;
+                (t, src.icc)
+            }
+            Format::Png => {
+                let mut src = PngRows::new(BufReader::new(tmp))?;
+                let t = thumbnail::resize(&mut src, tw, th, Resample::Box)?;
+                (t, src.icc)
+            }
             _ => {
                 return Err(Error::unsupported(format!(
                     "{entry}: not a JPEG or PNG page"
@@ -68,7 +80,7 @@ pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
         let mut out = AtomicFile::create(&dest)?;
         {
             let mut w = BufWriter::new(out.file());
-            thumbnail::encode_png(&thumb, &mut w)?;
+            thumbnail::encode_png(&thumb, icc.as_deref(), &mut w)?;
             w.flush()?;
         }
         out.commit()?;

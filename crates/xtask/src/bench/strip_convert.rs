@@ -31,13 +31,7 @@ const GIGA_BUDGET_BYTES: u64 = 64 << 20;
 /// Generate (once), build, measure, print; true when the target was met.
 pub fn run(root: &Path) -> Result<bool> {
     let dir = root.join("target/bench/strip-convert");
-    std::fs::create_dir_all(&dir)?;
-    let src = dir.join(format!("photo-{SIDE}-v{IMAGE_VERSION}.tif"));
-    if !src.exists() {
-        let photo = root.join("tests/data/tiff/kodim02-lzw.tif");
-        println!("generating {} from {}", src.display(), photo.display());
-        generate(&photo, &src)?;
-    }
+    let src = photo(root)?;
     drop_predictor_tag(&src)?;
     let bin = crate::build_release(root, &["strip-convert"])?;
     // A private copy: other builds in the shared target dir may relink the binary while
@@ -187,6 +181,19 @@ pub fn run(root: &Path) -> Result<bool> {
     Ok(ok)
 }
 
+/// The benchmark photo, generated once (tile-enhance's benchmark thumbnails it too).
+pub(super) fn photo(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/bench/strip-convert");
+    std::fs::create_dir_all(&dir)?;
+    let src = dir.join(format!("photo-{SIDE}-v{IMAGE_VERSION}.tif"));
+    if !src.exists() {
+        let photo = root.join("tests/data/tiff/kodim02-lzw.tif");
+        println!("generating {} from {}", src.display(), photo.display());
+        generate(&photo, &src)?;
+    }
+    Ok(src)
+}
+
 /// The 1-gigapixel image converted under a 64 MiB budget, once: true when its peak RSS
 /// stayed within the budget (or when the disk has no room for it, said so).
 fn gigapixel(dir: &Path, photo_tif: &Path, tool: &Path) -> Result<bool> {
@@ -313,7 +320,7 @@ fn generate_giga(photo_tif: &Path, dest: &Path) -> Result<()> {
 }
 
 /// Median wall and largest peak of several single runs of one program.
-fn combine(runs: &[Sample]) -> Sample {
+pub(super) fn combine(runs: &[Sample]) -> Sample {
     let mut walls: Vec<_> = runs.iter().map(|s| s.wall).collect();
     walls.sort();
     let peak = runs.iter().map(|s| s.peak_rss).max().unwrap_or(0);

@@ -1,0 +1,144 @@
+//! The thumbnail part of the `tile-enhance` benchmark (issue 10, part 4): a
+//! deterministic photo-like 10240x10240 JPEG (quality 90) to 256 pixels by
+//! `tile-enhance thumbnail` and by `vipsthumbnail -s 256`, same run, alternating program
+//! by program each round, median wall and largest peak RSS. Target: wall <= 0.8x and peak
+//! RSS <= 0.25x vipsthumbnail. Then the same on the 10240x10240 striped, uncompressed
+//! TIFF the JPEG is made from, where both must decode every pixel (reported, no target).
+//!
+//! The images are strip-convert's benchmark photo (a Kodak photo upscaled bilinearly in
+//! fixed point plus hashed grain) and its JPEG by the pure-Rust `jpeg-encoder` (so no
+//! libjpeg of either side made it).
+
+use super::{measure, print_table, Sample};
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Rounds; each runs every program once, in turn.
+const ROUNDS: usize = 5;
+/// Thumbnail size.
+const SIZE: &str = "256";
+/// Bumped whenever the generated JPEG changes.
+const JPEG_VERSION: &str = "1";
+
+/// Build, generate (once), measure and print alone (`cargo xtask bench
+/// tile-enhance-thumb`, until the lead calls [`thumbnail_cases`] from the tile-enhance
+/// benchmark).
+pub fn run(root: &Path) -> Result<bool> {
+    let bin = crate::build_release(root, &["tile-enhance"])?;
+    let dir = root.join("target/bench/tile-enhance");
+    std::fs::create_dir_all(&dir)?;
+    // A private copy: other builds may relink the binary while the bench runs.
+    let tool = dir.join("tile-enhance");
+    std::fs::copy(bin.join("tile-enhance"), &tool).context("copying tile-enhance")?;
+    thumbnail_cases(root, &dir, &tool)
+}
+
+/// The thumbnail cases, with `tool` the release tile-enhance binary and `dir` the
+/// benchmark's directory: true when the JPEG target was met.
+pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
+    let tif = super::strip_convert::photo(root)?;
+    let jpg = dir.join(format!("photo-10240-q90-v{JPEG_VERSION}.jpg"));
+    if !jpg.exists() {
+        println!("generating {} from {}", jpg.display(), tif.display());
+        to_jpeg(&tif, &jpg)?;
+    }
+    let mut ok = true;
+    for (label, src, target) in [
+        ("10240x10240 JPEG q90", &jpg, true),
+        (
+            "10240x10240 RGB TIFF (strips of 64 rows, uncompressed)",
+            &tif,
+            false,
+        ),
+    ] {
+        let samples = compare(dir, tool, src)?;
+        println!("\nthumbnail: {label} to {SIZE} px, {ROUNDS} alternating rounds, median wall\n");
+        print_table(100, "Mpx", &samples);
+        let (ours, vips) = (&samples[0], &samples[1]);
+        let wall = ours.wall.as_secs_f64() / vips.wall.as_secs_f64().max(1e-9);
+        let rss = ours.peak_rss as f64 / vips.peak_rss.max(1) as f64;
+        if target {
+            let pass = wall <= 0.8 && rss <= 0.25;
+            ok &= pass;
+            println!(
+                "{}: tile-enhance thumbnail at {wall:.2}x vipsthumbnail's wall (target <= 0.8) \
+                 and {rss:.2}x its peak RSS (target <= 0.25)",
+                if pass { "PASS" } else { "FAIL" }
+            );
+        } else {
+            println!(
+                "tile-enhance thumbnail at {wall:.2}x vipsthumbnail's wall and {rss:.2}x its \
+                 peak RSS (both decode every pixel; no target)"
+            );
+        }
+    }
+    Ok(ok)
+}
+
+/// Both programs on `src`, alternating, `ROUNDS` times.
+fn compare(dir: &Path, tool: &Path, src: &Path) -> Result<Vec<Sample>> {
+    let s = |p: &Path| OsString::from(p);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out)?;
+    let programs: Vec<(String, Vec<OsString>)> = vec![
+        (
+            format!("tile-enhance thumbnail -s {SIZE}"),
+            vec![
+                s(tool),
+                "thumbnail".into(),
+                "-s".into(),
+                SIZE.into(),
+                "--force".into(),
+                "-o".into(),
+                s(&out),
+                s(src),
+            ],
+        ),
+        (
+            format!("vipsthumbnail -s {SIZE}"),
+            vec![
+                "vipsthumbnail".into(),
+                "-s".into(),
+                SIZE.into(),
+                s(src),
+                "-o".into(),
+                s(&out.join("vips_%s.jpg")),
+            ],
+        ),
+    ];
+    let null = PathBuf::from("/dev/null");
+    let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); programs.len()];
+    for _ in 0..ROUNDS {
+        for (i, (name, argv)) in programs.iter().enumerate() {
+            runs[i].push(measure(name, 1, &null, &[0], argv)?);
+        }
+    }
+    Ok(runs
+        .iter()
+        .map(|r| super::strip_convert::combine(r))
+        .collect())
+}
+
+/// The photo TIFF as a baseline JPEG at quality 90 (4:2:0), by `jpeg-encoder`.
+fn to_jpeg(tif: &Path, dest: &Path) -> Result<()> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    let f = std::fs::File::open(tif).with_context(|| format!("opening {}", tif.display()))?;
+    let mut d =
+        Decoder::new(std::io::BufReader::new(f))?.with_limits(tiff::decoder::Limits::unlimited());
+    let (w, h) = d.dimensions()?;
+    let DecodingResult::U8(px) = d.read_image()? else {
+        anyhow::bail!("{}: not 8-bit", tif.display());
+    };
+    let tmp = dest.with_extension("jpg.part");
+    let mut enc = jpeg_encoder::Encoder::new_file(&tmp, 90)?;
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(
+        &px,
+        u16::try_from(w)?,
+        u16::try_from(h)?,
+        jpeg_encoder::ColorType::Rgb,
+    )?;
+    std::fs::rename(&tmp, dest)?;
+    Ok(())
+}
