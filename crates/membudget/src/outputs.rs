@@ -54,6 +54,45 @@ pub fn boot_id() -> &'static str {
     })
 }
 
+/// Free bytes for an unprivileged user on the file system holding `dir`, or its nearest
+/// existing ancestor (a directory not made yet); `None` when statvfs fails.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = dir.to_path_buf();
+    while !d.as_os_str().is_empty() && !d.exists() && d.pop() {}
+    if d.as_os_str().is_empty() {
+        d = PathBuf::from(".");
+    }
+    let c = std::ffi::CString::new(d.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain data, all-zero valid; the call fills it and `c` is a
+    // valid C string.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return None;
+        }
+        Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    }
+}
+
+/// Refuse, before writing anything, work whose `need` bytes of `what` (temporary files,
+/// an archive's new copy) do not fit in `dir`'s free space: a clear error instead of a
+/// failure half-way with ENOSPC. Unknown free space lets the work go on.
+pub fn ensure_free_space(dir: &Path, need: u64, what: &str) -> Result<(), Error> {
+    match free_space(dir) {
+        Some(free) if free < need => Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "not enough disk space for {what} in {}: about {} needed, {} free",
+                dir.display(),
+                crate::budget::human_bytes(need),
+                crate::budget::human_bytes(free)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The owner part of temporary names: `<pid>-<boot>-`.
 fn owner_tag() -> String {
     format!("{}-{}-", std::process::id(), boot_id())

@@ -10,7 +10,7 @@ use crate::archive;
 use crate::comicinfo::{self, PageInfo};
 use crate::{natural, FromPdfOpts, RenderFormat, NAME};
 use anyhow::Result;
-use membudget::cli::{AtomicFile, LogArgs, Status};
+use membudget::cli::{LogArgs, Status};
 use membudget::cost::cbz::PdfToCbz;
 use membudget::cost::{CostModel, Summary};
 use membudget::probe::pdf::PdfPage;
@@ -216,11 +216,15 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
     let width = natural::pad_width(info.pages.len());
     let ways: Vec<Way> = info.pages.iter().map(|p| way(p, o.render_all)).collect();
 
-    let mut atomic = AtomicFile::create(&dest)?;
-    let tmp = tempfile::Builder::new().prefix(".pdftoppm.").tempdir_in(
+    let Some(mut atomic) = crate::claim(record, &o.output, &dest)? else {
+        return Ok(());
+    };
+    // Named for its owner, so the next run removes it if this one is killed.
+    let tmp = membudget::outputs::scratch_dir(
         dest.parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new(".")),
+        "pdftoppm",
     )?;
     let (mut copied, mut rendered) = (0usize, 0usize);
     let mut infos = Vec::with_capacity(info.pages.len());
