@@ -414,6 +414,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn free_space_is_checked_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_space(dir.path()).expect("statvfs works here");
+        assert!(free > 0);
+        // A directory not made yet: its nearest existing ancestor answers.
+        assert_eq!(
+            free_space(&dir.path().join("a/b")).map(|f| f > 0),
+            Some(true)
+        );
+        ensure_free_space(dir.path(), 1, "x").unwrap();
+        let e = ensure_free_space(dir.path(), u64::MAX, "temporary files").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Io);
+        assert!(
+            e.message
+                .contains("not enough disk space for temporary files"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn temporaries_name_their_owner() {
         let name = format!("{}abc123{PART_SUFFIX}", temp_prefix("x.jp2"));
         assert_eq!(owner_of(&name), Some((std::process::id(), boot_id())));

@@ -102,6 +102,31 @@ impl Images {
     }
 }
 
+/// The image extraction of `from-pdf` without rendering or writing: probe, choose each
+/// page's way, copy out the stream of every page that is one image. For the fuzz
+/// targets (fuzz/fuzz_targets/pdf_images.rs); returns the bytes copied.
+#[doc(hidden)]
+pub fn extract_images(path: &Path) -> Result<u64, Error> {
+    let probe = probe::pdf::probe(path)?;
+    let Detail::Pdf(info) = &probe.detail else {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "PDF probe without PDF detail",
+        ));
+    };
+    let images = Images::open(path)?;
+    let mut bytes = 0u64;
+    for p in &info.pages {
+        if let Way::Copy(obj, _) = way(p, false) {
+            if let Some(b) = images.raw(obj) {
+                let _ = archive::image_head(&b[..b.len().min(archive::HEAD_BYTES as usize)]);
+                bytes += b.len() as u64;
+            }
+        }
+    }
+    Ok(bytes)
+}
+
 /// Pages to render per `pdftoppm` run: the largest batch the cost model fits in the
 /// budget.
 fn batch_size(probe: &probe::Probe, budget: Budget) -> Result<u64, Error> {
