@@ -283,7 +283,7 @@ fn main() {
         let mut rng = Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ name_hash) | 1);
         let mut crashes = 0usize;
         let mut inputs = 0u64;
-        let mut run = |data: &[u8], crashes: &mut usize| {
+        let run = |data: &[u8], crashes: &mut usize| {
             // Kept on disk for an abort (out of memory) that no handler sees.
             let _ = std::fs::write(&current, data);
             *CURRENT.lock().unwrap() = Some((t.name.to_string(), data.to_vec()));
