@@ -133,9 +133,8 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
             } else {
                 (v << (64 - 8 * w as u32).min(63)).to_be_bytes()
             };
-            for k in 0..w.min(len - i) {
-                data[i + k] = bytes[k];
-            }
+            let n = w.min(len - i);
+            data[i..i + n].copy_from_slice(&bytes[..n]);
         }
         3 if len > 0 => data.truncate(rng.below(len)),
         4 if len > 1 => {
