@@ -632,7 +632,7 @@ impl Ctx<'_> {
             cases.push(("full disk under the archives", mnt.clone(), tmp.clone(), 0));
         } else {
             // Room for about a third of the outputs: some are written, one fails.
-            let size = (out_bytes / 3).max(64 << 10);
+            let size = (out_bytes / 3).max(4096);
             cases.push((
                 "full disk under the outputs",
                 mnt.join("out"),
