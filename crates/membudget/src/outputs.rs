@@ -54,6 +54,45 @@ pub fn boot_id() -> &'static str {
     })
 }
 
+/// Free bytes for an unprivileged user on the file system holding `dir`, or its nearest
+/// existing ancestor (a directory not made yet); `None` when statvfs fails.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = dir.to_path_buf();
+    while !d.as_os_str().is_empty() && !d.exists() && d.pop() {}
+    if d.as_os_str().is_empty() {
+        d = PathBuf::from(".");
+    }
+    let c = std::ffi::CString::new(d.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain data, all-zero valid; the call fills it and `c` is a
+    // valid C string.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return None;
+        }
+        Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    }
+}
+
+/// Refuse, before writing anything, work whose `need` bytes of `what` (temporary files,
+/// an archive's new copy) do not fit in `dir`'s free space: a clear error instead of a
+/// failure half-way with ENOSPC. Unknown free space lets the work go on.
+pub fn ensure_free_space(dir: &Path, need: u64, what: &str) -> Result<(), Error> {
+    match free_space(dir) {
+        Some(free) if free < need => Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "not enough disk space for {what} in {}: about {} needed, {} free",
+                dir.display(),
+                crate::budget::human_bytes(need),
+                crate::budget::human_bytes(free)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The owner part of temporary names: `<pid>-<boot>-`.
 fn owner_tag() -> String {
     format!("{}-{}-", std::process::id(), boot_id())
@@ -373,6 +412,26 @@ fn absolute(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_space_is_checked_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_space(dir.path()).expect("statvfs works here");
+        assert!(free > 0);
+        // A directory not made yet: its nearest existing ancestor answers.
+        assert_eq!(
+            free_space(&dir.path().join("a/b")).map(|f| f > 0),
+            Some(true)
+        );
+        ensure_free_space(dir.path(), 1, "x").unwrap();
+        let e = ensure_free_space(dir.path(), u64::MAX, "temporary files").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Io);
+        assert!(
+            e.message
+                .contains("not enough disk space for temporary files"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn temporaries_name_their_owner() {

@@ -193,3 +193,14 @@ fn extra_bytes_types_of_extrabytes_laz() {
     );
     assert_eq!(info.extra_bytes_length, 27);
 }
+
+#[test]
+fn variable_chunks_with_an_empty_chunk_table_are_corrupt() {
+    // Found by fuzz/ (laz_reader): the probe let it through and the laz decoder then
+    // indexed the empty table and panicked.
+    let p = testkit::workspace_root()
+        .join("fuzz/regressions/laz_reader/variable-chunks-empty-table.laz");
+    let e = membudget::probe::probe_path(&p).unwrap_err();
+    assert_eq!(e.kind, membudget::ErrorKind::Corrupt, "{e}");
+    assert!(e.message.contains("chunk table"), "{e}");
+}

@@ -9,12 +9,15 @@
 //! - `bench <tool>`: a benchmark against a peer program, one module per tool in [`bench`].
 //! - `fuzz [tool]`: mutate the corpus, run the tools under limits, classify every run
 //!   (see [`fuzz`]).
+//! - `reliability`: SIGKILLs, full disks, concurrent runs and mutants against every
+//!   processing tool, with a table of figures (see [`reliability`]).
 
 mod bench;
 mod demo;
 mod docs;
 mod fuzz;
 mod measure;
+mod reliability;
 mod samples;
 mod suite;
 mod tools;
@@ -59,6 +62,11 @@ enum Cmd {
     /// limit and classify every run; exits 1 when any panicked, aborted, hung, left a
     /// partial output or changed its source
     Fuzz(fuzz::Args),
+    /// Kill every processing tool with SIGKILL at random moments, fill its disk, run it
+    /// twice at once and on mutated inputs; print per tool the inputs tried, crashes,
+    /// hangs, OOM kills, partial outputs, leftover temporaries and sources modified;
+    /// exits 1 unless all are zero
+    Reliability(reliability::Args),
     /// Internal: run a command in this small fresh process and write its peak RSS and
     /// wall time to REPORT (see measure.rs for why)
     #[command(hide = true)]
@@ -80,6 +88,7 @@ fn main() -> ExitCode {
         Cmd::Demo => demo::run(&root).map(|()| ExitCode::SUCCESS),
         Cmd::Bench { tool } => bench::run(&root, &tool),
         Cmd::Fuzz(args) => fuzz::run(&root, &args),
+        Cmd::Reliability(args) => reliability::run(&root, &args),
         Cmd::MeasureChild { report, argv } => measure::measure_child(&report, &argv),
     };
     match result {

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: install the external validators the tests compare against (Debian
 //! packages, and a Python venv in `target/venv`), then run `cargo test --workspace` with
-//! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails instead of skipping.
+//! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails instead of skipping;
+//! then every fuzz target of `fuzz/` for a few seconds each.
 //!
 //! To add a validator: a Debian package goes in [`DEBIAN_PACKAGES`], a Python package in
 //! `crates/xtask/requirements.txt`.
@@ -45,11 +46,42 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
         args.join(" ")
     );
     let status = cmd.status().context("running cargo test")?;
+    let fuzz = fuzz_briefly(root)?;
     Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
+        Some(0) if fuzz => ExitCode::SUCCESS,
+        Some(0) => ExitCode::FAILURE,
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+/// Seconds each fuzz target runs in CI (13 targets: under three minutes with the build).
+const FUZZ_SECONDS: &str = "8";
+
+/// Every fuzz target of fuzz/ (its regressions, its seeds, then mutants for
+/// [`FUZZ_SECONDS`]) through the stable runner, which needs no nightly toolchain; shares
+/// the workspace's target directory so the libraries are not built twice. True when
+/// nothing was found.
+fn fuzz_briefly(root: &Path) -> Result<bool> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let mut cmd = Command::new(crate::cargo());
+    cmd.current_dir(root.join("fuzz"))
+        .args([
+            "run",
+            "--quiet",
+            "--no-default-features",
+            "--bin",
+            "stable",
+            "--",
+            "--seconds",
+            FUZZ_SECONDS,
+        ])
+        .env("CARGO_TARGET_DIR", &target);
+    eprintln!("xtask: (cd fuzz && cargo run --no-default-features --bin stable -- --seconds {FUZZ_SECONDS})");
+    let st = cmd.status().context("running the fuzz targets")?;
+    Ok(st.success())
 }
 
 pub(crate) fn have_command(cmd: &str) -> bool {

@@ -9,10 +9,10 @@
 
 use crate::archive::{self, Kind};
 use crate::comicinfo::{self, PageInfo};
-use crate::unpack::{check_name, free_space};
+use crate::unpack::check_name;
 use crate::{ConvertOpts, NAME};
 use anyhow::Result;
-use membudget::cli::{AtomicFile, LogArgs, Status};
+use membudget::cli::{LogArgs, Status};
 use membudget::{driver, outputs, Error, Record};
 use std::collections::HashSet;
 use std::fs::File;
@@ -144,14 +144,16 @@ fn convert(o: &ConvertOpts, record: &mut Record) -> Result<(), Error> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    let Some(mut atomic) = crate::claim(record, &o.output, &dest)? else {
+        return Ok(());
+    };
     let scratch = outputs::scratch_dir(&parent, "convert")?;
     let slot = scratch.path().join("entry");
-    let mut atomic = AtomicFile::create(&dest)?;
     let modified = std::fs::metadata(&input)
         .and_then(|m| m.modified())
         .map_or_else(|_| zip::DateTime::default(), archive::zip_time);
     // The output and the scratch entry share the file system: keep 5% of it free.
-    let room = free_space(&parent).map_or(u64::MAX, |f| f / 20 * 19);
+    let room = outputs::free_space(&parent).map_or(u64::MAX, |f| f / 20 * 19);
     let entries;
     {
         let mut w = Writer {

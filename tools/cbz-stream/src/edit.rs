@@ -324,7 +324,23 @@ fn edit_one(o: &EditOpts, record: &mut Record) -> Result<(), Error> {
         _ => None,
     };
 
-    let mut atomic = AtomicFile::create(&path)?;
+    // The new archive is written beside the old one before replacing it: about the
+    // old one's size (entries are copied raw) must be free first.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let need = std::fs::metadata(&path)?.len();
+    membudget::outputs::ensure_free_space(dir, need, "the edited archive")?;
+    let mut atomic = match AtomicFile::claim(&path)? {
+        Ok(a) => a,
+        Err(busy) => {
+            // Another live run is editing it: its result stands.
+            record.set_in(NAME, "status", "skipped");
+            record.set_in(NAME, "reason", busy);
+            return Ok(());
+        }
+    };
     // Held until the file is closed: tells a later sweep this file is not a leftover.
     // SAFETY: flock on the temporary file's open fd.
     unsafe { libc::flock(atomic.file().as_raw_fd(), libc::LOCK_EX) };

@@ -10,7 +10,7 @@ use crate::archive;
 use crate::comicinfo::{self, PageInfo};
 use crate::{natural, FromPdfOpts, RenderFormat, NAME};
 use anyhow::Result;
-use membudget::cli::{AtomicFile, LogArgs, Status};
+use membudget::cli::{LogArgs, Status};
 use membudget::cost::cbz::PdfToCbz;
 use membudget::cost::{CostModel, Summary};
 use membudget::probe::pdf::PdfPage;
@@ -100,6 +100,31 @@ impl Images {
         }
         s.raw_data(&r).ok().map(|d| d.to_vec())
     }
+}
+
+/// The image extraction of `from-pdf` without rendering or writing: probe, choose each
+/// page's way, copy out the stream of every page that is one image. For the fuzz
+/// targets (fuzz/fuzz_targets/pdf_images.rs); returns the bytes copied.
+#[doc(hidden)]
+pub fn extract_images(path: &Path) -> Result<u64, Error> {
+    let probe = probe::pdf::probe(path)?;
+    let Detail::Pdf(info) = &probe.detail else {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "PDF probe without PDF detail",
+        ));
+    };
+    let images = Images::open(path)?;
+    let mut bytes = 0u64;
+    for p in &info.pages {
+        if let Way::Copy(obj, _) = way(p, false) {
+            if let Some(b) = images.raw(obj) {
+                let _ = archive::image_head(&b[..b.len().min(archive::HEAD_BYTES as usize)]);
+                bytes += b.len() as u64;
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 /// Pages to render per `pdftoppm` run: the largest batch the cost model fits in the
@@ -216,11 +241,15 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
     let width = natural::pad_width(info.pages.len());
     let ways: Vec<Way> = info.pages.iter().map(|p| way(p, o.render_all)).collect();
 
-    let mut atomic = AtomicFile::create(&dest)?;
-    let tmp = tempfile::Builder::new().prefix(".pdftoppm.").tempdir_in(
+    let Some(mut atomic) = crate::claim(record, &o.output, &dest)? else {
+        return Ok(());
+    };
+    // Named for its owner, so the next run removes it if this one is killed.
+    let tmp = membudget::outputs::scratch_dir(
         dest.parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new(".")),
+        "pdftoppm",
     )?;
     let (mut copied, mut rendered) = (0usize, 0usize);
     let mut infos = Vec::with_capacity(info.pages.len());

@@ -20,7 +20,7 @@ pub mod unpack;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
-use membudget::cli::{BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::{Error, Record};
 use std::path::{Path, PathBuf};
 
@@ -271,6 +271,24 @@ pub fn stem(p: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into())
+}
+
+/// Claim `dest` for writing ([`AtomicFile::claim`]): `None`, with the record's status
+/// `skipped` and the reason, when another live run is writing it, or finished it while
+/// this one got ready (two runs into one directory share the work instead of failing).
+pub fn claim(
+    record: &mut Record,
+    o: &OutputArgs,
+    dest: &Path,
+) -> Result<Option<AtomicFile>, Error> {
+    let reason = match AtomicFile::claim(dest)? {
+        Err(busy) => busy,
+        Ok(_) if dest.exists() && !o.force => "output exists (use --force to overwrite)".into(),
+        Ok(a) => return Ok(Some(a)),
+    };
+    record.set_in(NAME, "status", "skipped");
+    record.set_in(NAME, "reason", reason);
+    Ok(None)
 }
 
 /// Set the record's status to `skipped` when `dest` exists and `--force` was not given,

@@ -124,7 +124,10 @@ fn pack_all(o: &PackOpts, log: &LogArgs) -> Result<Status> {
     } else if sources.is_empty() {
         Err(Error::new(ErrorKind::NotFound, "no input files"))
     } else if crate::proceed(&mut record, &o.output, &dest) {
-        write(sources, &dest, o).map(|p| describe(&mut record, &p))
+        crate::claim(&mut record, &o.output, &dest).and_then(|a| match a {
+            Some(a) => write(sources, a, o).map(|p| describe(&mut record, &p)),
+            None => Ok(()),
+        })
     } else {
         record.set_in(NAME, "inputs", sources.len());
         Ok(())
@@ -218,7 +221,10 @@ fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
         if sources.is_empty() {
             return Err(Error::new(ErrorKind::NotFound, "no files in the directory"));
         }
-        let p = write(sources, &dest, o)?;
+        let Some(atomic) = crate::claim(record, &o.output, &dest)? else {
+            return Ok(());
+        };
+        let p = write(sources, atomic, o)?;
         describe(record, &p);
         Ok(())
     })
@@ -295,7 +301,7 @@ fn page_info(s: &Source) -> PageInfo {
 }
 
 /// Write `sources` as the archive `dest`, verified, renamed into place.
-pub fn write(sources: Vec<Source>, dest: &Path, o: &PackOpts) -> Result<Packed, Error> {
+pub fn write(sources: Vec<Source>, mut atomic: AtomicFile, o: &PackOpts) -> Result<Packed, Error> {
     let l = layout(sources)?;
     if l.pages.is_empty() {
         return Err(Error::new(
@@ -335,7 +341,6 @@ pub fn write(sources: Vec<Source>, dest: &Path, o: &PackOpts) -> Result<Packed, 
         }
     };
 
-    let mut atomic = AtomicFile::create(dest)?;
     let mut entries = 0usize;
     {
         let file = atomic.file();

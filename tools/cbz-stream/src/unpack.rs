@@ -15,6 +15,7 @@ use crate::archive::{self, Kind};
 use crate::{natural, UnpackOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
+use membudget::outputs::Claim;
 use membudget::system::SystemInfo;
 use membudget::{driver, Error, Record};
 use std::collections::HashSet;
@@ -83,20 +84,6 @@ fn relative(name: &str) -> PathBuf {
 /// The canonical key of a name for duplicate detection.
 fn key(name: &str) -> String {
     relative(name).to_string_lossy().to_lowercase()
-}
-
-/// Free bytes for an unprivileged user on the file system holding `dir`.
-pub fn free_space(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs is plain data; the call fills it and `c` is a valid C string.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
-            return None;
-        }
-        Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
-    }
 }
 
 /// The limits one archive is held to.
@@ -249,10 +236,9 @@ fn extract(a: &mut archive::Archive, entries: &[Entry], dest: &Path) -> Result<(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", crate::stem(dest)))
-        .suffix(".part")
-        .tempdir_in(parent)?;
+    // Named for its owner (not `.<stem>.<random>.part`), so the next run into this
+    // directory removes it when this one is killed.
+    let tmp = membudget::outputs::scratch_dir(parent, &crate::stem(dest))?;
     for e in entries {
         let rel = relative(&e.name);
         let path = tmp.path().join(&rel);
@@ -297,20 +283,28 @@ pub fn run(o: &UnpackOpts, log: &LogArgs) -> Result<Status> {
         if !crate::proceed(record, &o.output, &dest) {
             return Ok(());
         }
+        // The claim on the directory: a second run into the same place skips it
+        // instead of racing this one's rename.
+        let _claim = match membudget::outputs::lock(&dest)? {
+            Claim::Mine(l) => l,
+            Claim::Busy(pid) => {
+                record.set_in(NAME, "status", "skipped");
+                record.set_in(NAME, "reason", Claim::busy_reason(pid));
+                return Ok(());
+            }
+        };
+        if dest.exists() && !o.output.force {
+            record.set_in(NAME, "status", "skipped");
+            record.set_in(NAME, "reason", "output exists (use --force to overwrite)");
+            return Ok(());
+        }
         let budget_bytes = o.budget.planned(record).unwrap_or(budget).bytes;
         let mut a = archive::open(&input)?;
         let parent = dest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let mut probe_dir = parent.to_path_buf();
-        while !probe_dir.exists() && probe_dir.pop() {}
-        let free = free_space(if probe_dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            &probe_dir
-        })
-        .unwrap_or(u64::MAX);
+        let free = membudget::outputs::free_space(parent).unwrap_or(u64::MAX);
         let total_bytes = o.max_total_size.unwrap_or(free / 10 * 9);
         let limits = Limits {
             entries: o.max_entries.unwrap_or(

@@ -283,6 +283,11 @@ pub fn enrich(input: &Path, out: &File, p: &Params) -> Result<Report, Error> {
         points: n,
         ..Report::default()
     };
+    // The pass files at least (halo points, ground points and the sort by group add to
+    // it): refused now rather than failing half-way with ENOSPC.
+    let need =
+        n.saturating_mul(u64::from(header.point_format().len()) + 12 + 4 * p.features.len() as u64);
+    membudget::outputs::ensure_free_space(&p.temp_dir, need, "temporary files")?;
     let tmp = Scratch::new(&p.temp_dir)?;
     cache::keep_cached(p.keep_cached);
 

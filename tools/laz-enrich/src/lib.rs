@@ -85,8 +85,9 @@ pub struct Opts {
     /// an output that would be the input itself is refused
     #[arg(long, value_name = "TEXT", default_value = ".enriched", value_parser = parse_suffix)]
     suffix: String,
-    /// Directory for temporary files (about 12 + 4 x features bytes a point); default:
-    /// the output's directory
+    /// Directory for temporary files (the point records plus about 12 + 4 x features
+    /// bytes a point; free space is checked first); default: $TMPDIR when set, else the
+    /// output's directory
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
     /// Most points (owned plus halo) a tile may hold, below what the budget allows
@@ -476,12 +477,16 @@ fn one(
         capacity,
         slab,
         parallel_codec: slab >= membudget::cost::laz_features::LAZ_CHUNK_POINTS,
-        temp_dir: opts.temp_dir.clone().unwrap_or_else(|| {
-            dest.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."))
-        }),
+        temp_dir: opts
+            .temp_dir
+            .clone()
+            .or_else(tmpdir_env)
+            .unwrap_or_else(|| {
+                dest.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            }),
         neighbours: neighbours.to_vec(),
         ground_radius: hag.then_some(opts.ground_radius),
         knn: opts.knn.map(|k| k as usize),
@@ -563,6 +568,14 @@ fn one(
         r.set_in(NAME, "neighbour_points", report.foreign_points);
     }
     Ok(())
+}
+
+/// `$TMPDIR`, when set and not empty: where users point temporary files (a scratch
+/// disk, a node-local SSD under Slurm).
+fn tmpdir_env() -> Option<PathBuf> {
+    std::env::var_os("TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 #[cfg(test)]

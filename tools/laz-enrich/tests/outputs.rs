@@ -208,3 +208,40 @@ fn a_killed_runs_scratch_directory_is_removed_by_the_next_run() {
     assert_eq!(sec(&recs[0])["status"], "ok", "{recs:?}");
     assert!(scratch_dirs().is_empty(), "{:?}", scratch_dirs());
 }
+
+#[test]
+fn scratch_files_go_under_tmpdir_and_need_room_there() {
+    let dir = testkit::tempdir();
+    copy(dir.path(), "laz/autzen.laz", "a.laz");
+    // TMPDIR names a directory that does not exist yet: the scratch directory's parent
+    // is made there, so its existence after the run shows where the pass files went.
+    let scratch = dir.path().join("scratch-disk");
+    let out = tool()
+        .current_dir(dir.path())
+        .env("TMPDIR", &scratch)
+        .args(["-o", "out", "a.laz"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    testkit::check(&out, "laz-enrich");
+    assert!(scratch.is_dir(), "TMPDIR was not used");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch left"
+    );
+    assert!(dir.path().join("out/a.enriched.laz").exists());
+    // --temp-dir wins over TMPDIR.
+    let elsewhere = dir.path().join("elsewhere");
+    let out = tool()
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path().join("unused"))
+        .args(["-f", "-o", "out", "--temp-dir"])
+        .arg(&elsewhere)
+        .arg("a.laz")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    testkit::check(&out, "laz-enrich");
+    assert!(elsewhere.is_dir() && !dir.path().join("unused").exists());
+}

@@ -681,6 +681,12 @@ fn check_laz_chunk_table<R: Read + Seek>(
     }
     layout.chunks = Some(chunks);
     if chunks == 0 {
+        // The laz decoder indexes the table for variable-size chunks (and panics).
+        if variable && point_count > 0 {
+            return Err(Error::corrupt(format!(
+                "LAZ chunk table lists no chunk for the {point_count} points of the header"
+            )));
+        }
         return Ok(layout);
     }
     r.seek(SeekFrom::Start(table))?;

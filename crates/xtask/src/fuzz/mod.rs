@@ -8,9 +8,9 @@
 //! every machine with the same corpus, whatever `--jobs`; `--case N` runs it again.
 //! The mutant of every bad case is saved under `target/fuzz/<tool>/<class>/`.
 
-mod corpus;
-mod exec;
-mod mutate;
+pub(crate) mod corpus;
+pub(crate) mod exec;
+pub(crate) mod mutate;
 
 use crate::tools::{Tool, TOOLS};
 use anyhow::{bail, Context, Result};
