@@ -324,6 +324,8 @@ struct Ctx<'a> {
     o: &'a Opts,
     steps: Vec<Step>,
     budget: u64,
+    /// A budget was given (--memory-limit, or chunk-plan's plan in the record).
+    explicit: bool,
     jobs: usize,
     edge: Edge,
     dests: RefCell<Destinations>,
@@ -345,13 +347,16 @@ pub fn run(o: &Opts, m: Option<&ArgMatches>, log: &LogArgs) -> Result<Status> {
         o,
         steps,
         budget: budget.bytes,
+        explicit: false,
         jobs: o.budget.jobs(&sys),
         edge,
         dests: RefCell::new(Destinations::new()),
     };
     let default_budget = budget.bytes;
     driver::for_each_record(crate::NAME, &o.input, log, |r, job| {
-        ctx.budget = o.budget.planned(r).map_or(default_budget, |b| b.bytes);
+        let planned = o.budget.planned(r);
+        ctx.explicit = planned.is_some() || o.budget.memory_limit.is_some();
+        ctx.budget = planned.map_or(default_budget, |b| b.bytes);
         ctx.process(r, job)
     })
 }
@@ -495,12 +500,15 @@ impl Ctx<'_> {
                 (b, jobs, model.peak_bytes(&summary, u64::from(b), jobs))
             }
             None => {
-                let p = plan::plan(
-                    &model,
-                    &summary,
-                    membudget::Budget::bytes(self.budget),
-                    jobs,
-                )?;
+                // Taller bands than the efficient height buy no speed, only memory:
+                // without a budget given, plan for that height on every thread.
+                let budget = if self.explicit {
+                    self.budget
+                } else {
+                    let eff = model.efficient_chunk(&summary);
+                    self.budget.min(model.peak_bytes(&summary, eff, jobs))
+                };
+                let p = plan::plan(&model, &summary, membudget::Budget::bytes(budget), jobs)?;
                 (p.chunk as u32, p.workers, p.predicted_peak_bytes)
             }
         };

@@ -50,21 +50,23 @@ impl RowSource for LutStage<'_> {
     fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
         self.src.read_band(y0, rows, band)?;
         let sb = band.sample_bytes;
+        // Every component's chunks in one parallel job.
+        let mut parts: Vec<(&Lut, &mut [u8])> = Vec::new();
         for (plane, lut) in band.planes.iter_mut().zip(&self.luts) {
-            let Some(lut) = lut else { continue };
-            if sb == 1 {
-                plane
-                    .par_chunks_mut(1 << 16)
-                    .for_each(|p| p.iter_mut().for_each(|v| *v = lut[*v as usize] as u8));
-            } else {
-                plane.par_chunks_mut(1 << 16).for_each(|p| {
-                    for s in p.chunks_exact_mut(2) {
-                        let v = lut[u16::from_ne_bytes([s[0], s[1]]) as usize];
-                        s.copy_from_slice(&v.to_ne_bytes());
-                    }
-                });
+            if let Some(lut) = lut {
+                parts.extend(plane.chunks_mut(1 << 16).map(|p| (lut, p)));
             }
         }
+        parts.into_par_iter().for_each(|(lut, p)| {
+            if sb == 1 {
+                p.iter_mut().for_each(|v| *v = lut[*v as usize] as u8);
+            } else {
+                for s in p.chunks_exact_mut(2) {
+                    let v = lut[u16::from_ne_bytes([s[0], s[1]]) as usize];
+                    s.copy_from_slice(&v.to_ne_bytes());
+                }
+            }
+        });
         Ok(())
     }
 }

@@ -48,7 +48,7 @@ impl TiledFilter {
             planes: stages,
             all_bands: true,
             tiles: (1024, 1),
-            efficient: 64,
+            efficient: 128,
             bands: true,
         }
     }

@@ -7,6 +7,7 @@
 mod laz_enrich;
 mod mem_estimate;
 mod strip_convert;
+mod tile_enhance;
 
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
@@ -23,6 +24,7 @@ const BENCHES: &[Bench] = &[
     ("mem-estimate", mem_estimate::run),
     ("strip-convert", strip_convert::run),
     ("laz-enrich", laz_enrich::run),
+    ("tile-enhance", tile_enhance::run),
 ];
 
 /// The names `bench` accepts.
