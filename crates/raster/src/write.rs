@@ -113,7 +113,21 @@ pub struct TiffWriter<W: Write + Seek> {
 
 impl<W: Write + Seek> TiffWriter<W> {
     /// Start a TIFF of geometry `g` (1 or 2 bytes per sample) at the start of `w`.
-    pub fn new(mut w: W, g: Geometry, meta: Meta, compression: Compression) -> Result<Self, Error> {
+    pub fn new(w: W, g: Geometry, meta: Meta, compression: Compression) -> Result<Self, Error> {
+        let raw = u64::from(g.width) * g.comps as u64 * g.sample_bytes as u64 * u64::from(g.height);
+        // Deflate and LZW may grow incompressible data a little.
+        let big = raw + raw / 16 + (1 << 20) > CLASSIC_LIMIT;
+        Self::with_kind(w, g, meta, compression, big)
+    }
+
+    /// As [`TiffWriter::new`], BigTIFF when `big`.
+    pub fn with_kind(
+        mut w: W,
+        g: Geometry,
+        meta: Meta,
+        compression: Compression,
+        big: bool,
+    ) -> Result<Self, Error> {
         if g.width == 0 || g.height == 0 || g.comps == 0 || !(1..=2).contains(&g.sample_bytes) {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -121,9 +135,6 @@ impl<W: Write + Seek> TiffWriter<W> {
             ));
         }
         let row_bytes = u64::from(g.width) * g.comps as u64 * g.sample_bytes as u64;
-        let raw = row_bytes * u64::from(g.height);
-        // Deflate and LZW may grow incompressible data a little.
-        let big = raw + raw / 16 + (1 << 20) > CLASSIC_LIMIT;
         let rows_per_strip = (STRIP_BYTES / row_bytes).clamp(1, u64::from(g.height)) as u32;
         let header: &[u8] = if big {
             &[b'I', b'I', 43, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
@@ -491,5 +502,107 @@ impl<W: Write + Seek> RowSink for TiffWriter<W> {
 
     fn finish(self: Box<Self>) -> Result<(), Error> {
         self.finish_inner().map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written band by band in every kind and compression, read back whole by the tiff
+    /// crate's decoder (not ours).
+    #[test]
+    fn tiffs_read_back_with_the_tiff_crate() {
+        let mut rng = testkit::Rng::new(5);
+        for (comps, sb) in [(1usize, 1usize), (3, 1), (4, 2), (2, 2)] {
+            let (w, h) = (37u32, 29u32);
+            let g = Geometry {
+                width: w,
+                height: h,
+                comps,
+                sample_bytes: sb,
+            };
+            let n = (w * h) as usize;
+            // Smooth data with noise: the predictor has something to do.
+            let vals: Vec<Vec<u16>> = (0..comps)
+                .map(|c| {
+                    (0..n)
+                        .map(|i| {
+                            let base = (i % w as usize * 3 + c * 40) as u64;
+                            let v = base + rng.below(7);
+                            if sb == 1 {
+                                (v % 256) as u16
+                            } else {
+                                (v * 251 % 65536) as u16
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            for comp in [Compression::None, Compression::Deflate, Compression::Lzw] {
+                for big in [false, true] {
+                    let meta = Meta {
+                        colour: if comps >= 3 {
+                            Colour::Rgb
+                        } else {
+                            Colour::Gray
+                        },
+                        extra: if comps == 2 || comps == 4 {
+                            Extra::Alpha
+                        } else {
+                            Extra::None
+                        },
+                        bits: 8 * sb as u8,
+                        icc: Some(vec![7; 300]),
+                        resolution: None,
+                    };
+                    let mut out = std::io::Cursor::new(Vec::new());
+                    let mut wr = TiffWriter::with_kind(&mut out, g, meta, comp, big).unwrap();
+                    // Bands of uneven heights.
+                    let mut y = 0;
+                    for rows in [1u32, 5, 13, 10].iter().cycle() {
+                        if y >= h {
+                            break;
+                        }
+                        let rows = (*rows).min(h - y);
+                        let mut band = Band::default();
+                        band.shape(y, rows, w, comps, sb);
+                        for (c, plane) in band.planes.iter_mut().enumerate() {
+                            for i in 0..(rows * w) as usize {
+                                let v = vals[c][y as usize * w as usize + i];
+                                if sb == 1 {
+                                    plane[i] = v as u8;
+                                } else {
+                                    plane[2 * i..2 * i + 2].copy_from_slice(&v.to_ne_bytes());
+                                }
+                            }
+                        }
+                        wr.write_band(&band).unwrap();
+                        y += rows;
+                    }
+                    Box::new(wr).finish().unwrap();
+                    let bytes = out.into_inner();
+                    assert_eq!(bytes[2], if big { 43 } else { 42 });
+                    let mut d = tiff::decoder::Decoder::new(std::io::Cursor::new(bytes)).unwrap();
+                    assert_eq!(d.dimensions().unwrap(), (w, h));
+                    let got: Vec<u16> = match d.read_image().unwrap() {
+                        tiff::decoder::DecodingResult::U8(v) => {
+                            v.into_iter().map(u16::from).collect()
+                        }
+                        tiff::decoder::DecodingResult::U16(v) => v,
+                        _ => panic!("unexpected sample type"),
+                    };
+                    for i in 0..n {
+                        for c in 0..comps {
+                            assert_eq!(
+                                got[i * comps + c],
+                                vals[c][i],
+                                "{comps}x{sb} {comp:?} big={big} at {i},{c}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
