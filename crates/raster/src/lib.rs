@@ -5,9 +5,11 @@
 pub mod fits;
 pub mod jpeg;
 pub mod metrics;
+pub mod png;
 pub mod thumbnail;
 pub mod tiff;
 pub mod window;
+pub mod write;
 
 pub use window::{Edge, Window};
 

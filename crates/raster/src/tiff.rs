@@ -183,6 +183,11 @@ impl PageInfo {
             2
         }
     }
+    /// The TIFF compression code of the page.
+    pub fn compression_code(&self) -> u16 {
+        self.compression
+    }
+
     /// Bytes of one output row, all components.
     pub fn row_bytes(&self) -> u64 {
         u64::from(self.width) * u64::from(self.comps) * self.sample_bytes() as u64

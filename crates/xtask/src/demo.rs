@@ -26,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "strip-convert",
     "laz-enrich",
     "cbz-stream",
+    "tile-enhance",
 ];
 
 /// Real files copied from the repository's sample data (`tests/data`).
@@ -217,6 +218,19 @@ pub fn run(root: &Path) -> Result<()> {
         &["target/demo/in/comics/issue-01.cbz"],
     );
     run_processing(root, "cbz-stream", &[unpack])?;
+
+    // Enhancement: the default chain then an unsharp mask, on a Deflate map scan larger
+    // than the budget and a PNG photo; bands of rows with halos, statistics pass first.
+    let enhance = stage(
+        tool("tile-enhance"),
+        &["enhance", "--default-chain", "--unsharp", "1,0.6"],
+        "target/demo/enhanced",
+        &[
+            "target/demo/in/scans/map-rgb-6000x6000-deflate.tif",
+            "target/demo/in/images/photo-1200x800.png",
+        ],
+    );
+    run_processing(root, "tile-enhance", &[enhance])?;
     Ok(())
 }
 

@@ -50,6 +50,12 @@ pub const TOOLS: &[Tool] = &[
         fuzz_args: &["-f", "-o", "{out}"],
     },
     Tool {
+        name: tile_enhance::NAME,
+        command: tile_enhance::command,
+        reads: &[Format::Tiff, Format::Png, Format::Ndjson],
+        fuzz_args: &["enhance", "-f", "-o", "{out}"],
+    },
+    Tool {
         name: cbz_stream::NAME,
         command: cbz_stream::command,
         reads: &[Format::Zip, Format::Ndjson],

@@ -1,22 +1,586 @@
-//! `enhance` (being built).
+//! `tile-enhance enhance`: the steps given (or the default chain), in order, on full-width
+//! bands of rows; whole-image statistics from a first streaming pass; output written band
+//! by band (TIFF or PNG) under a temporary name and renamed into place.
 
+use crate::chain::{self, Shape, Size, Step};
 use anyhow::Result;
-use clap::Args;
-use membudget::cli::{InputArgs, LogArgs, OutputArgs, Status};
+use clap::{ArgAction, ArgMatches, Args, ValueEnum};
+use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cost::raster_filters::TiledFilter;
+use membudget::cost::{CostModel, Summary};
+use membudget::driver::{self, Job};
+use membudget::outputs::Destinations;
+use membudget::probe::Format;
+use membudget::system::SystemInfo;
+use membudget::{plan, Error, ErrorKind, Record};
+use raster::png::{PngSource, PngWriter};
+use raster::tiff::TiffPage;
+use raster::write::{Compression, Meta, RowSink, TiffWriter};
+use raster::{Band, Edge, RowSource};
+use serde_json::json;
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::io::{BufReader, BufWriter, Read};
+use std::path::Path;
 
 /// `--help` text.
-pub const LONG_ABOUT: &str = "Being built.";
+pub const LONG_ABOUT: &str = "\
+Tone curves, filters and resizing on images larger than memory, seamless: the image is \
+read by full-width bands of rows, each neighbourhood step sees a halo of rows around its \
+band (rows and columns outside the image by --edge), and whole-image statistics come \
+from a streaming pass before the pass that writes, so the result equals the whole-image \
+result bit for bit whatever the band size.
+
+Steps apply in the order given on the command line; without any, the default chain \
+(--default-chain) runs: --curve, --gamma 0.9, --brightness 1.03, --contrast 1.05, \
+--autocontrast 1. Point steps act on the colour components only (alpha is left alone) \
+and round as Pillow does: --brightness and --contrast are ImageEnhance's blends \
+(single precision, truncated; --contrast around the rounded mean of the greyscale image, \
+ITU-R 601-2 luma), --autocontrast is ImageOps.autocontrast (per component, CUTOFF percent \
+of the samples cut at each end). --gamma G maps v to max (v/max)^(1/G) (G above 1 \
+brightens). --curve is the comic-reader S-curve 255(0.5 - 0.5 cos(pi i/255)), shadows \
+below 64 lifted by 0.1(64 - i), blended back to the identity above 128 with weight \
+(i - 128)/127. On 16-bit data the same formulas run over 0..65535.
+
+Neighbourhood steps: --blur SIGMA is scipy.ndimage's Gaussian (radius int(4 sigma + \
+0.5)); --unsharp SIGMA,AMOUNT[,THRESHOLD] adds AMOUNT times the difference from that \
+blur where it is at least THRESHOLD levels; --median R is the median of the (2R+1)^2 \
+square; all three act on colour components. --resize WxH fits inside the box (with \
+--fill: covers it and crops the centre), --resize P% scales both sides; --max-pixels N \
+shrinks an image of more than N pixels to at most N. Resizing is Lanczos3 with Pillow's \
+coefficients (support 3 times the scale when shrinking, taps clipped at the edges), on \
+every component.
+
+Inputs: TIFF (first page; gray, gray+alpha, RGB, RGBA, 8 or 16 bits, as raster's TIFF \
+reader reads them: palette expanded to RGB) and PNG (non-interlaced; palette expanded, \
+16 bits kept). CMYK, float, signed and other depths than 8 and 16 bits are refused with \
+an error record. Outputs: --format tiff (striped, --compression none, deflate or lzw; \
+default: the input's when it is one of these, else deflate; BigTIFF when the data may \
+pass 4 GiB) or png (default: the input's format). The ICC profile, resolution and alpha \
+are carried over; premultiplied alpha is kept as stored (TIFF only). Output name: \
+<stem>.tif or <stem>.png under --output-dir, <stem>_enhanced.<ext> beside the input \
+without it.
+
+Memory: the band height and threads are planned from --memory-limit with membudget's \
+tile-enhance model (full-width bands; the halos of the chain's neighbourhood steps); \
+--band-rows sets the band height. One record per input with a `tile-enhance` section: \
+output, format, steps, statistics, passes, band_rows, halo, threads, \
+predicted_peak_rss, peak_rss, seconds.
+";
+
+/// What stands outside the image for neighbourhood steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EdgeArg {
+    /// The edge row or column repeated (scipy.ndimage `nearest`)
+    Replicate,
+    /// Reflected about the edge sample, not repeated (scipy.ndimage `mirror`)
+    Mirror,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Striped TIFF
+    Tiff,
+    /// PNG
+    Png,
+}
+
+/// TIFF compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// Uncompressed
+    None,
+    /// Deflate with the horizontal predictor
+    Deflate,
+    /// LZW with the horizontal predictor
+    Lzw,
+}
 
 /// `enhance` options.
 #[derive(Debug, Args)]
 pub struct Opts {
     #[command(flatten)]
     pub input: InputArgs,
+    /// The default chain here (curve, gamma 0.9, brightness 1.03, contrast 1.05,
+    /// autocontrast 1); it is also what runs when no step is given
+    #[arg(long, action = ArgAction::Count, help_heading = "Steps (in the order given)")]
+    pub default_chain: u8,
+    /// The comic-reader S-curve
+    #[arg(long, action = ArgAction::Count, help_heading = "Steps (in the order given)")]
+    pub curve: u8,
+    /// Gamma: max (v/max)^(1/G)
+    #[arg(long, value_name = "G", value_parser = membudget::cli::positive_number,
+          help_heading = "Steps (in the order given)")]
+    pub gamma: Vec<f64>,
+    /// Brightness factor (ImageEnhance.Brightness)
+    #[arg(long, value_name = "F", value_parser = membudget::cli::number_in(0.0, 1e6),
+          help_heading = "Steps (in the order given)")]
+    pub brightness: Vec<f64>,
+    /// Contrast factor around the greyscale mean (ImageEnhance.Contrast)
+    #[arg(long, value_name = "F", value_parser = membudget::cli::number_in(0.0, 1e6),
+          help_heading = "Steps (in the order given)")]
+    pub contrast: Vec<f64>,
+    /// Autocontrast, CUTOFF percent of samples cut at each end (ImageOps.autocontrast)
+    #[arg(long, value_name = "CUTOFF", value_parser = membudget::cli::number_in(0.0, 49.9),
+          help_heading = "Steps (in the order given)")]
+    pub autocontrast: Vec<f64>,
+    /// Levels: BLACK..WHITE (sample values) stretched to the full range, then gamma
+    #[arg(long, value_name = "BLACK,WHITE[,GAMMA]", value_parser = parse_levels,
+          help_heading = "Steps (in the order given)")]
+    pub levels: Vec<(f64, f64, f64)>,
+    /// Unsharp mask: Gaussian SIGMA, AMOUNT (1 = 100%), THRESHOLD in levels (default 0)
+    #[arg(long, value_name = "SIGMA,AMOUNT[,THRESHOLD]", value_parser = parse_unsharp,
+          help_heading = "Steps (in the order given)")]
+    pub unsharp: Vec<(f64, f64, f64)>,
+    /// Gaussian blur of SIGMA pixels
+    #[arg(long, value_name = "SIGMA", value_parser = parse_sigma,
+          help_heading = "Steps (in the order given)")]
+    pub blur: Vec<f64>,
+    /// Median of the (2R+1)^2 square
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=50),
+          help_heading = "Steps (in the order given)")]
+    pub median: Vec<u32>,
+    /// Lanczos3 resize: WxH (fit inside; --fill: cover and crop) or P%
+    #[arg(long, value_name = "WxH|P%", value_parser = parse_resize,
+          help_heading = "Steps (in the order given)")]
+    pub resize: Vec<Size>,
+    /// Shrink images of more than N pixels to at most N (Lanczos3)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = "Steps (in the order given)")]
+    pub max_pixels: Vec<u64>,
+    /// --resize WxH covers the box and crops the centre instead of fitting inside
+    #[arg(long)]
+    pub fill: bool,
+    /// Rows and columns outside the image for neighbourhood steps
+    #[arg(long, value_enum, default_value_t = EdgeArg::Replicate)]
+    pub edge: EdgeArg,
+    /// Output format (default: the input's)
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// TIFF compression (default: the input's when written here, else deflate)
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
+    /// Rows per band (default: planned from the memory budget)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub band_rows: Option<u32>,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
+fn parse_sigma(s: &str) -> Result<f64, String> {
+    let v = membudget::cli::positive_number(s)?;
+    if v > 200.0 {
+        return Err("sigma above 200 is not supported".into());
+    }
+    Ok(v)
+}
+
+fn numbers(s: &str, min: usize, max: usize) -> Result<Vec<f64>, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{p:?} is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    if v.len() < min || v.len() > max || v.iter().any(|x| !x.is_finite()) {
+        return Err(format!("{s:?}: {min} to {max} comma-separated numbers"));
+    }
+    Ok(v)
+}
+
+fn parse_levels(s: &str) -> Result<(f64, f64, f64), String> {
+    let v = numbers(s, 2, 3)?;
+    let g = v.get(2).copied().unwrap_or(1.0);
+    if v[0] < 0.0 || v[1] <= v[0] || v[1] > 65535.0 || g <= 0.0 {
+        return Err(format!("{s:?}: 0 <= BLACK < WHITE <= 65535, GAMMA above 0"));
+    }
+    Ok((v[0], v[1], g))
+}
+
+fn parse_unsharp(s: &str) -> Result<(f64, f64, f64), String> {
+    let v = numbers(s, 2, 3)?;
+    let t = v.get(2).copied().unwrap_or(0.0);
+    if v[0] <= 0.0 || v[0] > 200.0 || v[1] < 0.0 || t < 0.0 {
+        return Err(format!(
+            "{s:?}: SIGMA in (0, 200], AMOUNT and THRESHOLD at least 0"
+        ));
+    }
+    Ok((v[0], v[1], t))
+}
+
+fn parse_resize(s: &str) -> Result<Size, String> {
+    let bad = || format!("{s:?} is not WxH or P%");
+    if let Some(p) = s.strip_suffix('%') {
+        let p: f64 = p.trim().parse().map_err(|_| bad())?;
+        if !(p.is_finite() && p > 0.0 && p <= 1000.0) {
+            return Err(format!("{s:?}: a percentage above 0, at most 1000"));
+        }
+        return Ok(Size::Percent(p));
+    }
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if w == 0 || h == 0 || w > 1 << 20 || h > 1 << 20 {
+        return Err(format!("{s:?}: sides from 1 to 1048576"));
+    }
+    Ok(Size::Box(w, h))
+}
+
+/// The steps in command-line order (clap gives each option's values and indices).
+pub fn steps(o: &Opts, m: Option<&ArgMatches>) -> Vec<Step> {
+    let mut at: Vec<(usize, Vec<Step>)> = Vec::new();
+    let idx = |id: &str| -> Vec<usize> {
+        m.and_then(|m| m.indices_of(id))
+            .map(|i| i.collect())
+            .unwrap_or_default()
+    };
+    let mut add = |id: &str, v: Vec<Vec<Step>>| {
+        let i = idx(id);
+        for (k, s) in v.into_iter().enumerate() {
+            at.push((i.get(k).copied().unwrap_or(usize::MAX), s));
+        }
+    };
+    add(
+        "default_chain",
+        vec![Step::default_chain(); usize::from(o.default_chain)],
+    );
+    add("curve", vec![vec![Step::Curve]; usize::from(o.curve)]);
+    add(
+        "gamma",
+        o.gamma.iter().map(|&g| vec![Step::Gamma(g)]).collect(),
+    );
+    add(
+        "brightness",
+        o.brightness
+            .iter()
+            .map(|&g| vec![Step::Brightness(g)])
+            .collect(),
+    );
+    add(
+        "contrast",
+        o.contrast
+            .iter()
+            .map(|&g| vec![Step::Contrast(g)])
+            .collect(),
+    );
+    add(
+        "autocontrast",
+        o.autocontrast
+            .iter()
+            .map(|&g| vec![Step::AutoContrast(g)])
+            .collect(),
+    );
+    add(
+        "levels",
+        o.levels
+            .iter()
+            .map(|&(b, w, g)| vec![Step::Levels(b, w, g)])
+            .collect(),
+    );
+    add(
+        "unsharp",
+        o.unsharp
+            .iter()
+            .map(|&(s, a, t)| vec![Step::Unsharp(s, a, t)])
+            .collect(),
+    );
+    add(
+        "blur",
+        o.blur.iter().map(|&s| vec![Step::Blur(s)]).collect(),
+    );
+    add(
+        "median",
+        o.median.iter().map(|&r| vec![Step::Median(r)]).collect(),
+    );
+    add(
+        "resize",
+        o.resize
+            .iter()
+            .map(|&s| vec![Step::Resize(s, o.fill)])
+            .collect(),
+    );
+    add(
+        "max_pixels",
+        o.max_pixels
+            .iter()
+            .map(|&n| vec![Step::MaxPixels(n)])
+            .collect(),
+    );
+    at.sort_by_key(|(i, _)| *i);
+    let v: Vec<Step> = at.into_iter().flat_map(|(_, s)| s).collect();
+    if v.is_empty() {
+        Step::default_chain()
+    } else {
+        v
+    }
+}
+
+struct Ctx<'a> {
+    o: &'a Opts,
+    steps: Vec<Step>,
+    budget: u64,
+    /// A budget was given (--memory-limit, or chunk-plan's plan in the record).
+    explicit: bool,
+    jobs: usize,
+    edge: Edge,
+    dests: RefCell<Destinations>,
+}
+
 /// Run `enhance`.
-pub fn run(_o: &Opts, _log: &LogArgs) -> Result<Status> {
-    anyhow::bail!("tile-enhance enhance: not built yet")
+pub fn run(o: &Opts, m: Option<&ArgMatches>, log: &LogArgs) -> Result<Status> {
+    let sys = SystemInfo::probe();
+    let budget = o.budget.budget(&sys)?;
+    let steps = steps(o, m);
+    if o.fill && o.resize.is_empty() {
+        return Err(membudget::cli::usage("--fill goes with --resize WxH"));
+    }
+    let edge = match o.edge {
+        EdgeArg::Replicate => Edge::Replicate,
+        EdgeArg::Mirror => Edge::Mirror,
+    };
+    let mut ctx = Ctx {
+        o,
+        steps,
+        budget: budget.bytes,
+        explicit: false,
+        jobs: o.budget.jobs(&sys),
+        edge,
+        dests: RefCell::new(Destinations::new()),
+    };
+    let default_budget = budget.bytes;
+    driver::for_each_record(crate::NAME, &o.input, log, |r, job| {
+        let planned = o.budget.planned(r);
+        ctx.explicit = planned.is_some() || o.budget.memory_limit.is_some();
+        ctx.budget = planned.map_or(default_budget, |b| b.bytes);
+        ctx.process(r, job)
+    })
+}
+
+/// The input as the chain reads it.
+enum Input {
+    Tiff { offset: u64 },
+    Png,
+}
+
+fn open_source<'a>(path: &'a Path, input: &Input) -> Result<Box<dyn RowSource + 'a>, Error> {
+    Ok(match input {
+        Input::Tiff { offset } => Box::new(TiffPage::open_at(path, 0, *offset)?),
+        Input::Png => Box::new(PngSource::new(BufReader::new(std::fs::File::open(path)?))?),
+    })
+}
+
+impl Ctx<'_> {
+    fn process(&self, r: &mut Record, _job: &mut Job) -> Result<(), Error> {
+        let path = r.path();
+        let sec = |r: &mut Record, k: &str, v: serde_json::Value| r.set_in(crate::NAME, k, v);
+        self.dests.borrow_mut().add_input(&path);
+        let mut head = [0u8; 16];
+        let n = std::fs::File::open(&path)?.read(&mut head)?;
+        let format = membudget::probe::sniff(&head[..n]);
+        // Open once for the header: geometry, metadata, the cost model's summary.
+        let (input, meta, summary, in_compression) = match format {
+            Some(Format::Tiff) => {
+                let offsets = raster::tiff::page_offsets(&path)?;
+                let page = TiffPage::open_at(&path, 0, offsets[0])?;
+                let info = &page.info;
+                if info.prec != 8 && info.prec != 16 {
+                    return Err(Error::unsupported(format!(
+                        "{}-bit samples: enhance processes 8- and 16-bit images",
+                        info.prec
+                    )));
+                }
+                if offsets.len() > 1 {
+                    sec(
+                        r,
+                        "note",
+                        json!(format!("first of {} pages", offsets.len())),
+                    );
+                }
+                let compression = Compression::from_code(info.compression_code());
+                let meta = Meta {
+                    colour: info.colour,
+                    extra: info.extra,
+                    bits: info.prec,
+                    icc: info.icc.clone(),
+                    resolution: info.resolution,
+                };
+                (
+                    Input::Tiff { offset: offsets[0] },
+                    meta,
+                    info.summary(),
+                    compression,
+                )
+            }
+            Some(Format::Png) => {
+                let src = PngSource::new(BufReader::new(std::fs::File::open(&path)?))?;
+                let g = src.geometry();
+                let meta = src.meta().clone();
+                let summary = Summary {
+                    format: Format::Png,
+                    bytes: 0,
+                    image: Some(membudget::probe::ImageSummary {
+                        width: u64::from(g.width),
+                        height: u64::from(g.height),
+                        bands: g.comps as u32,
+                        bits: 8 * g.sample_bytes as u32,
+                        sample_format: membudget::probe::SampleFormat::Uint,
+                        pages: 1,
+                        layout: membudget::probe::Layout::Strips,
+                        block: [u64::from(g.width), 1],
+                        compressed: true,
+                    }),
+                    points: None,
+                    archive: None,
+                    document: None,
+                };
+                (Input::Png, meta, summary, None)
+            }
+            Some(f) => {
+                return Err(Error::unsupported(format!(
+                    "{} input: enhance reads TIFF and PNG",
+                    f.as_str()
+                )))
+            }
+            None => return Err(Error::unsupported("not a TIFF or PNG file")),
+        };
+        let out_format = self.o.format.unwrap_or(match input {
+            Input::Tiff { .. } => FormatArg::Tiff,
+            Input::Png => FormatArg::Png,
+        });
+        let compression = match self.o.compression {
+            Some(CompressionArg::None) => Compression::None,
+            Some(CompressionArg::Deflate) => Compression::Deflate,
+            Some(CompressionArg::Lzw) => Compression::Lzw,
+            None => in_compression.unwrap_or(Compression::Deflate),
+        };
+        let ext = match out_format {
+            FormatArg::Tiff => "tif",
+            FormatArg::Png => "png",
+        };
+        let mut name: OsString = path
+            .file_stem()
+            .unwrap_or(std::ffi::OsStr::new("out"))
+            .to_os_string();
+        if self.o.output.output_dir.is_none() {
+            name.push("_enhanced");
+        }
+        name.push(format!(".{ext}"));
+        let dest = self.o.output.output_path(&path, &name)?;
+        r.set_path_in(crate::NAME, "output", &dest);
+        sec(r, "format", json!(ext));
+        self.dests.borrow_mut().check(&path, &dest)?;
+        let exists = "output exists (use --force to overwrite)";
+        if dest.exists() && !self.o.output.force {
+            sec(r, "status", json!("skipped"));
+            sec(r, "reason", json!(exists));
+            return Ok(());
+        }
+        let g_in = open_source(&path, &input)?.geometry();
+        let shape = Shape {
+            g: g_in,
+            colour: meta.colour_comps().min(g_in.comps),
+        };
+        sec(
+            r,
+            "steps",
+            json!(self.steps.iter().map(Step::describe).collect::<Vec<_>>()),
+        );
+        // Memory plan: the band height and threads.
+        let (_, halo_sum, stages) = chain::neighbourhood(&self.steps, shape, self.edge);
+        let model = TiledFilter::tile_enhance(u64::from(halo_sum), u64::from(stages));
+        let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
+        let (band_rows, threads, predicted) = match self.o.band_rows {
+            Some(b) => {
+                let b = b.min(g_in.height.max(1));
+                (b, jobs, model.peak_bytes(&summary, u64::from(b), jobs))
+            }
+            None => {
+                // Taller bands than the efficient height buy no speed, only memory:
+                // without a budget given, plan for that height on every thread.
+                let budget = if self.explicit {
+                    self.budget
+                } else {
+                    let eff = model.efficient_chunk(&summary);
+                    self.budget.min(model.peak_bytes(&summary, eff, jobs))
+                };
+                let p = plan::plan(&model, &summary, membudget::Budget::bytes(budget), jobs)?;
+                (p.chunk as u32, p.workers, p.predicted_peak_bytes)
+            }
+        };
+        sec(r, "band_rows", json!(band_rows));
+        sec(r, "halo", json!(halo_sum));
+        sec(r, "threads", json!(threads));
+        sec(r, "predicted_peak_rss", json!(predicted));
+        sec(r, "budget_bytes", json!(self.budget));
+        if self.o.output.dry_run {
+            sec(r, "status", json!("dry_run"));
+            return Ok(());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1) as usize)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("thread pool: {e}")))?;
+        let mut file = match AtomicFile::claim(&dest)? {
+            Ok(f) => f,
+            Err(busy) => {
+                sec(r, "status", json!("skipped"));
+                sec(r, "reason", json!(busy));
+                return Ok(());
+            }
+        };
+        if dest.exists() && !self.o.output.force {
+            sec(r, "status", json!("skipped"));
+            sec(r, "reason", json!(exists));
+            return Ok(());
+        }
+        let out_file = file.file().try_clone()?;
+        let (steps, edge) = (&self.steps, self.edge);
+        let (plan, out_g) = pool.install(|| -> Result<_, Error> {
+            let open = || open_source(&path, &input);
+            let plan = chain::plan(steps, shape, &open, band_rows, edge)?;
+            let mut src = plan.source(&open, band_rows, edge)?;
+            let g = src.geometry();
+            let mut sink: Box<dyn RowSink> = match out_format {
+                FormatArg::Tiff => Box::new(TiffWriter::new(
+                    BufWriter::with_capacity(1 << 20, out_file),
+                    g,
+                    meta.clone(),
+                    compression,
+                )?),
+                FormatArg::Png => Box::new(PngWriter::new(
+                    BufWriter::with_capacity(1 << 20, out_file),
+                    g,
+                    &meta,
+                )?),
+            };
+            let mut band = Band::default();
+            let mut y = 0;
+            while y < g.height {
+                let rows = band_rows.min(g.height - y);
+                src.read_band(y, rows, &mut band)?;
+                sink.write_band(&band)?;
+                y += rows;
+                if membudget::cli::interrupted() {
+                    return Err(Error::new(ErrorKind::Io, "interrupted by a signal"));
+                }
+            }
+            sink.finish()?;
+            Ok((plan, g))
+        })?;
+        if out_format == FormatArg::Tiff {
+            sec(r, "compression", json!(compression.as_str()));
+        }
+        sec(r, "width", json!(out_g.width));
+        sec(r, "height", json!(out_g.height));
+        sec(r, "statistics", json!(plan.stats));
+        sec(r, "passes", json!(plan.passes));
+        file.commit()?;
+        sec(r, "status", json!("ok"));
+        Ok(())
+    }
 }

@@ -6,8 +6,13 @@
 //! [`thumbnail`] (shrink-on-load thumbnails), [`spots`] (spot and star detection). Pixels
 //! come from and go to `crates/raster`.
 
+pub mod chain;
 pub mod enhance;
+pub mod filters;
+pub mod point;
+pub mod resize;
 pub mod spots;
+pub mod stage;
 pub mod thumbnail;
 
 use anyhow::Result;
@@ -31,7 +36,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Tone curves, filters and resizing, tiled and seamless
     #[command(long_about = enhance::LONG_ABOUT)]
-    Enhance(enhance::Opts),
+    Enhance(Box<enhance::Opts>),
     /// Shrink-on-load thumbnails
     #[command(long_about = thumbnail::LONG_ABOUT)]
     Thumbnail(thumbnail::Opts),
@@ -63,7 +68,8 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let cli = Cli::from_arg_matches(m)?;
     let log = &cli.log;
     match &cli.cmd {
-        Cmd::Enhance(o) => enhance::run(o, log),
+        // The matches give the order of the steps on the command line.
+        Cmd::Enhance(o) => enhance::run(o, m.subcommand_matches("enhance"), log),
         Cmd::Thumbnail(o) => thumbnail::run(o, log),
         Cmd::Spots(o) => spots::run(o, log),
     }

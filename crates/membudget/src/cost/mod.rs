@@ -146,7 +146,7 @@ pub trait CostModel: std::fmt::Debug + Send + Sync {
 pub fn models() -> Vec<Box<dyn CostModel>> {
     vec![
         Box::new(strip_convert::StripConvert::default()),
-        Box::new(raster_filters::TiledFilter::tile_enhance()),
+        Box::new(raster_filters::TiledFilter::tile_enhance(0, 0)),
         Box::new(raster_filters::TiledFilter::spot_detect()),
         Box::new(fits_stack::FitsStack::default()),
         Box::new(laz_features::LazFeatures::default()),

@@ -7,7 +7,7 @@
 //! and the band of output rows waiting to be written in order.
 
 use super::{tile_sides, CostModel, Summary, MIB};
-use crate::probe::Format;
+use crate::probe::{Format, ImageSummary};
 use serde_json::{json, Value};
 
 /// A tiled float filter: one model, two parameter sets ([`TiledFilter::tile_enhance`],
@@ -29,20 +29,53 @@ pub struct TiledFilter {
     pub tiles: (u64, u64),
     /// The smallest tile that still runs at full speed.
     pub efficient: u64,
+    /// Full-width bands of `chunk` rows instead of square tiles (`tile-enhance`): then
+    /// `planes` counts the neighbourhood stages of the chain and `halo` is the sum of
+    /// their halos ([`TiledFilter::band_peak`]).
+    pub bands: bool,
 }
 
 impl TiledFilter {
-    /// `tile-enhance`: unsharp mask / local contrast (input, blurred, output planes).
-    pub fn tile_enhance() -> TiledFilter {
+    /// `tile-enhance enhance`: a chain of `stages` neighbourhood steps (blur, unsharp,
+    /// median, resize) whose halos sum to `halo` rows, on full-width bands; point steps
+    /// cost nothing beyond the band. `chunk-plan --for tile-enhance` plans the default
+    /// chain (`tile_enhance(0, 0)`), the tool plans its own chain.
+    pub fn tile_enhance(halo: u64, stages: u64) -> TiledFilter {
         TiledFilter {
             name: "tile-enhance",
-            fixed: 8 * MIB,
-            halo: 16,
-            planes: 3,
+            fixed: TILE_ENHANCE_FIXED,
+            halo,
+            planes: stages,
             all_bands: true,
-            tiles: (2048, 64),
-            efficient: 256,
+            tiles: (1024, 1),
+            efficient: 128,
+            bands: true,
         }
+    }
+
+    /// The band model: the writer's band; per stage its window (band, halos, a read
+    /// buffer of [`WINDOW_READ_ROWS`]) and its output band; the source's decoded strip or
+    /// tile row; the writer's batch of strips (raw, predicted, compressed) per worker;
+    /// per worker a statistics histogram set (65536 bins of 8 bytes per band, plus grey).
+    fn band_peak(&self, img: &ImageSummary, rows: u64, workers: u64) -> u64 {
+        let row = img.row_bytes();
+        let rows = rows.min(img.height);
+        let held = rows
+            .saturating_add(self.planes.saturating_mul(2 * rows + WINDOW_READ_ROWS))
+            .saturating_add(2 * self.halo);
+        let source = if img.compressed {
+            img.block[1].min(img.height).saturating_mul(row)
+        } else {
+            super::strip_convert::DIRECT_READ_BYTES
+        };
+        let bins = if img.bits > 8 { 65536 } else { 256 };
+        let stats = workers * (u64::from(img.bands) + 1) * bins * 8;
+        let writer = workers * 2 * 3 * STRIP_BYTES;
+        self.fixed
+            .saturating_add(row.saturating_mul(held))
+            .saturating_add(source)
+            .saturating_add(stats)
+            .saturating_add(writer)
     }
 
     /// Spot / star detection: Laplacian of Gaussian over 10 sigmas plus input and scratch,
@@ -56,6 +89,7 @@ impl TiledFilter {
             all_bands: false,
             tiles: (2048, 128),
             efficient: 512,
+            bands: false,
         }
     }
 
@@ -66,6 +100,13 @@ impl TiledFilter {
         }
     }
 }
+
+/// Process overhead of `tile-enhance` (binary, allocator arenas, rayon pool), measured.
+pub const TILE_ENHANCE_FIXED: u64 = 8 * MIB;
+/// Rows the halo window reads at once (`raster::window::READ_ROWS`).
+pub const WINDOW_READ_ROWS: u64 = 64;
+/// Raw bytes of one strip the TIFF writer compresses (`raster::write::STRIP_BYTES`).
+pub const STRIP_BYTES: u64 = 256 << 10;
 
 impl CostModel for TiledFilter {
     fn name(&self) -> &'static str {
@@ -78,9 +119,24 @@ impl CostModel for TiledFilter {
         ) && s.image.is_some()
     }
     fn chunk_unit(&self) -> &'static str {
-        "tile_side"
+        if self.bands {
+            "band_rows"
+        } else {
+            "tile_side"
+        }
     }
     fn chunks(&self, s: &Summary) -> Vec<u64> {
+        if self.bands {
+            let h = s.image.as_ref().map_or(1, |i| i.height.max(1));
+            let mut v: Vec<u64> =
+                std::iter::successors(Some(self.tiles.0), |&r| (r > self.tiles.1).then_some(r / 2))
+                    .filter(|&r| r <= h || r == self.tiles.1)
+                    .collect();
+            if v.is_empty() {
+                v.push(1);
+            }
+            return v;
+        }
         s.image
             .as_ref()
             .map(|i| tile_sides(i, self.tiles.0, self.tiles.1))
@@ -93,6 +149,9 @@ impl CostModel for TiledFilter {
         let Some(img) = &s.image else {
             return self.fixed;
         };
+        if self.bands {
+            return self.band_peak(img, tile, u64::from(workers.max(1)));
+        }
         let h = self.halo;
         let side_w = (tile + 2 * h).min(img.width + 2 * h);
         let side_h = (tile + 2 * h).min(img.height + 2 * h);
@@ -115,6 +174,12 @@ impl CostModel for TiledFilter {
         let Some(img) = &s.image else {
             return self.fixed;
         };
+        if self.bands {
+            // A whole-image tool holds the decoded input and its result.
+            return self
+                .fixed
+                .saturating_add(img.row_bytes().saturating_mul(img.height).saturating_mul(2));
+        }
         self.fixed.saturating_add(
             img.width
                 .saturating_mul(img.height)
@@ -124,6 +189,9 @@ impl CostModel for TiledFilter {
         )
     }
     fn describe(&self, _s: &Summary, tile: u64) -> Value {
+        if self.bands {
+            return json!({ "band_rows": tile, "halo": self.halo });
+        }
         json!({ "tile": [tile, tile], "halo": self.halo })
     }
 }

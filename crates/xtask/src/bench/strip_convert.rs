@@ -15,15 +15,15 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Image side.
-const SIDE: u32 = 10240;
+pub(super) const SIDE: u32 = 10240;
 /// Rounds; each runs every program once, in turn.
 const ROUNDS: usize = 3;
 /// The budget strip-convert is given in its budgeted row.
 const BUDGET: &str = "40MiB";
 /// Bumped whenever the generated image changes.
-const IMAGE_VERSION: &str = "1";
+pub(super) const IMAGE_VERSION: &str = "1";
 /// Side of the 1-gigapixel image.
-const GIGA_SIDE: u32 = 32768;
+pub(super) const GIGA_SIDE: u32 = 32768;
 /// Its budget.
 const GIGA_BUDGET: &str = "64MiB";
 const GIGA_BUDGET_BYTES: u64 = 64 << 20;
@@ -261,7 +261,7 @@ fn gigapixel(dir: &Path, photo_tif: &Path, tool: &Path) -> Result<bool> {
 }
 
 /// Free bytes on the file system holding `dir`.
-fn free_bytes(dir: &Path) -> Result<u64> {
+pub(super) fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
     // SAFETY: statvfs is plain data (integers), valid when zeroed.
@@ -275,7 +275,7 @@ fn free_bytes(dir: &Path) -> Result<u64> {
 /// The 1-gigapixel image: the 10240 photo-like image repeated across and down (strips of
 /// 64 rows copied from its strips, which are 64 rows too), so it costs copies, not a
 /// per-pixel computation in xtask's unoptimised build; written strip by strip.
-fn generate_giga(photo_tif: &Path, dest: &Path) -> Result<()> {
+pub(super) fn generate_giga(photo_tif: &Path, dest: &Path) -> Result<()> {
     use tiff::decoder::{Decoder, DecodingResult};
     use tiff::encoder::{colortype, TiffEncoder};
     let f = std::fs::File::open(photo_tif)?;
@@ -334,7 +334,7 @@ pub(super) fn combine(runs: &[Sample]) -> Sample {
 /// A 10240x10240 RGB image: the photo upscaled bilinearly (fixed-point, so every machine
 /// computes the same bytes) plus grain from a hash of the position; written strip by strip,
 /// never whole in memory.
-fn generate(photo: &Path, dest: &Path) -> Result<()> {
+pub(super) fn generate(photo: &Path, dest: &Path) -> Result<()> {
     use tiff::decoder::{Decoder, DecodingResult};
     use tiff::encoder::{colortype, TiffEncoder};
     let f = std::fs::File::open(photo).with_context(|| format!("opening {}", photo.display()))?;
@@ -394,7 +394,7 @@ fn generate(photo: &Path, dest: &Path) -> Result<()> {
 /// grk_compress print a warning per strip on an uncompressed file. Idempotent: a file
 /// without the tag is left as it is. The tiff crate has no option to leave it out, so the
 /// IFD is patched by hand (entries are 12 bytes, sorted, followed by the next-IFD offset).
-fn drop_predictor_tag(path: &Path) -> Result<()> {
+pub(super) fn drop_predictor_tag(path: &Path) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
     let mut f = std::fs::OpenOptions::new()
         .read(true)

@@ -21,19 +21,6 @@ const SIZE: &str = "256";
 /// Bumped whenever the generated JPEG changes.
 const JPEG_VERSION: &str = "1";
 
-/// Build, generate (once), measure and print alone (`cargo xtask bench
-/// tile-enhance-thumb`, until the lead calls [`thumbnail_cases`] from the tile-enhance
-/// benchmark).
-pub fn run(root: &Path) -> Result<bool> {
-    let bin = crate::build_release(root, &["tile-enhance"])?;
-    let dir = root.join("target/bench/tile-enhance");
-    std::fs::create_dir_all(&dir)?;
-    // A private copy: other builds may relink the binary while the bench runs.
-    let tool = dir.join("tile-enhance");
-    std::fs::copy(bin.join("tile-enhance"), &tool).context("copying tile-enhance")?;
-    thumbnail_cases(root, &dir, &tool)
-}
-
 /// The thumbnail cases, with `tool` the release tile-enhance binary and `dir` the
 /// benchmark's directory: true when the JPEG target was met.
 pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {

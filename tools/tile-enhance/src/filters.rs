@@ -1,0 +1,268 @@
+//! Neighbourhood filters on the colour components (alpha copied untouched): a separable
+//! Gaussian blur with scipy.ndimage's kernel (radius `int(4 sigma + 0.5)`), the unsharp
+//! mask built on it, and a square median. Columns and rows outside the image follow the
+//! same edge rule, so each band equals the whole-image result.
+
+use crate::stage::{column_map, get, put, Kernel};
+use raster::window::View;
+use raster::{Band, Edge, Geometry};
+use rayon::prelude::*;
+
+/// scipy.ndimage's Gaussian: weights `exp(-x^2 / 2 sigma^2)` for `|x| <= int(4 sigma +
+/// 0.5)`, normalised. Returns the weights from the centre out (`w[0]` at 0).
+pub fn gaussian_weights(sigma: f64) -> Vec<f32> {
+    let r = (4.0 * sigma + 0.5) as i64;
+    let phi: Vec<f64> = (0..=r)
+        .map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp())
+        .collect();
+    let sum: f64 = phi[0] + 2.0 * phi[1..].iter().sum::<f64>();
+    phi.iter().map(|p| (p / sum) as f32).collect()
+}
+
+/// The separable Gaussian of core row `r` of component `c`, into `out` (floats).
+/// `tmp` is scratch of `width + 2 radius`.
+fn blur_row(
+    view: &View<'_>,
+    c: usize,
+    r: i64,
+    g: &Gauss,
+    sb: usize,
+    tmp: &mut [f32],
+    out: &mut [f32],
+) {
+    let w = out.len();
+    let rad = g.w.len() - 1;
+    // Vertical, symmetric taps paired.
+    let mid = &mut tmp[rad..rad + w];
+    let centre = view.row(c, r);
+    if sb == 1 {
+        for (m, &v) in mid.iter_mut().zip(centre) {
+            *m = g.w[0] * f32::from(v);
+        }
+        for k in 1..=rad {
+            let (a, b) = (view.row(c, r - k as i64), view.row(c, r + k as i64));
+            let wk = g.w[k];
+            for ((m, &p), &q) in mid.iter_mut().zip(a).zip(b) {
+                *m += wk * (f32::from(p) + f32::from(q));
+            }
+        }
+    } else {
+        for (x, m) in mid.iter_mut().enumerate() {
+            *m = g.w[0] * get(centre, 2, x);
+        }
+        for k in 1..=rad {
+            let (a, b) = (view.row(c, r - k as i64), view.row(c, r + k as i64));
+            let wk = g.w[k];
+            for (x, m) in mid.iter_mut().enumerate() {
+                *m += wk * (get(a, 2, x) + get(b, 2, x));
+            }
+        }
+    }
+    // Columns outside the image by the edge rule.
+    for i in 0..rad {
+        tmp[i] = tmp[rad + g.cols[i] as usize];
+        tmp[rad + w + i] = tmp[rad + g.cols[rad + w + i] as usize];
+    }
+    // Horizontal, tap by tap over the whole row (vectorises).
+    for (o, &t) in out.iter_mut().zip(&tmp[rad..rad + w]) {
+        *o = g.w[0] * t;
+    }
+    for k in 1..=rad {
+        let wk = g.w[k];
+        let (a, b) = (&tmp[rad - k..rad - k + w], &tmp[rad + k..rad + k + w]);
+        for ((o, &p), &q) in out.iter_mut().zip(a).zip(b) {
+            *o += wk * (p + q);
+        }
+    }
+}
+
+/// Gaussian blur.
+#[derive(Debug, Clone)]
+pub struct Gauss {
+    w: Vec<f32>,
+    /// Padded column map (`-radius .. width + radius`).
+    cols: Vec<u32>,
+    /// Components filtered (the colour ones).
+    colour: usize,
+}
+
+impl Gauss {
+    /// A blur of `sigma` for images `width` wide with `colour` colour components.
+    pub fn new(sigma: f64, width: u32, colour: usize, edge: Edge) -> Gauss {
+        let w = gaussian_weights(sigma);
+        let cols = column_map(width, (w.len() - 1) as u32, edge);
+        Gauss { w, cols, colour }
+    }
+}
+
+/// Copy the core rows of component `c` unchanged (alpha).
+fn copy_plane(view: &View<'_>, c: usize, out: &mut [u8], rl: usize) {
+    for (r, o) in out.chunks_exact_mut(rl).enumerate() {
+        o.copy_from_slice(view.row(c, r as i64));
+    }
+}
+
+/// Each core row of each colour component through `f(c, r, row)`, all components in one
+/// parallel job (one wait per band, not one per component: on a busy machine each wait
+/// costs a scheduling delay).
+fn per_row(
+    view: &View<'_>,
+    g: Geometry,
+    colour: usize,
+    out: &mut Band,
+    f: impl Fn(usize, i64, &mut [u8]) + Sync,
+) {
+    out.shape(view.y0, view.rows, g.width, g.comps, g.sample_bytes);
+    let rl = out.row_len();
+    let mut rows: Vec<(usize, usize, &mut [u8])> = Vec::new();
+    for (c, plane) in out.planes.iter_mut().enumerate() {
+        if c >= colour {
+            copy_plane(view, c, plane, rl);
+            continue;
+        }
+        rows.extend(
+            plane
+                .chunks_exact_mut(rl)
+                .enumerate()
+                .map(|(r, row)| (c, r, row)),
+        );
+    }
+    rows.into_par_iter()
+        .with_min_len(4)
+        .for_each(|(c, r, row)| f(c, r as i64, row));
+}
+
+impl Kernel for Gauss {
+    fn halo(&self) -> u32 {
+        (self.w.len() - 1) as u32
+    }
+    fn out_geometry(&self, g: Geometry) -> Geometry {
+        g
+    }
+    fn compute(&self, view: &View<'_>, g: Geometry, out: &mut Band) {
+        let (w, sb) = (g.width as usize, g.sample_bytes);
+        let rad = self.w.len() - 1;
+        per_row(view, g, self.colour, out, |c, r, row| {
+            let mut tmp = vec![0f32; w + 2 * rad];
+            let mut o = vec![0f32; w];
+            blur_row(view, c, r, self, sb, &mut tmp, &mut o);
+            for (x, &v) in o.iter().enumerate() {
+                put(row, sb, x, v);
+            }
+        });
+    }
+}
+
+/// Unsharp mask: `v + amount (v - blur(v))` where `|v - blur(v)| >= threshold`.
+#[derive(Debug, Clone)]
+pub struct Unsharp {
+    gauss: Gauss,
+    amount: f32,
+    threshold: f32,
+}
+
+impl Unsharp {
+    /// An unsharp mask over a Gaussian of `sigma`.
+    pub fn new(
+        sigma: f64,
+        amount: f64,
+        threshold: f64,
+        width: u32,
+        colour: usize,
+        edge: Edge,
+    ) -> Self {
+        Unsharp {
+            gauss: Gauss::new(sigma, width, colour, edge),
+            amount: amount as f32,
+            threshold: threshold as f32,
+        }
+    }
+}
+
+impl Kernel for Unsharp {
+    fn halo(&self) -> u32 {
+        self.gauss.halo()
+    }
+    fn out_geometry(&self, g: Geometry) -> Geometry {
+        g
+    }
+    fn compute(&self, view: &View<'_>, g: Geometry, out: &mut Band) {
+        let (w, sb) = (g.width as usize, g.sample_bytes);
+        let rad = self.gauss.w.len() - 1;
+        per_row(view, g, self.gauss.colour, out, |c, r, row| {
+            let mut tmp = vec![0f32; w + 2 * rad];
+            let mut o = vec![0f32; w];
+            blur_row(view, c, r, &self.gauss, sb, &mut tmp, &mut o);
+            let src = view.row(c, r);
+            for (x, &b) in o.iter().enumerate() {
+                let v = get(src, sb, x);
+                let d = v - b;
+                let y = if d.abs() >= self.threshold {
+                    v + self.amount * d
+                } else {
+                    v
+                };
+                put(row, sb, x, y);
+            }
+        });
+    }
+}
+
+/// Median of the `(2r + 1)^2` square around each sample.
+#[derive(Debug, Clone)]
+pub struct Median {
+    r: u32,
+    cols: Vec<u32>,
+    colour: usize,
+}
+
+impl Median {
+    /// A median of radius `r`.
+    pub fn new(r: u32, width: u32, colour: usize, edge: Edge) -> Median {
+        Median {
+            r,
+            cols: column_map(width, r, edge),
+            colour,
+        }
+    }
+}
+
+impl Kernel for Median {
+    fn halo(&self) -> u32 {
+        self.r
+    }
+    fn out_geometry(&self, g: Geometry) -> Geometry {
+        g
+    }
+    fn compute(&self, view: &View<'_>, g: Geometry, out: &mut Band) {
+        let (w, sb) = (g.width as usize, g.sample_bytes);
+        let r = self.r as i64;
+        let side = (2 * r + 1) as usize;
+        per_row(view, g, self.colour, out, |c, y, row| {
+            let rows: Vec<&[u8]> = (-r..=r).map(|k| view.row(c, y + k)).collect();
+            let mut win = vec![0u16; side * side];
+            for x in 0..w {
+                let mut i = 0;
+                for src in &rows {
+                    for dx in 0..side {
+                        let sx = self.cols[x + dx] as usize;
+                        win[i] = if sb == 1 {
+                            u16::from(src[sx])
+                        } else {
+                            u16::from_ne_bytes([src[2 * sx], src[2 * sx + 1]])
+                        };
+                        i += 1;
+                    }
+                }
+                let mid = win.len() / 2;
+                let (_, m, _) = win.select_nth_unstable(mid);
+                let m = *m;
+                if sb == 1 {
+                    row[x] = m as u8;
+                } else {
+                    row[2 * x..2 * x + 2].copy_from_slice(&m.to_ne_bytes());
+                }
+            }
+        });
+    }
+}
