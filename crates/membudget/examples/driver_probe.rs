@@ -90,6 +90,7 @@ fn main() -> std::process::ExitCode {
                 budget: opts.budget,
                 jobs: opts.jobs,
                 unordered: opts.batch.unordered,
+                planned_budgets: true,
             };
             return driver::for_each_record_batch(
                 NAME,

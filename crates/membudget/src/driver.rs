@@ -347,6 +347,11 @@ pub struct Batch {
     pub jobs: usize,
     /// Write records as inputs finish, not in input order.
     pub unordered: bool,
+    /// A record's `plan.budget_bytes` (chunk-plan's budget) caps the whole batch while
+    /// that record is admitted: set it when no `--memory-limit` was given, as
+    /// [`crate::cli::BudgetArgs::planned`] does, so `chunk-plan -m 256MiB | tool` keeps
+    /// the process within 256 MiB with several inputs in flight.
+    pub planned_budgets: bool,
 }
 
 /// One input's part of a [`Batch`]: the budget it plans with and the threads it runs.
@@ -374,6 +379,8 @@ struct Control {
     stop: AtomicBool,
     slots: usize,
     unordered: bool,
+    /// The batch's budget.
+    budget: u64,
 }
 
 #[derive(Debug)]
@@ -399,17 +406,30 @@ impl Control {
     /// the whole budget when even that is too little (its tool then refuses it or not).
     /// In input order, inputs more than a few slots ahead of the writer wait too, so
     /// records held for order stay few.
-    fn admit(&self, seq: u64, cost: u64, queued: usize) -> (Share, Arc<AtomicUsize>) {
+    fn admit(
+        &self,
+        seq: u64,
+        cost: u64,
+        queued: usize,
+        cap: Option<u64>,
+    ) -> (Share, Arc<AtomicUsize>) {
         let mut st = self.lock();
         loop {
             let running = st.running.len();
+            // Under a cap, what is in flight counts against it.
+            let free = match cap {
+                Some(c) => c
+                    .saturating_sub(self.budget - st.free_budget)
+                    .min(st.free_budget),
+                None => st.free_budget,
+            };
             let ahead = self.unordered || seq < st.written + 4 * self.slots as u64;
             if ahead && running < self.slots && !self.stop.load(Ordering::SeqCst) {
                 let open = (self.slots - running).min(queued.max(1));
-                let each = st.free_budget / open as u64;
+                let each = free / open as u64;
                 let budget = if running == 0 {
-                    Some(each.max(cost).min(st.free_budget))
-                } else if st.free_budget >= cost {
+                    Some(each.max(cost).min(free))
+                } else if free >= cost {
                     Some(each.max(cost))
                 } else {
                     None
@@ -474,7 +494,8 @@ pub fn min_bytes(tool: &str, record: &Record) -> u64 {
 /// with a [`Share`] of the budget and threads ([`Job::share`]; the per-input function
 /// plans with it), so the whole process keeps to `batch.budget`. A single input, or the
 /// last of a batch, gets everything. An input whose least need ([`min_bytes`]) is more
-/// than its share waits for room. Records are written in input order unless
+/// than its share waits for room (a record planned by chunk-plan: see
+/// [`Batch::planned_budgets`]). Records are written in input order unless
 /// `batch.unordered`.
 ///
 /// `peak_rss` is then the **whole process's** peak RSS while the input ran (the kernel
@@ -503,6 +524,7 @@ where
         stop: AtomicBool::new(false),
         slots,
         unordered: batch.unordered,
+        budget: batch.budget,
     };
     let bar = cli::progress(None, log);
     // The reader runs apart and is not joined: it may be blocked on a terminal's stdin
@@ -575,7 +597,11 @@ where
             };
             let cost = min_bytes(tool, &record);
             let queued = if ended { pending.len() + 1 } else { usize::MAX };
-            let (share, flight) = ctl.admit(n, cost, queued);
+            let cap = batch
+                .planned_budgets
+                .then(|| record.get("plan")?.get("budget_bytes")?.as_u64())
+                .flatten();
+            let (share, flight) = ctl.admit(n, cost, queued, cap);
             let tx = out_tx.clone();
             s.spawn(move || {
                 let mut job = Job {

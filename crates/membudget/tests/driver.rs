@@ -178,3 +178,17 @@ fn batch_input_larger_than_share_waits_for_room() {
         "{b} {c}"
     );
 }
+
+/// Records planned by chunk-plan cap the batch at their `plan.budget_bytes`: two in
+/// flight share it.
+#[test]
+fn batch_keeps_to_the_planned_budget() {
+    let r = r#"{"path":"sleep:100","plan":{"budget_bytes":400}}"#;
+    let (records, _) = probe(
+        &["-j", "2", "--budget", "1000"],
+        &format!("{r}\n{r}\n{r}\n"),
+    );
+    for r in &records[..2] {
+        assert_eq!(section(r, "share_budget"), 200, "{r}");
+    }
+}
