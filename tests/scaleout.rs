@@ -370,6 +370,8 @@ struct Slurm {
     daemons: Vec<Child>,
     /// Whether jobs run in a memory cgroup of their --mem.
     cgroup: bool,
+    /// The node's name (`hostname -s`).
+    host: String,
 }
 
 impl Slurm {
@@ -412,14 +414,15 @@ impl Slurm {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("munged: {e}"))?;
+        let host = Command::new("hostname").arg("-s").output().unwrap();
+        let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
         let mut s = Slurm {
             conf: d.join("slurm.conf"),
             dir,
             daemons: vec![munged],
             cgroup: Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+            host: host.clone(),
         };
-        let host = Command::new("hostname").arg("-s").output().unwrap();
-        let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
         let (proctrack, task) = if s.cgroup {
             std::fs::write(
                 d.join("cgroup.conf"),
@@ -493,6 +496,16 @@ impl Drop for Slurm {
         for d in self.daemons.iter_mut().rev() {
             let _ = d.kill();
             let _ = d.wait();
+        }
+        // slurmd's cgroups (slurm_<host>/uid_*/job_*), empty once the jobs are gone.
+        if self.cgroup {
+            for c in ["memory", "freezer", "cpuset", "devices"] {
+                let _ = Command::new("find")
+                    .arg(format!("/sys/fs/cgroup/{c}/slurm_{}", self.host))
+                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", "+"])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
