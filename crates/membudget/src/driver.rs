@@ -405,16 +405,20 @@ impl Control {
     /// that needs more than its share waits for others to finish, and runs alone with
     /// the whole budget when even that is too little (its tool then refuses it or not).
     /// In input order, inputs more than a few slots ahead of the writer wait too, so
-    /// records held for order stay few.
+    /// records held for order stay few. `None`: the batch is over (stdout closed, a stop
+    /// signal), start nothing more.
     fn admit(
         &self,
         seq: u64,
         cost: u64,
         queued: usize,
         cap: Option<u64>,
-    ) -> (Share, Arc<AtomicUsize>) {
+    ) -> Option<(Share, Arc<AtomicUsize>)> {
         let mut st = self.lock();
         loop {
+            if self.stop.load(Ordering::SeqCst) || cli::interrupted() {
+                return None;
+            }
             let running = st.running.len();
             // Under a cap, what is in flight counts against it.
             let free = match cap {
@@ -424,7 +428,7 @@ impl Control {
                 None => st.free_budget,
             };
             let ahead = self.unordered || seq < st.written + 4 * self.slots as u64;
-            if ahead && running < self.slots && !self.stop.load(Ordering::SeqCst) {
+            if ahead && running < self.slots {
                 let open = (self.slots - running).min(queued.max(1));
                 let each = free / open as u64;
                 let budget = if running == 0 {
@@ -447,10 +451,15 @@ impl Control {
                         f.fetch_max(running + 1, Ordering::SeqCst);
                     }
                     st.running.push((seq, Arc::clone(&flight)));
-                    return (Share { budget, threads }, flight);
+                    return Some((Share { budget, threads }, flight));
                 }
             }
-            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            // Timed: a stop signal notifies no one.
+            st = self
+                .changed
+                .wait_timeout(st, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -557,7 +566,17 @@ where
             // known to be the last (and get the threads the others leave).
             while pending.len() < slots && !ended {
                 let item = if pending.is_empty() {
-                    in_rx.recv().ok()
+                    // Waiting for input, but not past the end of the batch.
+                    match in_rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                        Ok(i) => Some(i),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if cli::interrupted() || ctl.stop.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                    }
                 } else {
                     match in_rx.try_recv() {
                         Ok(i) => Some(i),
@@ -601,7 +620,9 @@ where
                 .planned_budgets
                 .then(|| record.get("plan")?.get("budget_bytes")?.as_u64())
                 .flatten();
-            let (share, flight) = ctl.admit(n, cost, queued, cap);
+            let Some((share, flight)) = ctl.admit(n, cost, queued, cap) else {
+                break;
+            };
             let tx = out_tx.clone();
             s.spawn(move || {
                 let mut job = Job {

@@ -2,6 +2,7 @@
 //! record, several records per input, discarded inputs, seconds and peak RSS, exit status.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[test]
@@ -191,4 +192,24 @@ fn batch_keeps_to_the_planned_budget() {
     for r in &records[..2] {
         assert_eq!(section(r, "share_budget"), 200, "{r}");
     }
+}
+
+/// A closed stdout ends a batch quietly, even with inputs waiting for a slot (they used
+/// to wait for a slot forever once the writer had stopped the batch).
+#[test]
+fn batch_ends_quietly_on_a_closed_pipe() {
+    let probe = testkit::example("membudget", "driver_probe");
+    let script = format!(
+        "yes sleep:20 | head -n 400 | {} -j 2 | head -n 1; echo \"status=${{PIPESTATUS[2]}}\" >&2",
+        probe.display()
+    );
+    let out = testkit::run_bounded(
+        Path::new("bash"),
+        &["-c", &script],
+        "",
+        std::time::Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(testkit::ndjson(&out.stdout).len(), 1);
+    assert!(stderr.contains("status=0"), "{stderr}");
 }
