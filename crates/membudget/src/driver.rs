@@ -27,7 +27,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::thread::{self, ThreadId};
 use std::time::Instant;
@@ -578,10 +578,12 @@ where
                         Err(mpsc::RecvTimeoutError::Disconnected) => None,
                     }
                 } else {
-                    match in_rx.try_recv() {
+                    // A moment's wait: enough for a reader that has its inputs at hand
+                    // to say it has no more (the last input then runs as one at a time).
+                    match in_rx.recv_timeout(std::time::Duration::from_millis(10)) {
                         Ok(i) => Some(i),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => None,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => None,
                     }
                 };
                 let record = match item {
@@ -614,7 +616,14 @@ where
                 }
                 continue;
             };
-            let cost = min_bytes(tool, &record);
+            // The last input with nothing else in flight gets everything: no need to
+            // know its cost (a probe leaves some of what it read resident).
+            let last_alone = ended && pending.is_empty() && ctl.lock().running.is_empty();
+            let cost = if last_alone {
+                0
+            } else {
+                min_bytes(tool, &record)
+            };
             let queued = if ended { pending.len() + 1 } else { usize::MAX };
             let cap = batch
                 .planned_budgets
@@ -624,7 +633,8 @@ where
                 break;
             };
             let tx = out_tx.clone();
-            s.spawn(move || {
+            let alone = flight.load(Ordering::SeqCst) == 1;
+            let one = move || {
                 let mut job = Job {
                     tool,
                     sink: Sink::Queue {
@@ -645,7 +655,15 @@ where
                 }
                 ctl.release(n, share);
                 let _ = tx.send(Written::Done(n));
-            });
+            };
+            if alone && ended && pending.is_empty() {
+                // The last input, alone (a single file): on this thread, as one at a
+                // time. A thread of its own costs its own malloc arena: measured 2.7 MiB
+                // more peak RSS on a 700k-point cloud under an 18 MiB budget.
+                one();
+            } else {
+                s.spawn(one);
+            }
         }
         drop(out_tx);
         let written = writer
