@@ -30,7 +30,6 @@ use membudget::{driver, Error, ErrorKind, Record};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "laz-enrich";
@@ -98,8 +97,6 @@ pub struct Opts {
     budget: BudgetArgs,
     #[command(flatten)]
     output: OutputArgs,
-    #[command(flatten)]
-    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -199,17 +196,8 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
     };
-    let dests = Mutex::new(Destinations::new());
-    // Several clouds at once when there are several (a directory of small tiles keeps
-    // every core busy), each with its share of the budget and threads; a single cloud
-    // gets all of it.
-    let batch = driver::Batch {
-        budget: budget.bytes,
-        jobs,
-        unordered: opts.batch.unordered,
-        planned_budgets: opts.budget.memory_limit.is_none(),
-    };
-    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
+    let mut dests = Destinations::new();
+    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
         let path = r.path();
         // Directory trees hold sidecars and other files: with --recursive only the
         // clouds are inputs (a file named explicitly is always one).
@@ -217,18 +205,14 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             job.discard();
             return Ok(());
         }
-        // This cloud's share (within the budget chunk-plan planned the record for,
-        // without --memory-limit).
-        let share = job.share().unwrap_or(driver::Share {
-            budget: budget.bytes,
-            threads: jobs,
-        });
-        // The threads that run: what the share holds, at most its threads (the model
-        // counts them). The whole input runs in their pool: a pool built later, beside
+        // Without --memory-limit, the budget chunk-plan planned this record for.
+        let budget = opts.budget.planned(r).unwrap_or(budget);
+        // The threads that run: what the budget holds, at most --jobs (the model counts
+        // them). The whole input runs in their pool: a pool built later, beside
         // allocations made on this thread, measured 5 MiB more.
-        let threads = threads_for(&path, share.budget, share.threads);
+        let threads = threads_for(&path, budget.bytes, jobs);
         let run = Run {
-            budget: share.budget,
+            budget: budget.bytes,
             threads,
             neighbours: &neighbours,
         };
@@ -236,7 +220,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             .num_threads(threads as usize)
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
-            .install(|| one(&opts, &path, &run, &dests, r))
+            .install(|| one(&opts, &path, &run, &mut dests, r))
     })
 }
 
@@ -349,7 +333,7 @@ fn one(
     opts: &Opts,
     input: &Path,
     run: &Run<'_>,
-    dests: &Mutex<Destinations>,
+    dests: &mut Destinations,
     r: &mut Record,
 ) -> Result<(), Error> {
     let (budget, neighbours) = (run.budget, run.neighbours);
@@ -357,10 +341,7 @@ fn one(
         .output
         .output_path(input, output_name(input, &opts.suffix, opts.format))?;
     // Never over an input of the run (`--suffix ''`), never the output of an earlier one.
-    dests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .check(input, &dest)?;
+    dests.check(input, &dest)?;
     let features = opts
         .features
         .clone()
