@@ -31,9 +31,9 @@ use membudget::system::SystemInfo;
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::tiff;
 use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "strip-convert";
@@ -155,8 +155,6 @@ pub struct Opts {
     budget: BudgetArgs,
     #[command(flatten)]
     output: OutputArgs,
-    #[command(flatten)]
-    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -352,73 +350,59 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let metadata_bytes = 2 * (xml.as_ref().map_or(0, Vec::len) + xmp.as_ref().map_or(0, Vec::len));
     let ctx = Ctx {
         opts: &opts,
+        budget: Cell::new(budget.bytes),
+        explicit_budget: Cell::new(opts.budget.memory_limit.is_some()),
+        jobs,
         xml,
         xmp,
         metadata_bytes: metadata_bytes as u64,
-        dests: Mutex::new(Destinations::new()),
+        dests: RefCell::new(Destinations::new()),
     };
-    // Several inputs at once when there are several (a directory of small scans keeps
-    // every core busy), each planning its tiles and threads with its share of the
-    // budget; a single input gets all of it.
-    let batch = driver::Batch {
-        budget: budget.bytes,
-        jobs,
-        unordered: opts.batch.unordered,
-        planned_budgets: opts.budget.memory_limit.is_none(),
-    };
-    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
-        let share = job.share().unwrap_or(driver::Share {
-            budget: budget.bytes,
-            threads: jobs,
-        });
-        // The budget chunk-plan planned this record for (`plan.budget_bytes`), without
-        // --memory-limit, caps the batch: `chunk-plan -m 256MiB | strip-convert` keeps
-        // to 256 MiB; the share is within it.
-        let room = Room {
-            budget: share.budget,
-            explicit: opts.budget.memory_limit.is_some() || opts.budget.planned(r).is_some(),
-            jobs: share.threads,
-        };
-        ctx.process(r, job, &room)
+    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
+        // Without --memory-limit, the budget chunk-plan planned this record for
+        // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
+        // keeps to 256 MiB.
+        match opts.budget.planned(r) {
+            Some(b) => {
+                ctx.budget.set(b.bytes);
+                ctx.explicit_budget.set(true);
+            }
+            None => {
+                ctx.budget.set(budget.bytes);
+                ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
+            }
+        }
+        ctx.process(r, job)
     })
-}
-
-/// What one input may use: its share of the batch's budget and threads.
-struct Room {
-    budget: u64,
-    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
-    /// plan aims at the efficient tile size instead of the largest that fits the
-    /// machine's memory.
-    explicit: bool,
-    jobs: usize,
 }
 
 struct Ctx<'a> {
     opts: &'a Opts,
+    /// This record's budget (the planned one, or --memory-limit, or the default).
+    budget: Cell<u64>,
+    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
+    /// plan aims at the efficient tile size instead of the largest that fits the
+    /// machine's memory.
+    explicit_budget: Cell<bool>,
+    jobs: usize,
     xml: Option<Vec<u8>>,
     xmp: Option<Vec<u8>>,
     /// What the metadata boxes hold in memory, taken off the budget.
     metadata_bytes: u64,
     /// The run's inputs and outputs: no input overwritten, no output shared.
-    dests: Mutex<Destinations>,
+    dests: RefCell<Destinations>,
 }
 
 impl Ctx<'_> {
-    /// The run's destinations (a panic elsewhere while it was held leaves it usable:
-    /// each call is one check or one insert).
-    fn dests(&self) -> std::sync::MutexGuard<'_, Destinations> {
-        self.dests.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Every page of one input: one record each, written as soon as the page is done
     /// (the driver then writes no record of its own); an error before the first page
     /// (the file cannot be opened at all) is the input's error record.
-    fn process(&self, record: &mut Record, job: &mut Job, room: &Room) -> Result<(), Error> {
+    fn process(&self, record: &mut Record, job: &mut Job) -> Result<(), Error> {
         let path = record.path();
         if fits::is_fits(&path) {
             return Err(fits::no_operation());
         }
-        self.dests().add_input(&path);
+        self.dests.borrow_mut().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
         let offsets = tiff::page_offsets(&path)?;
@@ -435,7 +419,7 @@ impl Ctx<'_> {
         };
         for index in selected {
             let mut r = record.clone();
-            if let Err(e) = self.page(&path, index, &offsets, &mut r, room) {
+            if let Err(e) = self.page(&path, index, &offsets, &mut r) {
                 r.set_error(NAME, &e);
             }
             job.emit(r)?;
@@ -452,7 +436,6 @@ impl Ctx<'_> {
         index: usize,
         offsets: &[u64],
         r: &mut Record,
-        room: &Room,
     ) -> Result<(), Error> {
         let pages = offsets.len();
         // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
@@ -469,7 +452,7 @@ impl Ctx<'_> {
             sec(r, "page", json!(index + 1));
         }
         // Never over an input of the run, never the output of an earlier input.
-        self.dests().check(path, &dest)?;
+        self.dests.borrow_mut().check(path, &dest)?;
         let skip = |r: &mut Record, reason: String| {
             sec(r, "status", json!("skipped"));
             sec(r, "reason", json!(reason));
@@ -481,7 +464,7 @@ impl Ctx<'_> {
         }
         let mut page = tiff::TiffPage::open_at(path, index, offsets[index])?;
         let info = page.info.clone();
-        let setup = self.setup(&info, room)?;
+        let setup = self.setup(&info)?;
         let params = &setup.params;
         sec(
             r,
@@ -501,7 +484,7 @@ impl Ctx<'_> {
             json!(setup.run.workers * setup.run.codec_threads),
         );
         sec(r, "predicted_peak_rss", json!(setup.predicted));
-        sec(r, "budget_bytes", json!(room.budget));
+        sec(r, "budget_bytes", json!(self.budget.get()));
         if let Some(n) = &setup.note {
             sec(r, "note", json!(n));
         }
@@ -599,7 +582,7 @@ impl Ctx<'_> {
 
     /// Encoding parameters, JP2 header and run geometry for a page: profile, then options,
     /// then the plan for the budget.
-    fn setup(&self, info: &tiff::PageInfo, room: &Room) -> Result<Setup, Error> {
+    fn setup(&self, info: &tiff::PageInfo) -> Result<Setup, Error> {
         let o = self.opts;
         let prof = o.profile.as_deref().and_then(profile::find);
         let mut note = None;
@@ -663,8 +646,8 @@ impl Ctx<'_> {
         let model = StripConvert::default();
         let summary = info.summary();
         // The metadata boxes are held while the page is converted.
-        let full = room.budget.saturating_sub(self.metadata_bytes);
-        let jobs = u32::try_from(room.jobs).unwrap_or(u32::MAX);
+        let full = self.budget.get().saturating_sub(self.metadata_bytes);
+        let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
         let (tile, allowed, predicted) = match o.tile.or(prof.as_ref().map(|p| (p.tile, p.tile))) {
             Some(t) => {
                 let t = (t.0.min(info.width), t.1.min(info.height));
@@ -691,7 +674,7 @@ impl Ctx<'_> {
                 // 0.3%) compression, only memory: without --memory-limit the plan gets
                 // what the efficient side needs with every thread, not the machine's
                 // whole budget.
-                let budget = if room.explicit {
+                let budget = if self.explicit_budget.get() {
                     full
                 } else {
                     let efficient = model.efficient_chunk(&summary);
