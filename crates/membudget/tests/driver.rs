@@ -2,11 +2,23 @@
 //! record, several records per input, discarded inputs, seconds and peak RSS, exit status.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[test]
 fn driver_passes_through_catches_and_stamps() {
+    passes_through_catches_and_stamps(&[]);
+}
+
+/// The same with several inputs in flight: the same records in the same order.
+#[test]
+fn batch_driver_passes_through_catches_and_stamps() {
+    passes_through_catches_and_stamps(&["-j", "3"]);
+}
+
+fn passes_through_catches_and_stamps(args: &[&str]) {
     let mut child = Command::new(testkit::example("membudget", "driver_probe"))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -81,4 +93,123 @@ fn driver_passes_through_catches_and_stamps() {
     // The run went on after the panics; the status says inputs failed.
     assert_eq!(records[9]["driver-probe"]["status"], "ok");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
+fn probe(args: &[&str], stdin: &str) -> (Vec<serde_json::Value>, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let out = testkit::run_stdin(&testkit::example("membudget", "driver_probe"), args, stdin);
+    let wall = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (testkit::ndjson(&out.stdout), wall)
+}
+
+fn section(r: &serde_json::Value, key: &str) -> u64 {
+    r["driver-probe"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {r}"))
+}
+
+/// Inputs run side by side, records still in input order, each with its share.
+#[test]
+fn batch_runs_inputs_side_by_side_in_order() {
+    let input = "sleep:600\nsleep:100\nsleep:100\nsleep:100\n";
+    let (records, wall) = probe(&["-j", "2", "--budget", "1000"], input);
+    let paths: Vec<&str> = records
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["sleep:600", "sleep:100", "sleep:100", "sleep:100"]);
+    // The three short ones ran while the long one did.
+    for r in &records[1..] {
+        assert!(section(r, "end_ms") < section(&records[0], "end_ms"), "{r}");
+    }
+    assert!(wall.as_millis() < 850, "{wall:?}: not side by side");
+    // Two slots: half the budget and one of the two threads each, until the last input
+    // (known as the last) gets what is free.
+    assert_eq!(section(&records[0], "share_budget"), 500);
+    assert_eq!(section(&records[0], "share_threads"), 1);
+    assert_eq!(section(&records[0], "concurrent"), 2);
+    // One at a time, the same inputs take the sum of their times.
+    let (_, serial) = probe(&[], input);
+    assert!(serial.as_millis() >= 900, "{serial:?}");
+}
+
+/// A single input gets the whole budget and every thread.
+#[test]
+fn batch_single_input_gets_everything() {
+    let (records, _) = probe(&["-j", "4", "--budget", "1000"], "sleep:1\n");
+    assert_eq!(section(&records[0], "share_budget"), 1000);
+    assert_eq!(section(&records[0], "share_threads"), 4);
+    assert_eq!(section(&records[0], "concurrent"), 1);
+}
+
+/// --unordered writes each record as its input finishes.
+#[test]
+fn batch_unordered_writes_as_done() {
+    let (records, _) = probe(
+        &["-j", "2", "--unordered"],
+        "sleep:500\nsleep:10\nsleep:10\n",
+    );
+    let paths: Vec<&str> = records
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["sleep:10", "sleep:10", "sleep:500"]);
+}
+
+/// An input that needs more than its share (its estimate's min_bytes) waits until that
+/// much is free, and takes it; what is left goes to the next ones: never more than the
+/// budget in flight.
+#[test]
+fn batch_input_larger_than_share_waits_for_room() {
+    let big = r#"{"path":"sleep:200","estimate":{"driver-probe":{"min_bytes":800}}}"#;
+    let input = format!("sleep:200\n{big}\nsleep:200\n");
+    let (records, _) = probe(&["-j", "2", "--budget", "1000"], &input);
+    let (a, b, c) = (&records[0], &records[1], &records[2]);
+    assert_eq!(section(a, "share_budget"), 500, "{a}");
+    assert!(section(b, "share_budget") >= 800, "{b}");
+    // Half the budget was free while `a` ran: `b` waited for it.
+    assert!(section(b, "start_ms") >= section(a, "end_ms"), "{a} {b}");
+    assert!(
+        section(b, "share_budget") + section(c, "share_budget") <= 1000,
+        "{b} {c}"
+    );
+}
+
+/// Records planned by chunk-plan cap the batch at their `plan.budget_bytes`: two in
+/// flight share it.
+#[test]
+fn batch_keeps_to_the_planned_budget() {
+    let r = r#"{"path":"sleep:100","plan":{"budget_bytes":400}}"#;
+    let (records, _) = probe(
+        &["-j", "2", "--budget", "1000"],
+        &format!("{r}\n{r}\n{r}\n"),
+    );
+    for r in &records[..2] {
+        assert_eq!(section(r, "share_budget"), 200, "{r}");
+    }
+}
+
+/// A closed stdout ends a batch quietly, even with inputs waiting for a slot (they used
+/// to wait for a slot forever once the writer had stopped the batch).
+#[test]
+fn batch_ends_quietly_on_a_closed_pipe() {
+    let probe = testkit::example("membudget", "driver_probe");
+    let script = format!(
+        "yes sleep:20 | head -n 400 | {} -j 2 | head -n 1; echo \"status=${{PIPESTATUS[2]}}\" >&2",
+        probe.display()
+    );
+    let out = testkit::run_bounded(
+        Path::new("bash"),
+        &["-c", &script],
+        "",
+        std::time::Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(testkit::ndjson(&out.stdout).len(), 1);
+    assert!(stderr.contains("status=0"), "{stderr}");
 }

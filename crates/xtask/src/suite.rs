@@ -25,6 +25,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("make", "make"),
     ("p7zip-full", "7z"),
     ("libarchive-tools", "bsdtar"),
+    // tests/scaleout.rs: GNU parallel over SSH to a loopback sshd, a one-node Slurm.
+    ("openssh-server", "/usr/sbin/sshd"),
+    ("munge", "munged"),
+    ("slurm-wlm", "slurmctld"),
 ];
 
 /// Python requirements, one per line (the single list; see the file's header).

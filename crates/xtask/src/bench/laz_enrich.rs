@@ -41,7 +41,7 @@ const FEATURES: &str = "nx,ny,nz,linearity,planarity,sphericity,omnivariance,ani
 
 /// A synthetic tile: 70% ground (a gentle undulating slope, 2 cm noise), 15% buildings
 /// (flat roofs and walls), 15% tree crowns (ellipsoids); in flight-strip order.
-const GENERATE: &str = r#"
+pub(super) const GENERATE: &str = r#"
 import sys, numpy as np, laspy
 out, n_total, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(seed)

@@ -4,6 +4,7 @@
 //! To add a benchmark: write `bench/<tool>.rs` with `pub fn run(root) -> Result<bool>`
 //! (true = target met), add `mod` and one line to [`BENCHES`].
 
+mod batch;
 mod cbz_stream;
 mod laz_enrich;
 mod mem_estimate;
@@ -22,8 +23,10 @@ use std::time::Duration;
 /// A benchmark: the tool it measures and the function that runs it.
 type Bench = (&'static str, fn(&Path) -> Result<bool>);
 
-/// Every benchmark. strip-convert, laz-enrich: one line each.
+/// Every benchmark. strip-convert, laz-enrich: one line each; `batch`: both on
+/// directories of many small inputs.
 const BENCHES: &[Bench] = &[
+    ("batch", batch::run),
     ("mem-estimate", mem_estimate::run),
     ("strip-convert", strip_convert::run),
     ("laz-enrich", laz_enrich::run),
