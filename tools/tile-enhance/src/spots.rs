@@ -265,15 +265,19 @@ impl Params {
         })
     }
 
-    /// The cost model for these parameters, reading `channels` more row sources.
-    pub fn model(&self, channels: u64) -> TiledFilter {
+    /// The cost model for these parameters, reading `channels` more row sources with a
+    /// halo of `readout` rows.
+    pub fn model(&self, channels: u64, readout: u32) -> TiledFilter {
         let smax = self.sigmas.iter().cloned().fold(0.0, f64::max);
-        TiledFilter::spot_detect_for(
-            smax,
-            u64::from(self.min_distance),
-            self.sigmas.len() as u64,
-            channels,
-        )
+        TiledFilter {
+            readout_halo: u64::from(readout),
+            ..TiledFilter::spot_detect_for(
+                smax,
+                u64::from(self.min_distance),
+                self.sigmas.len() as u64,
+                channels,
+            )
+        }
     }
 }
 
@@ -416,7 +420,7 @@ fn one(
         }
     }
     // The plan: tile side and workers from the budget and the cost model.
-    let model = p.model(keys.len() as u64 - 1);
+    let model = p.model(keys.len() as u64 - 1, o.det.readout.radius());
     let summary = match membudget::probe::probe_path(&det_path) {
         Ok(pr) => Summary::from_probe(&pr),
         Err(e) => return Err(e),

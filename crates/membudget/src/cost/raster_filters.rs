@@ -32,6 +32,9 @@ pub struct TiledFilter {
     pub channels: u64,
     /// Rows either side of a readout channel's band.
     pub readout_halo: u64,
+    /// Whether output rows of a row of tiles wait to be written in order (filters do;
+    /// detection writes a list).
+    pub writes_rows: bool,
     /// The smallest tile that still runs at full speed.
     pub efficient: u64,
 }
@@ -48,6 +51,7 @@ impl TiledFilter {
             tiles: (2048, 64),
             channels: 0,
             readout_halo: 0,
+            writes_rows: true,
             efficient: 256,
         }
     }
@@ -63,8 +67,8 @@ impl TiledFilter {
     /// planes (32-bit floats, tile plus halo) and one response plane per scale; the
     /// detection image is read by bands of a row of tiles plus halo (plus the read
     /// buffer, counted in the block rows), and each readout channel by a band of its own.
-    /// Fixed: the process, the threshold's histograms (2 x 2 MiB, per worker and merged)
-    /// and the output buffers. Calibrated against measured peak RSS by tile-enhance's
+    /// Fixed: the process, the threshold's histograms (2 x 512 KiB, per worker and
+    /// merged) and the output buffers. Calibrated against measured peak RSS by tile-enhance's
     /// tests (`spots_memory`).
     pub fn spot_detect_for(
         sigma_max: f64,
@@ -75,7 +79,7 @@ impl TiledFilter {
         let halo = (4.0 * sigma_max.max(0.0)).ceil() as u64 + min_distance;
         TiledFilter {
             name: "spot-detect",
-            fixed: 24 * MIB,
+            fixed: 10 * MIB,
             halo,
             planes: 3 + scales.max(1),
             all_bands: false,
@@ -83,6 +87,7 @@ impl TiledFilter {
             efficient: 512,
             channels,
             readout_halo: 0,
+            writes_rows: false,
         }
     }
 
@@ -131,9 +136,12 @@ impl CostModel for TiledFilter {
         // Input rows for a row of tiles with halo (plus the straddling strip) and the
         // output rows of one row of tiles.
         let band_rows = (tile + 2 * h).min(img.height) + img.block[1].min(img.height);
-        let bands = img
-            .row_bytes()
-            .saturating_mul(band_rows + tile.min(img.height));
+        let out_rows = if self.writes_rows {
+            tile.min(img.height)
+        } else {
+            0
+        };
+        let bands = img.row_bytes().saturating_mul(band_rows + out_rows);
         // Readout channels: a band of a row of tiles each (the sizes of the input's).
         let channel_rows = (tile + 2 * self.readout_halo).min(img.height) + 64;
         let channels = (img.row_bytes() / u64::from(img.bands.max(1)))

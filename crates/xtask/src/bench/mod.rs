@@ -6,6 +6,7 @@
 
 mod laz_enrich;
 mod mem_estimate;
+mod spots;
 mod strip_convert;
 
 use anyhow::{Context, Result};
@@ -23,6 +24,7 @@ const BENCHES: &[Bench] = &[
     ("mem-estimate", mem_estimate::run),
     ("strip-convert", strip_convert::run),
     ("laz-enrich", laz_enrich::run),
+    ("spots", spots::run),
 ];
 
 /// The names `bench` accepts.

@@ -13,9 +13,10 @@
 //! `get_breaking_point` of that curve. The result is in `u` units: multiply by sigma^2
 //! for the response.
 
-/// Bins of the histograms: values above the last one count in it (only the top 0.0001%
-/// of pixels of an image could lie there, which moves the percentile by nothing).
-pub const BINS: usize = 1 << 18;
+/// Bins of the histograms: the uint16 range big-fish casts to; values above count in the
+/// last bin (big-fish refuses such an image; here the top 0.0001% of pixels could lie
+/// there, which moves the percentile by nothing).
+pub const BINS: usize = 1 << 16;
 
 /// The first pass's two histograms of `u`.
 #[derive(Debug, Clone)]
