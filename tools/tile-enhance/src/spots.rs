@@ -363,6 +363,7 @@ fn one(
             });
         }
     }
+    let inputs = channels.len();
     for (name, path) in &o.det.channels {
         channels.push(Channel {
             name: name.clone(),
@@ -380,7 +381,7 @@ fn one(
                 format!(
                     "--detect-on {}: the input has channels c0 to c{}",
                     o.det.detect_on,
-                    pages.max(1) - 1
+                    inputs.max(1) - 1
                 ),
             )
         })?;

@@ -294,3 +294,34 @@ fn spot_radius_and_fwhm_set_sigma_and_distance() {
     assert!((rec["spots"]["sigma"].as_f64().unwrap() - 2.0).abs() < 1e-9);
     assert_eq!(rec["spots"]["min_distance"], 2);
 }
+
+#[test]
+fn a_missing_channel_is_an_error_record() {
+    let dir = testkit::tempdir();
+    let p = dir.path().join("one.tif");
+    write_gray16(&p, 20, 20, &[&[100u16; 400]]);
+    let small = dir.path().join("small.tif");
+    write_gray16(&small, 10, 20, &[&[100u16; 200]]);
+    let p = p.to_str().unwrap();
+    for (args, kind, says) in [
+        (vec!["--detect-on", "c3"], "bad_record", "c0 to c0"),
+        (vec!["--channel", "x=/nonexistent.tif"], "not_found", ""),
+        (
+            vec!["--channel", &*format!("s={}", small.display())],
+            "bad_record",
+            "10x20",
+        ),
+    ] {
+        let mut a = vec!["--sigma", "1", "-t", "5"];
+        a.extend(args);
+        a.push(p);
+        let out = spots(&a);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let r = &testkit::ndjson(&out.stdout)[0];
+        assert_eq!(r["error"]["kind"], kind, "{r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(says),
+            "{r}"
+        );
+    }
+}
