@@ -48,7 +48,8 @@ Threshold: --threshold T on the response, or by default big-fish's elbow method 
 (automated_threshold_setting): a first pass gathers histograms of the un-normalised response \
 rounded to sample units (as big-fish casts it back to the image's integer type) over the \
 whole image and over its local maxima, and the threshold is the elbow of log(number of maxima \
-above t) against t. The record says which was used (`threshold`, `threshold_method`, and \
+above t) against t (with a --sigma range: every scale's response over the smallest \
+sigma^2). The record says which was used (`threshold`, `threshold_method`, and \
 `threshold_bigfish` in big-fish's units: threshold / sigma^2).\n\n\
 Channels: the bands and pages of the input are channels c0, c1, ... (page after page, band \
 after band); --channel NAME=PATH adds the first band of another file of the same size. \
