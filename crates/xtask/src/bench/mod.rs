@@ -8,6 +8,7 @@ mod batch;
 mod cbz_stream;
 mod laz_enrich;
 mod mem_estimate;
+mod spots;
 mod strip_convert;
 mod tile_enhance;
 // Issue 10's thumbnail cases, run from the tile-enhance benchmark.
@@ -32,6 +33,7 @@ const BENCHES: &[Bench] = &[
     ("laz-enrich", laz_enrich::run),
     ("cbz-stream", cbz_stream::run),
     ("tile-enhance", tile_enhance::run),
+    ("spots", spots::run),
 ];
 
 /// The names `bench` accepts.
