@@ -55,7 +55,7 @@ pub fn all() -> Vec<Profile> {
             levels: 10,
             layers: 10,
             order: Order::Rpcl,
-            tile: 1024,
+            tile: tile("bnf"),
             codeblock: 64,
             precincts: P256_128,
             sop: true,
@@ -73,7 +73,7 @@ pub fn all() -> Vec<Profile> {
             levels: 5,
             layers: 11,
             order: Order::Rpcl,
-            tile: 1024,
+            tile: tile("kb-master"),
             codeblock: 64,
             precincts: P256_128,
             sop: true,
@@ -93,7 +93,7 @@ pub fn all() -> Vec<Profile> {
             levels: 5,
             layers: 8,
             order: Order::Rpcl,
-            tile: 1024,
+            tile: tile("kb-access"),
             codeblock: 64,
             precincts: P256_128,
             sop: true,
@@ -111,7 +111,7 @@ pub fn all() -> Vec<Profile> {
             levels: 6,
             layers: 25,
             order: Order::Rlcp,
-            tile: 1024,
+            tile: tile("loc-ndnp"),
             codeblock: 64,
             precincts: &[],
             sop: false,
@@ -125,6 +125,12 @@ pub fn all() -> Vec<Profile> {
                      guidelines (JPEG 2000 production master, about 1:8)",
         },
     ]
+}
+
+/// A profile's tile side, from the table the cost model plans with (a test ties the
+/// two lists of names).
+fn tile(name: &str) -> u32 {
+    membudget::cost::strip_convert::profile_tile(name).unwrap_or(0)
 }
 
 /// The profile named `name`.
@@ -172,5 +178,12 @@ mod tests {
     fn profiles_are_found() {
         assert!(find("bnf").is_some());
         assert_eq!(names().len(), 4);
+        // The cost model plans `--profile` with the same names and tiles.
+        let planned: Vec<&str> = membudget::cost::strip_convert::PROFILE_TILES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(names(), planned);
+        assert!(all().iter().all(|p| p.tile > 0), "{:?}", all());
     }
 }
