@@ -26,6 +26,7 @@ pub mod plan;
 pub mod probe;
 pub mod readahead;
 pub mod system;
+pub mod units;
 
 pub use budget::Budget;
 pub use error::{Error, ErrorKind};

@@ -13,10 +13,11 @@
 //! The plan never exceeds the budget by its own model (a property the tests check).
 //! [`shard`] balances inputs across machines, longest processing time first.
 
-use crate::budget::{human_bytes, Budget};
+use crate::budget::Budget;
 pub use crate::cost::{most_workers, Chosen};
 use crate::cost::{CostModel, Summary};
 use crate::error::{Error, ErrorKind};
+use crate::units::human_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -2,6 +2,7 @@
 //! published source (listed in `--help` and the man page). Options given on the command
 //! line override a profile's values.
 
+pub use crate::encode::layer_rates;
 use crate::encode::{Order, TileParts};
 
 /// A profile's parameters. `None` leaves the default (or the option) in force.
@@ -141,24 +142,6 @@ pub fn find(name: &str) -> Option<Profile> {
 /// The names, for clap's possible values.
 pub fn names() -> Vec<&'static str> {
     all().iter().map(|p| p.name).collect()
-}
-
-/// Layer ratios from the coarsest to the final `ratio`, spaced evenly in log scale over
-/// `layers` layers from `ratio x 2^(layers-1)`... capped at 1:200 for the first layer (so
-/// every layer carries something useful).
-pub fn layer_rates(ratio: f32, layers: u32) -> Vec<f32> {
-    let layers = layers.max(1);
-    if layers == 1 {
-        return vec![ratio];
-    }
-    let first = (ratio * 2f32.powi(layers as i32 - 1)).min(200.0).max(ratio);
-    let step = (first / ratio).ln() / (layers - 1) as f32;
-    (0..layers)
-        .map(|i| {
-            let r = first / (step * i as f32).exp();
-            (r * 100.0).round() / 100.0
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -32,9 +32,9 @@
 //! measurements and measurements under the budget.
 
 use super::{halving, Chosen, CostModel, Summary, MIB};
-use crate::budget::human_bytes;
 use crate::error::{Error, ErrorKind};
 use crate::probe::Format;
+use crate::units::human_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -28,8 +28,7 @@ use crate::probe::{ArchiveSummary, DocumentSummary, Format, ImageSummary, Points
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Bytes in a mebibyte, for readable constants.
-pub const MIB: u64 = 1 << 20;
+pub use crate::units::MIB;
 
 /// What the cost models need to know about an input: the probe's summaries, without the
 /// format-specific detail. Built from a [`Probe`] or read back from a manifest record, so
