@@ -283,3 +283,166 @@ fn an_error_record_passes_every_tool_untouched_and_is_reported_once() {
     // Every tool that saw the failed input says so in its status.
     assert_eq!(lines[1], "status=0 1 1 1");
 }
+
+/// `mem-estimate | chunk-plan --for TOOL OPTIONS | jq EDIT | TOOL OPTIONS`: the tool's
+/// record. `edit` changes the plan on its way (jq), so a test sees the plan's numbers
+/// run, not numbers the tool would have found again on its own.
+fn planned_run(input: &str, tool: &str, plan_opts: &str, edit: &str, tool_opts: &str) -> Value {
+    bin("strip-convert");
+    let out_dir = testkit::tempdir();
+    let out = sh(&format!(
+        r#"mem-estimate "$DATA/{input}" | chunk-plan --for {tool} {plan_opts} \
+        | jq -c '{edit}' | {tool} -o '{}' {tool_opts}; echo "status=${{PIPESTATUS[*]}}" >&2"#,
+        out_dir.path().display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("status=0 0 0 0"), "{stderr}");
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1, "{stderr}");
+    assert_eq!(recs[0][tool]["status"], "ok", "{}", recs[0]);
+    recs[0].clone()
+}
+
+#[test]
+fn strip_convert_runs_the_tile_and_workers_chunk_plan_planned() {
+    // As planned: the record says the plan was used, and the run is the plan.
+    let r = planned_run(
+        "tiff/kodim02-lzw.tif",
+        "strip-convert",
+        "-m 64MiB -j 2",
+        ".",
+        "",
+    );
+    let (plan, s) = (&r["plan"]["strip-convert"], &r["strip-convert"]);
+    assert_eq!(s["plan"], "used", "{r}");
+    assert_eq!(
+        plan["options"],
+        serde_json::json!({"profile": null, "tile": null})
+    );
+    assert_eq!(s["tile"], plan["tile"], "{r}");
+    assert_eq!(s["threads"], plan["workers"], "{r}");
+    assert_eq!(s["predicted_peak_rss"], plan["predicted_peak_bytes"], "{r}");
+
+    // A plan changed on its way is what runs: strip-convert does not plan again.
+    let r = planned_run(
+        "tiff/kodim02-lzw.tif",
+        "strip-convert",
+        "-m 64MiB -j 2",
+        r#".plan["strip-convert"].tile = [128, 64] | .plan["strip-convert"].workers = 1"#,
+        "",
+    );
+    let s = &r["strip-convert"];
+    assert_eq!(s["plan"], "used", "{r}");
+    assert_eq!(s["tile"], serde_json::json!([128, 64]), "{r}");
+    assert_eq!(s["threads"], 1, "{r}");
+
+    // Planned with the profile the run uses: its tile (1024, clipped to the image).
+    let r = planned_run(
+        "tiff/kodim02-lzw.tif",
+        "strip-convert",
+        "-m 64MiB --profile bnf",
+        ".",
+        "--profile bnf",
+    );
+    let (plan, s) = (&r["plan"]["strip-convert"], &r["strip-convert"]);
+    assert_eq!(s["plan"], "used", "{r}");
+    assert_eq!(plan["options"]["profile"], "bnf");
+    assert_eq!(plan["tile"], serde_json::json!([768, 512]), "{r}");
+    assert_eq!(s["tile"], plan["tile"], "{r}");
+
+    // Other options than planned: planned again, and the record says why.
+    let r = planned_run(
+        "tiff/kodim02-lzw.tif",
+        "strip-convert",
+        "-m 64MiB",
+        ".",
+        "--profile bnf",
+    );
+    let why = r["strip-convert"]["plan"].as_str().unwrap();
+    assert!(why.starts_with("replanned: planned with options"), "{r}");
+    assert_eq!(
+        r["strip-convert"]["tile"],
+        serde_json::json!([768, 512]),
+        "{r}"
+    );
+
+    // Another budget than planned (-m given to the tool): planned again.
+    let r = planned_run(
+        "tiff/kodim02-lzw.tif",
+        "strip-convert",
+        "-m 64MiB",
+        ".",
+        "-m 48MiB",
+    );
+    let why = r["strip-convert"]["plan"].as_str().unwrap();
+    assert!(
+        why.starts_with("replanned: planned for a budget of 64"),
+        "{r}"
+    );
+}
+
+#[test]
+fn laz_enrich_runs_the_threads_and_tiles_chunk_plan_planned() {
+    let cloud = "laz/ign/test_data_77050_627755_LA93_IGN69.laz";
+    let r = planned_run(cloud, "laz-enrich", "-m 100MiB -j 2 -F all", ".", "-F all");
+    let (plan, s) = (&r["plan"]["laz-enrich"], &r["laz-enrich"]);
+    assert_eq!(s["plan"], "used", "{r}");
+    assert_eq!(plan["options"]["features"], "all", "{r}");
+    assert_eq!(s["threads"], plan["workers"], "{r}");
+    assert_eq!(s["tile_capacity"], plan["tile_points"], "{r}");
+    assert_eq!(s["slab_points"], plan["slab_points"], "{r}");
+    // laz-enrich leaves chunk-plan's plan as it was.
+    assert!(plan.get("predicted_peak_bytes").is_some(), "{r}");
+    assert!(s["peak_rss"].as_u64().unwrap() <= 100 << 20, "{r}");
+
+    // A plan changed on its way is what runs.
+    let r = planned_run(
+        cloud,
+        "laz-enrich",
+        "-m 100MiB -j 2 -F all",
+        r#".plan["laz-enrich"].tile_points = 30000 | .plan["laz-enrich"].workers = 1 | .plan["laz-enrich"].slab_points = 8192"#,
+        "-F all",
+    );
+    let s = &r["laz-enrich"];
+    assert_eq!(s["plan"], "used", "{r}");
+    assert_eq!(s["threads"], 1, "{r}");
+    assert_eq!(s["tile_capacity"], 30000, "{r}");
+    assert_eq!(s["slab_points"], 8192, "{r}");
+    assert!(s["max_pass_points"].as_u64().unwrap() <= 30000, "{r}");
+
+    // Planned for the default features, run with all of them: planned again.
+    let r = planned_run(cloud, "laz-enrich", "-m 100MiB", ".", "-F all");
+    let why = r["laz-enrich"]["plan"].as_str().unwrap();
+    assert!(why.starts_with("replanned: planned with options"), "{r}");
+}
+
+#[test]
+fn every_cost_model_is_a_tool_or_a_tool_operation() {
+    // The name under `estimate` and `plan`, and the command line that runs it.
+    fn runs(model: &'static str) -> Option<(&'static str, &'static str)> {
+        Some(match model {
+            "strip-convert" | "laz-enrich" | "cbz-stream" | "tile-enhance" => (model, ""),
+            "spot-detect" => ("tile-enhance", "spots"),
+            "fits-stack" => ("strip-convert", "--stack"),
+            "pdf-to-cbz" => ("cbz-stream", "from-pdf"),
+            _ => return None,
+        })
+    }
+    let tools = testkit::workspace_root().join("tools");
+    for model in membudget::cost::model_names() {
+        let (tool, what) = runs(model).unwrap_or_else(|| panic!("{model}: which tool runs it?"));
+        assert!(
+            tools.join(tool).join("Cargo.toml").is_file(),
+            "{model}: no tools/{tool}"
+        );
+        let help = std::process::Command::new(bin(tool))
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.contains(what),
+            "{model}: `{tool} --help` has no {what}"
+        );
+    }
+}

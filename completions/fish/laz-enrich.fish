@@ -1,16 +1,16 @@
 complete -c laz-enrich -s R -l radius -d 'Neighbourhood radius in metres: neighbours are the points at distance <= R, the point itself included' -r
 complete -c laz-enrich -s k -l k -d 'Neighbourhoods of the K nearest points (3D, the point itself included; ties broken by coordinates) instead of a radius; exact across tiles: a point whose K nearest may lie beyond its tile\'s halo is computed again with a wider one' -r
-complete -c laz-enrich -s F -l features -d 'Features to compute, comma-separated, or `all` (see FEATURES below)' -r
+complete -c laz-enrich -s F -l features -d 'Features to compute, comma-separated, or `all` (laz-enrich\'s FEATURES)' -r
+complete -c laz-enrich -l ground-radius -d 'Height above ground looks for the nearest ground point (class 2) in XY within this many metres (the halo grows to it); beyond, the height is NaN' -r
+complete -c laz-enrich -l tile-points -d 'Most points (owned plus halo) a tile may hold, below what the budget allows (default: the budget\'s capacity, at most 1048576)' -r
 complete -c laz-enrich -l names -d 'Names of the new dimensions' -r -f -a "jakteristics\t'jakteristics / CloudCompare names (nx, surface_variation, number_of_neighbors...)'
 ign\t'IGN LiDAR HD enrich names (normal_x, curvature, ...)'"
 complete -c laz-enrich -l viewpoint -d 'Orient normals towards this point (X,Y,Z in the file\'s coordinates) instead of up' -r
 complete -c laz-enrich -l neighbours -d 'Take halo points from the LAS/LAZ files in this directory (adjacent tiles), so features at this file\'s borders equal those of the merged cloud' -r -F
-complete -c laz-enrich -l ground-radius -d 'Height above ground looks for the nearest ground point (class 2) in XY within this many metres (the halo grows to it); beyond, the height is NaN' -r
 complete -c laz-enrich -l format -d 'Output container' -r -f -a "laz\t'LASzip-compressed LAS'
 las\t'Uncompressed LAS'"
 complete -c laz-enrich -l suffix -d 'Appended to the input\'s stem to name the output: a name part (no `/`, no `..`); an output that would be the input itself is refused' -r
-complete -c laz-enrich -l temp-dir -d 'Directory for temporary files (the point records plus about 12 + 4 x features bytes a point; free space is checked first); default: $TMPDIR when set, else the output\'s directory' -r -F
-complete -c laz-enrich -l tile-points -d 'Most points (owned plus halo) a tile may hold, below what the budget allows (default: the budget\'s capacity, at most 1048576)' -r
+complete -c laz-enrich -l temp-dir -d 'Directory for temporary files (about 12 + 4 x features bytes a point); default: the output\'s directory' -r -F
 complete -c laz-enrich -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
 complete -c laz-enrich -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c laz-enrich -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F

@@ -2,6 +2,7 @@ complete -c strip-convert -l profile -d 'Encoding profile (options given too ove
 kb-master\t''
 kb-access\t''
 loc-ndnp\t''"
+complete -c strip-convert -l tile -d 'Tile size: N or WxH (default: 256, or with --memory-limit the largest that fits)' -r
 complete -c strip-convert -l bnf-class -d 'BnF profile class: photo (1:4, photographs and heritage documents), print (1:6, colour print), gray (1:16, greyscale)' -r -f -a "photo\t''
 print\t''
 gray\t''"
@@ -9,7 +10,6 @@ complete -c strip-convert -l page -d 'Convert only page N (counting from 1); def
 complete -c strip-convert -l rates -d 'Lossy by compression ratio per layer, decreasing (e.g. 64,16,4); 9/7 wavelet' -r
 complete -c strip-convert -l psnr -d 'Lossy by PSNR in dB per layer, increasing (e.g. 30,40,50); 9/7 wavelet' -r
 complete -c strip-convert -l levels -d 'Decomposition levels (capped by tile and image size; the record says what was used)' -r
-complete -c strip-convert -l tile -d 'Tile size: N or WxH (default: 256, or with --memory-limit the largest that fits)' -r
 complete -c strip-convert -l codeblock -d 'Code-block size: N or WxH, powers of two from 4 to 1024, area at most 4096' -r
 complete -c strip-convert -l precincts -d 'Precinct sizes from the highest resolution down, each N or WxH (powers of two); the last repeats for lower resolutions (e.g. 256,256,128)' -r
 complete -c strip-convert -l order -d 'Progression order: LRCP, RLCP, RPCL, PCRL, CPRL' -r

@@ -175,10 +175,7 @@ impl std::fmt::Display for Budget {
     }
 }
 
-/// Bytes in binary units, as people read them (`64.0 MiB`).
-pub fn human_bytes(bytes: u64) -> String {
-    bytesize::ByteSize(bytes).display().iec().to_string()
-}
+pub use crate::units::human_bytes;
 
 #[cfg(test)]
 mod tests {

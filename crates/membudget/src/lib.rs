@@ -8,8 +8,8 @@
 //!   overhead plus a cost per unit of work in flight, calibrated against measured peak RSS.
 //! - **How should it be cut?** [`plan`] turns a [`budget::Budget`] into chunk geometry and
 //!   a worker count, or refuses with the minimum that would fit.
-//! - **Is the budget holding?** [`monitor`] reads RSS and peak RSS (own and children's)
-//!   and offers a guard that tools call between chunks.
+//! - **Is the budget holding?** [`monitor`] reads RSS and peak RSS (own and children's):
+//!   every record carries the measured peak, and each tool's tests hold its model to it.
 //!
 //! Tools talk NDJSON: [`manifest::Record`] is one line, and [`cli`] holds the plumbing
 //! (inputs, output, exit codes, atomic outputs, progress, logging) written once for all.
@@ -26,6 +26,7 @@ pub mod plan;
 pub mod probe;
 pub mod readahead;
 pub mod system;
+pub mod units;
 
 pub use budget::Budget;
 pub use error::{Error, ErrorKind};

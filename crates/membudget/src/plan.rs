@@ -13,9 +13,11 @@
 //! The plan never exceeds the budget by its own model (a property the tests check).
 //! [`shard`] balances inputs across machines, longest processing time first.
 
-use crate::budget::{human_bytes, Budget};
+use crate::budget::Budget;
+pub use crate::cost::{most_workers, Chosen};
 use crate::cost::{CostModel, Summary};
 use crate::error::{Error, ErrorKind};
+use crate::units::human_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,13 +39,68 @@ pub struct Plan {
     pub min_bytes: u64,
     /// The model's whole-input footprint.
     pub whole_bytes: u64,
+    /// The tool options the plan was made for ([`CostModel::options`]): a tool uses the
+    /// plan only when its own options are these.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub options: Value,
     /// Why these numbers, for `-v` and for people reading the record.
     #[serde(skip)]
     pub reasons: Vec<String>,
 }
 
-/// Plan `model` for input `s` within `budget`, with at most `max_workers` workers.
+/// Plan `model` for input `s` within `budget`, with at most `max_workers` workers: the
+/// model's own rule when it has one ([`CostModel::plan`]: the tool runs exactly that),
+/// else the search described in the module documentation.
 pub fn plan(
+    model: &dyn CostModel,
+    s: &Summary,
+    budget: Budget,
+    max_workers: u32,
+) -> Result<Plan, Error> {
+    if !model.applies(s) {
+        return Err(Error::unsupported(format!(
+            "{} does not process {} files",
+            model.name(),
+            s.format.as_str()
+        )));
+    }
+    let generic = |b: u64| {
+        search(model, s, Budget::bytes(b), max_workers).map(|p| Chosen {
+            chunk: p.chunk,
+            workers: p.workers,
+            geometry: Value::Object(p.geometry),
+            predicted_peak_bytes: p.predicted_peak_bytes,
+            reasons: p.reasons,
+        })
+    };
+    let mut p = match model.own_plan(s, budget.bytes, max_workers, &generic) {
+        Some(c) => {
+            let c = c?;
+            let chunks = model.chunks(s);
+            let smallest = chunks.last().copied().unwrap_or(c.chunk);
+            Plan {
+                chunk: c.chunk,
+                chunk_unit: model.chunk_unit().to_string(),
+                geometry: match c.geometry {
+                    Value::Object(m) => m,
+                    _ => serde_json::Map::new(),
+                },
+                workers: c.workers,
+                predicted_peak_bytes: c.predicted_peak_bytes,
+                min_bytes: model.peak_bytes(s, smallest, 1),
+                whole_bytes: model.whole_bytes(s),
+                options: Value::Null,
+                reasons: c.reasons,
+            }
+        }
+        None => search(model, s, budget, max_workers)?,
+    };
+    p.options = model.options();
+    Ok(p)
+}
+
+/// The generic search for models without a rule of their own.
+fn search(
     model: &dyn CostModel,
     s: &Summary,
     budget: Budget,
@@ -70,18 +127,10 @@ pub fn plan(
     // search), so `--jobs 1000000` plans what runs, quickly.
     let useful = u32::try_from(model.max_workers(s, smallest)).unwrap_or(u32::MAX);
     let requested = max_workers.max(1);
-    let max_workers = {
-        let (mut lo, mut hi) = (1u32, requested.min(useful).max(1));
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if model.peak_bytes(s, smallest, mid) <= b {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        lo
-    };
+    let max_workers = most_workers(requested.min(useful), |w| {
+        model.peak_bytes(s, smallest, w) <= b
+    })
+    .unwrap_or(1);
     if min_bytes > b {
         return Err(Error::new(
             ErrorKind::Budget,
@@ -106,16 +155,7 @@ pub fn plan(
     // More workers never allow a larger chunk: the most workers whose largest fitting
     // chunk is still efficient is found by bisection.
     let efficient_with = |w: u32| largest_fitting(w).is_some_and(|c| c >= efficient);
-    let choice = if efficient_with(1) {
-        let (mut lo, mut hi) = (1u32, max_workers);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if efficient_with(mid) {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
+    let choice = if let Some(lo) = most_workers(max_workers, efficient_with) {
         if lo < max_workers {
             reasons.push(format!(
                 "{} workers would need chunks below the efficient size {efficient}",
@@ -179,8 +219,115 @@ pub fn plan(
         predicted_peak_bytes: model.peak_bytes(s, chunk, workers),
         min_bytes,
         whole_bytes,
+        options: Value::Null,
         reasons,
     })
+}
+
+/// What a processing tool does with the plan `chunk-plan` wrote for it in a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    /// The plan was made for this run's options and budget: run it.
+    Used(Box<Plan>),
+    /// There is a plan but it does not hold for this run (why): the tool plans again.
+    Replanned(String),
+    /// The record has no plan for the tool: it plans on its own.
+    None,
+}
+
+impl Planned {
+    /// The record's `<tool>.plan` value: `"used"`, `"replanned: <why>"` or `"planned"`.
+    pub fn describe(&self) -> String {
+        match self {
+            Planned::Used(_) => "used".into(),
+            Planned::Replanned(why) => format!("replanned: {why}"),
+            Planned::None => "planned".into(),
+        }
+    }
+
+    /// The plan, when used.
+    pub fn plan(&self) -> Option<&Plan> {
+        match self {
+            Planned::Used(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A used plan that does not hold after all (the tool's own check): replanned.
+    pub fn reject(self, why: impl Into<String>) -> Planned {
+        match self {
+            Planned::Used(_) => Planned::Replanned(why.into()),
+            other => other,
+        }
+    }
+}
+
+/// The plan `plan.<tool>` of `record`, when it was made for the run's `options` (the
+/// tool's [`CostModel::options`]), its budget and at most its `jobs` workers; else why
+/// not. The tool may still [`Planned::reject`] it (a different page, metadata the plan
+/// did not count).
+pub fn planned(
+    record: &crate::manifest::Record,
+    tool: &str,
+    options: &Value,
+    budget_bytes: u64,
+    jobs: u64,
+) -> Planned {
+    let Some(section) = record.get("plan").and_then(|p| p.get(tool)) else {
+        return Planned::None;
+    };
+    if let Some(m) = section
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+    {
+        return Planned::Replanned(format!("chunk-plan found no plan: {m}"));
+    }
+    let plan: Plan = match serde_json::from_value(section.clone()) {
+        Ok(p) => p,
+        Err(e) => return Planned::Replanned(format!("the plan is malformed: {e}")),
+    };
+    let planned_budget = record
+        .get("plan")
+        .and_then(|p| p.get("budget_bytes"))
+        .and_then(Value::as_u64);
+    if !same_values(&plan.options, options) {
+        return Planned::Replanned(format!(
+            "planned with options {}, run with {options}",
+            plan.options
+        ));
+    }
+    if planned_budget != Some(budget_bytes) {
+        return Planned::Replanned(format!(
+            "planned for a budget of {}, run with {}",
+            planned_budget.map_or("none".into(), human_bytes),
+            human_bytes(budget_bytes)
+        ));
+    }
+    if u64::from(plan.workers) > jobs.max(1) {
+        return Planned::Replanned(format!(
+            "planned for {} workers, --jobs allows {jobs}",
+            plan.workers
+        ));
+    }
+    Planned::Used(Box::new(plan))
+}
+
+/// JSON values equal as data: numbers by value, so a record that passed through `jq`
+/// (which writes `1.0` as `1`) still matches.
+fn same_values(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_values(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_values(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Assign items of the given costs to `shards` bins, longest processing time first:
@@ -288,7 +435,16 @@ mod tests {
                         }
                         Err(e) => {
                             assert_eq!(e.kind, ErrorKind::Budget);
-                            assert!(m.peak_bytes(&s, *m.chunks(&s).last().unwrap(), 1) > budget);
+                            // Refused only when the smallest chunk does not fit, or
+                            // (strip-convert) when the tiles JPEG 2000's tile-count
+                            // limit widens them to do not.
+                            assert!(
+                                m.peak_bytes(&s, *m.chunks(&s).last().unwrap(), 1) > budget
+                                    || e.message.contains("at most 65535 tiles"),
+                                "{}: {s:?} refused at {budget}: {}",
+                                m.name(),
+                                e.message
+                            );
                         }
                     }
                 }

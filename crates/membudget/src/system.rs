@@ -171,8 +171,8 @@ impl SystemInfo {
                     "cgroup memory {}% in use ({} of {}, page cache included): \
                      other processes share this limit",
                     percent(usage, limit),
-                    crate::budget::human_bytes(usage),
-                    crate::budget::human_bytes(limit)
+                    crate::units::human_bytes(usage),
+                    crate::units::human_bytes(limit)
                 ));
             }
         }

@@ -5,7 +5,7 @@
 //! process, and another test freeing memory between two readings would hide an
 //! allocation.
 
-use membudget::monitor::{self, Admit, Guard, Sampler};
+use membudget::monitor::{self, Sampler};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -215,28 +215,4 @@ fn sampler_sees_a_spike() {
         "sampled max {} with RSS {before} before a 64 MiB spike",
         report.max_rss_bytes
     );
-}
-
-#[test]
-fn guard_on_real_memory() {
-    let _l = lock();
-    if !on_linux() {
-        return;
-    }
-    let base = monitor::current_rss().unwrap();
-    let guard = Guard::new(base + 100 * MIB);
-    assert_eq!(guard.admit(50 * MIB), Admit::Go);
-    let v = touched(80 * MIB);
-    match guard.admit(50 * MIB) {
-        Admit::Shrink { max_bytes } => assert!(max_bytes < 25 * MIB, "{max_bytes}"),
-        Admit::Go => panic!("admitted 50 MiB with 80 of 100 MiB resident"),
-    }
-    assert!(guard.try_reserve(50 * MIB).is_err());
-    assert!(guard.peak() >= base + 80 * MIB);
-    drop(v);
-    let r = guard.try_reserve(50 * MIB).expect("fits once freed");
-    // The reservation counts although nothing is resident yet.
-    assert!(!guard.admit(60 * MIB).is_go());
-    drop(r);
-    assert!(guard.admit(60 * MIB).is_go());
 }

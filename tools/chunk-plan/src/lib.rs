@@ -48,6 +48,10 @@ pub struct Opts {
     order: Order,
     #[command(flatten)]
     log: LogArgs,
+    /// The processing tools' options that change their plans, given as to the tool
+    /// (last: their help headings would take the options after them).
+    #[command(flatten)]
+    tool_options: cost::ToolOptions,
 }
 
 fn tool_names() -> clap::builder::PossibleValuesParser {
@@ -65,7 +69,13 @@ pub fn command() -> Command {
                  record back with a `plan` section: for each tool that can process the input \
                  (or each --for tool), the largest chunk and the most workers whose predicted \
                  peak RSS fits the budget. A record no tool can fit becomes an error record \
-                 naming the minimum memory needed, and the exit status is 3.",
+                 naming the minimum memory needed, and the exit status is 3.\n\n\
+                 A tool's options that change its memory (strip-convert's --profile and \
+                 --tile, laz-enrich's radius, features, ground radius and tile points) are \
+                 given here as to the tool: `chunk-plan --for strip-convert --profile bnf` \
+                 plans what `strip-convert --profile bnf` runs. The plan records them under \
+                 `options`, and the tool uses the plan (its tile and workers) only when its \
+                 own options and budget are the same; otherwise it plans again and says why.",
         )
         .after_help(
             "Exit status: 0 all planned, 1 some inputs failed, 2 usage or fatal error, \
@@ -74,9 +84,9 @@ pub fn command() -> Command {
         )
 }
 
-/// The models to plan for: `--for` ones, or all.
-fn selected(tools: &[String]) -> Vec<Box<dyn CostModel>> {
-    cost::models()
+/// The models to plan for (`--for` ones, or all), made with the tools' options.
+fn selected(tools: &[String], options: &cost::ToolOptions) -> Vec<Box<dyn CostModel>> {
+    cost::models_with(options)
         .into_iter()
         .filter(|m| tools.is_empty() || tools.iter().any(|t| t == m.name()))
         .collect()
@@ -188,7 +198,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             "the CPUs this process may use"
         }
     );
-    let models = selected(&opts.tools);
+    let models = selected(&opts.tools, &opts.tool_options);
     let explicit = !opts.tools.is_empty();
     let mut out = Output::new(NAME);
     let buffered = opts.shards.is_some() || opts.order != Order::Input;

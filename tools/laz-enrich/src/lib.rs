@@ -19,12 +19,11 @@ pub mod tiling;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use features::{Feature, Names, Orientation};
-use membudget::budget::human_bytes;
-use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
-use membudget::cost::laz_features::LazFeatures;
-use membudget::cost::Summary;
+use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cost::laz_features::{self, LazEnrichOptions, LazFeatures};
+use membudget::cost::{CostModel, Summary};
 use membudget::outputs::Destinations;
-use membudget::probe::{Format, PointsSummary};
+use membudget::plan::{self, Planned};
 use membudget::system::SystemInfo;
 use membudget::{driver, Error, ErrorKind, Record};
 use std::ffi::{OsStr, OsString};
@@ -34,9 +33,7 @@ use std::path::{Path, PathBuf};
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "laz-enrich";
 
-/// Tiles never hold more points than this unless `--tile-points` says so: larger tiles
-/// are no faster (the halo costs 1-2 % at this size) and only use more memory.
-pub const EFFICIENT_TILE_POINTS: u64 = 1 << 20;
+pub use membudget::cost::laz_features::EFFICIENT_TILE_POINTS;
 
 /// Output container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,18 +49,10 @@ pub enum OutFormat {
 pub struct Opts {
     #[command(flatten)]
     input: InputArgs,
-    /// Neighbourhood radius in metres: neighbours are the points at distance <= R, the
-    /// point itself included
-    #[arg(short = 'R', long, value_name = "METRES", default_value_t = 1.0)]
-    radius: f64,
-    /// Neighbourhoods of the K nearest points (3D, the point itself included; ties
-    /// broken by coordinates) instead of a radius; exact across tiles: a point whose K
-    /// nearest may lie beyond its tile's halo is computed again with a wider one
-    #[arg(short = 'k', long = "k", value_name = "K", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    knn: Option<u32>,
-    /// Features to compute, comma-separated, or `all` (see FEATURES below)
-    #[arg(short = 'F', long, value_name = "LIST", value_parser = parse_features)]
-    features: Option<FeatureList>,
+    /// The options that change the memory (radius, k, features, ground radius, tile
+    /// points): chunk-plan takes them too.
+    #[command(flatten)]
+    plan: LazEnrichOptions,
     /// Names of the new dimensions
     #[arg(long, value_enum, default_value_t = Names::Jakteristics)]
     names: Names,
@@ -74,10 +63,6 @@ pub struct Opts {
     /// features at this file's borders equal those of the merged cloud
     #[arg(long, value_name = "DIR", alias = "neighbors")]
     neighbours: Option<PathBuf>,
-    /// Height above ground looks for the nearest ground point (class 2) in XY within
-    /// this many metres (the halo grows to it); beyond, the height is NaN
-    #[arg(long, value_name = "METRES", default_value_t = 10.0)]
-    ground_radius: f64,
     /// Output container
     #[arg(long, value_enum, default_value_t = OutFormat::Laz)]
     format: OutFormat,
@@ -90,24 +75,12 @@ pub struct Opts {
     /// output's directory
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
-    /// Most points (owned plus halo) a tile may hold, below what the budget allows
-    /// (default: the budget's capacity, at most 1048576)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    tile_points: Option<u64>,
     #[command(flatten)]
     budget: BudgetArgs,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
     log: LogArgs,
-}
-
-/// A parsed `--features` list (a newtype so clap sees one value, not many).
-#[derive(Debug, Clone)]
-pub struct FeatureList(pub Vec<Feature>);
-
-fn parse_features(s: &str) -> Result<FeatureList, String> {
-    features::parse_list(s).map(FeatureList)
 }
 
 /// A suffix is part of a file name: a separator or `..` would put the output elsewhere
@@ -185,12 +158,14 @@ pub fn command() -> Command {
 /// Run on parsed arguments.
 pub fn run(m: &ArgMatches) -> Result<Status> {
     let opts = Opts::from_arg_matches(m)?;
-    if !(opts.radius.is_finite() && opts.radius > 0.0) {
-        anyhow::bail!("--radius must be a positive number of metres");
-    }
-    if !(opts.ground_radius.is_finite() && opts.ground_radius > 0.0) {
-        anyhow::bail!("--ground-radius must be a positive number of metres");
-    }
+    // The list is parsed here, not by clap: the flag group is membudget's, shared with
+    // chunk-plan, which knows no feature names. Still a usage error before any input.
+    let features = match &opts.plan.features {
+        Some(list) => {
+            features::parse_list(list).map_err(|e| cli::usage(format!("--features: {e}")))?
+        }
+        None => Feature::DEFAULT.to_vec(),
+    };
     let sys = SystemInfo::probe();
     let budget = opts.budget.budget(&sys)?;
     let jobs = opts.budget.jobs(&sys);
@@ -212,13 +187,17 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         }
         // Without --memory-limit, the budget chunk-plan planned this record for.
         let budget = opts.budget.planned(r).unwrap_or(budget);
-        // The threads that run: what the budget holds, at most --jobs (the model counts
-        // them). The whole input runs in their pool: a pool built later, beside
-        // allocations made on this thread, measured 5 MiB more.
-        let threads = threads_for(&path, budget.bytes, jobs);
+        // The threads that run: chunk-plan's when its plan holds, else what the budget
+        // holds, at most --jobs (the model counts them). The whole input runs in their
+        // pool: a pool built later, beside allocations made on this thread, measured
+        // 5 MiB more.
+        let (planned, decided) = decide(&opts.plan, r, &path, budget.bytes, jobs as u64);
+        let threads = decided.as_ref().map_or(1, |d| d.run.threads);
+        r.set_in(NAME, "plan", planned.describe());
         let run = Run {
             budget: budget.bytes,
-            threads,
+            decided,
+            features: &features,
             neighbours: &neighbours,
         };
         rayon::ThreadPoolBuilder::new()
@@ -299,16 +278,55 @@ fn copy_sidecars(out: &OutputArgs, input: &Path, force: bool) -> Result<Vec<Stri
     Ok(copied)
 }
 
-/// Threads for `input` within `budget`, at most `jobs`: the model's
-/// [`LazFeatures::threads_within`] for the cloud's point count (the thread overhead does
-/// not depend on the features); one when the header cannot be read (the error record
-/// comes from processing it).
-fn threads_for(input: &Path, budget: u64, jobs: usize) -> u64 {
-    let count = membudget::probe::las::probe(input)
-        .ok()
-        .and_then(|p| p.points)
-        .map_or(0, |p| p.count);
-    LazFeatures::default().threads_within(budget, count, jobs as u64)
+/// The run's model and geometry for one cloud.
+struct Decided {
+    model: LazFeatures,
+    summary: Summary,
+    run: laz_features::Run,
+}
+
+/// How `input` is run within `budget`, at most `jobs` threads: chunk-plan's plan in
+/// `record` when it was made for these options and this budget (threads, tile and slab
+/// points), else the model's own rule ([`LazFeatures::run`], the same chunk-plan uses).
+/// The error (a header that does not probe, a budget too small) is the input's, reported
+/// after the header checks of [`one`].
+fn decide(
+    options: &LazEnrichOptions,
+    record: &Record,
+    input: &Path,
+    budget: u64,
+    jobs: u64,
+) -> (Planned, Result<Decided, Error>) {
+    let summary = match membudget::probe::las::probe(input) {
+        Ok(p) => Summary::from_probe(&p),
+        Err(e) => return (Planned::None, Err(e)),
+    };
+    let model = LazFeatures::with_options(options, &summary);
+    let mut planned = plan::planned(record, NAME, &model.options(), budget, jobs);
+    let from_plan = planned.plan().and_then(|p| {
+        let points = |k: &str| p.geometry.get(k).and_then(serde_json::Value::as_u64);
+        Some(laz_features::Run {
+            threads: u64::from(p.workers),
+            tile_points: points("tile_points").filter(|&n| n > 0)?,
+            slab_points: points("slab_points").filter(|&n| n > 0)?,
+        })
+    });
+    if from_plan.is_none() {
+        planned = planned.reject("the plan has no tile_points or slab_points");
+    }
+    let run = match from_plan {
+        Some(run) => Ok(run),
+        None => model.run(&summary, budget, jobs),
+    };
+    let decided = run.map(|run| Decided {
+        model: LazFeatures {
+            threads: run.threads,
+            ..model
+        },
+        summary,
+        run,
+    });
+    (planned, decided)
 }
 
 /// The output file name for `input`: its stem (without `.copc`) plus the suffix. The
@@ -328,8 +346,9 @@ fn output_name(input: &Path, suffix: &str, format: OutFormat) -> OsString {
 /// What one input is processed with.
 struct Run<'a> {
     budget: u64,
-    /// Threads that run ([`threads_for`]).
-    threads: u64,
+    /// The model, threads, tile and slab ([`decide`]).
+    decided: Result<Decided, Error>,
+    features: &'a [Feature],
     neighbours: &'a [PathBuf],
 }
 
@@ -347,92 +366,28 @@ fn one(
         .output_path(input, output_name(input, &opts.suffix, opts.format))?;
     // Never over an input of the run (`--suffix ''`), never the output of an earlier one.
     dests.check(input, &dest)?;
-    let features = opts
-        .features
-        .clone()
-        .map(|l| l.0)
-        .unwrap_or_else(|| Feature::DEFAULT.to_vec());
+    let features = run.features;
     // Every size the las/laz readers would trust is checked first (the bounded header
     // probe: a damaged header is named as such, not left to the reader's seeks).
     let info = las_io::validate(input)?;
     las_io::check_header_budget(input, &info, run.budget)?;
-    let header = las_io::open_with(input, false)?.header().clone();
+    let decided = match &run.decided {
+        Ok(d) => d,
+        Err(e) => return Err(e.clone()),
+    };
+    let (model, summary) = (&decided.model, &decided.summary);
     let hag = features.contains(&Feature::HeightAboveGround);
     let within_2m = features.contains(&Feature::PointsWithin2m);
-    // The first halo: the radius, or for kNN twice the radius of a disc holding k points
-    // at the cloud's mean density (points beyond it are computed again, exactly).
-    let neighbourhood_reach = match opts.knn {
-        Some(k) => {
-            let b = header.bounds();
-            let area = ((b.max.x - b.min.x) * (b.max.y - b.min.y)).abs();
-            let n = header.number_of_points().max(1) as f64;
-            let density = if area.is_finite() && area > 0.0 {
-                n / area
-            } else {
-                1.0
-            };
-            (2.0 * (f64::from(k) / (std::f64::consts::PI * density)).sqrt()).clamp(0.05, 1000.0)
-        }
-        None => opts.radius,
-    };
-    let base = LazFeatures::default();
-    let count = header.number_of_points();
-    let model = LazFeatures {
-        radius: neighbourhood_reach
-            .max(if hag { opts.ground_radius } else { 0.0 })
-            .max(if within_2m { 2.0 } else { 0.0 }),
-        features: features.len() as u64,
-        // Height above ground also holds the pass's ground points (a growing buffer, up
-        // to 24 bytes a point) and their grid (a copy and about two cell offsets, 28):
-        // at most every point.
-        // The 2 m count needs a second column grid: a copy and its offsets, 24.
-        bytes_per_point: base.bytes_per_point
-            + if hag { 52 } else { 0 }
-            + if within_2m { 24 } else { 0 },
-        ..base
-    };
-    let threads = run.threads;
-    let model = LazFeatures { threads, ..model };
-    let b = header.bounds();
-    let summary = Summary {
-        format: if header.point_format().is_compressed {
-            Format::Laz
-        } else {
-            Format::Las
-        },
-        bytes: std::fs::metadata(input)?.len(),
-        image: None,
-        points: Some(PointsSummary {
-            count: header.number_of_points(),
-            record_bytes: u32::from(header.point_format().len()),
-            bounds: [b.min.x, b.min.y, b.min.z, b.max.x, b.max.y, b.max.z],
-            compressed: header.point_format().is_compressed,
-        }),
-        archive: None,
-        document: None,
-    };
-    let plan = membudget::plan::plan(&model, &summary, membudget::Budget::bytes(budget), 1)?;
-    if let Ok(v) = serde_json::to_value(&plan) {
-        r.set_in("plan", NAME, v);
-    }
-    let rec_in = u64::from(header.point_format().len());
-    let capacity = model
-        .capacity(budget, count, rec_in)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Budget,
-                format!(
-                    "the budget {} is below the {} needed to decode and encode one LAZ chunk",
-                    human_bytes(budget),
-                    human_bytes(model.predicted_peak(count, rec_in, 0, 0))
-                ),
-            )
-        })?
-        .min(opts.tile_points.unwrap_or(EFFICIENT_TILE_POINTS))
-        .min(u64::from(u32::MAX));
-    // Records decoded or encoded at once: one LAZ chunk per thread when the budget
-    // allows (whole chunks keep the parallel codec busy), fewer when it does not.
-    let slab = model.slab_points(budget, count, rec_in, threads);
+    let neighbourhood_reach = opts.plan.neighbourhood_reach(summary);
+    let (count, rec_in) = summary
+        .points
+        .as_ref()
+        .map_or((0, 0), |p| (p.count, u64::from(p.record_bytes)));
+    let (threads, capacity, slab) = (
+        decided.run.threads,
+        decided.run.tile_points,
+        decided.run.slab_points,
+    );
     r.set_path_in(NAME, "output", &dest);
     let skip = |r: &mut Record, reason: &str| {
         r.set_in(NAME, "status", "skipped");
@@ -468,7 +423,7 @@ fn one(
                 )
             })
             .collect(),
-        features: features.clone(),
+        features: features.to_vec(),
         orientation: match opts.viewpoint {
             Some(v) => Orientation::Towards(v),
             None => Orientation::Up,
@@ -488,8 +443,8 @@ fn one(
                     .unwrap_or_else(|| PathBuf::from("."))
             }),
         neighbours: neighbours.to_vec(),
-        ground_radius: hag.then_some(opts.ground_radius),
-        knn: opts.knn.map(|k| k as usize),
+        ground_radius: hag.then_some(opts.plan.ground_radius),
+        knn: opts.plan.knn.map(|k| k as usize),
         within_2m,
     };
     let mut atomic = match AtomicFile::claim(&dest)? {
@@ -512,13 +467,13 @@ fn one(
     }
     r.set_in(NAME, "status", "ok");
     r.set_in(NAME, "points", report.points);
-    match opts.knn {
+    match opts.plan.knn {
         Some(k) => {
             r.set_in(NAME, "k", k);
             r.set_in(NAME, "knn_halo_m", neighbourhood_reach);
             r.set_in(NAME, "knn_retried", report.knn_retried);
         }
-        None => r.set_in(NAME, "radius", opts.radius),
+        None => r.set_in(NAME, "radius", opts.plan.radius),
     }
     r.set_in(
         NAME,
@@ -585,6 +540,40 @@ mod tests {
     #[test]
     fn command_is_valid() {
         super::command().debug_assert();
+    }
+
+    #[test]
+    fn the_planned_feature_cost_is_the_parsed_one() {
+        // chunk-plan knows no feature names: membudget's counts must be laz-enrich's.
+        use membudget::cost::laz_features as lf;
+        assert_eq!(lf::DEFAULT_FEATURES, Feature::DEFAULT.len() as u64);
+        assert_eq!(lf::ALL_FEATURES, Feature::ALL.len() as u64);
+        assert_eq!(lf::HEIGHT_ABOVE_GROUND, Feature::HeightAboveGround.name());
+        assert_eq!(lf::POINTS_WITHIN_2M, Feature::PointsWithin2m.name());
+        for list in [
+            None,
+            Some("all"),
+            Some("planarity, Linearity,planarity"),
+            Some("height_above_ground,nx"),
+            Some("num_points_2m"),
+        ] {
+            let o = LazEnrichOptions {
+                features: list.map(String::from),
+                ..LazEnrichOptions::default()
+            };
+            let parsed = list.map_or(Feature::DEFAULT.to_vec(), |l| {
+                features::parse_list(l).unwrap()
+            });
+            assert_eq!(o.feature_count(), parsed.len() as u64, "{list:?}");
+            assert_eq!(
+                o.has(lf::HEIGHT_ABOVE_GROUND),
+                parsed.contains(&Feature::HeightAboveGround)
+            );
+            assert_eq!(
+                o.has(lf::POINTS_WITHIN_2M),
+                parsed.contains(&Feature::PointsWithin2m)
+            );
+        }
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl EncodeParams {
                 // detail; the last layer's rate 0 asks for everything (lossless).
                 p.cp_disto_alloc = 1;
                 if layers > 1 {
-                    let lower = crate::profile::layer_rates(2.5, layers as u32 - 1);
+                    let lower = layer_rates(2.5, layers as u32 - 1);
                     for (i, r) in lower.iter().enumerate() {
                         p.tcp_rates[i] = *r;
                     }
@@ -520,6 +520,24 @@ pub fn max_levels(width: u32, height: u32, tile: (u32, u32)) -> u8 {
         .max(1);
     // floor(log2(side)), at most 32 resolutions.
     (31 - side.leading_zeros()).min(32) as u8
+}
+
+/// Layer ratios from the coarsest to the final `ratio`, spaced evenly in log scale over
+/// `layers` layers from `ratio x 2^(layers-1)`... capped at 1:200 for the first layer (so
+/// every layer carries something useful).
+pub fn layer_rates(ratio: f32, layers: u32) -> Vec<f32> {
+    let layers = layers.max(1);
+    if layers == 1 {
+        return vec![ratio];
+    }
+    let first = (ratio * 2f32.powi(layers as i32 - 1)).min(200.0).max(ratio);
+    let step = (first / ratio).ln() / (layers - 1) as f32;
+    (0..layers)
+        .map(|i| {
+            let r = first / (step * i as f32).exp();
+            (r * 100.0).round() / 100.0
+        })
+        .collect()
 }
 
 #[cfg(test)]

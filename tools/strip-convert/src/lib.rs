@@ -23,7 +23,7 @@ use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
 use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
-use membudget::cost::strip_convert::StripConvert;
+use membudget::cost::strip_convert::{parse_size, StripConvert, StripConvertOptions};
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{self, Job};
 use membudget::outputs::Destinations;
@@ -43,10 +43,9 @@ pub const NAME: &str = "strip-convert";
 pub struct Opts {
     #[command(flatten)]
     input: InputArgs,
-    /// Encoding profile (options given too override its values): bnf, kb-master,
-    /// kb-access, loc-ndnp
-    #[arg(long, value_name = "NAME", value_parser = profile::names())]
-    profile: Option<String>,
+    /// The options that change the memory (profile, tile): chunk-plan takes them too.
+    #[command(flatten)]
+    plan: StripConvertOptions,
     /// BnF profile class: photo (1:4, photographs and heritage documents), print (1:6,
     /// colour print), gray (1:16, greyscale)
     #[arg(long, value_name = "CLASS", value_parser = ["photo", "print", "gray"], default_value = "photo")]
@@ -72,9 +71,6 @@ pub struct Opts {
     /// Decomposition levels (capped by tile and image size; the record says what was used)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=32))]
     levels: Option<u8>,
-    /// Tile size: N or WxH (default: 256, or with --memory-limit the largest that fits)
-    #[arg(long, value_name = "N|WxH", value_parser = parse_size)]
-    tile: Option<(u32, u32)>,
     /// Code-block size: N or WxH, powers of two from 4 to 1024, area at most 4096
     #[arg(long, value_name = "N|WxH", value_parser = parse_codeblock)]
     codeblock: Option<(u32, u32)>,
@@ -157,20 +153,6 @@ pub struct Opts {
     output: OutputArgs,
     #[command(flatten)]
     log: LogArgs,
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("{s:?} is not N or WxH");
-    let (w, h) = match s.split_once(['x', 'X']) {
-        Some((w, h)) => (w, h),
-        None => (s, s),
-    };
-    let w: u32 = w.trim().parse().map_err(|_| bad())?;
-    let h: u32 = h.trim().parse().map_err(|_| bad())?;
-    if w == 0 || h == 0 {
-        return Err(bad());
-    }
-    Ok((w, h))
 }
 
 fn parse_codeblock(s: &str) -> Result<(u32, u32), String> {
@@ -477,12 +459,12 @@ impl Ctx<'_> {
         }
         let mut page = tiff::TiffPage::open_at(path, index, offsets[index])?;
         let info = page.info.clone();
-        let setup = self.setup(&info)?;
+        let setup = self.setup(&info, r)?;
         let params = &setup.params;
         sec(
             r,
             "profile",
-            json!(self.opts.profile.as_deref().unwrap_or("default")),
+            json!(self.opts.plan.profile.as_deref().unwrap_or("default")),
         );
         sec(r, "reversible", json!(!params.irreversible));
         sec(r, "levels", json!(params.levels));
@@ -497,6 +479,7 @@ impl Ctx<'_> {
             json!(setup.run.workers * setup.run.codec_threads),
         );
         sec(r, "predicted_peak_rss", json!(setup.predicted));
+        sec(r, "plan", json!(setup.planned));
         sec(r, "budget_bytes", json!(self.budget.get()));
         if let Some(n) = &setup.note {
             sec(r, "note", json!(n));
@@ -594,10 +577,10 @@ impl Ctx<'_> {
     }
 
     /// Encoding parameters, JP2 header and run geometry for a page: profile, then options,
-    /// then the plan for the budget.
-    fn setup(&self, info: &tiff::PageInfo) -> Result<Setup, Error> {
+    /// then the plan for the budget (chunk-plan's in record `r`, when it holds).
+    fn setup(&self, info: &tiff::PageInfo, r: &Record) -> Result<Setup, Error> {
         let o = self.opts;
-        let prof = o.profile.as_deref().and_then(profile::find);
+        let prof = o.plan.profile.as_deref().and_then(profile::find);
         let mut note = None;
         let mut lossless_unless_ratio = None;
         // Quality.
@@ -656,76 +639,62 @@ impl Ctx<'_> {
         // Plan: tile side and threads from the budget. `allowed` is the threads the
         // budget holds (at most --jobs): tiles encoded side by side, and OpenJPEG threads
         // inside a tile when there are fewer tiles than that. Never more threads than it.
-        let model = StripConvert::default();
+        // Without --memory-limit (and no plan) the model aims at what the efficient tile
+        // needs, not the machine's whole budget.
+        let model = StripConvert {
+            options: o.plan.clone(),
+            aim_efficient: !self.explicit_budget.get(),
+            ..StripConvert::default()
+        };
         let summary = info.summary();
         // The metadata boxes are held while the page is converted.
         let full = self.budget.get().saturating_sub(self.metadata_bytes);
         let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
-        let (tile, allowed, predicted) = match o.tile.or(prof.as_ref().map(|p| (p.tile, p.tile))) {
-            Some(t) => {
-                let t = (t.0.min(info.width), t.1.min(info.height));
-                let rect = (u64::from(t.0), u64::from(t.1));
-                match most_workers(&model, &summary, rect, full, jobs) {
-                    Some(w) => (t, w, model.peak_bytes_rect(&summary, rect, w)),
-                    None => {
-                        let need = model.peak_bytes_rect(&summary, rect, 1);
-                        return Err(Error::new(
-                            ErrorKind::Budget,
-                            format!(
-                                "tile {}x{} needs about {} MiB but the budget is {} MiB",
-                                t.0,
-                                t.1,
-                                need >> 20,
-                                full >> 20
-                            ),
-                        ));
-                    }
-                }
-            }
+        let mut planned = plan::planned(
+            r,
+            NAME,
+            &model.options(),
+            self.budget.get(),
+            self.jobs as u64,
+        );
+        if self.metadata_bytes > 0 {
+            planned = planned.reject(format!(
+                "the --xml/--xmp boxes ({} bytes held) were not in the plan",
+                self.metadata_bytes
+            ));
+        }
+        // The plan is for the record's image: another page may differ.
+        let same_image = Summary::from_record(r)
+            .ok()
+            .flatten()
+            .and_then(|s| s.image)
+            .is_some_and(|i| {
+                let p = summary.image.as_ref();
+                p.is_some_and(|p| {
+                    (i.width, i.height, i.bands, i.bits) == (p.width, p.height, p.bands, p.bits)
+                })
+            });
+        if !same_image {
+            planned = planned.reject("planned for another image than this page");
+        }
+        let from_plan = planned.plan().and_then(|p| {
+            let t = p.geometry.get("tile")?.as_array()?;
+            let side = |i: usize| t.get(i)?.as_u64().and_then(|v| u32::try_from(v).ok());
+            Some(((side(0)?, side(1)?), p.workers, p.predicted_peak_bytes))
+        });
+        if from_plan.is_none() {
+            planned = planned.reject("the plan has no tile");
+        }
+        let (tile, allowed, predicted) = match from_plan {
+            Some(t) => t,
             None => {
-                // Larger tiles than the efficient side buy neither speed nor (beyond
-                // 0.3%) compression, only memory: without --memory-limit the plan gets
-                // what the efficient side needs with every thread, not the machine's
-                // whole budget.
-                let budget = if self.explicit_budget.get() {
-                    full
-                } else {
-                    let efficient = model.efficient_chunk(&summary);
-                    let busy = u64::from(jobs).min(model.max_workers(&summary, efficient));
-                    full.min(model.peak_bytes(&summary, efficient, busy as u32))
-                };
-                let p = plan::plan(&model, &summary, membudget::Budget::bytes(budget), jobs)?;
-                let side = p.chunk as u32;
-                let mut tile = (side.min(info.width), side.min(info.height));
-                // JPEG 2000 allows 65,535 tiles: past that, wider tiles of the same height
-                // (the band, the largest cost, depends on the height only).
-                let count = |t: (u32, u32)| {
-                    u64::from(info.width.div_ceil(t.0)) * u64::from(info.height.div_ceil(t.1))
-                };
-                while count(tile) > 65535 && tile.0 < info.width {
-                    tile.0 = (tile.0 * 2).min(info.width);
-                }
-                let rect = (u64::from(tile.0), u64::from(tile.1));
-                // The wider tiles may not fit what the efficient side needed: then the
-                // whole budget is theirs (without -m, the default budget).
-                let w = most_workers(&model, &summary, rect, budget, p.workers)
-                    .or_else(|| most_workers(&model, &summary, rect, full, p.workers));
-                match w {
-                    Some(w) => (tile, w, model.peak_bytes_rect(&summary, rect, w)),
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::Budget,
-                            format!(
-                                "tiles of {}x{} (at most 65535 tiles) need about {} MiB but \
-                                 the budget is {} MiB",
-                                tile.0,
-                                tile.1,
-                                model.peak_bytes_rect(&summary, rect, 1) >> 20,
-                                full >> 20
-                            ),
-                        ))
-                    }
-                }
+                let p = plan::plan(&model, &summary, membudget::Budget::bytes(full), jobs)?;
+                let t = p
+                    .geometry
+                    .get("tile")
+                    .and_then(|t| Some((t.get(0)?.as_u64()?, t.get(1)?.as_u64()?)))
+                    .unwrap_or((p.chunk, p.chunk));
+                ((t.0 as u32, t.1 as u32), p.workers, p.predicted_peak_bytes)
             }
         };
         let (across, down) = (info.width.div_ceil(tile.0), info.height.div_ceil(tile.1));
@@ -833,6 +802,7 @@ impl Ctx<'_> {
                 tlm: o.tlm,
             },
             predicted,
+            planned: planned.describe(),
             note,
             lossless_unless_ratio,
             xmp_warning,
@@ -845,6 +815,8 @@ struct Setup {
     header: jp2::Header,
     run: convert::Run,
     predicted: u64,
+    /// What became of chunk-plan's plan (`used`, `replanned: why`, `planned`).
+    planned: String,
     note: Option<String>,
     /// The bnf profile's target ratio, when it chose the quality: if the codestream comes
     /// out smaller than that ratio asks (every coding pass included, the target not
@@ -852,32 +824,6 @@ struct Setup {
     lossless_unless_ratio: Option<f32>,
     /// Why the TIFF's XMP packet was left out.
     xmp_warning: Option<String>,
-}
-
-/// The most tiles of `rect` encoded at once, from 1 to `max`, whose predicted peak fits
-/// `budget` (the peak grows with the count: a binary search, so `-j 100000` costs
-/// nothing); `None` when one does not fit.
-fn most_workers(
-    model: &StripConvert,
-    s: &Summary,
-    rect: (u64, u64),
-    budget: u64,
-    max: u32,
-) -> Option<u32> {
-    let fits = |w: u32| model.peak_bytes_rect(s, rect, w) <= budget;
-    if !fits(1) {
-        return None;
-    }
-    let (mut lo, mut hi) = (1u32, max.max(1));
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    Some(lo)
 }
 
 fn check_codeblock((w, h): (u32, u32)) -> Result<(), Error> {

@@ -2,6 +2,7 @@
 //! published source (listed in `--help` and the man page). Options given on the command
 //! line override a profile's values.
 
+pub use crate::encode::layer_rates;
 use crate::encode::{Order, TileParts};
 
 /// A profile's parameters. `None` leaves the default (or the option) in force.
@@ -55,7 +56,7 @@ pub fn all() -> Vec<Profile> {
             levels: 10,
             layers: 10,
             order: Order::Rpcl,
-            tile: 1024,
+            tile: tile("bnf"),
             codeblock: 64,
             precincts: P256_128,
             sop: true,
@@ -73,7 +74,7 @@ pub fn all() -> Vec<Profile> {
             levels: 5,
             layers: 11,
             order: Order::Rpcl,
-            tile: 1024,
+            tile: tile("kb-master"),
             codeblock: 64,
             precincts: P256_128,
             sop: true,
@@ -93,7 +94,7 @@ pub fn all() -> Vec<Profile> {
             levels: 5,
             layers: 8,
             order: Order::Rpcl,
-            tile: 1024,
+            tile: tile("kb-access"),
             codeblock: 64,
             precincts: P256_128,
             sop: true,
@@ -111,7 +112,7 @@ pub fn all() -> Vec<Profile> {
             levels: 6,
             layers: 25,
             order: Order::Rlcp,
-            tile: 1024,
+            tile: tile("loc-ndnp"),
             codeblock: 64,
             precincts: &[],
             sop: false,
@@ -127,6 +128,12 @@ pub fn all() -> Vec<Profile> {
     ]
 }
 
+/// A profile's tile side, from the table the cost model plans with (a test ties the
+/// two lists of names).
+fn tile(name: &str) -> u32 {
+    membudget::cost::strip_convert::profile_tile(name).unwrap_or(0)
+}
+
 /// The profile named `name`.
 pub fn find(name: &str) -> Option<Profile> {
     all().into_iter().find(|p| p.name == name)
@@ -135,24 +142,6 @@ pub fn find(name: &str) -> Option<Profile> {
 /// The names, for clap's possible values.
 pub fn names() -> Vec<&'static str> {
     all().iter().map(|p| p.name).collect()
-}
-
-/// Layer ratios from the coarsest to the final `ratio`, spaced evenly in log scale over
-/// `layers` layers from `ratio x 2^(layers-1)`... capped at 1:200 for the first layer (so
-/// every layer carries something useful).
-pub fn layer_rates(ratio: f32, layers: u32) -> Vec<f32> {
-    let layers = layers.max(1);
-    if layers == 1 {
-        return vec![ratio];
-    }
-    let first = (ratio * 2f32.powi(layers as i32 - 1)).min(200.0).max(ratio);
-    let step = (first / ratio).ln() / (layers - 1) as f32;
-    (0..layers)
-        .map(|i| {
-            let r = first / (step * i as f32).exp();
-            (r * 100.0).round() / 100.0
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -172,5 +161,12 @@ mod tests {
     fn profiles_are_found() {
         assert!(find("bnf").is_some());
         assert_eq!(names().len(), 4);
+        // The cost model plans `--profile` with the same names and tiles.
+        let planned: Vec<&str> = membudget::cost::strip_convert::PROFILE_TILES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(names(), planned);
+        assert!(all().iter().all(|p| p.tile > 0), "{:?}", all());
     }
 }

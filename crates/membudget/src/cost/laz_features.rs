@@ -31,9 +31,137 @@
 //! tools/laz-enrich/tests/enrich.rs holds predictions within 20% of
 //! measurements and measurements under the budget.
 
-use super::{halving, CostModel, Summary, MIB};
+use super::{halving, Chosen, CostModel, Summary, MIB};
+use crate::error::{Error, ErrorKind};
 use crate::probe::Format;
+use crate::units::human_bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// Tiles never hold more points than this unless `--tile-points` says so: larger tiles
+/// are no faster (the halo costs 1-2 % at this size) and only use more memory.
+pub const EFFICIENT_TILE_POINTS: u64 = 1 << 20;
+
+/// Features laz-enrich computes without `--features` (its `Feature::DEFAULT`; a test
+/// there ties the two), and with `--features all` (`Feature::ALL`).
+pub const DEFAULT_FEATURES: u64 = 12;
+/// See [`DEFAULT_FEATURES`].
+pub const ALL_FEATURES: u64 = 24;
+/// The features that hold more than their value a point: height above ground (the
+/// ground points and their grid) and the 2 m count (a second grid).
+pub const HEIGHT_ABOVE_GROUND: &str = "height_above_ground";
+/// See [`HEIGHT_ABOVE_GROUND`].
+pub const POINTS_WITHIN_2M: &str = "num_points_2m";
+
+/// The options of laz-enrich that change its memory, one flag group that both laz-enrich
+/// and `chunk-plan` take: `chunk-plan --for laz-enrich -F all` plans what `laz-enrich -F
+/// all` runs. Written in `plan.laz-enrich.options`.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+pub struct LazEnrichOptions {
+    /// Neighbourhood radius in metres: neighbours are the points at distance <= R, the
+    /// point itself included
+    #[arg(short = 'R', long, value_name = "METRES", default_value_t = 1.0, value_parser = crate::cli::positive_number)]
+    pub radius: f64,
+    /// Neighbourhoods of the K nearest points (3D, the point itself included; ties
+    /// broken by coordinates) instead of a radius; exact across tiles: a point whose K
+    /// nearest may lie beyond its tile's halo is computed again with a wider one
+    #[arg(short = 'k', long = "k", value_name = "K", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub knn: Option<u32>,
+    /// Features to compute, comma-separated, or `all` (laz-enrich's FEATURES)
+    #[arg(short = 'F', long, value_name = "LIST")]
+    pub features: Option<String>,
+    /// Height above ground looks for the nearest ground point (class 2) in XY within
+    /// this many metres (the halo grows to it); beyond, the height is NaN
+    #[arg(long, value_name = "METRES", default_value_t = 10.0, value_parser = crate::cli::positive_number)]
+    pub ground_radius: f64,
+    /// Most points (owned plus halo) a tile may hold, below what the budget allows
+    /// (default: the budget's capacity, at most 1048576)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile_points: Option<u64>,
+}
+
+impl Default for LazEnrichOptions {
+    fn default() -> Self {
+        LazEnrichOptions {
+            radius: 1.0,
+            knn: None,
+            features: None,
+            ground_radius: 10.0,
+            tile_points: None,
+        }
+    }
+}
+
+impl LazEnrichOptions {
+    /// The features' names as given (lower case), `None` for the default set or `all`.
+    fn names(&self) -> Option<Vec<String>> {
+        let list = self.features.as_deref()?;
+        if list.trim().eq_ignore_ascii_case("all") {
+            return None;
+        }
+        let mut v: Vec<String> = Vec::new();
+        for n in list.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+            if !n.is_empty() && !v.contains(&n) {
+                v.push(n);
+            }
+        }
+        Some(v)
+    }
+
+    fn is_all(&self) -> bool {
+        self.features
+            .as_deref()
+            .is_some_and(|l| l.trim().eq_ignore_ascii_case("all"))
+    }
+
+    /// Features computed: what laz-enrich parses from the list (an IGN alias given beside
+    /// its jakteristics name counts twice here: more memory planned, never less).
+    pub fn feature_count(&self) -> u64 {
+        match self.names() {
+            Some(v) => v.len() as u64,
+            None if self.is_all() => ALL_FEATURES,
+            None => DEFAULT_FEATURES,
+        }
+    }
+
+    /// Whether feature `name` (one of the constants above) is computed.
+    pub fn has(&self, name: &str) -> bool {
+        match self.names() {
+            Some(v) => v.iter().any(|n| n == name),
+            None => self.is_all(),
+        }
+    }
+
+    /// The first halo, in metres: the radius, or for kNN twice the radius of a disc
+    /// holding k points at the cloud's mean density (points beyond it are computed
+    /// again, exactly).
+    pub fn neighbourhood_reach(&self, s: &Summary) -> f64 {
+        let Some(k) = self.knn else {
+            return self.radius;
+        };
+        // The header's mean density; 1 a square metre for a cloud without an area.
+        let density = s.points.as_ref().map_or(1.0, |p| {
+            let area = ((p.bounds[3] - p.bounds[0]) * (p.bounds[4] - p.bounds[1])).abs();
+            if area.is_finite() && area > 0.0 {
+                p.count.max(1) as f64 / area
+            } else {
+                1.0
+            }
+        });
+        (2.0 * (f64::from(k) / (std::f64::consts::PI * density)).sqrt()).clamp(0.05, 1000.0)
+    }
+}
+
+/// How laz-enrich runs one cloud: the plan of `plan.laz-enrich`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    /// Threads.
+    pub threads: u64,
+    /// Points (owned plus halo) a feature pass holds at most.
+    pub tile_points: u64,
+    /// Points decoded or encoded at once.
+    pub slab_points: u64,
+}
 
 /// Points of a LAZ chunk as LASzip writes them (the parallel codec's unit of work).
 pub const LAZ_CHUNK_POINTS: u64 = 50_000;
@@ -77,6 +205,8 @@ pub struct LazFeatures {
     pub per_thread: u64,
     /// Threads the run uses (see [`LazFeatures::threads_within`]).
     pub threads: u64,
+    /// The run's options.
+    pub options: LazEnrichOptions,
 }
 
 impl Default for LazFeatures {
@@ -95,11 +225,84 @@ impl Default for LazFeatures {
             whole_bytes_per_point: 150,
             per_thread: MIB,
             threads: 1,
+            options: LazEnrichOptions::default(),
         }
     }
 }
 
 impl LazFeatures {
+    /// The model of a run with `options` on cloud `s`: the halo covers the neighbourhood
+    /// (and the ground radius for height above ground, 2 m for the 2 m count), and
+    /// those two features hold more a point.
+    pub fn with_options(options: &LazEnrichOptions, s: &Summary) -> LazFeatures {
+        let base = LazFeatures::default();
+        let hag = options.has(HEIGHT_ABOVE_GROUND);
+        let within_2m = options.has(POINTS_WITHIN_2M);
+        LazFeatures {
+            radius: options
+                .neighbourhood_reach(s)
+                .max(if hag { options.ground_radius } else { 0.0 })
+                .max(if within_2m { 2.0 } else { 0.0 }),
+            features: options.feature_count(),
+            // Height above ground also holds the pass's ground points (a growing buffer,
+            // up to 24 bytes a point) and their grid (a copy and about two cell offsets,
+            // 28): at most every point. The 2 m count needs a second column grid: a copy
+            // and its offsets, 24.
+            bytes_per_point: base.bytes_per_point
+                + if hag { 52 } else { 0 }
+                + if within_2m { 24 } else { 0 },
+            options: options.clone(),
+            ..base
+        }
+    }
+
+    /// How laz-enrich runs cloud `s` within `budget_bytes` with at most `jobs` threads:
+    /// the threads the budget holds ([`LazFeatures::threads_within`]), the largest pass
+    /// that fits with them (at most `--tile-points`, else [`EFFICIENT_TILE_POINTS`]),
+    /// and the slab ([`LazFeatures::slab_points`]).
+    pub fn run(&self, s: &Summary, budget_bytes: u64, jobs: u64) -> Result<Run, Error> {
+        let (count, rec_in) = s
+            .points
+            .as_ref()
+            .map_or((0, 0), |p| (p.count, u64::from(p.record_bytes)));
+        let with = |threads: u64| LazFeatures {
+            threads,
+            ..self.clone()
+        };
+        // Never a thread whose overhead leaves no room for the smallest slab: fewer
+        // threads then (one always, and then the budget error names the minimum).
+        let most =
+            u32::try_from(self.threads_within(budget_bytes, count, jobs)).unwrap_or(u32::MAX);
+        let threads = u64::from(
+            super::most_workers(most, |t| {
+                with(u64::from(t))
+                    .capacity(budget_bytes, count, rec_in)
+                    .is_some()
+            })
+            .unwrap_or(1),
+        );
+        let model = with(threads);
+        let tile_points = model
+            .capacity(budget_bytes, count, rec_in)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Budget,
+                    format!(
+                        "the budget {} is below the {} needed to decode and encode one LAZ chunk",
+                        human_bytes(budget_bytes),
+                        human_bytes(model.predicted_peak(count, rec_in, 0, 0))
+                    ),
+                )
+            })?
+            .min(self.options.tile_points.unwrap_or(EFFICIENT_TILE_POINTS))
+            .min(u64::from(u32::MAX));
+        Ok(Run {
+            threads,
+            tile_points,
+            slab_points: model.slab_points(budget_bytes, count, rec_in, threads),
+        })
+    }
+
     /// Points per square metre from the header's bounds (at least a tiny positive value).
     pub fn density(s: &Summary) -> f64 {
         let Some(p) = &s.points else { return 1.0 };
@@ -283,11 +486,80 @@ impl CostModel for LazFeatures {
     fn work(&self, s: &Summary) -> f64 {
         s.points.as_ref().map(|p| p.count as f64).unwrap_or(0.0)
     }
+    fn own_plan(
+        &self,
+        s: &Summary,
+        budget_bytes: u64,
+        max_workers: u32,
+        _generic: &dyn Fn(u64) -> Result<Chosen, Error>,
+    ) -> Option<Result<Chosen, Error>> {
+        let model = LazFeatures::with_options(&self.options, s);
+        Some(model.run(s, budget_bytes, u64::from(max_workers)).map(|run| {
+            let (count, rec_in) = s
+                .points
+                .as_ref()
+                .map_or((0, 0), |p| (p.count, u64::from(p.record_bytes)));
+            let with_threads = LazFeatures {
+                threads: run.threads,
+                ..model.clone()
+            };
+            Chosen {
+                chunk: run.tile_points,
+                workers: u32::try_from(run.threads).unwrap_or(u32::MAX),
+                geometry: json!({
+                    "tile_points": run.tile_points,
+                    "slab_points": run.slab_points,
+                    "halo_m": model.radius,
+                }),
+                predicted_peak_bytes: with_threads.predicted_peak(
+                    count,
+                    rec_in,
+                    run.tile_points,
+                    run.slab_points,
+                ),
+                reasons: vec![format!(
+                    "{} threads, passes of at most {} points, slabs of {}: laz-enrich's rule for the budget",
+                    run.threads, run.tile_points, run.slab_points
+                )],
+            }
+        }))
+    }
+    fn options(&self) -> Value {
+        serde_json::to_value(&self.options).unwrap_or(Value::Null)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_for_one_thread_runs_one_rather_than_failing() {
+        // 16 MiB holds the fixed part and one slab with one thread; threads_within's
+        // quarter rule would add a second thread whose overhead leaves no room.
+        let s = Summary {
+            format: Format::Laz,
+            bytes: 0,
+            image: None,
+            points: Some(crate::probe::PointsSummary {
+                count: 64_614,
+                record_bytes: 38,
+                bounds: [0.0, 0.0, 0.0, 1000.0, 1000.0, 50.0],
+                compressed: true,
+            }),
+            archive: None,
+            document: None,
+        };
+        let m = LazFeatures::default();
+        assert_eq!(m.threads_within(16 * MIB, 64_614, 2), 2);
+        let run = m.run(&s, 16 * MIB, 2).unwrap();
+        assert_eq!(run.threads, 1);
+        let one = LazFeatures {
+            threads: 1,
+            ..m.clone()
+        };
+        assert!(one.predicted_peak(64_614, 38, run.tile_points, run.slab_points) <= 16 * MIB);
+    }
 
     #[test]
     fn threads_are_what_the_budget_holds() {

@@ -28,8 +28,7 @@ use crate::probe::{ArchiveSummary, DocumentSummary, Format, ImageSummary, Points
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Bytes in a mebibyte, for readable constants.
-pub const MIB: u64 = 1 << 20;
+pub use crate::units::MIB;
 
 /// What the cost models need to know about an input: the probe's summaries, without the
 /// format-specific detail. Built from a [`Probe`] or read back from a manifest record, so
@@ -140,16 +139,92 @@ pub trait CostModel: std::fmt::Debug + Send + Sync {
     fn work(&self, s: &Summary) -> f64 {
         self.whole_bytes(s) as f64
     }
+    /// The tool's own rule for its geometry and workers within `budget_bytes` (at most
+    /// `max_workers`), when the tool decides them otherwise than [`crate::plan`]'s generic
+    /// search: `chunk-plan` then plans exactly what the tool would run. Defaults to none.
+    /// `generic` is the planner's search for another budget, for rules built on it.
+    fn own_plan(
+        &self,
+        _s: &Summary,
+        _budget_bytes: u64,
+        _max_workers: u32,
+        _generic: &dyn Fn(u64) -> Result<Chosen, Error>,
+    ) -> Option<Result<Chosen, Error>> {
+        None
+    }
+    /// The tool options this model was made with, as written in `plan.<tool>.options`
+    /// (`{"profile":"bnf","tile":null}`): the tool compares them with its own before it
+    /// uses a plan. Null for models without options.
+    fn options(&self) -> Value {
+        Value::Null
+    }
+}
+
+/// The most workers from 1 to `max` for which `fits` holds, when fitting only gets harder
+/// with more workers (a peak that grows with them): a binary search, so `--jobs 1000000`
+/// costs nothing. `None` when not even one fits.
+pub fn most_workers(max: u32, fits: impl Fn(u32) -> bool) -> Option<u32> {
+    if !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1u32, max.max(1));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+/// What a model's own rule ([`CostModel::own_plan`]) chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    /// The chunk in the model's unit.
+    pub chunk: u64,
+    /// Workers to run at once.
+    pub workers: u32,
+    /// The geometry as written in the plan (`{"tile":[1024,512]}`).
+    pub geometry: Value,
+    /// The model's peak for exactly this geometry.
+    pub predicted_peak_bytes: u64,
+    /// Why, for `-v`.
+    pub reasons: Vec<String>,
+}
+
+/// The tools' options that change their plans, as `chunk-plan` takes them (each tool
+/// flattens its own group): a plan is made for the options its tool will run with.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ToolOptions {
+    /// strip-convert's.
+    #[command(flatten, next_help_heading = "strip-convert options")]
+    pub strip_convert: strip_convert::StripConvertOptions,
+    /// laz-enrich's.
+    #[command(flatten, next_help_heading = "laz-enrich options")]
+    pub laz_enrich: laz_features::LazEnrichOptions,
 }
 
 /// Every model with its default parameters, one per tool of the workspace.
 pub fn models() -> Vec<Box<dyn CostModel>> {
+    models_with(&ToolOptions::default())
+}
+
+/// Every model, made with the tools' options.
+pub fn models_with(options: &ToolOptions) -> Vec<Box<dyn CostModel>> {
     vec![
-        Box::new(strip_convert::StripConvert::default()),
+        Box::new(strip_convert::StripConvert {
+            options: options.strip_convert.clone(),
+            ..Default::default()
+        }),
         Box::new(raster_filters::TiledFilter::tile_enhance(0, 0)),
         Box::new(raster_filters::TiledFilter::spot_detect()),
         Box::new(fits_stack::FitsStack::default()),
-        Box::new(laz_features::LazFeatures::default()),
+        Box::new(laz_features::LazFeatures {
+            options: options.laz_enrich.clone(),
+            ..Default::default()
+        }),
         Box::new(cbz::CbzPack::default()),
         Box::new(cbz::PdfToCbz::default()),
     ]

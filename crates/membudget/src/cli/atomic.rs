@@ -1,0 +1,157 @@
+//! Outputs written under a temporary name and renamed into place.
+
+use super::{add_pending, forget_pending};
+use crate::outputs::{self, Claim, Lock};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An output file written under a temporary name in its destination directory and
+/// renamed into place by [`AtomicFile::commit`]. Dropped without commit (an error, a
+/// panic) or interrupted, the temporary file is removed: no half-written file ever
+/// appears under the final name.
+///
+/// The destination is claimed first ([`crate::outputs::lock`]): while this run writes it,
+/// another run gets "being written by another run (pid N)". The temporary is named
+/// `.<name>.<pid>-<boot>-<random>.part`, so a later run removes it if this process is
+/// killed (see [`crate::outputs::sweep`]).
+#[derive(Debug)]
+pub struct AtomicFile {
+    tmp: Option<tempfile::NamedTempFile>,
+    dest: PathBuf,
+    // Dropped after the temporary is renamed or removed.
+    _lock: Lock,
+}
+
+impl AtomicFile {
+    /// Claim `dest` and create the temporary file beside it (creating directories as
+    /// needed). A destination another live run holds is an error of kind `WouldBlock`
+    /// whose message says so ([`AtomicFile::claim`] tells it apart).
+    pub fn create(dest: &Path) -> io::Result<AtomicFile> {
+        Self::claim(dest)?.map_err(|reason| io::Error::new(io::ErrorKind::WouldBlock, reason))
+    }
+
+    /// Claim `dest` and create the temporary file: `Ok(Err(reason))` when another live
+    /// run is writing `dest` (the reason names its pid), for a record that skips it.
+    pub fn claim(dest: &Path) -> io::Result<Result<AtomicFile, String>> {
+        let lock = match outputs::lock(dest)? {
+            Claim::Mine(l) => l,
+            Claim::Busy(pid) => return Ok(Err(Claim::busy_reason(pid))),
+        };
+        let dir = outputs::parent_dir(dest);
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&outputs::temp_prefix(&name))
+            .suffix(outputs::PART_SUFFIX)
+            .tempfile_in(dir)?;
+        add_pending(tmp.path());
+        Ok(Ok(AtomicFile {
+            tmp: Some(tmp),
+            dest: dest.to_path_buf(),
+            _lock: lock,
+        }))
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp
+            .as_mut()
+            .expect("AtomicFile used after commit")
+            .as_file_mut()
+    }
+
+    /// The temporary file's path (for libraries that want a path).
+    pub fn temp_path(&self) -> &Path {
+        self.tmp
+            .as_ref()
+            .expect("AtomicFile used after commit")
+            .path()
+    }
+
+    /// The final path.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Empty the temporary file and go back to its start, to write it again (the claim
+    /// is kept).
+    pub fn restart(&mut self) -> io::Result<()> {
+        use std::io::Seek;
+        let f = self.file();
+        f.set_len(0)?;
+        f.rewind()
+    }
+
+    /// Flush to disk and rename into place.
+    pub fn commit(mut self) -> io::Result<PathBuf> {
+        let tmp = self.tmp.take().expect("AtomicFile committed twice");
+        // tempfile creates 0600 files; an output should get the mode any new file gets
+        // (0666 less the umask), or keep the mode of the file it replaces (--force).
+        let mode = match std::fs::metadata(&self.dest) {
+            Ok(m) => m.permissions(),
+            Err(_) => new_file_permissions(),
+        };
+        tmp.as_file().set_permissions(mode)?;
+        tmp.as_file().sync_all()?;
+        let tmp_path = tmp.path().to_path_buf();
+        tmp.persist(&self.dest).map_err(|e| e.error)?;
+        forget_pending(&tmp_path);
+        Ok(self.dest.clone())
+    }
+}
+
+/// The permissions a newly created file gets: 0666 less the process's umask, read from
+/// /proc (reading it with umask(2) would briefly change it for every thread).
+pub(super) fn new_file_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022);
+    std::fs::Permissions::from_mode(0o666 & !umask)
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.tmp {
+            forget_pending(tmp.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn atomic_file_commits_or_vanishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/out.bin");
+        let mut a = AtomicFile::create(&dest).unwrap();
+        a.file().write_all(b"hello").unwrap();
+        let tmp = a.temp_path().to_path_buf();
+        assert!(tmp.exists() && !dest.exists());
+        a.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, new_file_permissions().mode() & 0o777);
+        }
+        assert!(!tmp.exists());
+
+        let dest2 = dir.path().join("sub/never.bin");
+        let mut b = AtomicFile::create(&dest2).unwrap();
+        b.file().write_all(b"x").unwrap();
+        let tmp2 = b.temp_path().to_path_buf();
+        drop(b);
+        assert!(!tmp2.exists() && !dest2.exists());
+    }
+}
