@@ -434,3 +434,101 @@ for i in range(60):
         "{res}"
     );
 }
+
+#[test]
+fn weighted_stacks_equal_numpy_inverse_variance_averages() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    // Frames of very different noise (and levels, for the normalised case): weighting
+    // changes the result by far more than the tolerance.
+    py_in(
+        &py,
+        d,
+        r#"
+rng = np.random.default_rng(21)
+y, x = np.mgrid[0:29, 0:41]
+for i in range(16):
+    a = (1000 + 3 * x + 2 * y) * (1 + 0.05 * i) + rng.normal(0, 5 + 10 * (i % 4), x.shape)
+    hot = rng.random(x.shape) < 0.03
+    a[hot] += rng.uniform(500, 5000, hot.sum())
+    fits.writeto(f'f{i:02}.fits', a.astype(np.float32), overwrite=True)
+"#,
+    );
+    let frames: Vec<String> = (0..16).map(|i| format!("f{i:02}.fits")).collect();
+    for (method, extra) in [
+        ("mean", ""),
+        ("sigma-clip", ""),
+        ("sigma-clip", "--normalize multiplicative"),
+        ("minmax", ""),
+    ] {
+        let mut args = vec![
+            "--force",
+            "--weighted",
+            "--stack",
+            method,
+            "--output",
+            "st.fits",
+        ];
+        args.extend(extra.split_whitespace());
+        args.extend(frames.iter().map(String::as_str));
+        let (recs, out) = run(&args, d);
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = &recs[0]["strip-convert"];
+        assert_eq!(s["status"], "ok", "{s}");
+        assert_eq!(s["weights"].as_array().unwrap().len(), 16, "{s}");
+        let res = py_in(
+            &py,
+            d,
+            &format!(
+                r#"
+from astropy.stats import sigma_clip
+method, extra = '{method}', '{extra}'
+cube = np.stack([fits.getdata(f'f{{i:02}}.fits').astype('f8') for i in range(16)])
+med = np.array([np.median(c) for c in cube])
+mad = np.array([np.median(np.abs(c - m)) for c, m in zip(cube, med)])
+k = np.ones(16)
+if 'multiplicative' in extra:
+    k = med[0] / med; cube = (cube * k[:, None, None]).astype('f4').astype('f8')
+sigma = 1.4826 * mad * k
+w = 1 / sigma**2
+if method == 'mean': mask = np.zeros(cube.shape, bool)
+elif method == 'sigma-clip':
+    mask = sigma_clip(cube, sigma=3, maxiters=None, cenfunc='median', stdfunc='std', axis=0).mask
+else:
+    o = np.argsort(cube, 0, kind='stable'); mask = np.zeros(cube.shape, bool)
+    np.put_along_axis(mask, o[:1], True, 0); np.put_along_axis(mask, o[-1:], True, 0)
+want = np.ma.average(np.ma.array(cube, mask=mask), axis=0, weights=np.broadcast_to(w[:, None, None], cube.shape)).filled(np.nan)
+plain = np.ma.array(cube, mask=mask).mean(0).filled(np.nan)
+got = fits.getdata('st.fits')
+assert fits.getheader('st.fits')['STACKWGT'] == 'noise'
+print(np.max(np.abs(got - want) / np.abs(want)), np.max(np.abs(plain - want) / np.abs(want)))
+"#
+            ),
+        );
+        let mut it = res.split_whitespace();
+        let err: f64 = it.next().unwrap().parse().unwrap();
+        let unweighted: f64 = it.next().unwrap().parse().unwrap();
+        assert!(err < 1e-5, "{method} {extra}: {res}");
+        assert!(
+            unweighted > 1e-3,
+            "{method} {extra}: weights change nothing: {res}"
+        );
+    }
+    // A median is not weighted: refused before anything is written.
+    let mut args = vec!["--weighted", "--stack", "median", "--output", "med.fits"];
+    args.extend(frames.iter().map(String::as_str));
+    let (recs, _) = run(&args, d);
+    assert!(!d.join("med.fits").exists());
+    assert!(
+        recs.iter()
+            .any(|r| r["error"]["message"].to_string().contains("--weighted")),
+        "{recs:?}"
+    );
+}
