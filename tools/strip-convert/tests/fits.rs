@@ -532,3 +532,45 @@ print(np.max(np.abs(got - want) / np.abs(want)), np.max(np.abs(plain - want) / n
         "{recs:?}"
     );
 }
+
+#[test]
+fn the_fits_stack_cost_model_is_within_20_percent_of_the_measured_peak() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    // 40 frames of 1024x512 float32 (80 MiB); blocks from a few rows to a few dozen.
+    py_in(
+        &py,
+        d,
+        r#"
+rng = np.random.default_rng(5)
+base = rng.normal(100, 5, (512, 1024)).astype(np.float32)
+for i in range(40):
+    fits.writeto(f'f{i:02}.fits', base + np.float32(i), overwrite=True)
+"#,
+    );
+    let files: Vec<String> = (0..40).map(|i| format!("f{i:02}.fits")).collect();
+    for limit_mib in [18u64, 24, 40] {
+        let mut cmd = tool();
+        cmd.current_dir(d)
+            .args(["--force", "--stack", "sigma-clip", "--output", "st.fits"])
+            .args(["-m", &format!("{limit_mib}MiB")])
+            .args(&files);
+        let (out, peak) = testkit::run_peak(cmd);
+        testkit::check(&out, "strip-convert");
+        let s = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+        let predicted = s["predicted_peak_bytes"].as_u64().unwrap();
+        assert!(
+            peak <= limit_mib << 20,
+            "peak {peak} over {limit_mib} MiB: {s}"
+        );
+        let err = (predicted as f64 - peak as f64).abs() / peak as f64;
+        assert!(err <= 0.2, "predicted {predicted}, measured {peak}: {s}");
+        eprintln!(
+            "{limit_mib} MiB: rows {} predicted {predicted} measured {peak}",
+            s["rows_per_block"]
+        );
+    }
+}
