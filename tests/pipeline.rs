@@ -445,4 +445,68 @@ fn every_cost_model_is_a_tool_or_a_tool_operation() {
             "{model}: `{tool} --help` has no {what}"
         );
     }
+
+#[test]
+fn find_mem_estimate_chunk_plan_strip_convert_stacks_fits_like_astropy() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    bin("strip-convert");
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    // 16 frames: with fewer, one outlier among n values cannot reach 3 sigma
+    // ((n-1)/sqrt(n) < 3), and the test would reject nothing.
+    testkit::run_python(
+        &py,
+        r#"
+import os, sys, numpy as np
+from astropy.io import fits
+os.chdir(sys.argv[1]); os.mkdir('frames')
+rng = np.random.default_rng(12)
+y, x = np.mgrid[0:37, 0:53]
+for i in range(16):
+    a = 1000 + 2 * x + y + 5 * i + rng.normal(0, 10, x.shape)
+    hot = rng.random(x.shape) < 0.04
+    a[hot] += rng.uniform(300, 4000, hot.sum())
+    fits.writeto(f'frames/f{i:02}.fits', a.astype(np.float32))
+"#,
+        &[d.to_str().unwrap()],
+    );
+    let out = sh(&format!(
+        "cd {} && find frames -name '*.fits' | mem-estimate | chunk-plan --for fits-stack -m 64MiB \
+         | strip-convert --stack sigma-clip --output master.fits",
+        d.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = ndjson(&out.stdout);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let s = &recs[0]["strip-convert"];
+    assert_eq!(s["status"], "ok", "{s}");
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 16, "{s}");
+    assert!(s["peak_rss"].as_u64().unwrap() <= 64 << 20, "{s}");
+    let res = testkit::run_python(
+        &py,
+        r#"
+import os, sys, glob, numpy as np
+from astropy.io import fits
+from astropy.stats import sigma_clip
+os.chdir(sys.argv[1])
+cube = np.stack([fits.getdata(f).astype('f8') for f in sorted(glob.glob('frames/*.fits'))])
+c = sigma_clip(cube, sigma=3, maxiters=None, cenfunc='median', stdfunc='std', axis=0)
+want = c.mean(0).filled(np.nan)
+got = fits.getdata('master.fits')
+assert fits.getheader('master.fits')['NCOMBINE'] == 16
+print(np.max(np.abs(got - want) / np.abs(want)), int(c.mask.sum()))
+"#,
+        &[d.to_str().unwrap()],
+    );
+    let mut it = res.split_whitespace();
+    let err: f64 = it.next().unwrap().parse().unwrap();
+    let rejected: u64 = it.next().unwrap().parse().unwrap();
+    assert!(err < 1e-5, "relative error {err}");
+    assert!(rejected > 0, "the test rejects nothing");
 }

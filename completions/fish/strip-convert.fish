@@ -56,6 +56,7 @@ complete -c strip-convert -l no-icc -d 'Do not copy the TIFF\'s ICC profile (wri
 complete -c strip-convert -l no-xmp -d 'Do not copy the TIFF\'s XMP packet'
 complete -c strip-convert -l verify -d 'Decode the written file tile by tile and compare with the source as libtiff reads it (independent of the converter\'s reader; status `partial` when libtiff is missing or lacks the codec): lossless must match exactly (JPEG-compressed sources within 6 levels, mean 0.5, the difference between JPEG decoders); lossy reports PSNR, SSIM and MSE against the thresholds'
 complete -c strip-convert -l cfa-rgb -d 'FITS: with --split-cfa, write RGB_<name>.fits (float32 planes R, (G1+G2)/2, B) instead'
+complete -c strip-convert -l weighted -d 'FITS: with --stack (not median), weight each frame by 1/sigma^2 in the final mean, sigma its noise: 1.4826 x its MAD, times the normalisation factor if any'
 complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'

@@ -434,3 +434,143 @@ for i in range(60):
         "{res}"
     );
 }
+
+#[test]
+fn weighted_stacks_equal_numpy_inverse_variance_averages() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    // Frames of very different noise (and levels, for the normalised case): weighting
+    // changes the result by far more than the tolerance.
+    py_in(
+        &py,
+        d,
+        r#"
+rng = np.random.default_rng(21)
+y, x = np.mgrid[0:29, 0:41]
+for i in range(16):
+    a = (1000 + 3 * x + 2 * y) * (1 + 0.05 * i) + rng.normal(0, 5 + 10 * (i % 4), x.shape)
+    hot = rng.random(x.shape) < 0.03
+    a[hot] += rng.uniform(500, 5000, hot.sum())
+    fits.writeto(f'f{i:02}.fits', a.astype(np.float32), overwrite=True)
+"#,
+    );
+    let frames: Vec<String> = (0..16).map(|i| format!("f{i:02}.fits")).collect();
+    for (method, extra) in [
+        ("mean", ""),
+        ("sigma-clip", ""),
+        ("sigma-clip", "--normalize multiplicative"),
+        ("minmax", ""),
+    ] {
+        let mut args = vec![
+            "--force",
+            "--weighted",
+            "--stack",
+            method,
+            "--output",
+            "st.fits",
+        ];
+        args.extend(extra.split_whitespace());
+        args.extend(frames.iter().map(String::as_str));
+        let (recs, out) = run(&args, d);
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = &recs[0]["strip-convert"];
+        assert_eq!(s["status"], "ok", "{s}");
+        assert_eq!(s["weights"].as_array().unwrap().len(), 16, "{s}");
+        let res = py_in(
+            &py,
+            d,
+            &format!(
+                r#"
+from astropy.stats import sigma_clip
+method, extra = '{method}', '{extra}'
+cube = np.stack([fits.getdata(f'f{{i:02}}.fits').astype('f8') for i in range(16)])
+med = np.array([np.median(c) for c in cube])
+mad = np.array([np.median(np.abs(c - m)) for c, m in zip(cube, med)])
+k = np.ones(16)
+if 'multiplicative' in extra:
+    k = med[0] / med; cube = (cube * k[:, None, None]).astype('f4').astype('f8')
+sigma = 1.4826 * mad * k
+w = 1 / sigma**2
+if method == 'mean': mask = np.zeros(cube.shape, bool)
+elif method == 'sigma-clip':
+    mask = sigma_clip(cube, sigma=3, maxiters=None, cenfunc='median', stdfunc='std', axis=0).mask
+else:
+    o = np.argsort(cube, 0, kind='stable'); mask = np.zeros(cube.shape, bool)
+    np.put_along_axis(mask, o[:1], True, 0); np.put_along_axis(mask, o[-1:], True, 0)
+want = np.ma.average(np.ma.array(cube, mask=mask), axis=0, weights=np.broadcast_to(w[:, None, None], cube.shape)).filled(np.nan)
+plain = np.ma.array(cube, mask=mask).mean(0).filled(np.nan)
+got = fits.getdata('st.fits')
+assert fits.getheader('st.fits')['STACKWGT'] == 'noise'
+print(np.max(np.abs(got - want) / np.abs(want)), np.max(np.abs(plain - want) / np.abs(want)))
+"#
+            ),
+        );
+        let mut it = res.split_whitespace();
+        let err: f64 = it.next().unwrap().parse().unwrap();
+        let unweighted: f64 = it.next().unwrap().parse().unwrap();
+        assert!(err < 1e-5, "{method} {extra}: {res}");
+        assert!(
+            unweighted > 1e-3,
+            "{method} {extra}: weights change nothing: {res}"
+        );
+    }
+    // A median is not weighted: refused before anything is written.
+    let mut args = vec!["--weighted", "--stack", "median", "--output", "med.fits"];
+    args.extend(frames.iter().map(String::as_str));
+    let (recs, _) = run(&args, d);
+    assert!(!d.join("med.fits").exists());
+    assert!(
+        recs.iter()
+            .any(|r| r["error"]["message"].to_string().contains("--weighted")),
+        "{recs:?}"
+    );
+}
+
+#[test]
+fn the_fits_stack_cost_model_is_within_20_percent_of_the_measured_peak() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    // 40 frames of 1024x512 float32 (80 MiB); blocks from a few rows to a few dozen.
+    py_in(
+        &py,
+        d,
+        r#"
+rng = np.random.default_rng(5)
+base = rng.normal(100, 5, (512, 1024)).astype(np.float32)
+for i in range(40):
+    fits.writeto(f'f{i:02}.fits', base + np.float32(i), overwrite=True)
+"#,
+    );
+    let files: Vec<String> = (0..40).map(|i| format!("f{i:02}.fits")).collect();
+    for limit_mib in [18u64, 24, 40] {
+        let mut cmd = tool();
+        cmd.current_dir(d)
+            .args(["--force", "--stack", "sigma-clip", "--output", "st.fits"])
+            .args(["-m", &format!("{limit_mib}MiB")])
+            .args(&files);
+        let (out, peak) = testkit::run_peak(cmd);
+        testkit::check(&out, "strip-convert");
+        let s = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+        let predicted = s["predicted_peak_bytes"].as_u64().unwrap();
+        assert!(
+            peak <= limit_mib << 20,
+            "peak {peak} over {limit_mib} MiB: {s}"
+        );
+        let err = (predicted as f64 - peak as f64).abs() / peak as f64;
+        assert!(err <= 0.2, "predicted {predicted}, measured {peak}: {s}");
+        eprintln!(
+            "{limit_mib} MiB: rows {} predicted {predicted} measured {peak}",
+            s["rows_per_block"]
+        );
+    }
+}

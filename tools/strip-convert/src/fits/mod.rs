@@ -71,6 +71,10 @@ pub struct FitsArgs {
     /// FITS: minmax: the N highest values of each pixel are rejected
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub reject_high: usize,
+    /// FITS: with --stack (not median), weight each frame by 1/sigma^2 in the final mean,
+    /// sigma its noise: 1.4826 x its MAD, times the normalisation factor if any
+    #[arg(long, requires = "stack")]
+    pub weighted: bool,
     /// FITS: with --stack, also write the per-pixel count of rejected values here
     #[arg(long, value_name = "FILE", requires = "stack")]
     pub rejection_map: Option<PathBuf>,
@@ -554,6 +558,7 @@ impl Ctx<'_> {
         // Normalisation: stats of every frame first (streaming passes), then x' = a x + b.
         let mut coef = vec![(1.0f64, 0.0f64); n];
         let mut norm = Vec::new();
+        let mut stats = Vec::new();
         if let Some(m) = a.normalize {
             let rs = match &a.reference {
                 Some(p) => self.frame_stats(&mut open_frame(a, p)?)?,
@@ -561,6 +566,7 @@ impl Ctx<'_> {
             };
             for (i, (r, f)) in frames.iter_mut().enumerate() {
                 let st = self.frame_stats(f)?;
+                stats.push(st);
                 coef[i] = normalize::coefficients(m, st, rs)?;
                 norm.push(
                     json!({"path": r.path(), "location": st.location, "scale": st.scale,
@@ -572,6 +578,51 @@ impl Ctx<'_> {
                 "normalize",
                 json!({"method": m.as_str(), "reference": {"location": rs.location, "scale": rs.scale},
                        "frames": norm}),
+            );
+        }
+        // Noise weights (Siril's -weighted): w = 1/sigma^2, sigma = 1.4826 MAD (the
+        // Gaussian sigma of a robust scale), scaled as the normalisation scales the frame.
+        let mut weights = vec![1.0f64; n];
+        if a.weighted {
+            if a.stack == Some(stack::Method::Median) {
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    "--weighted applies to a mean: not to --stack median",
+                ));
+            }
+            if stats.is_empty() {
+                for (_, f) in frames.iter_mut() {
+                    stats.push(self.frame_stats(f)?);
+                }
+            }
+            let mut noise = Vec::with_capacity(n);
+            for (i, st) in stats.iter().enumerate() {
+                let sigma = 1.4826 * st.scale * coef[i].0.abs();
+                if !(sigma.is_finite() && sigma > 0.0) {
+                    return Err(Error::new(
+                        ErrorKind::BadRecord,
+                        format!(
+                            "{}: no noise estimate (MAD {}): cannot weight it",
+                            frames[i].0.path().display(),
+                            st.scale
+                        ),
+                    ));
+                }
+                noise.push(sigma);
+            }
+            let sum: f64 = noise.iter().map(|s| 1.0 / (s * s)).sum();
+            for (w, s) in weights.iter_mut().zip(&noise) {
+                // Normalised to sum to n: the mean of the weights is 1.
+                *w = n as f64 / (s * s) / sum;
+            }
+            rec.set_in(
+                NAME,
+                "weights",
+                json!(frames
+                    .iter()
+                    .zip(noise.iter().zip(&weights))
+                    .map(|((r, _), (s, w))| json!({"path": r.path(), "noise": s, "weight": w}))
+                    .collect::<Vec<_>>()),
             );
         }
         // Rows per block from the budget through the fits-stack cost model.
@@ -625,7 +676,11 @@ impl Ctx<'_> {
             a.normalize
                 .map(|m| format!(", {} normalisation", m.as_str()))
                 .unwrap_or_default()
-        );
+        ) + if a.weighted {
+            ", noise-weighted (1/sigma^2, sigma = 1.4826 MAD)"
+        } else {
+            ""
+        };
         let header = |wr: &mut FitsWriter| -> Result<(), Error> {
             wr.copy_cards(&cards)?;
             wr.set_i64("NCOMBINE", n as i64, "frames stacked")?;
@@ -639,6 +694,9 @@ impl Ctx<'_> {
             }
             if let Some(m) = a.normalize {
                 wr.set_str("NORMMETH", m.as_str(), "normalisation (median, MAD)")?;
+            }
+            if a.weighted {
+                wr.set_str("STACKWGT", "noise", "frames weighted by 1/sigma^2 (MAD)")?;
             }
             wr.history(&history)
         };
@@ -676,7 +734,15 @@ impl Ctx<'_> {
                     }
                 }
             }
-            stack::combine_block(&params, &block, len, &mut result, &mut rejected, threads);
+            stack::combine_block(
+                &params,
+                &block,
+                &weights,
+                len,
+                &mut result,
+                &mut rejected,
+                threads,
+            );
             wr.write_rows_f32(0, y, &result[..len])?;
             total_rejected += rejected[..len].iter().map(|&v| f64::from(v)).sum::<f64>();
             if let Some((_, mw)) = &mut map {

@@ -13,6 +13,10 @@
 //!   something and more than 3 values remain; then the mean.
 //! - `minmax`: the `--reject-low` lowest and `--reject-high` highest values are
 //!   rejected, the mean of the rest.
+//!
+//! Each value carries its frame's weight (1 unless `--weighted`): rejection ignores the
+//! weights, the final mean is `sum(w x) / sum(w)` over the kept values (with weights 1,
+//! bit-identical to the plain mean). The median is never weighted.
 
 use clap::ValueEnum;
 
@@ -63,6 +67,17 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
+/// The weighted mean of (value, weight) pairs.
+fn wmean(v: &[(f64, f64)]) -> f64 {
+    v.iter().map(|&(x, w)| w * x).sum::<f64>() / v.iter().map(|&(_, w)| w).sum::<f64>()
+}
+
+/// numpy's `std` (ddof 0) of the values of the pairs, unweighted.
+fn std_of(v: &[(f64, f64)]) -> f64 {
+    let m = v.iter().map(|&(x, _)| x).sum::<f64>() / v.len() as f64;
+    (v.iter().map(|&(x, _)| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt()
+}
+
 fn std(v: &[f64]) -> f64 {
     let m = mean(v);
     (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt()
@@ -79,25 +94,30 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Combine one pixel's values (NaN already left out; `v` is scratch and is reordered).
-/// Returns the value and how many values were rejected. No value gives NaN.
-pub fn combine(p: &Params, v: &mut Vec<f64>, scratch: &mut Vec<f64>) -> (f64, u32) {
+/// The values of the pairs into `scratch`, and their median.
+fn median_of(v: &[(f64, f64)], scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(v.iter().map(|&(x, _)| x));
+    median(scratch)
+}
+
+/// Combine one pixel's (value, weight) pairs (NaN already left out; `v` is scratch and
+/// is reordered). Returns the value and how many values were rejected. No value gives NaN.
+pub fn combine(p: &Params, v: &mut Vec<(f64, f64)>, scratch: &mut Vec<f64>) -> (f64, u32) {
     let n = v.len();
     if n == 0 {
         return (f64::NAN, 0);
     }
     match p.method {
-        Method::Mean => (mean(v), 0),
-        Method::Median => (median(v), 0),
+        Method::Mean => (wmean(v), 0),
+        Method::Median => (median_of(v, scratch), 0),
         Method::SigmaClip => {
             loop {
-                scratch.clear();
-                scratch.extend_from_slice(v);
-                let c = median(scratch);
-                let s = std(v);
+                let c = median_of(v, scratch);
+                let s = std_of(v);
                 let (lo, hi) = (c - p.sigma_low * s, c + p.sigma_high * s);
                 let before = v.len();
-                v.retain(|&x| x >= lo && x <= hi);
+                v.retain(|&(x, _)| x >= lo && x <= hi);
                 if v.len() == before || v.is_empty() {
                     break;
                 }
@@ -105,18 +125,16 @@ pub fn combine(p: &Params, v: &mut Vec<f64>, scratch: &mut Vec<f64>) -> (f64, u3
             if v.is_empty() {
                 return (f64::NAN, n as u32);
             }
-            (mean(v), (n - v.len()) as u32)
+            (wmean(v), (n - v.len()) as u32)
         }
         Method::Winsorized => {
             loop {
-                scratch.clear();
-                scratch.extend_from_slice(v);
-                let m = median(scratch);
-                let mut s = std(v);
+                let m = median_of(v, scratch);
+                let mut s = std_of(v);
                 for _ in 0..100 {
                     let (lo, hi) = (m - 1.5 * s, m + 1.5 * s);
                     scratch.clear();
-                    scratch.extend(v.iter().map(|&x| x.clamp(lo, hi)));
+                    scratch.extend(v.iter().map(|&(x, _)| x.clamp(lo, hi)));
                     let s0 = s;
                     s = 1.134 * std(scratch);
                     if (s - s0).abs() <= s0 * 0.0005 {
@@ -125,7 +143,7 @@ pub fn combine(p: &Params, v: &mut Vec<f64>, scratch: &mut Vec<f64>) -> (f64, u3
                 }
                 let (lo, hi) = (m - p.sigma_low * s, m + p.sigma_high * s);
                 let before = v.len();
-                v.retain(|&x| x >= lo && x <= hi);
+                v.retain(|&(x, _)| x >= lo && x <= hi);
                 if v.len() == before || v.len() <= 3 {
                     break;
                 }
@@ -133,26 +151,27 @@ pub fn combine(p: &Params, v: &mut Vec<f64>, scratch: &mut Vec<f64>) -> (f64, u3
             if v.is_empty() {
                 return (f64::NAN, n as u32);
             }
-            (mean(v), (n - v.len()) as u32)
+            (wmean(v), (n - v.len()) as u32)
         }
         Method::Minmax => {
             if n <= p.reject_low + p.reject_high {
                 // Too few values left at this pixel (NaNs): its median.
-                return (median(v), 0);
+                return (median_of(v, scratch), 0);
             }
-            v.sort_unstable_by(f64::total_cmp);
+            v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
             let kept = &v[p.reject_low..n - p.reject_high];
-            (mean(kept), (p.reject_low + p.reject_high) as u32)
+            (wmean(kept), (p.reject_low + p.reject_high) as u32)
         }
     }
 }
 
 /// Combine a block: `frames[i]` holds frame i's `len` values of the block (already
-/// normalised); writes `out[..len]` and `rejected[..len]`, splitting the pixels over
-/// `threads` threads.
+/// normalised), `weights[i]` its weight; writes `out[..len]` and `rejected[..len]`,
+/// splitting the pixels over `threads` threads.
 pub fn combine_block(
     p: &Params,
     frames: &[Vec<f32>],
+    weights: &[f64],
     len: usize,
     out: &mut [f32],
     rejected: &mut [f32],
@@ -175,8 +194,9 @@ pub fn combine_block(
                     v.extend(
                         frames
                             .iter()
-                            .map(|f| f64::from(f[start + j]))
-                            .filter(|x| !x.is_nan()),
+                            .zip(weights)
+                            .map(|(f, &w)| (f64::from(f[start + j]), w))
+                            .filter(|(x, _)| !x.is_nan()),
                     );
                     let (value, rej) = combine(p, &mut v, &mut scratch);
                     *o = value as f32;
@@ -203,8 +223,8 @@ mod tests {
 
     #[test]
     fn sigma_clip_rejects_an_outlier_until_stable() {
-        let mut v: Vec<f64> = (0..20).map(|i| 10.0 + (i % 3) as f64).collect();
-        v.push(1000.0);
+        let mut v: Vec<(f64, f64)> = (0..20).map(|i| (10.0 + (i % 3) as f64, 1.0)).collect();
+        v.push((1000.0, 1.0));
         let (m, r) = combine(&params(Method::SigmaClip), &mut v, &mut Vec::new());
         assert_eq!(r, 1);
         assert!((m - 10.95).abs() < 1e-12, "{m}");
@@ -212,12 +232,12 @@ mod tests {
 
     #[test]
     fn minmax_drops_the_extremes() {
-        let mut v = vec![5.0, 1.0, 9.0, 3.0];
+        let mut v = vec![(5.0, 1.0), (1.0, 1.0), (9.0, 1.0), (3.0, 1.0)];
         assert_eq!(
             combine(&params(Method::Minmax), &mut v, &mut Vec::new()),
             (4.0, 2)
         );
-        let mut v = vec![5.0, 1.0, 9.0, 3.0];
+        let mut v = vec![(5.0, 1.0), (1.0, 1.0), (9.0, 1.0), (3.0, 1.0)];
         assert_eq!(
             combine(&params(Method::Median), &mut v, &mut Vec::new()).0,
             4.0
