@@ -5,6 +5,7 @@
 //! (true = target met), add `mod` and one line to [`BENCHES`].
 
 mod cbz_stream;
+mod fits;
 mod laz_enrich;
 mod mem_estimate;
 mod strip_convert;
@@ -25,6 +26,7 @@ const BENCHES: &[Bench] = &[
     ("strip-convert", strip_convert::run),
     ("laz-enrich", laz_enrich::run),
     ("cbz-stream", cbz_stream::run),
+    ("fits", fits::run),
 ];
 
 /// The names `bench` accepts.
