@@ -6,6 +6,7 @@
 
 mod batch;
 mod cbz_stream;
+mod fits;
 mod laz_enrich;
 mod mem_estimate;
 mod spots;
@@ -34,6 +35,7 @@ const BENCHES: &[Bench] = &[
     ("cbz-stream", cbz_stream::run),
     ("tile-enhance", tile_enhance::run),
     ("spots", spots::run),
+    ("fits", fits::run),
 ];
 
 /// The names `bench` accepts.

@@ -1,0 +1,343 @@
+//! The FITS benchmark (issue 12): `strip-convert`'s stacking and CFA split against
+//! siril-cli and astropy, same run, alternating rounds (`MEMBUDGET_BENCH_ROUNDS`,
+//! default 3), median wall.
+//!
+//! - Stack: 50 deterministic 4096x4096 float32 frames (stars, a gradient, read and shot
+//!   noise, hot pixels, cosmic rays; 3.2 GB) combined by sigma-clipping (3/3, around the
+//!   median) after additive normalisation, by `strip-convert --stack sigma-clip -m
+//!   256MiB`, by siril-cli (`link` then `stack ... rej s 3 3 -norm=add`) and by numpy +
+//!   astropy `sigma_clip` on the loaded cube. Targets: wall <= 1.0x Siril and <= 0.2x
+//!   astropy, peak RSS <= 0.5x Siril's and <= 256 MiB; the result within 1e-5
+//!   (relative) of astropy's; how far Siril's is, reported.
+//! - CFA split: 100 frames of 6000x4000 uint16 by `strip-convert --split-cfa RGGB`
+//!   against siril-cli's `seqsplit_cfa`: wall and RSS reported; our planes checked equal
+//!   to numpy slicing.
+
+use super::{measure, print_table, Sample};
+use anyhow::{Context, Result};
+use membudget::budget::human_bytes;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const STACK_FRAMES: usize = 50;
+const STACK_SIDE: usize = 4096;
+const CFA_FRAMES: usize = 100;
+const CFA_W: usize = 6000;
+const CFA_H: usize = 4000;
+const BUDGET: u64 = 256 << 20;
+const VERSION: &str = "1";
+
+/// Frames as a camera gives them, seeded: a sky gradient, 400 Gaussian stars, read and
+/// shot noise, a per-frame offset (what additive normalisation removes), 50 hot pixels at
+/// fixed places, and per-frame cosmic-ray hits (what rejection removes).
+const GENERATE: &str = r#"
+import sys, os, numpy as np
+from astropy.io import fits
+out, n, w, h, kind, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+os.makedirs(out, exist_ok=True)
+rng = np.random.default_rng(seed)
+yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+sky = 1000 + 0.02 * xx + 0.01 * yy
+stars = np.zeros((h, w), np.float32)
+for _ in range(400):
+    cx, cy, f, s = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(200, 20000), rng.uniform(1.2, 3.0)
+    x0, x1, y0, y1 = int(max(0, cx - 4 * s)), int(min(w, cx + 4 * s + 1)), int(max(0, cy - 4 * s)), int(min(h, cy + 4 * s + 1))
+    stars[y0:y1, x0:x1] += f * np.exp(-((xx[y0:y1, x0:x1] - cx) ** 2 + (yy[y0:y1, x0:x1] - cy) ** 2) / (2 * s * s))
+hot = (rng.integers(0, h, 50), rng.integers(0, w, 50))
+base = sky + stars
+for i in range(n):
+    frame = base + rng.normal(0, 10, (h, w)).astype(np.float32) + np.sqrt(base) * rng.normal(0, 1, (h, w)).astype(np.float32) + rng.uniform(-50, 50)
+    frame[hot] = 60000
+    k = rng.integers(0, h * w, 200)
+    frame.flat[k] += rng.uniform(5000, 30000, 200).astype(np.float32)
+    name = os.path.join(out, f"light_{i:04d}.fits")
+    if kind == "f32":
+        fits.PrimaryHDU(frame.astype(np.float32)).writeto(name, overwrite=True)
+    else:
+        fits.PrimaryHDU(np.clip(frame, 0, 65535).astype(np.uint16)).writeto(name, overwrite=True)
+"#;
+
+/// What an astropy user writes: the whole cube, additive normalisation by medians,
+/// `sigma_clip` around the median until nothing changes, the mean of what is left.
+const ASTROPY: &str = r#"
+import sys, glob, numpy as np
+from astropy.io import fits
+from astropy.stats import sigma_clip
+files, out = sorted(glob.glob(sys.argv[1] + "/*.fits")), sys.argv[2]
+cube = np.stack([fits.getdata(f).astype(np.float32) for f in files])
+med = np.median(cube.reshape(len(files), -1), axis=1)
+cube += (med[0] - med)[:, None, None].astype(np.float32)
+clipped = sigma_clip(cube, sigma_lower=3, sigma_upper=3, axis=0, cenfunc="median", stdfunc="std", maxiters=None)
+fits.PrimaryHDU(clipped.mean(axis=0).filled(np.nan).astype(np.float32)).writeto(out, overwrite=True)
+"#;
+
+/// How far a result is from astropy's: the largest relative difference over pixels.
+const COMPARE: &str = r#"
+import sys, numpy as np
+from astropy.io import fits
+ref = fits.getdata(sys.argv[1]).astype(np.float64)
+got = np.squeeze(fits.getdata(sys.argv[2]).astype(np.float64))
+if got.shape != ref.shape:
+    print(f"shape {got.shape} != {ref.shape}"); sys.exit(1)
+rel = np.abs(got - ref) / np.maximum(np.abs(ref), 1e-30)
+print(f"{np.nanmax(rel):.3e} {np.nanmedian(rel):.3e}")
+"#;
+
+/// Our CFA planes against numpy slicing of a few of the frames.
+const CHECK_CFA: &str = r#"
+import sys, os, glob, numpy as np
+from astropy.io import fits
+src, out = sys.argv[1], sys.argv[2]
+for f in sorted(glob.glob(src + "/*.fits"))[:3]:
+    d = fits.getdata(f)
+    name = os.path.basename(f)
+    for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        got = fits.getdata(os.path.join(out, f"CFA{k}_{name}"))
+        if not np.array_equal(got, d[r::2, c::2]):
+            print(f"CFA{k}_{name} differs from numpy slicing"); sys.exit(1)
+print("CFA planes equal numpy slicing")
+"#;
+
+fn rounds() -> usize {
+    std::env::var("MEMBUDGET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+/// One program in an alternating comparison: label, argv, working directory, and what
+/// to clear before each run.
+struct Contender {
+    name: String,
+    argv: Vec<OsString>,
+    clear: Vec<PathBuf>,
+}
+
+fn alternate(cs: &[Contender]) -> Result<Vec<Sample>> {
+    let devnull = PathBuf::from("/dev/null");
+    let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); cs.len()];
+    let mut best: Vec<Option<Sample>> = vec![None; cs.len()];
+    for _ in 0..rounds() {
+        for (i, c) in cs.iter().enumerate() {
+            for p in &c.clear {
+                if p.is_dir() {
+                    std::fs::remove_dir_all(p)?;
+                } else if p.exists() {
+                    std::fs::remove_file(p)?;
+                }
+            }
+            let s = measure(&c.name, 1, &devnull, &[0], &c.argv)?;
+            walls[i].push(s.wall);
+            if best[i].as_ref().is_none_or(|b| s.peak_rss >= b.peak_rss) {
+                best[i] = Some(s);
+            }
+        }
+    }
+    Ok(best
+        .into_iter()
+        .zip(walls)
+        .map(|(s, mut w)| {
+            let mut s = s.expect("one round at least");
+            w.sort();
+            s.wall = w[w.len() / 2];
+            s
+        })
+        .collect())
+}
+
+fn os(items: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    items.iter().map(|s| s.as_ref().to_os_string()).collect()
+}
+
+/// Generate, build, measure, print; true when the targets were met.
+pub fn run(root: &Path) -> Result<bool> {
+    crate::suite::install_debian_packages(&[("siril", "siril-cli")])?;
+    let dir = root.join("target/bench/fits");
+    let python = crate::suite::ensure_venv(root)?;
+    let bin = crate::build_release(root, &["strip-convert"])?;
+    let tool = bin.join("strip-convert");
+    let stack = frames(&python, &dir, "stack", STACK_FRAMES, STACK_SIDE, STACK_SIDE, "f32")?;
+    let inputs: Vec<PathBuf> = sorted_fits(&stack)?;
+    let ours_out = dir.join("ours.fits");
+    let astropy_out = dir.join("astropy.fits");
+    let siril_dir = dir.join("siril-stack");
+    let siril_out = siril_dir.join("result.fits");
+    std::fs::create_dir_all(&siril_dir)?;
+    let script = siril_dir.join("stack.ssf");
+    std::fs::write(
+        &script,
+        format!(
+            "requires 1.0.0\nsetext fits\ncd {}\nlink light -out={}\ncd {}\nstack light rej s 3 3 -norm=add -out=result\n",
+            stack.display(),
+            siril_dir.display(),
+            siril_dir.display()
+        ),
+    )?;
+    let mut ours = os(&[
+        &tool,
+        &"-q",
+        &"-f",
+        &"-m",
+        &"256MiB",
+        &"--normalize",
+        &"additive",
+        &"--stack",
+        &"sigma-clip",
+        &"--output",
+        &ours_out,
+    ]);
+    ours.extend(inputs.iter().map(|p| p.as_os_str().to_os_string()));
+    let s = alternate(&[
+        Contender {
+            name: "strip-convert --stack sigma-clip -m 256MiB".into(),
+            argv: ours,
+            clear: vec![ours_out.clone()],
+        },
+        Contender {
+            name: "siril-cli stack rej s 3 3 -norm=add".into(),
+            argv: os(&[&"siril-cli", &"-d", &siril_dir, &"-s", &script]),
+            clear: vec![siril_out.clone()],
+        },
+        Contender {
+            name: "numpy + astropy sigma_clip".into(),
+            argv: os(&[&python, &"-c", &ASTROPY, &stack, &astropy_out]),
+            clear: vec![astropy_out.clone()],
+        },
+    ])?;
+    let pixels = (STACK_FRAMES * STACK_SIDE * STACK_SIDE) as u64;
+    println!(
+        "\nFITS stack: {STACK_FRAMES} frames of {STACK_SIDE}x{STACK_SIDE} float32 ({}), additive normalisation, sigma-clip 3/3, {} round(s), median wall\n",
+        human_bytes(pixels * 4),
+        rounds()
+    );
+    print_table(pixels, "pixels", &s);
+    let ratio = |a: &Sample, b: &Sample| a.wall.as_secs_f64() / b.wall.as_secs_f64().max(1e-9);
+    let vs_siril = ratio(&s[0], &s[1]);
+    let vs_astropy = ratio(&s[0], &s[2]);
+    let rss_siril = s[0].peak_rss as f64 / s[1].peak_rss.max(1) as f64;
+    let compare = |p: &Path| -> Result<(f64, f64)> {
+        let out = Command::new(&python)
+            .args(["-c", COMPARE])
+            .arg(&astropy_out)
+            .arg(p)
+            .output()
+            .context("comparing results")?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        anyhow::ensure!(out.status.success(), "compare {}: {text}", p.display());
+        let mut it = text.split_whitespace().map(|t| t.parse::<f64>().unwrap_or(f64::NAN));
+        Ok((it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN)))
+    };
+    let (ours_max, ours_med) = compare(&ours_out)?;
+    let siril = compare(&siril_out);
+    println!(
+        "relative difference to astropy: strip-convert max {ours_max:.2e} (median {ours_med:.2e}); siril-cli {}",
+        match &siril {
+            Ok((m, med)) => format!("max {m:.2e} (median {med:.2e})"),
+            Err(e) => format!("not compared: {e}"),
+        }
+    );
+    let stack_ok = vs_siril <= 1.0
+        && vs_astropy <= 0.2
+        && rss_siril <= 0.5
+        && s[0].peak_rss <= BUDGET
+        && ours_max <= 1e-5;
+    println!(
+        "{}: wall {vs_siril:.2}x siril-cli (target <= 1.0x), {vs_astropy:.2}x astropy (target <= 0.2x); peak RSS {} ({rss_siril:.2}x Siril's; targets <= 0.5x and <= 256 MiB); max relative difference {ours_max:.1e} (target <= 1e-5)",
+        if stack_ok { "PASS" } else { "FAIL" },
+        human_bytes(s[0].peak_rss)
+    );
+
+    // CFA split.
+    let cfa = frames(&python, &dir, "cfa", CFA_FRAMES, CFA_W, CFA_H, "u16")?;
+    let cfa_inputs = sorted_fits(&cfa)?;
+    let ours_cfa = dir.join("cfa-ours");
+    let siril_cfa = dir.join("siril-cfa");
+    std::fs::create_dir_all(&siril_cfa)?;
+    let cfa_script = siril_cfa.join("split.ssf");
+    std::fs::write(
+        &cfa_script,
+        format!(
+            "requires 1.0.0\nsetext fits\ncd {}\nlink light -out={}\ncd {}\nseqsplit_cfa light\n",
+            cfa.display(),
+            siril_cfa.display(),
+            siril_cfa.display()
+        ),
+    )?;
+    let mut ours = os(&[&tool, &"-q", &"-f", &"--split-cfa", &"RGGB", &"-o", &ours_cfa]);
+    ours.extend(cfa_inputs.iter().map(|p| p.as_os_str().to_os_string()));
+    let siril_products: Vec<PathBuf> = (0..4)
+        .map(|k| siril_cfa.join(format!("CFA{k}_light_.seq")))
+        .collect();
+    let s = alternate(&[
+        Contender {
+            name: "strip-convert --split-cfa RGGB".into(),
+            argv: ours,
+            clear: vec![ours_cfa.clone()],
+        },
+        Contender {
+            name: "siril-cli seqsplit_cfa".into(),
+            argv: os(&[&"siril-cli", &"-d", &siril_cfa, &"-s", &cfa_script]),
+            clear: siril_products,
+        },
+    ])?;
+    let cfa_pixels = (CFA_FRAMES * CFA_W * CFA_H) as u64;
+    println!(
+        "\nFITS CFA split: {CFA_FRAMES} frames of {CFA_W}x{CFA_H} uint16 ({}), {} round(s), median wall\n",
+        human_bytes(cfa_pixels * 2),
+        rounds()
+    );
+    print_table(cfa_pixels, "pixels", &s);
+    let planes = Command::new(&python)
+        .args(["-c", CHECK_CFA])
+        .arg(&cfa)
+        .arg(&ours_cfa)
+        .status()
+        .context("checking CFA planes")?
+        .success();
+    // Siril's split frames are large; the bench leaves only the inputs behind.
+    for d in [&ours_cfa, &siril_cfa] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    Ok(stack_ok && planes)
+}
+
+fn sorted_fits(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "fits"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Write the frames once (a stamp says they are there).
+fn frames(
+    python: &Path,
+    dir: &Path,
+    name: &str,
+    n: usize,
+    w: usize,
+    h: usize,
+    kind: &str,
+) -> Result<PathBuf> {
+    let out = dir.join(name);
+    let stamp = dir.join(format!("{name}.stamp"));
+    let want = format!("{VERSION} {n} {w} {h} {kind}");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Ok(out);
+    }
+    eprintln!("xtask: generating {n} frames of {w}x{h} {kind} in {}", out.display());
+    let st = Command::new(python)
+        .args(["-c", GENERATE])
+        .arg(&out)
+        .args([n.to_string(), w.to_string(), h.to_string(), kind.to_string(), "12".into()])
+        .status()
+        .context("running the frame generator")?;
+    anyhow::ensure!(st.success(), "generating frames failed ({st})");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&stamp, want)?;
+    Ok(out)
+}
