@@ -445,6 +445,7 @@ fn every_cost_model_is_a_tool_or_a_tool_operation() {
             "{model}: `{tool} --help` has no {what}"
         );
     }
+}
 
 #[test]
 fn find_mem_estimate_chunk_plan_strip_convert_stacks_fits_like_astropy() {

@@ -125,7 +125,9 @@ pub fn run(root: &Path) -> Result<bool> {
     let python = crate::suite::ensure_venv(root)?;
     let (pages, distinct) = make_pages(&dir)?;
     let bin = crate::build_release(root, &["cbz-stream"])?;
-    let tool = bin.join("cbz-stream");
+    // A private copy: another build may relink the binary while the bench runs.
+    let tool = dir.join("cbz-stream");
+    std::fs::copy(bin.join("cbz-stream"), &tool).context("copying cbz-stream")?;
     let mut ok = true;
 
     // pack and zip -0 -r: the same directory, the same (stored) entries.

@@ -158,8 +158,19 @@ pub fn run(root: &Path) -> Result<bool> {
     let dir = root.join("target/bench/fits");
     let python = crate::suite::ensure_venv(root)?;
     let bin = crate::build_release(root, &["strip-convert"])?;
-    let tool = bin.join("strip-convert");
-    let stack = frames(&python, &dir, "stack", STACK_FRAMES, STACK_SIDE, STACK_SIDE, "f32")?;
+    // A private copy: another build may relink the binary while the bench runs.
+    std::fs::create_dir_all(&dir)?;
+    let tool = dir.join("strip-convert");
+    std::fs::copy(bin.join("strip-convert"), &tool).context("copying strip-convert")?;
+    let stack = frames(
+        &python,
+        &dir,
+        "stack",
+        STACK_FRAMES,
+        STACK_SIDE,
+        STACK_SIDE,
+        "f32",
+    )?;
     let inputs: Vec<PathBuf> = sorted_fits(&stack)?;
     let ours_out = dir.join("ours.fits");
     let astropy_out = dir.join("astropy.fits");
@@ -227,7 +238,9 @@ pub fn run(root: &Path) -> Result<bool> {
             .context("comparing results")?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         anyhow::ensure!(out.status.success(), "compare {}: {text}", p.display());
-        let mut it = text.split_whitespace().map(|t| t.parse::<f64>().unwrap_or(f64::NAN));
+        let mut it = text
+            .split_whitespace()
+            .map(|t| t.parse::<f64>().unwrap_or(f64::NAN));
         Ok((it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN)))
     };
     let (ours_max, ours_med) = compare(&ours_out)?;
@@ -266,7 +279,15 @@ pub fn run(root: &Path) -> Result<bool> {
             siril_cfa.display()
         ),
     )?;
-    let mut ours = os(&[&tool, &"-q", &"-f", &"--split-cfa", &"RGGB", &"-o", &ours_cfa]);
+    let mut ours = os(&[
+        &tool,
+        &"-q",
+        &"-f",
+        &"--split-cfa",
+        &"RGGB",
+        &"-o",
+        &ours_cfa,
+    ]);
     ours.extend(cfa_inputs.iter().map(|p| p.as_os_str().to_os_string()));
     let siril_products: Vec<PathBuf> = (0..4)
         .map(|k| siril_cfa.join(format!("CFA{k}_light_.seq")))
@@ -329,11 +350,20 @@ fn frames(
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
         return Ok(out);
     }
-    eprintln!("xtask: generating {n} frames of {w}x{h} {kind} in {}", out.display());
+    eprintln!(
+        "xtask: generating {n} frames of {w}x{h} {kind} in {}",
+        out.display()
+    );
     let st = Command::new(python)
         .args(["-c", GENERATE])
         .arg(&out)
-        .args([n.to_string(), w.to_string(), h.to_string(), kind.to_string(), "12".into()])
+        .args([
+            n.to_string(),
+            w.to_string(),
+            h.to_string(),
+            kind.to_string(),
+            "12".into(),
+        ])
         .status()
         .context("running the frame generator")?;
     anyhow::ensure!(st.success(), "generating frames failed ({st})");
