@@ -558,7 +558,7 @@ impl FitsReader {
     /// BITPIX type (u8, i16, i32, i64, f32, f64), native-endian bytes.
     pub fn read_rows_raw(&mut self, y0: u32, rows: u32, out: &mut [u8]) -> Result<(), Error> {
         let sb = self.info.raw_bytes();
-        if out.len() % sb != 0 {
+        if !out.len().is_multiple_of(sb) {
             return Err(Error::new(
                 ErrorKind::Internal,
                 "raw buffer not a whole number of samples",
@@ -910,7 +910,7 @@ impl FitsWriter {
         n: usize,
         data: *mut c_void,
     ) -> Result<(), Error> {
-        if plane >= self.planes.max(1) || n % self.width.max(1) as usize != 0 {
+        if plane >= self.planes.max(1) || !n.is_multiple_of(self.width.max(1) as usize) {
             return Err(Error::new(ErrorKind::Internal, "write outside the image"));
         }
         let rows = n / self.width.max(1) as usize;

@@ -347,7 +347,7 @@ impl<W: Write> JpegWriter<W> {
     pub fn write_rows(&mut self, rows: &[u8]) -> Result<(), Error> {
         let line = self.width as usize * self.comps;
         let n = (rows.len() / line) as u32;
-        if rows.len() % line != 0 || n > self.rows_left {
+        if !rows.len().is_multiple_of(line) || n > self.rows_left {
             return Err(Error::new(
                 ErrorKind::Internal,
                 "JPEG write: rows do not fit the image",

@@ -1511,7 +1511,7 @@ mod tests {
             let n = (rng() % 70) as usize;
             let len = (rng() % 150) as usize;
             let row: Vec<u8> = (0..len).map(|_| rng() as u8).collect();
-            let little_endian = rng() % 2 == 0;
+            let little_endian = rng().is_multiple_of(2);
             let mut out = vec![0u16; n];
             let r = unpack(
                 &row,
@@ -1593,7 +1593,7 @@ mod tests {
             let photometric = pick(&mut rng, &[0, 1, 1, 2, 2, 3]);
             let planes = if planar == 2 { spp } else { 1 };
             let strips = match h.div_ceil(rps.max(1)).saturating_mul(planes) {
-                n if n <= 64 && rng() % 8 != 0 => n,
+                n if n <= 64 && !rng().is_multiple_of(8) => n,
                 _ => (rng() % 6) as u32 + 1,
             };
             let data: Vec<u8> = (0..(rng() % 2000)).map(|_| rng() as u8).collect();
@@ -1608,7 +1608,11 @@ mod tests {
             let counts: Vec<u32> = (0..strips)
                 .map(|_| pick(&mut rng, &[0, 1, 50, 1900, 1900, u32::MAX]))
                 .collect();
-            let entries = if rng() % 8 == 0 { 5 } else { 1 << bits.min(8) };
+            let entries = if rng().is_multiple_of(8) {
+                5
+            } else {
+                1 << bits.min(8)
+            };
             let map: Vec<u32> = (0..3 * entries).map(|_| rng() as u16 as u32).collect();
             let mut tags = vec![
                 (256, 4, vec![w]),

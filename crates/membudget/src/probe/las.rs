@@ -171,7 +171,7 @@ fn eb_type(data_type: u8, options: u8) -> Option<(&'static str, u8, u32)> {
 }
 
 fn parse_extra_bytes(data: &[u8], vlr: u32, out: &mut Vec<ExtraBytesField>) -> Result<()> {
-    if data.len() % EB_DESCRIPTOR != 0 {
+    if !data.len().is_multiple_of(EB_DESCRIPTOR) {
         return Err(Error::corrupt(format!(
             "Extra Bytes VLR of {} bytes is not a whole number of 192-byte descriptors",
             data.len()

@@ -348,7 +348,7 @@ fn run_cases(ctx: &Ctx, ids: &[u64], jobs: usize) -> Result<Vec<Outcome>> {
                 });
                 slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % step == 0 && d < ids.len() {
+                if d.is_multiple_of(step) && d < ids.len() {
                     eprintln!("xtask fuzz: {}: {d}/{}", ctx.tool.name, ids.len());
                 }
             });

@@ -81,7 +81,9 @@ pub fn from_header(
     };
     let mut p = Pattern::parse(b)
         .ok_or_else(|| format!("BAYERPAT = {b:?}: not RGGB, BGGR, GRBG or GBRG"))?;
-    if roworder.is_some_and(|r| r.trim().eq_ignore_ascii_case("BOTTOM-UP")) && height % 2 == 0 {
+    if roworder.is_some_and(|r| r.trim().eq_ignore_ascii_case("BOTTOM-UP"))
+        && height.is_multiple_of(2)
+    {
         p = p.flip_rows();
     }
     if xoff.is_some_and(|x| (x as i64) % 2 != 0) {

@@ -4,7 +4,8 @@
 use membudget::probe::Format;
 use membudget::{Error, ErrorKind};
 use raster::fits::{FitsReader, HduSel};
-use raster::thumbnail::{JpegScaled, PngRows};
+use raster::jpeg::JpegRows;
+use raster::thumbnail::{PngRows, MAX_JPEG_BYTES};
 use raster::tiff::TiffPage;
 use raster::{Band, Geometry, RowSource};
 use std::fs::File;
@@ -20,7 +21,7 @@ pub enum Src {
     /// A PNG, 8-bit.
     Png(PngRows<BufReader<File>>),
     /// A JPEG, 8-bit.
-    Jpeg(JpegScaled),
+    Jpeg(JpegRows<BufReader<File>>),
 }
 
 impl std::fmt::Debug for Src {
@@ -69,12 +70,16 @@ pub fn open(path: &Path, format: Format, page: usize) -> Result<Src, Error> {
         Format::Tiff => Ok(Src::Tiff(TiffPage::open(path, page)?)),
         Format::Fits => Ok(Src::Fits(FitsReader::open(path, &HduSel::FirstImage)?)),
         Format::Png => Ok(Src::Png(PngRows::new(BufReader::new(File::open(path)?))?)),
-        // The largest scale: every pixel.
-        Format::Jpeg => Ok(Src::Jpeg(JpegScaled::new(
-            File::open(path)?,
-            u32::MAX,
-            u32::MAX,
-        )?)),
+        // Full size (shrink 1): every pixel, by scanlines.
+        Format::Jpeg => {
+            let probe = membudget::probe::probe_path(path)?;
+            Ok(Src::Jpeg(JpegRows::open(
+                BufReader::new(File::open(path)?),
+                &probe,
+                1,
+                MAX_JPEG_BYTES,
+            )?))
+        }
         f => Err(Error::new(
             ErrorKind::Unsupported,
             format!("{} images are not read for spot detection", f.as_str()),
