@@ -62,17 +62,36 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s n 
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s s -l size -d 'Thumbnail size in pixels: the longest side (--fit) or the square\'s side (--fill)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l format -d 'Output format' -r -f -a "jpeg\t'Baseline JPEG at --quality'
+png\t'PNG (keeps alpha)'"
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l quality -d 'JPEG quality (1-100)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l fit -d 'Fit the whole image within N x N (the default)'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l fill -d 'Fill N x N: scale the shortest side to N and crop the rest around the centre'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s s -l sigma -d 'Gaussian sigma in pixels, or a range START:STOP:COUNT (COUNT sigmas evenly spaced, ends included, as blob_log\'s min_sigma, max_sigma, num_sigma) for a multi-scale search; each spot\'s scale is reported' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l spot-radius -d 'Spot radius (with --pixel-size, in the same unit): sigma = min distance = R / P pixels, as big-fish derives them (the distance truncated to whole pixels)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l pixel-size -d 'Pixel size, in the unit of --spot-radius' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l fwhm -d 'Star full width at half maximum in pixels: sigma = F / 2.3548' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s d -l min-distance -d 'Local maxima within this many pixels (Chebyshev) are merged (default ceil(sigma), the largest sigma of a range)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s t -l threshold -d 'Keep maxima whose response is above T (default: big-fish\'s elbow method)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l channel -d 'Another channel to read out (and maybe detect on): NAME=PATH, repeated' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l detect-on -d 'The channel spots are detected on' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l readout -d 'What is read from each channel at a spot: `pixel`, `mean:R` or `max:R` (a disc of radius R pixels)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l tile -d 'Tile side in pixels, below what the budget allows (for tests and tuning)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l subpixel -d 'Add y_sub, x_sub columns: a 3-point Gaussian fit of the response per axis'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
