@@ -181,7 +181,7 @@ pub fn run(root: &Path) -> Result<bool> {
     std::fs::write(
         &script,
         format!(
-            "requires 1.0.0\nsetext fits\ncd {}\nlink light -out={}\ncd {}\nstack light rej s 3 3 -norm=add -out=result\n",
+            "requires 1.0.0\nsetext fits\ncd {}\nlink light -out={}\ncd {}\nstack light_ rej s 3 3 -norm=add -out=result\n",
             stack.display(),
             siril_dir.display(),
             siril_dir.display()
@@ -273,7 +273,7 @@ pub fn run(root: &Path) -> Result<bool> {
     std::fs::write(
         &cfa_script,
         format!(
-            "requires 1.0.0\nsetext fits\ncd {}\nlink light -out={}\ncd {}\nseqsplit_cfa light\n",
+            "requires 1.0.0\nsetext fits\ncd {}\nlink light -out={}\ncd {}\nseqsplit_cfa light_\n",
             cfa.display(),
             siril_cfa.display(),
             siril_cfa.display()
