@@ -231,6 +231,30 @@ pub fn run(root: &Path) -> Result<()> {
         ],
     );
     run_processing(root, "tile-enhance", &[enhance])?;
+
+    // Stars on the Hubble Deep Field, tile by tile (FWHM 3 px), and shrink-on-load
+    // thumbnails (the JPEG decoded at a reduced DCT scale).
+    let spots = stage(
+        tool("tile-enhance"),
+        &["spots", "--fwhm", "3"],
+        "target/demo/spots",
+        &["target/demo/in/shared/images/hubble_deep_field.jpg"],
+    );
+    run_processing(root, "tile-enhance", &[spots])?;
+    let mut thumbs = stage(
+        tool("tile-enhance"),
+        &["thumbnail", "--size", "256"],
+        "target/demo/thumbs",
+        &[
+            "target/demo/in/images/photo-1600x1200.jpg",
+            "target/demo/in/scans/map-rgb-6000x6000-deflate.tif",
+        ],
+    );
+    // Thumbnails hold a band and the small image: no budget option.
+    if let Some(i) = thumbs.iter().position(|a| a == "-m") {
+        thumbs.drain(i..i + 2);
+    }
+    run_processing(root, "tile-enhance", &[thumbs])?;
     Ok(())
 }
 
