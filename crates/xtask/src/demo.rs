@@ -240,7 +240,8 @@ pub fn run(root: &Path) -> Result<()> {
         "target/demo/spots",
         &["target/demo/in/shared/images/hubble_deep_field.jpg"],
     );
-    run_processing(root, "tile-enhance", &[spots])?;
+    // Its records' section is `spots`.
+    run_processing(root, "spots", &[spots])?;
     let mut thumbs = stage(
         tool("tile-enhance"),
         &["thumbnail", "--size", "256"],
@@ -278,9 +279,9 @@ fn stage(program: OsString, head: &[&str], out: &str, inputs: &[&str]) -> Vec<Os
     argv
 }
 
-/// Run a processing pipeline whose last stage is `tool`, then print one row per record
-/// (output, its size, the tool's own peak RSS) and the peak RSS of every stage.
-fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()> {
+/// Run a processing pipeline, then print one row per record (read from its `section`:
+/// output, its size, the tool's own peak RSS) and the peak RSS of every stage.
+fn run_processing(root: &Path, section: &str, argvs: &[Vec<OsString>]) -> Result<()> {
     let shown: Vec<String> = argvs
         .iter()
         .map(|a| {
@@ -306,7 +307,7 @@ fn run_processing(root: &Path, tool: &str, argvs: &[Vec<OsString>]) -> Result<()
             .strip_prefix("target/demo/in/")
             .unwrap_or(path)
             .to_string();
-        let section = r.get(tool);
+        let section = r.get(section);
         let field = |k: &str| section.and_then(|s| s.get(k));
         let status = match (r.get("error"), field("status").and_then(Value::as_str)) {
             (Some(e), _) => format!(

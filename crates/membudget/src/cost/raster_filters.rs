@@ -80,8 +80,10 @@ impl TiledFilter {
             super::strip_convert::DIRECT_READ_BYTES
         };
         let bins = if img.bits > 8 { 65536 } else { 256 };
-        let stats = workers * (u64::from(img.bands) + 1) * bins * 8;
-        let writer = workers * 2 * 3 * STRIP_BYTES;
+        let stats = workers
+            .saturating_mul(u64::from(img.bands) + 1)
+            .saturating_mul(bins * 8);
+        let writer = workers.saturating_mul(2 * 3 * STRIP_BYTES);
         self.fixed
             .saturating_add(row.saturating_mul(held))
             .saturating_add(source)
