@@ -13,13 +13,11 @@
 //! both programs read the same files through the page cache, so repeats cost nothing
 //! that distinct files would not.
 
-use super::{measure, Sample};
+use super::{alternate as alternate_rounds, argv as args, remove, Contender, Sample};
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 /// Bytes of pages to pack.
 const PACK_BYTES: u64 = 2_000_000_000;
@@ -57,55 +55,8 @@ print(f"{len(ours)} pages in the CBZ, {len(theirs)} from pdfimages, byte-identic
 sys.exit(0 if same else 1)
 "#;
 
-/// One program in an alternating comparison: its label, argv, and what to do before each
-/// run (outside the timing), such as removing the previous output.
-struct Contender<'a> {
-    name: String,
-    argv: Vec<OsString>,
-    before: Box<dyn Fn() -> Result<()> + 'a>,
-}
-
-/// Run the contenders in turn, `ROUNDS` times; each one's median wall and largest peak.
 fn alternate(contenders: &[Contender]) -> Result<Vec<Sample>> {
-    let devnull = PathBuf::from("/dev/null");
-    let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
-    let mut samples: Vec<Option<Sample>> = vec![None; contenders.len()];
-    for _ in 0..ROUNDS {
-        for (i, c) in contenders.iter().enumerate() {
-            (c.before)()?;
-            let s = measure(&c.name, 1, &devnull, &[0], &c.argv)?;
-            walls[i].push(s.wall);
-            let keep = samples[i]
-                .as_ref()
-                .is_none_or(|old| s.peak_rss >= old.peak_rss);
-            if keep {
-                samples[i] = Some(s);
-            }
-        }
-    }
-    Ok(samples
-        .into_iter()
-        .zip(walls)
-        .map(|(s, mut w)| {
-            let mut s = s.expect("at least one round");
-            w.sort();
-            s.wall = w[w.len() / 2];
-            s
-        })
-        .collect())
-}
-
-fn args(items: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    items.iter().map(|s| s.as_ref().to_os_string()).collect()
-}
-
-fn remove(p: &Path) -> Result<()> {
-    if p.is_dir() {
-        std::fs::remove_dir_all(p)?;
-    } else if p.exists() {
-        std::fs::remove_file(p)?;
-    }
-    Ok(())
+    alternate_rounds(ROUNDS, contenders)
 }
 
 fn need(cmd: &str) -> Result<()> {

@@ -13,13 +13,11 @@
 //!   against siril-cli's `seqsplit_cfa`: wall and RSS reported; our planes checked equal
 //!   to numpy slicing.
 
-use super::{measure, print_table, Sample};
+use super::{argv as os, print_table, remove, Contender, Sample};
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 const STACK_FRAMES: usize = 50;
 const STACK_SIDE: usize = 4096;
@@ -108,48 +106,13 @@ fn rounds() -> usize {
         .unwrap_or(3)
 }
 
-/// One program in an alternating comparison: label, argv, working directory, and what
-/// to clear before each run.
-struct Contender {
-    name: String,
-    argv: Vec<OsString>,
-    clear: Vec<PathBuf>,
-}
-
 fn alternate(cs: &[Contender]) -> Result<Vec<Sample>> {
-    let devnull = PathBuf::from("/dev/null");
-    let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); cs.len()];
-    let mut best: Vec<Option<Sample>> = vec![None; cs.len()];
-    for _ in 0..rounds() {
-        for (i, c) in cs.iter().enumerate() {
-            for p in &c.clear {
-                if p.is_dir() {
-                    std::fs::remove_dir_all(p)?;
-                } else if p.exists() {
-                    std::fs::remove_file(p)?;
-                }
-            }
-            let s = measure(&c.name, 1, &devnull, &[0], &c.argv)?;
-            walls[i].push(s.wall);
-            if best[i].as_ref().is_none_or(|b| s.peak_rss >= b.peak_rss) {
-                best[i] = Some(s);
-            }
-        }
-    }
-    Ok(best
-        .into_iter()
-        .zip(walls)
-        .map(|(s, mut w)| {
-            let mut s = s.expect("one round at least");
-            w.sort();
-            s.wall = w[w.len() / 2];
-            s
-        })
-        .collect())
+    super::alternate(rounds(), cs)
 }
 
-fn os(items: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    items.iter().map(|s| s.as_ref().to_os_string()).collect()
+/// Clear `paths` before each run.
+fn clearing<'a>(paths: Vec<PathBuf>) -> Box<dyn Fn() -> Result<()> + 'a> {
+    Box::new(move || paths.iter().try_for_each(|p| remove(p)))
 }
 
 /// Generate, build, measure, print; true when the targets were met.
@@ -205,17 +168,17 @@ pub fn run(root: &Path) -> Result<bool> {
         Contender {
             name: "strip-convert --stack sigma-clip -m 256MiB".into(),
             argv: ours,
-            clear: vec![ours_out.clone()],
+            before: clearing(vec![ours_out.clone()]),
         },
         Contender {
             name: "siril-cli stack rej s 3 3 -norm=add".into(),
             argv: os(&[&"siril-cli", &"-d", &siril_dir, &"-s", &script]),
-            clear: vec![siril_out.clone()],
+            before: clearing(vec![siril_out.clone()]),
         },
         Contender {
             name: "numpy + astropy sigma_clip".into(),
             argv: os(&[&python, &"-c", &ASTROPY, &stack, &astropy_out]),
-            clear: vec![astropy_out.clone()],
+            before: clearing(vec![astropy_out.clone()]),
         },
     ])?;
     let pixels = (STACK_FRAMES * STACK_SIDE * STACK_SIDE) as u64;
@@ -296,12 +259,12 @@ pub fn run(root: &Path) -> Result<bool> {
         Contender {
             name: "strip-convert --split-cfa RGGB".into(),
             argv: ours,
-            clear: vec![ours_cfa.clone()],
+            before: clearing(vec![ours_cfa.clone()]),
         },
         Contender {
             name: "siril-cli seqsplit_cfa".into(),
             argv: os(&[&"siril-cli", &"-d", &siril_cfa, &"-s", &cfa_script]),
-            clear: siril_products,
+            before: clearing(siril_products),
         },
     ])?;
     let cfa_pixels = (CFA_FRAMES * CFA_W * CFA_H) as u64;

@@ -110,6 +110,63 @@ pub fn measure(
     })
 }
 
+/// One program in an alternating comparison: its label, argv, and what to do before each
+/// run (outside the timing), such as removing the previous output.
+pub struct Contender<'a> {
+    /// Row label.
+    pub name: String,
+    /// The command line.
+    pub argv: Vec<OsString>,
+    /// Run before each measured run.
+    pub before: Box<dyn Fn() -> Result<()> + 'a>,
+}
+
+/// Run the contenders in turn, `rounds` times (so load changes hit them alike); each
+/// one's median wall and largest peak RSS.
+pub fn alternate(rounds: usize, contenders: &[Contender]) -> Result<Vec<Sample>> {
+    let devnull = std::path::PathBuf::from("/dev/null");
+    let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
+    let mut samples: Vec<Option<Sample>> = vec![None; contenders.len()];
+    for _ in 0..rounds.max(1) {
+        for (i, c) in contenders.iter().enumerate() {
+            (c.before)()?;
+            let s = measure(&c.name, 1, &devnull, &[0], &c.argv)?;
+            walls[i].push(s.wall);
+            if samples[i]
+                .as_ref()
+                .is_none_or(|old| s.peak_rss >= old.peak_rss)
+            {
+                samples[i] = Some(s);
+            }
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .zip(walls)
+        .map(|(s, mut w)| {
+            let mut s = s.expect("at least one round");
+            w.sort();
+            s.wall = w[w.len() / 2];
+            s
+        })
+        .collect())
+}
+
+/// A command line from paths and strings alike.
+pub fn argv(items: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    items.iter().map(|s| s.as_ref().to_os_string()).collect()
+}
+
+/// Remove a file or a directory tree if it is there.
+pub fn remove(p: &Path) -> Result<()> {
+    if p.is_dir() {
+        std::fs::remove_dir_all(p)?;
+    } else if p.exists() {
+        std::fs::remove_file(p)?;
+    }
+    Ok(())
+}
+
 /// Print `samples` as a table against the first one: wall, items/s, peak RSS and how
 /// many times slower (wall) and heavier (RSS) each is than the first.
 pub fn print_table(items: u64, unit: &str, samples: &[Sample]) {
