@@ -2,7 +2,8 @@
 //! ones that describe the input's encoding (the laszip VLR, the COPC info VLR and
 //! hierarchy EVLR: a header cloned from a reader keeps them, and a LAZ written with the
 //! stale laszip VLR cannot be read back), and one Extra Bytes VLR describing the input's
-//! extra bytes followed by the new dimensions.
+//! extra bytes (every input Extra Bytes VLR and EVLR merged, descriptors kept in order)
+//! followed by the new dimensions.
 
 use las::{Builder, Header, Reader, Vlr};
 use membudget::probe::las::LasInfo;
@@ -175,25 +176,34 @@ pub fn output_header(
 ) -> Result<Header, Error> {
     let mut b = Builder::from(input.clone());
     let old_extra = b.point_format.extra_bytes;
-    // Every descriptor of every Extra Bytes VLR, in file order: some writers split them
-    // over several VLRs, which is invalid (readers see only the first), so they are
-    // merged into one.
+    // Every descriptor of every Extra Bytes record, VLRs then EVLRs, in file order. LAS
+    // 1.4 R15 (section 4, "Extra Bytes") defines one Extra Bytes VLR whose descriptors
+    // describe the extra bytes in order; some writers split them over several records,
+    // and readers then disagree (laspy and PDAL's readers.las read the first record 4,
+    // LASlib re-initialises its attributes at each one, so keeps the last), each seeing
+    // part of the bytes as undocumented or at the wrong offset. They are merged into one
+    // VLR: each input descriptor kept byte for byte, in order, then ours, so every
+    // reader finds every dimension at its offset.
     let mut descriptors: Vec<u8> = Vec::new();
     let mut first_eb = None;
     let mut kept = Vec::with_capacity(b.vlrs.len());
+    let mut take = |v: &Vlr| -> Result<(), Error> {
+        if !v.data.len().is_multiple_of(EB_DESCRIPTOR) {
+            return Err(Error::corrupt(format!(
+                "{}: Extra Bytes record of {} bytes is not a whole number of descriptors",
+                path.display(),
+                v.data.len()
+            )));
+        }
+        descriptors.extend_from_slice(&v.data);
+        Ok(())
+    };
     for v in b.vlrs.drain(..) {
         if las::laz::is_laszip_vlr(&v) || v.is_copc_info() {
             continue;
         }
         if is_extra_bytes(&v) {
-            if v.data.len() % EB_DESCRIPTOR != 0 {
-                return Err(Error::corrupt(format!(
-                    "{}: Extra Bytes VLR of {} bytes is not a whole number of descriptors",
-                    path.display(),
-                    v.data.len()
-                )));
-            }
-            descriptors.extend_from_slice(&v.data);
+            take(&v)?;
             if first_eb.is_none() {
                 first_eb = Some((kept.len(), v.description.clone()));
             }
@@ -202,8 +212,21 @@ pub fn output_header(
         kept.push(v);
     }
     b.vlrs = kept;
-    b.evlrs
-        .retain(|v| !v.is_copc_hierarchy() && !v.is_copc_info());
+    let mut evlrs = Vec::with_capacity(b.evlrs.len());
+    for v in b.evlrs.drain(..) {
+        if v.is_copc_hierarchy() || v.is_copc_info() {
+            continue;
+        }
+        if is_extra_bytes(&v) {
+            take(&v)?;
+            if first_eb.is_none() {
+                first_eb = Some((usize::MAX, v.description.clone()));
+            }
+            continue;
+        }
+        evlrs.push(v);
+    }
+    b.evlrs = evlrs;
     let mut described = 0u32;
     let mut names = Vec::new();
     for d in descriptors.chunks(EB_DESCRIPTOR) {
@@ -245,8 +268,9 @@ pub fn output_header(
         .ok_or_else(|| Error::unsupported("too many extra bytes per point"))?;
     b.point_format.extra_bytes = added;
     b.point_format.is_compressed = compress;
-    // In the first one's place, under its description: a single input Extra Bytes VLR
-    // is kept byte for byte, the new descriptors appended.
+    // In the first one's place (after the VLRs when it was an EVLR), under its
+    // description: a single input Extra Bytes VLR is kept byte for byte, the new
+    // descriptors appended.
     let (at, description) = first_eb.unwrap_or((b.vlrs.len(), "Extra Bytes Record".into()));
     let eb = Vlr {
         user_id: "LASF_Spec".into(),

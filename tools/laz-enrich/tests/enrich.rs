@@ -723,3 +723,114 @@ fn output_headers_keep_every_input_field_and_exact_bounds() {
     }
     assert!(checked >= 8, "{checked} files checked");
 }
+
+/// A LAS 1.4 cloud with three extra dimensions whose descriptors are split over two
+/// Extra Bytes records (the first descriptor, then the other two), as some writers do:
+/// in two VLRs (`vlr`), or a VLR and an EVLR (`evlr`). laspy reads only the first
+/// record of such a file, so the values written are saved beside it (`.npz`), with the
+/// descriptors of both records in file order (`.eb`).
+const SPLIT_EB: &str = r#"
+import sys, struct, numpy as np, laspy
+out, mode = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(9)
+n = 500
+h = laspy.LasHeader(point_format=6, version="1.4")
+h.scales = np.array([0.01, 0.01, 0.01]); h.offsets = np.array([1000.0, 2000.0, 0.0])
+h.add_extra_dims([
+    laspy.ExtraBytesParams("echo_width", "uint16", "first record"),
+    laspy.ExtraBytesParams("reflectance", "float64", "second record"),
+    laspy.ExtraBytesParams("amplitude", "int32", "second record, scaled",
+                           scales=np.array([0.01]), offsets=np.array([5.0])),
+])
+las = laspy.LasData(h)
+las.x = rng.uniform(1000, 1030, n); las.y = rng.uniform(2000, 2030, n)
+las.z = rng.uniform(100, 110, n)
+las.echo_width = rng.integers(0, 65535, n).astype(np.uint16)
+las.reflectance = rng.normal(0, 1, n)
+las.amplitude = np.round(rng.uniform(-100, 100, n), 2)
+las.write(out)
+np.savez(out + ".npz", **{k: np.asarray(las[k]) for k in ["echo_width", "reflectance", "amplitude"]})
+b = bytearray(open(out, "rb").read())
+hsize, = struct.unpack_from("<H", b, 94); off, nvlr = struct.unpack_from("<IL", b, 96)
+assert struct.unpack_from("<Q", b, 235)[0] == 0, "laspy wrote EVLRs"
+p, vlrs = hsize, []
+for _ in range(nvlr):
+    ln, = struct.unpack_from("<H", b, p + 20)
+    vlrs.append(bytes(b[p:p + 54 + ln])); p += 54 + ln
+def is_eb(v):
+    return v[2:18].rstrip(b"\0") == b"LASF_Spec" and struct.unpack_from("<H", v, 18)[0] == 4
+[eb] = [v for v in vlrs if is_eb(v)]
+d = eb[54:]; assert len(d) == 3 * 192
+def vlr(desc, data):
+    v = bytearray(eb[:54]); struct.pack_into("<H", v, 20, len(data))
+    v[22:54] = desc.encode().ljust(32, b"\0"); return bytes(v) + data
+first = vlr("Extra Bytes part 1", d[:192])
+rest = [v for v in vlrs if not is_eb(v)]
+new = [first] + rest + ([vlr("Extra Bytes part 2", d[192:])] if mode == "vlr" else [])
+body = b"".join(new)
+struct.pack_into("<IL", b, 96, hsize + len(body), len(new))
+f = bytes(b[:hsize]) + body + bytes(b[off:])
+if mode == "evlr":
+    e = bytearray(eb[:2] + eb[2:20]) + struct.pack("<Q", 384) + b"Extra Bytes part 2".ljust(32, b"\0")
+    f = bytearray(f); struct.pack_into("<QL", f, 235, len(f), 1); f = bytes(f) + bytes(e) + d[192:]
+open(out, "wb").write(f)
+open(out + ".eb", "wb").write(d)
+"#;
+
+/// Every dimension of a cloud written with `SPLIT_EB` read back by laspy (lazrs for
+/// LAZ) from the output, with the values written, behind one Extra Bytes VLR whose
+/// descriptors begin with the input's, byte for byte and in order, then the new ones.
+const SPLIT_EB_CHECK: &str = r#"
+import sys, numpy as np, laspy
+inp, out = sys.argv[1], sys.argv[2]
+names = sys.argv[3].split(",")
+want = np.load(inp + ".npz"); d = open(inp + ".eb", "rb").read()
+b = laspy.read(out)
+eb = [v for v in list(b.header.vlrs) + list(b.evlrs or []) if v.user_id == "LASF_Spec" and v.record_id == 4]
+assert len(eb) == 1, f"{len(eb)} Extra Bytes records"
+got = bytes(eb[0].record_data_bytes())
+assert got[:len(d)] == d, "the input's descriptors changed"
+assert len(got) == len(d) + 192 * len(names), len(got)
+assert eb[0].description == "Extra Bytes part 1", eb[0].description
+dims = list(b.point_format.extra_dimension_names)
+assert dims == list(want.files) + names, dims
+for k in want.files:
+    assert np.array_equal(np.asarray(b[k]), want[k]), k
+for k in names:
+    assert np.isfinite(np.asarray(b[k])).sum() > 0, k
+print("ok")
+"#;
+
+#[test]
+fn split_extra_bytes_records_become_one_vlr_every_reader_reads_whole() {
+    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    for (mode, format) in [("vlr", "laz"), ("vlr", "las"), ("evlr", "laz")] {
+        let input = dir.path().join(format!("split-{mode}.las"));
+        testkit::run_python(&py, SPLIT_EB, &[input.to_str().unwrap(), mode]);
+        let out_dir = dir.path().join(format!("out-{mode}-{format}"));
+        let (out, recs) = run(&[
+            "-F",
+            "nz,planarity",
+            "--format",
+            format,
+            "-o",
+            out_dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        testkit::check(&out, "laz-enrich");
+        let s = section(&recs[0]);
+        assert_eq!(s["status"], "ok", "{:?}", recs[0]);
+        testkit::run_python(
+            &py,
+            SPLIT_EB_CHECK,
+            &[
+                input.to_str().unwrap(),
+                s["output"].as_str().unwrap(),
+                "nz,planarity",
+            ],
+        );
+    }
+}
