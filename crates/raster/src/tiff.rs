@@ -9,9 +9,12 @@
 //! WhiteIsZero is inverted so that 0 is black, as JP2's greyscale says; JPEG-compressed
 //! YCbCr is decoded to RGB. Uncompressed data is read from the file directly; compressed
 //! data goes through the tiff crate, which decodes 8 and 16 bits and 1 to 7 bits of gray.
-//! CMYK, float and signed samples are refused: JP2 has no CMYK colour space, and
-//! converting any of them would change the archived values by a rule the archive did not
-//! choose.
+//! Signed 8- and 16-bit samples are kept as stored (two's complement in the planar
+//! buffers, [`PageInfo::signed`] set) for callers that open with [`Samples::KeepSigned`]
+//! (strip-convert writes them as signed JP2 components); other callers get them refused,
+//! as they read samples as unsigned. CMYK, float and other signed samples are refused: JP2
+//! has no CMYK colour space, and converting any of them would change the archived values
+//! by a rule the archive did not choose.
 
 #[path = "tiff_codecs.rs"]
 mod codecs;
@@ -49,6 +52,16 @@ pub enum Extra {
     Premultiplied,
     /// An extra component of unspecified meaning.
     Unspecified,
+}
+
+/// Which sample formats a caller takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Samples {
+    /// Unsigned integers only: signed samples are refused (tools that read every sample
+    /// as unsigned).
+    Unsigned,
+    /// Signed 8- and 16-bit integers too, kept as stored (two's complement).
+    KeepSigned,
 }
 
 /// Capture resolution in pixels per metre (TIFF XResolution/YResolution with a unit),
@@ -96,6 +109,9 @@ pub struct PageInfo {
     pub comps: u16,
     /// Output bits per sample.
     pub prec: u8,
+    /// Samples are signed (two's complement, 8 or 16 bits; only with
+    /// [`Samples::KeepSigned`]).
+    pub signed: bool,
     /// Colour interpretation.
     pub colour: Colour,
     /// Meaning of the component after the colour ones.
@@ -149,7 +165,11 @@ impl PageInfo {
                 height: u64::from(self.height),
                 bands: u32::from(self.comps),
                 bits: u32::from(self.prec),
-                sample_format: ProbeSampleFormat::Uint,
+                sample_format: if self.signed {
+                    ProbeSampleFormat::Int
+                } else {
+                    ProbeSampleFormat::Uint
+                },
                 pages: 1,
                 layout: if self.layout == "tiles" {
                     Layout::Tiles
@@ -420,10 +440,20 @@ impl TiffPage {
     }
 
     /// Open page `index`, whose IFD is at offset `ifd` (from [`page_offsets`]), without
-    /// reading the IFDs before it.
+    /// reading the IFDs before it (unsigned samples only).
     pub fn open_at(path: &Path, index: usize, ifd: u64) -> Result<TiffPage, Error> {
+        Self::open_at_with(path, index, ifd, Samples::Unsigned)
+    }
+
+    /// [`TiffPage::open_at`], taking the sample formats `samples` allows.
+    pub fn open_at_with(
+        path: &Path,
+        index: usize,
+        ifd: u64,
+        samples: Samples,
+    ) -> Result<TiffPage, Error> {
         let mut d = open_decoder(path, (index > 0).then_some(ifd))?;
-        let info = guarded(|| read_info(&mut d, index))??;
+        let info = guarded(|| read_info(&mut d, index, samples))??;
         let file_len = std::fs::metadata(path)?.len();
         let (offsets, counts) = chunk_table(&mut d, &info, file_len)?;
         let direct = if info.direct || info.codec.is_some() {
@@ -836,7 +866,7 @@ fn chunk_table(
     Ok((offsets, counts))
 }
 
-fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
+fn read_info(d: &mut TiffDecoder, index: usize, accept: Samples) -> Result<PageInfo, Error> {
     let (width, height) = d.dimensions().map_err(tiff_err)?;
     if width == 0 || height == 0 {
         return Err(Error::corrupt("TIFF: zero width or height"));
@@ -847,8 +877,10 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
         .and_then(|v| v.first().copied())
         .map(SampleFormat::from_u16_exhaustive)
         .unwrap_or(SampleFormat::Uint);
+    let signed = sample_format == SampleFormat::Int;
     match sample_format {
         SampleFormat::Uint => {}
+        SampleFormat::Int if accept == Samples::KeepSigned => {}
         SampleFormat::Int => {
             return Err(Error::unsupported(
                 "signed integer samples are refused: JP2 could keep them, but archival \
@@ -870,10 +902,20 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
         .map_err(tiff_err)?;
     // Colour spaces JP2 cannot label, refused before anything else with what to do.
     match photometric_code {
+        // JP2 (ISO 15444-1 I.5.3.3) labels sRGB, greyscale and sYCC, or carries a
+        // restricted ICC profile (input or display class, matrix/TRC, no A2B0 LUT); a
+        // CMYK profile is an output (prtr) LUT profile, so neither can say CMYK. JPX's
+        // enumerated CMYK (12) and "any ICC" method would keep the four inks, but
+        // jpylyzer validates JP2 and JPH only and calls such a file invalid, and many JP2
+        // readers ignore it. Converting to sRGB needs the press profile the file was
+        // separated with; none of the corpus's CMYK files carries one, and a default
+        // profile would be a choice the archive did not make.
         Some(5) => {
             return Err(Error::unsupported(
-                "CMYK is refused: JP2 has no CMYK colour space; convert to RGB with an \
-                 ICC-aware tool first (for example `vips icc_transform in.tif out.tif srgb`)",
+                "CMYK is refused: JP2 has no CMYK colour space (JPX's would not validate as \
+                 JP2); convert to RGB with an ICC-aware tool and the press profile the file \
+                 was separated with (for example `vips icc_transform in.tif out.tif srgb \
+                 --input-profile press.icc`)",
             ))
         }
         Some(8..=10) => {
@@ -1055,6 +1097,27 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
             "{bits}-bit samples are not supported"
         )));
     }
+    if signed {
+        // Two's complement bytes or words go to the encoder as stored; other depths
+        // would need sign extension, and the mappings below (palette lookup, WhiteIsZero
+        // inversion, YCbCr conversion) have no signed meaning.
+        if bits != 8 && bits != 16 {
+            return Err(Error::unsupported(format!(
+                "{bits}-bit signed integer samples are refused (signed 8 and 16 bits are \
+                 kept); add an explicit offset first"
+            )));
+        }
+        if kind != Kind::Direct
+            || jpeg
+            || photometric == Some(PhotometricInterpretation::WhiteIsZero)
+        {
+            return Err(Error::unsupported(
+                "signed samples are kept only for BlackIsZero gray and RGB, not JPEG-compressed \
+                 (palette, WhiteIsZero and YCbCr have no signed meaning); add an explicit \
+                 offset first",
+            ));
+        }
+    }
     let direct = compression == 1;
     if jpeg && bits != 8 {
         return Err(Error::unsupported(format!(
@@ -1111,6 +1174,7 @@ fn read_info(d: &mut TiffDecoder, index: usize) -> Result<PageInfo, Error> {
         height,
         comps,
         prec,
+        signed,
         colour,
         extra,
         icc,

@@ -123,6 +123,9 @@ pub struct EncodeParams {
     pub comps: u16,
     /// Bits per sample (1..=16), the same for every component.
     pub prec: u8,
+    /// Signed components (two's complement samples in the planar buffers: OpenJPEG
+    /// reads them as `i8`/`i16` and codes them without the DC level shift).
+    pub signed: bool,
     /// Tile width and height.
     pub tile: (u32, u32),
     /// Decomposition levels (resolutions - 1), already capped.
@@ -289,7 +292,7 @@ impl Codec {
                 cp.x0 = x0;
                 cp.y0 = y0;
                 cp.prec = u32::from(params.prec);
-                cp.sgnd = 0;
+                cp.sgnd = u32::from(params.signed);
                 cp
             })
             .collect();
@@ -550,6 +553,7 @@ mod tests {
             height: h,
             comps: 3,
             prec: 8,
+            signed: false,
             tile: (64, 64),
             levels: 3,
             codeblock: (32, 32),

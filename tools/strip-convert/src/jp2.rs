@@ -23,6 +23,8 @@ pub struct Header {
     pub comps: u16,
     /// Bits per sample.
     pub prec: u8,
+    /// Signed samples (the top bit of the ihdr BPC byte).
+    pub signed: bool,
     /// Gray or RGB (for the enumerated colour space).
     pub colour: Option<Colour>,
     /// Meaning of the component after the colour ones (a `cdef` box says it).
@@ -91,7 +93,8 @@ pub fn leading_boxes(h: &Header) -> Vec<u8> {
     ihdr.extend_from_slice(&h.height.to_be_bytes());
     ihdr.extend_from_slice(&h.width.to_be_bytes());
     ihdr.extend_from_slice(&h.comps.to_be_bytes());
-    ihdr.push(h.prec - 1); // unsigned, precision - 1
+    // Precision - 1, the top bit set for signed components (ISO 15444-1 I.5.3.1).
+    ihdr.push((h.prec - 1) | if h.signed { 0x80 } else { 0 });
     ihdr.push(7); // compression type: JPEG 2000
     ihdr.push(0); // colour space known
     ihdr.push(0); // no intellectual property box

@@ -260,11 +260,15 @@ fn profiles_help() -> String {
          image costs no more memory); compressed ones one strip or tile at a time. \
          JPEG-compressed YCbCr is converted to RGB as libtiff's JPEGCOLORMODE_RGB does. \
          Associated (premultiplied) alpha is kept exactly as stored, never \
-         un-premultiplied, and labelled premultiplied in the channel definition.\n\n\
+         un-premultiplied, and labelled premultiplied in the channel definition. Signed \
+         8- and 16-bit integer samples are written as signed JP2 components, values \
+         unchanged (ihdr and SIZ say signed).\n\n\
          Refused, each with an error record that says what to do: CMYK (JP2 has no CMYK \
-         colour space: convert to RGB with an ICC-aware tool first); CIELab, ICCLab and \
+         colour space and JPX's does not validate as JP2: convert to RGB with an ICC-aware \
+         tool and the press profile first); CIELab, ICCLab and \
          ITULab (JP2 labels sRGB, greyscale and sYCC only); SGI LogL/LogLuv (floating-point \
-         luminance: tone-map first); signed integer samples (add an explicit offset first); \
+         luminance: tone-map first); signed integer samples other than 8 or 16 bits, or with \
+         a palette, WhiteIsZero or JPEG compression (add an explicit offset first); \
          floating-point samples (scale to 8 or 16 bits first); more than 16 bits per \
          sample; YCbCr that is not JPEG-compressed (subsampled chroma); Predictor 2 with \
          other than 8 or 16 bits, and Predictor 3 on integers; CCITT strips or tiles wider \
@@ -457,7 +461,9 @@ impl Ctx<'_> {
             skip(r, exists);
             return Ok(());
         }
-        let mut page = tiff::TiffPage::open_at(path, index, offsets[index])?;
+        // Signed samples are kept: JP2 components can be signed.
+        let keep = tiff::Samples::KeepSigned;
+        let mut page = tiff::TiffPage::open_at_with(path, index, offsets[index], keep)?;
         let info = page.info.clone();
         let setup = self.setup(&info, r)?;
         let params = &setup.params;
@@ -524,7 +530,7 @@ impl Ctx<'_> {
                 };
                 params = &lossless_params;
                 file.restart()?;
-                let mut again = tiff::TiffPage::open_at(path, index, offsets[index])?;
+                let mut again = tiff::TiffPage::open_at_with(path, index, offsets[index], keep)?;
                 written =
                     convert::convert(&mut again, params, &setup.header, &setup.run, file.file())?;
                 sec(r, "reversible", json!(true));
@@ -721,6 +727,7 @@ impl Ctx<'_> {
             height: info.height,
             comps: info.comps,
             prec: info.prec,
+            signed: info.signed,
             tile,
             levels,
             codeblock,
@@ -785,6 +792,7 @@ impl Ctx<'_> {
             height: info.height,
             comps: info.comps,
             prec: info.prec,
+            signed: info.signed,
             colour: Some(info.colour),
             extra: Some(info.extra),
             icc,

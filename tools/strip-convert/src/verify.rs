@@ -186,11 +186,33 @@ pub fn verify(
             (Reference::LibTiff(p), name, None)
         }
         Err(why) => (
-            Reference::Own(Box::new(TiffPage::open(tiff, index)?)),
+            Reference::Own(Box::new({
+                let offsets = raster::tiff::page_offsets(tiff)?;
+                let ifd = *offsets.get(index).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Verify,
+                        format!("the source has no page {}", index + 1),
+                    )
+                })?;
+                TiffPage::open_at_with(tiff, index, ifd, raster::tiff::Samples::KeepSigned)?
+            })),
             format!("strip-convert's reader ({why})"),
             Some(why),
         ),
     };
+    if let Reference::LibTiff(p) = &src {
+        // The sample format as libtiff reads it, not as the converter did.
+        if p.signed != params.signed {
+            return Err(Error::new(
+                ErrorKind::Verify,
+                format!(
+                    "the source's samples are {} as {reference} reads them, the output's {}",
+                    if p.signed { "signed" } else { "unsigned" },
+                    if params.signed { "signed" } else { "unsigned" }
+                ),
+            ));
+        }
+    }
     let comps = usize::from(params.comps);
     let mut acc = vec![Diff::default(); comps];
     let (across, down) = params.tile_grid();
@@ -229,10 +251,17 @@ pub fn verify(
                 for y in 0..h {
                     for x in 0..w {
                         let i = y * bw + x0 as usize + x;
-                        orig[y * w + x] = if band.sample_bytes == 1 {
-                            i32::from(plane[i])
-                        } else {
-                            i32::from(u16::from_ne_bytes([plane[2 * i], plane[2 * i + 1]]))
+                        // Signed samples are two's complement bytes or words (8 or 16
+                        // bits), as OpenJPEG decodes them: sign-extended.
+                        orig[y * w + x] = match (band.sample_bytes, params.signed) {
+                            (1, false) => i32::from(plane[i]),
+                            (1, true) => i32::from(plane[i] as i8),
+                            (_, false) => {
+                                i32::from(u16::from_ne_bytes([plane[2 * i], plane[2 * i + 1]]))
+                            }
+                            (_, true) => {
+                                i32::from(i16::from_ne_bytes([plane[2 * i], plane[2 * i + 1]]))
+                            }
                         };
                     }
                 }
@@ -455,6 +484,8 @@ struct LibTiffPage {
     more: Vec<*mut c_void>,
     /// JPEG-compressed: the samples depend on the JPEG decoder.
     jpeg: bool,
+    /// SampleFormat is signed integer (2).
+    signed: bool,
     width: u32,
     bits: u16,
     spp: u16,
@@ -497,6 +528,7 @@ impl LibTiffPage {
             tif,
             more: Vec::new(),
             jpeg: false,
+            signed: false,
             width: 0,
             bits: 0,
             spp: 0,
@@ -526,6 +558,7 @@ impl LibTiffPage {
             page.spp = u16_tag(277).unwrap_or(1);
             page.separate = u16_tag(284) == Some(2);
             page.photometric = u16_tag(262).ok_or("no photometric interpretation")?;
+            page.signed = u16_tag(339) == Some(2);
             let compression = u16_tag(259).unwrap_or(1);
             page.jpeg = matches!(compression, 6 | 7);
             if (lib.codec_configured)(compression) == 0 {
