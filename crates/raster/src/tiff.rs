@@ -12,9 +12,10 @@
 //! Signed 8- and 16-bit samples are kept as stored (two's complement in the planar
 //! buffers, [`PageInfo::signed`] set) for callers that open with [`Samples::KeepSigned`]
 //! (strip-convert writes them as signed JP2 components); other callers get them refused,
-//! as they read samples as unsigned. CMYK, float and other signed samples are refused: JP2
-//! has no CMYK colour space, and converting any of them would change the archived values
-//! by a rule the archive did not choose.
+//! as they read samples as unsigned. CMYK that embeds its ICC profile is converted to
+//! sRGB through it by lcms2 ([`CmykToSrgb`]; see `read_info` for why not JPX); CMYK
+//! without one, float and other signed samples are refused: converting them would change
+//! the archived values by a rule the archive did not choose.
 
 #[path = "tiff_codecs.rs"]
 mod codecs;
@@ -94,6 +95,100 @@ enum Kind {
     Palette { map: Vec<u16>, shift: u8 },
     /// 8-bit Y, Cb, Cr from the JPEG decoder, converted to RGB ([`ycbcr_to_rgb`]).
     YCbCr,
+    /// C, M, Y, K (then maybe alpha), converted to sRGB through the page's own ICC
+    /// profile by lcms2.
+    Cmyk(CmykToSrgb),
+}
+
+/// An lcms2 transform from the page's embedded CMYK profile to sRGB (perceptual intent,
+/// no cache, so one transform serves every thread), 8 or 16 bits in and out.
+#[derive(Clone)]
+pub struct CmykToSrgb(std::sync::Arc<CmykTransform>);
+
+enum CmykTransform {
+    Eight(lcms2::Transform<[u8; 4], [u8; 3], lcms2::GlobalContext, lcms2::DisallowCache>),
+    Sixteen(lcms2::Transform<[u16; 4], [u16; 3], lcms2::GlobalContext, lcms2::DisallowCache>),
+}
+
+impl CmykToSrgb {
+    /// The transform for `bits` (8 or 16) from the CMYK profile `icc`; `Err` says why not.
+    pub fn new(icc: &[u8], bits: u8) -> Result<CmykToSrgb, String> {
+        use lcms2::{ColorSpaceSignature, Flags, Intent, PixelFormat, Profile, Transform};
+        let input = Profile::new_icc(icc).map_err(|e| format!("its ICC profile: {e}"))?;
+        if input.color_space() != ColorSpaceSignature::CmykData {
+            return Err("its ICC profile is not a CMYK profile".into());
+        }
+        let srgb = Profile::new_srgb();
+        let fail = |e: lcms2::Error| format!("lcms2 cannot use its ICC profile: {e}");
+        let (i, o) = (Intent::Perceptual, Flags::NO_CACHE);
+        let ctx = lcms2::GlobalContext::new;
+        Ok(CmykToSrgb(std::sync::Arc::new(match bits {
+            8 => CmykTransform::Eight(
+                Transform::new_flags_context(
+                    ctx(),
+                    &input,
+                    PixelFormat::CMYK_8,
+                    &srgb,
+                    PixelFormat::RGB_8,
+                    i,
+                    o,
+                )
+                .map_err(fail)?,
+            ),
+            16 => CmykTransform::Sixteen(
+                Transform::new_flags_context(
+                    ctx(),
+                    &input,
+                    PixelFormat::CMYK_16,
+                    &srgb,
+                    PixelFormat::RGB_16,
+                    i,
+                    o,
+                )
+                .map_err(fail)?,
+            ),
+            b => return Err(format!("{b}-bit CMYK (8 and 16 bits are converted)")),
+        })))
+    }
+
+    /// Pixels of `spp` samples (C, M, Y, K first; at most 16 bits each) to sRGB, three
+    /// samples a pixel into `rgb`.
+    pub fn convert<T: Copy + Into<u32>>(&self, px: &[T], spp: usize, rgb: &mut Vec<u16>) {
+        let n = px.len() / spp.max(4);
+        rgb.clear();
+        match &*self.0 {
+            CmykTransform::Eight(t) => {
+                let src: Vec<[u8; 4]> = px
+                    .chunks_exact(spp.max(4))
+                    .map(|p| std::array::from_fn(|i| p[i].into() as u8))
+                    .collect();
+                let mut dst = vec![[0u8; 3]; n];
+                t.transform_pixels(&src, &mut dst);
+                rgb.extend(dst.iter().flatten().map(|&v| u16::from(v)));
+            }
+            CmykTransform::Sixteen(t) => {
+                let src: Vec<[u16; 4]> = px
+                    .chunks_exact(spp.max(4))
+                    .map(|p| std::array::from_fn(|i| p[i].into() as u16))
+                    .collect();
+                let mut dst = vec![[0u16; 3]; n];
+                t.transform_pixels(&src, &mut dst);
+                rgb.extend(dst.iter().flatten());
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for CmykToSrgb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CmykToSrgb")
+    }
+}
+
+impl PartialEq for CmykToSrgb {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// One page of a TIFF as the converter sees it.
@@ -116,8 +211,10 @@ pub struct PageInfo {
     pub colour: Colour,
     /// Meaning of the component after the colour ones.
     pub extra: Extra,
-    /// The ICC profile (tag 34675), if any.
+    /// The ICC profile (tag 34675), if any (`None` when it converted CMYK to sRGB).
     pub icc: Option<Vec<u8>>,
+    /// How the samples were converted, in words, when they were (CMYK to sRGB).
+    pub conversion: Option<&'static str>,
     /// The XMP packet (tag 700), if any.
     pub xmp: Option<Vec<u8>>,
     /// Capture resolution, if the TIFF says it in inches or centimetres.
@@ -900,24 +997,55 @@ fn read_info(d: &mut TiffDecoder, index: usize, accept: Samples) -> Result<PageI
     let photometric_code = d
         .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
         .map_err(tiff_err)?;
+    // CMYK: JP2 (ISO 15444-1 I.5.3.3) labels sRGB, greyscale and sYCC, or carries a
+    // restricted ICC profile (input or display class, matrix/TRC, no A2B0 LUT); a CMYK
+    // profile is an output (prtr) LUT profile, so neither can say CMYK. JPX's enumerated
+    // CMYK (12) and "any ICC" method would keep the four inks, but jpylyzer validates JP2
+    // and JPH only and calls such a file invalid, and many JP2 readers ignore it. So CMYK
+    // is converted to sRGB (what jpylyzer validates) through lcms2, with the press profile
+    // the file itself carries; without one it is refused: a default profile would be a
+    // choice the archive did not make, on values it could not get back.
+    let mut cmyk = None;
+    if photometric_code == Some(5) {
+        let refuse = |why: &str| {
+            Error::unsupported(format!(
+                "CMYK is refused: {why}; JP2 has no CMYK colour space (JPX's would not \
+                 validate as JP2), so CMYK is converted to sRGB only through the ICC profile \
+                 the file embeds; convert it with an ICC-aware tool and the press profile it \
+                 was separated with (for example `vips icc_transform in.tif out.tif srgb \
+                 --input-profile press.icc`)"
+            ))
+        };
+        let tag16 = |d: &mut TiffDecoder, t| d.find_tag_unsigned::<u16>(t).map_err(tiff_err);
+        let bits = d
+            .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
+            .map_err(tiff_err)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        let icc = d
+            .find_tag(Tag::IccProfile)
+            .ok()
+            .flatten()
+            .and_then(|v| v.into_u8_vec().ok());
+        if tag16(d, Tag::Unknown(332))?.is_some_and(|ink| ink != 1) {
+            return Err(refuse("its inks are not C, M, Y, K (InkSet is not 1)"));
+        }
+        if matches!(tag16(d, Tag::Compression)?, Some(6 | 7)) {
+            return Err(refuse("JPEG-compressed CMYK is not converted"));
+        }
+        if tag16(d, Tag::PlanarConfiguration)? == Some(2) {
+            return Err(refuse("planar CMYK is not converted"));
+        }
+        if signed {
+            return Err(refuse("signed CMYK samples are not converted"));
+        }
+        let Some(icc) = icc else {
+            return Err(refuse("the file embeds no ICC profile"));
+        };
+        cmyk = Some(CmykToSrgb::new(&icc, bits.min(255) as u8).map_err(|e| refuse(&e))?);
+    }
     // Colour spaces JP2 cannot label, refused before anything else with what to do.
     match photometric_code {
-        // JP2 (ISO 15444-1 I.5.3.3) labels sRGB, greyscale and sYCC, or carries a
-        // restricted ICC profile (input or display class, matrix/TRC, no A2B0 LUT); a
-        // CMYK profile is an output (prtr) LUT profile, so neither can say CMYK. JPX's
-        // enumerated CMYK (12) and "any ICC" method would keep the four inks, but
-        // jpylyzer validates JP2 and JPH only and calls such a file invalid, and many JP2
-        // readers ignore it. Converting to sRGB needs the press profile the file was
-        // separated with; none of the corpus's CMYK files carries one, and a default
-        // profile would be a choice the archive did not make.
-        Some(5) => {
-            return Err(Error::unsupported(
-                "CMYK is refused: JP2 has no CMYK colour space (JPX's would not validate as \
-                 JP2); convert to RGB with an ICC-aware tool and the press profile the file \
-                 was separated with (for example `vips icc_transform in.tif out.tif srgb \
-                 --input-profile press.icc`)",
-            ))
-        }
         Some(8..=10) => {
             return Err(Error::unsupported(
                 "CIELab is refused: JP2 labels only sRGB, greyscale and sYCC (CIELab needs \
@@ -1080,6 +1208,18 @@ fn read_info(d: &mut TiffDecoder, index: usize, accept: Samples) -> Result<PageI
                 prec,
             )
         }
+        ColorType::CMYK(b) if cmyk.is_some() => {
+            let k = Kind::Cmyk(cmyk.take().expect("checked"));
+            (4, b, Colour::Rgb, Extra::None, k, 3, b)
+        }
+        ColorType::CMYKA(b) if cmyk.is_some() => {
+            let k = Kind::Cmyk(cmyk.take().expect("checked"));
+            let e = match extra_of(extra_tag.first()) {
+                Extra::None => Extra::Alpha,
+                e => e,
+            };
+            (5, b, Colour::Rgb, e, k, 4, b)
+        }
         ColorType::CMYK(_) | ColorType::CMYKA(_) => {
             return Err(Error::unsupported(
                 "CMYK is refused: JP2 has no CMYK colour space; convert to RGB with an \
@@ -1157,11 +1297,14 @@ fn read_info(d: &mut TiffDecoder, index: usize, accept: Samples) -> Result<PageI
     } else {
         chunk.1
     };
+    // A CMYK page's profile was used for the conversion; the output is sRGB.
+    let converted = matches!(kind, Kind::Cmyk(_));
     let icc = d
         .find_tag(Tag::IccProfile)
         .ok()
         .flatten()
-        .and_then(|v| v.into_u8_vec().ok());
+        .and_then(|v| v.into_u8_vec().ok())
+        .filter(|_| !converted);
     let xmp = d
         .find_tag(Tag::Unknown(700))
         .ok()
@@ -1178,6 +1321,10 @@ fn read_info(d: &mut TiffDecoder, index: usize, accept: Samples) -> Result<PageI
         colour,
         extra,
         icc,
+        conversion: converted.then_some(
+            "CMYK converted to sRGB through the ICC profile the TIFF embeds (lcms2, perceptual \
+             intent)",
+        ),
         xmp,
         resolution,
         layout,
@@ -1410,6 +1557,23 @@ fn scatter<T: Copy + Into<u32>>(
                 }
                 for (i, px) in vals.chunks_exact(spp).enumerate() {
                     put(dst, start + i, px[s].into());
+                }
+            }
+        }
+        Kind::Cmyk(t) => {
+            let mut rgb = Vec::new();
+            t.convert(vals, spp, &mut rgb);
+            for (c, dst) in band.planes.iter_mut().enumerate().take(3) {
+                for (i, px) in rgb.chunks_exact(3).enumerate() {
+                    put(dst, start + i, u32::from(px[c]));
+                }
+            }
+            // An alpha after the inks is kept as stored.
+            if let Some(dst) = band.planes.get_mut(3) {
+                for (i, px) in vals.chunks_exact(spp).enumerate() {
+                    if let Some(&a) = px.get(4) {
+                        put(dst, start + i, a.into());
+                    }
                 }
             }
         }

@@ -262,10 +262,13 @@ fn profiles_help() -> String {
          Associated (premultiplied) alpha is kept exactly as stored, never \
          un-premultiplied, and labelled premultiplied in the channel definition. Signed \
          8- and 16-bit integer samples are written as signed JP2 components, values \
-         unchanged (ihdr and SIZ say signed).\n\n\
-         Refused, each with an error record that says what to do: CMYK (JP2 has no CMYK \
-         colour space and JPX's does not validate as JP2: convert to RGB with an ICC-aware \
-         tool and the press profile first); CIELab, ICCLab and \
+         unchanged (ihdr and SIZ say signed). CMYK that embeds its ICC profile is converted \
+         to sRGB through that profile by lcms2 (perceptual intent; alpha kept; the record's \
+         note says so).\n\n\
+         Refused, each with an error record that says what to do: CMYK without an \
+         embedded ICC profile, JPEG-compressed or planar (JP2 has no CMYK colour space and \
+         JPX's does not validate as JP2: convert to RGB with an ICC-aware tool and the press \
+         profile first); CIELab, ICCLab and \
          ITULab (JP2 labels sRGB, greyscale and sYCC only); SGI LogL/LogLuv (floating-point \
          luminance: tone-map first); signed integer samples other than 8 or 16 bits, or with \
          a palette, WhiteIsZero or JPEG compression (add an explicit offset first); \
@@ -765,6 +768,12 @@ impl Ctx<'_> {
             }
             _ => None,
         };
+        if let Some(c) = info.conversion {
+            note = Some(match note {
+                Some(n) => format!("{n}; {c}"),
+                None => c.into(),
+            });
+        }
         let mut xmp_warning = None;
         let xmp = if let Some(x) = &self.xmp {
             Some(x.clone())

@@ -4,7 +4,9 @@
 //! decoding or conversion code with the reader that made the output (the tiff crate and
 //! `raster::tiff`). Only the documented mappings are redone here, by their own code: bit
 //! unpacking, WhiteIsZero inversion, palette expansion; YCbCr JPEG is converted by libtiff
-//! itself (JPEGCOLORMODE_RGB). When libtiff is missing or lacks the file's codec, the
+//! itself (JPEGCOLORMODE_RGB); CMYK with an embedded profile is converted to sRGB here
+//! by lcms2 with the profile as libtiff reads it (the same library as the converter's,
+//! so this checks the samples, their order and the alpha, not lcms2). When libtiff is missing or lacks the file's codec, the
 //! output is compared with strip-convert's own reader and the status is `partial`, never
 //! `ok`. Lossless output must match exactly; lossy output is measured by MSE, PSNR and
 //! SSIM ([`raster::metrics`]: the mean over components of the mean SSIM of the 7x7
@@ -496,6 +498,8 @@ struct LibTiffPage {
     /// Palette: the colour map (r, g, b, 2^bits entries each) and whether every entry
     /// is an exact 8-bit value (then output 8-bit, as the converter's rule says).
     map: Option<([Vec<u16>; 3], bool)>,
+    /// CMYK: the embedded profile's transform to sRGB.
+    cmyk: Option<CmykTransform>,
     buf: Vec<u8>,
 }
 
@@ -536,6 +540,7 @@ impl LibTiffPage {
             tile: None,
             photometric: 0,
             map: None,
+            cmyk: None,
             buf: Vec::new(),
         };
         let dir = u32::try_from(index).map_err(|_| "page number too large".to_string())?;
@@ -580,6 +585,17 @@ impl LibTiffPage {
                 page.photometric = 2;
             } else if page.photometric == 6 {
                 return Err("YCbCr other than JPEG-compressed".into());
+            }
+            if page.photometric == 5 {
+                let mut len = 0u32;
+                let mut data: *mut c_void = ptr::null_mut();
+                let (pl, pd): (*mut u32, *mut *mut c_void) = (&mut len, &mut data);
+                // TIFFTAG_ICCPROFILE: a count and a pointer to libtiff's copy.
+                if (lib.get_field_defaulted)(tif, 34675, pl, pd) == 0 || data.is_null() {
+                    return Err("CMYK without an ICC profile".into());
+                }
+                let icc = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
+                page.cmyk = Some(CmykTransform::new(icc, page.bits)?);
             }
             if page.photometric == 3 {
                 let mut r: *mut u16 = ptr::null_mut();
@@ -662,6 +678,22 @@ impl LibTiffPage {
         let w = self.width as usize;
         let short = || Error::new(ErrorKind::Verify, "libtiff returned a short row");
         let max = (1i32 << self.bits) - 1;
+        if let Some(t) = &self.cmyk {
+            for x in 0..n {
+                let mut px = [0u16; 5];
+                for (s, p) in px.iter_mut().enumerate().take(spp.min(5)) {
+                    *p = Self::sample(row, self.bits, x * spp + s).ok_or_else(short)?;
+                }
+                let at = y * w + x0 + x;
+                for (c, v) in t.convert(&px[..4]).into_iter().enumerate() {
+                    set(out, c, at, i32::from(v));
+                }
+                if spp >= 5 {
+                    set(out, 3, at, i32::from(px[4]));
+                }
+            }
+            return Ok(());
+        }
         for x in 0..n {
             for s in 0..spp {
                 let v = i32::from(Self::sample(row, self.bits, x * spp + s).ok_or_else(short)?);
@@ -687,6 +719,8 @@ impl LibTiffPage {
     fn read(&mut self, y0: u32, rows: u32, out: &mut Band) -> Result<(), Error> {
         let comps = if self.map.is_some() {
             3
+        } else if self.cmyk.is_some() {
+            usize::from(self.spp) - 1
         } else {
             usize::from(self.spp)
         };
@@ -795,5 +829,51 @@ impl LibTiffPage {
         })();
         self.buf = buf;
         result
+    }
+}
+
+/// lcms2's transform from a CMYK profile to sRGB, 8 or 16 bits as the source, one pixel
+/// at a time (perceptual intent, as the converter's rule says).
+enum CmykTransform {
+    Eight(lcms2::Transform<[u8; 4], [u8; 3]>),
+    Sixteen(lcms2::Transform<[u16; 4], [u16; 3]>),
+}
+
+impl CmykTransform {
+    fn new(icc: &[u8], bits: u16) -> Result<CmykTransform, String> {
+        use lcms2::{Intent, PixelFormat, Profile, Transform};
+        let input = Profile::new_icc(icc).map_err(|e| format!("CMYK profile: {e}"))?;
+        let srgb = Profile::new_srgb();
+        let p = Intent::Perceptual;
+        let fail = |e: lcms2::Error| format!("CMYK profile: {e}");
+        Ok(match bits {
+            8 => CmykTransform::Eight(
+                Transform::new(&input, PixelFormat::CMYK_8, &srgb, PixelFormat::RGB_8, p)
+                    .map_err(fail)?,
+            ),
+            16 => CmykTransform::Sixteen(
+                Transform::new(&input, PixelFormat::CMYK_16, &srgb, PixelFormat::RGB_16, p)
+                    .map_err(fail)?,
+            ),
+            b => return Err(format!("{b}-bit CMYK")),
+        })
+    }
+
+    fn convert(&self, px: &[u16]) -> [u16; 3] {
+        match self {
+            CmykTransform::Eight(t) => {
+                let mut o = [[0u8; 3]];
+                t.transform_pixels(
+                    &[[px[0] as u8, px[1] as u8, px[2] as u8, px[3] as u8]],
+                    &mut o,
+                );
+                o[0].map(u16::from)
+            }
+            CmykTransform::Sixteen(t) => {
+                let mut o = [[0u16; 3]];
+                t.transform_pixels(&[[px[0], px[1], px[2], px[3]]], &mut o);
+                o[0]
+            }
+        }
     }
 }

@@ -240,3 +240,142 @@ print(a.dtype, a.min(), a.max())
         }
     }
 }
+
+/// CMYK TIFFs that embed their press profile: a v2 output profile written here (an
+/// `mft2` A2B0 table sampled from a naive ink model into Lab), 8-bit, 8-bit with alpha
+/// (Deflate) and 16-bit (tiled); and one without a profile.
+const CMYK_TIFFS: &str = r#"
+import sys, struct, numpy as np, tifffile
+out = sys.argv[1]
+def s15(v): return struct.pack(">i", int(round(v * 65536)))
+def lab_of(cmyk):
+    c, m, y, k = cmyk
+    rgb = np.array([(1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)])
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    M = np.array([[0.4360747, 0.3850649, 0.1430804], [0.2225045, 0.7168786, 0.0606169], [0.0139322, 0.0971045, 0.7141733]])
+    X, Y, Z = M @ lin / np.array([0.9642, 1.0, 0.8249])
+    f = lambda t: np.cbrt(t) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
+    return 116 * f(Y) - 16, 500 * (f(X) - f(Y)), 200 * (f(Y) - f(Z))
+g = 9
+clut = bytearray()
+for i in np.ndindex(g, g, g, g):
+    L, a, b = lab_of([v / (g - 1) for v in i])
+    clut += struct.pack(">3H", *(int(round(min(max(v, 0), 65535))) for v in (L * 652.8, (a + 128) * 256, (b + 128) * 256)))
+mft2 = b"mft2" + bytes(4) + bytes([4, 3, g, 0]) + b"".join(s15(v) for v in [1, 0, 0, 0, 1, 0, 0, 0, 1])
+mft2 += struct.pack(">HH", 2, 2) + struct.pack(">8H", *([0, 65535] * 4)) + bytes(clut) + struct.pack(">6H", *([0, 65535] * 3))
+text = b"naive CMYK test profile"
+desc = b"desc" + bytes(4) + struct.pack(">I", len(text) + 1) + text + b"\0" + bytes(4 + 4 + 2 + 1 + 67)
+wtpt = b"XYZ " + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249)
+cprt = b"text" + bytes(4) + b"public domain\0"
+tags = [(b"desc", desc), (b"wtpt", wtpt), (b"cprt", cprt), (b"A2B0", mft2)]
+table, body, off = bytearray(struct.pack(">I", len(tags))), bytearray(), 128 + 4 + 12 * len(tags)
+for sig, data in tags:
+    while (off + len(body)) % 4: body += b"\0"
+    table += sig + struct.pack(">II", off + len(body), len(data)); body += data
+size = off + len(body)
+head = struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab " + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48)
+assert len(head) == 128
+icc = head + bytes(table) + bytes(body)
+rng = np.random.default_rng(5)
+h, w = 37, 53
+yy, xx = np.mgrid[0:h, 0:w]
+base = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (w + h - 2), rng.integers(0, 256, (h, w))], -1)
+c8 = base.astype(np.uint8)
+alpha = rng.integers(0, 256, (h, w, 1)).astype(np.uint8)
+tifffile.imwrite(out + "-8.tif", c8, photometric="separated", iccprofile=icc)
+tifffile.imwrite(out + "-8a.tif", np.concatenate([c8, alpha], -1), photometric="separated", extrasamples=[2], iccprofile=icc, compression="zlib")
+c16 = (base.astype(np.uint16) * 257 + rng.integers(0, 257, (h, w, 4))).astype(np.uint16)
+tifffile.imwrite(out + "-16.tif", c16, photometric="separated", iccprofile=icc, tile=(16, 16))
+tifffile.imwrite(out + "-noicc.tif", c8, photometric="separated")
+open(out + ".icc", "wb").write(icc)
+"#;
+
+/// A JP2 made from a CMYK TIFF, decoded by `opj_decompress`, against Pillow's ImageCms
+/// (its own lcms2) converting the TIFF's samples through the TIFF's profile to sRGB:
+/// equal at 8 bits; at 16 bits within 2 levels of the 8-bit conversion of the top bytes
+/// (Pillow converts 8-bit CMYK only). Alpha as stored.
+const CMYK_CHECK: &str = r#"
+import sys, io, subprocess, tempfile, os, numpy as np, tifffile
+from PIL import Image, ImageCms
+src, jp2 = sys.argv[1], sys.argv[2]
+a = tifffile.imread(src)
+with tifffile.TiffFile(src) as t:
+    icc = t.pages[0].tags["InterColorProfile"].value
+d = tempfile.mkdtemp()
+subprocess.run(["opj_decompress", "-i", jp2, "-o", f"{d}/o.tif"], check=True, capture_output=True)
+got = tifffile.imread(f"{d}/o.tif")
+assert got.shape[:2] == a.shape[:2] and got.shape[2] == a.shape[2] - 1, (got.shape, a.shape)
+if a.dtype == np.uint8:
+    t = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), "CMYK", "RGB", renderingIntent=0)
+    want = np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(a[:, :, :4]), "CMYK"), t))
+    diff = np.abs(want.astype(int) - got[:, :, :3].astype(int))
+else:
+    # Pillow converts 8-bit CMYK only: the 16-bit output against the 8-bit conversion of the top bytes.
+    t = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), "CMYK", "RGB", renderingIntent=0)
+    want = np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray((a[:, :, :4] >> 8).astype(np.uint8)), "CMYK"), t))
+    diff = np.abs(want.astype(int) * 257 - got[:, :, :3].astype(int)) / 257
+print(a.dtype, "max diff", diff.max(), "mean", diff.mean())
+if a.shape[2] == 5:
+    assert np.array_equal(got[:, :, 3], a[:, :, 4]), "alpha changed"
+assert diff.max() <= (0 if a.dtype == np.uint8 else 2), diff.max()
+"#;
+
+#[test]
+fn cmyk_with_an_embedded_profile_becomes_srgb_like_pillow_imagecms() {
+    let Some(py) = testkit::python(&["tifffile", "numpy", "PIL", "jpylyzer"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let stem = dir.path().join("t");
+    testkit::run_python(&py, CMYK_TIFFS, &[stem.to_str().unwrap()]);
+    let out = dir.path().join("out");
+    for kind in ["8", "8a", "16"] {
+        let src = dir.path().join(format!("t-{kind}.tif"));
+        let (records, code) = convert(&[
+            "--verify",
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{records:?}");
+        let r = &records[0];
+        let v = &section(r)["verification"];
+        assert_eq!(v["status"], "ok", "{r}");
+        assert!(
+            v["reference"].as_str().unwrap().starts_with("libtiff"),
+            "{r}"
+        );
+        assert!(
+            section(r)["note"]
+                .as_str()
+                .unwrap()
+                .contains("CMYK converted to sRGB"),
+            "{r}"
+        );
+        let jp2 = output_of(r);
+        let (valid, xml) = jpylyzer(&jp2).unwrap();
+        assert!(valid, "{kind}: {xml}");
+        assert_eq!(xml_value(&xml, "enumCS").as_deref(), Some("sRGB"), "{kind}");
+        if std::process::Command::new("opj_decompress")
+            .arg("-h")
+            .output()
+            .is_err()
+            && !testkit::validators_required()
+        {
+            continue;
+        }
+        testkit::run_python(
+            &py,
+            CMYK_CHECK,
+            &[src.to_str().unwrap(), jp2.to_str().unwrap()],
+        );
+    }
+    let src = dir.path().join("t-noicc.tif");
+    let (records, code) = convert(&["-o", out.to_str().unwrap(), src.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let msg = records[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("CMYK is refused: the file embeds no ICC profile"),
+        "{msg}"
+    );
+}
