@@ -679,17 +679,22 @@ impl LibTiffPage {
         let short = || Error::new(ErrorKind::Verify, "libtiff returned a short row");
         let max = (1i32 << self.bits) - 1;
         if let Some(t) = &self.cmyk {
+            // The row's inks, converted at once; alpha copied.
+            let mut inks = Vec::with_capacity(n);
             for x in 0..n {
-                let mut px = [0u16; 5];
-                for (s, p) in px.iter_mut().enumerate().take(spp.min(5)) {
+                let mut px = [0u16; 4];
+                for (s, p) in px.iter_mut().enumerate() {
                     *p = Self::sample(row, self.bits, x * spp + s).ok_or_else(short)?;
                 }
-                let at = y * w + x0 + x;
-                for (c, v) in t.convert(&px[..4]).into_iter().enumerate() {
-                    set(out, c, at, i32::from(v));
-                }
+                inks.push(px);
                 if spp >= 5 {
-                    set(out, 3, at, i32::from(px[4]));
+                    let a = Self::sample(row, self.bits, x * spp + 4).ok_or_else(short)?;
+                    set(out, 3, y * w + x0 + x, i32::from(a));
+                }
+            }
+            for (x, rgb) in t.convert(&inks).into_iter().enumerate() {
+                for (c, v) in rgb.into_iter().enumerate() {
+                    set(out, c, y * w + x0 + x, i32::from(v));
                 }
             }
             return Ok(());
@@ -832,8 +837,8 @@ impl LibTiffPage {
     }
 }
 
-/// lcms2's transform from a CMYK profile to sRGB, 8 or 16 bits as the source, one pixel
-/// at a time (perceptual intent, as the converter's rule says).
+/// lcms2's transform from a CMYK profile to sRGB, 8 or 16 bits as the source, a row at
+/// a time (perceptual intent, as the converter's rule says).
 enum CmykTransform {
     Eight(lcms2::Transform<[u8; 4], [u8; 3]>),
     Sixteen(lcms2::Transform<[u16; 4], [u16; 3]>),
@@ -859,20 +864,18 @@ impl CmykTransform {
         })
     }
 
-    fn convert(&self, px: &[u16]) -> [u16; 3] {
+    fn convert(&self, px: &[[u16; 4]]) -> Vec<[u16; 3]> {
         match self {
             CmykTransform::Eight(t) => {
-                let mut o = [[0u8; 3]];
-                t.transform_pixels(
-                    &[[px[0] as u8, px[1] as u8, px[2] as u8, px[3] as u8]],
-                    &mut o,
-                );
-                o[0].map(u16::from)
+                let src: Vec<[u8; 4]> = px.iter().map(|p| p.map(|v| v as u8)).collect();
+                let mut o = vec![[0u8; 3]; px.len()];
+                t.transform_pixels(&src, &mut o);
+                o.into_iter().map(|p| p.map(u16::from)).collect()
             }
             CmykTransform::Sixteen(t) => {
-                let mut o = [[0u16; 3]];
-                t.transform_pixels(&[[px[0], px[1], px[2], px[3]]], &mut o);
-                o[0]
+                let mut o = vec![[0u16; 3]; px.len()];
+                t.transform_pixels(px, &mut o);
+                o
             }
         }
     }
