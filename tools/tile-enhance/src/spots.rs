@@ -51,7 +51,10 @@ rounded to sample units (as big-fish casts it back to the image's integer type) 
 whole image and over its local maxima, and the threshold is the elbow of log(number of maxima \
 above t) against t (with a --sigma range: every scale's response over the smallest \
 sigma^2). The record says which was used (`threshold`, `threshold_method`, and \
-`threshold_bigfish` in big-fish's units: threshold / sigma^2).\n\n\
+`threshold_bigfish` in big-fish's units: threshold / sigma^2). That first pass also keeps \
+its strongest local maxima (up to a twelfth of the budget): when they include every one \
+above the threshold, the second pass only reads the channels out, else it detects again \
+(`detect_passes` 1 or 2 in the record; the spots are the same).\n\n\
 Channels: the bands and pages of the input are channels c0, c1, ... (page after page, band \
 after band); --channel NAME=PATH adds the first band of another file of the same size. \
 Spots are detected on --detect-on (default c0) and every channel is read at each spot: the \
@@ -125,6 +128,10 @@ pub struct DetectArgs {
     /// Tile side in pixels, below what the budget allows (for tests and tuning)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub tile: Option<u32>,
+    /// Maxima the first pass keeps at most (for tests: a small pool forces the second
+    /// detection pass)
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool: Option<u64>,
 }
 
 /// Sigmas of the search.
@@ -426,7 +433,10 @@ fn one(
     // (it holds twice its cap), and no more than the image can have (maxima are more than
     // D apart).
     let (pool_cap, pool_expect) = if o.det.threshold.is_none() {
-        let cap = (budget / 24 / pool::BYTES_PER_SPOT).clamp(4096, 1 << 19);
+        let cap = o
+            .det
+            .pool
+            .unwrap_or((budget / 24 / pool::BYTES_PER_SPOT).clamp(4096, 1 << 19));
         let most = u64::from(g.width) * u64::from(g.height) * p.sigmas.len() as u64
             / (u64::from(p.min_distance) + 1).pow(2)
             + 1;
