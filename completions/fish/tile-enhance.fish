@@ -86,6 +86,7 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l chan
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l detect-on -d 'The channel spots are detected on' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l readout -d 'What is read from each channel at a spot: `pixel`, `mean:R` or `max:R` (a disc of radius R pixels)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l tile -d 'Tile side in pixels, below what the budget allows (for tests and tuning)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l pool -d 'Maxima the first pass keeps at most (for tests: a small pool forces the second detection pass)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F

@@ -11,6 +11,7 @@
 //! tile in a first pass.
 
 mod log;
+mod pool;
 mod source;
 mod threshold;
 
@@ -50,7 +51,10 @@ rounded to sample units (as big-fish casts it back to the image's integer type) 
 whole image and over its local maxima, and the threshold is the elbow of log(number of maxima \
 above t) against t (with a --sigma range: every scale's response over the smallest \
 sigma^2). The record says which was used (`threshold`, `threshold_method`, and \
-`threshold_bigfish` in big-fish's units: threshold / sigma^2).\n\n\
+`threshold_bigfish` in big-fish's units: threshold / sigma^2). That first pass also keeps \
+its strongest local maxima (up to a twelfth of the budget): when they include every one \
+above the threshold, the second pass only reads the channels out, else it detects again \
+(`detect_passes` 1 or 2 in the record; the spots are the same).\n\n\
 Channels: the bands and pages of the input are channels c0, c1, ... (page after page, band \
 after band); --channel NAME=PATH adds the first band of another file of the same size. \
 Spots are detected on --detect-on (default c0) and every channel is read at each spot: the \
@@ -124,6 +128,10 @@ pub struct DetectArgs {
     /// Tile side in pixels, below what the budget allows (for tests and tuning)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub tile: Option<u32>,
+    /// Maxima the first pass keeps at most (for tests: a small pool forces the second
+    /// detection pass)
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool: Option<u64>,
 }
 
 /// Sigmas of the search.
@@ -323,8 +331,8 @@ pub struct Spot {
     pub y: u32,
     /// Column.
     pub x: u32,
-    /// Index of its scale.
-    pub scale: usize,
+    /// Index of its scale (at most 64 scales).
+    pub scale: u16,
     /// Response.
     pub response: f32,
     /// Sub-pixel shifts (0 without --subpixel).
@@ -421,8 +429,24 @@ fn one(
             ));
         }
     }
+    // The first pass's pool of maxima (automatic threshold): up to a twelfth of the budget
+    // (it holds twice its cap), and no more than the image can have (maxima are more than
+    // D apart).
+    let (pool_cap, pool_expect) = if o.det.threshold.is_none() {
+        let cap = o
+            .det
+            .pool
+            .unwrap_or((budget / 24 / pool::BYTES_PER_SPOT).clamp(4096, 1 << 19));
+        let most = u64::from(g.width) * u64::from(g.height) * p.sigmas.len() as u64
+            / (u64::from(p.min_distance) + 1).pow(2)
+            + 1;
+        (cap, cap.min(most))
+    } else {
+        (0, 0)
+    };
     // The plan: tile side and workers from the budget and the cost model.
-    let model = p.model(keys.len() as u64 - 1, o.det.readout.radius());
+    let mut model = p.model(keys.len() as u64 - 1, o.det.readout.radius());
+    model.fixed += 2 * pool_expect * pool::BYTES_PER_SPOT;
     let summary = match membudget::probe::probe_path(&det_path) {
         Ok(pr) => Summary::from_probe(&pr),
         Err(e) => return Err(e),
@@ -472,26 +496,37 @@ fn one(
         tile: tile as usize,
         workers: workers as usize,
         subpixel: o.det.subpixel,
+        planes: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
     };
     let open_src = |k: &(PathBuf, usize)| -> Result<Src, Error> {
         source::open(&k.0, source::format_of(&k.0)?, k.1)
     };
-    // Pass 1 (automatic threshold): histograms over every tile.
+    // Pass 1 (automatic threshold): histograms over every tile, and the strongest maxima.
     let s_ref = (p.sigmas[0] * p.sigmas[0]) as f32;
+    let mut known: Option<Vec<Spot>> = None;
     let (threshold, method, in_units) = match o.det.threshold {
         Some(t) => (Some(t as f32), "given", t / f64::from(s_ref)),
         None => {
             let mut w = Window::new(open_src(&keys[det_src])?, tile, p.halo, Edge::Replicate);
             let mut h = threshold::Histograms::default();
+            let pool = pool::Pool::new(pool_cap as usize, pool_expect as usize);
             while let Some(view) = w.next_band() {
                 let view = view?;
-                det.band(&view, Pass::Histogram(&mut h), None)?;
+                det.band(&view, Pass::Histogram(&mut h, &pool), None)?;
                 if cli::interrupted() {
                     return Err(Error::new(ErrorKind::Internal, "interrupted"));
                 }
             }
             match h.elbow() {
-                Some(u) => (Some((u * f64::from(s_ref)) as f32), "bigfish-elbow", u),
+                Some(u) => {
+                    let t = (u * f64::from(s_ref)) as f32;
+                    // The pool leaves out maxima whose u is 0 (r <= sigma^2 / 2): a
+                    // threshold below sigma^2 detects again.
+                    if t >= s_ref {
+                        known = pool.above(t);
+                    }
+                    (Some(t), "bigfish-elbow", u)
+                }
                 None => (None, "bigfish-elbow", f64::NAN),
             }
         }
@@ -512,9 +547,20 @@ fn one(
     let rr = o.det.readout.radius();
     let mut windows: Vec<Window<Src>> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        let halo = if i == det_src { p.halo.max(rr) } else { rr };
+        // With the spots known, the detection image is only read out too.
+        let halo = if i == det_src && known.is_none() {
+            p.halo.max(rr)
+        } else {
+            rr
+        };
         windows.push(Window::new(open_src(k)?, tile, halo, Edge::Replicate));
     }
+    let passes = if known.is_some() || o.det.threshold.is_some() {
+        1
+    } else {
+        2
+    };
+    let mut known = known.map(|v| v.into_iter().peekable());
     let mut count: u64 = 0;
     let mut bands = 0u64;
     let n_windows = windows.len();
@@ -532,7 +578,15 @@ fn one(
             }
             bands += 1;
             let mut spots = Vec::new();
-            det.band(&views[det_src], Pass::Detect(t), Some(&mut spots))?;
+            match known.as_mut() {
+                Some(k) => {
+                    let end = views[det_src].y0 + views[det_src].rows;
+                    while let Some(s) = k.next_if(|s| s.y < end) {
+                        spots.push(s);
+                    }
+                }
+                None => det.band(&views[det_src], Pass::Detect(t), Some(&mut spots))?,
+            }
             let mut line = String::new();
             for s in &spots {
                 line.clear();
@@ -546,7 +600,12 @@ fn one(
                         f64::from(s.x) + f64::from(s.dx)
                     );
                 }
-                let _ = write!(line, ",{},{}", sigma_text(p.sigmas[s.scale]), s.response);
+                let _ = write!(
+                    line,
+                    ",{},{}",
+                    sigma_text(p.sigmas[usize::from(s.scale)]),
+                    s.response
+                );
                 for (ci, c) in channels.iter().enumerate() {
                     let v = readout(
                         &views[chan_src[ci]],
@@ -599,6 +658,7 @@ fn one(
     r.set_in(SECTION, "tile", json!([tile, tile]));
     r.set_in(SECTION, "tiles", tiles_across * tiles_down);
     r.set_in(SECTION, "bands", bands);
+    r.set_in(SECTION, "detect_passes", passes);
     r.set_in(SECTION, "workers", workers);
     r.set_in(SECTION, "predicted_peak", predicted);
     r.set_in(SECTION, "detect_on", channels[detect].name.clone());
@@ -654,8 +714,8 @@ fn readout(
 
 /// What a band's tiles are for.
 enum Pass<'a> {
-    /// Gather the automatic threshold's histograms.
-    Histogram(&'a mut threshold::Histograms),
+    /// Gather the automatic threshold's histograms, and the strongest maxima.
+    Histogram(&'a mut threshold::Histograms, &'a pool::Pool),
     /// Detect spots above this response.
     Detect(f32),
 }
@@ -671,6 +731,17 @@ struct Detector<'a> {
     tile: usize,
     workers: usize,
     subpixel: bool,
+    /// Each worker's planes, kept from band to band (fresh ones would be zeroed by the
+    /// kernel, page by page, every band).
+    planes: Vec<Mutex<Planes>>,
+}
+
+/// One worker's planes.
+#[derive(Debug, Default)]
+struct Planes {
+    scratch: Scratch,
+    input: Vec<f32>,
+    stack: Stack,
 }
 
 impl Detector<'_> {
@@ -684,19 +755,22 @@ impl Detector<'_> {
     ) -> Result<(), Error> {
         let across = (self.width as usize).div_ceil(self.tile);
         let next = AtomicUsize::new(0);
-        let threshold = match &pass {
-            Pass::Detect(t) => Some(*t),
-            Pass::Histogram(_) => None,
+        let (threshold, pool) = match &pass {
+            Pass::Detect(t) => (Some(*t), None),
+            Pass::Histogram(_, pool) => (None, Some(*pool)),
         };
         let hist = Mutex::new(match pass {
-            Pass::Histogram(h) => Some(h),
+            Pass::Histogram(h, _) => Some(h),
             Pass::Detect(_) => None,
         });
         let found: Mutex<Vec<(usize, Vec<Spot>)>> = Mutex::new(Vec::new());
-        let work = || {
-            let mut scratch = Scratch::default();
-            let mut input = Vec::new();
-            let mut stack = Stack::default();
+        let work = |w: usize| {
+            let mut planes = self.planes[w].lock().unwrap_or_else(|e| e.into_inner());
+            let Planes {
+                scratch,
+                input,
+                stack,
+            } = &mut *planes;
             let mut local = threshold.is_none().then(threshold::Histograms::default);
             loop {
                 let t = next.fetch_add(1, Ordering::Relaxed);
@@ -705,13 +779,17 @@ impl Detector<'_> {
                 }
                 let x0 = (t * self.tile) as i64;
                 let x1 = (x0 + self.tile as i64).min(self.width);
-                self.responses(view, x0, x1, &mut input, &mut scratch, &mut stack);
+                self.responses(view, x0, x1, input, scratch, stack);
                 let y0 = i64::from(view.y0);
                 let y1 = y0 + i64::from(view.rows);
                 match (&mut local, threshold) {
-                    (Some(h), _) => self.histogram(&stack, (y0, y1), (x0, x1), h),
+                    (Some(h), _) => {
+                        if let Some(pool) = pool {
+                            self.histogram(stack, (y0, y1), (x0, x1), h, pool);
+                        }
+                    }
                     (None, Some(th)) => {
-                        let v = self.maxima(&stack, (y0, y1), (x0, x1), th);
+                        let v = self.maxima(stack, (y0, y1), (x0, x1), th);
                         found.lock().unwrap_or_else(|e| e.into_inner()).push((t, v));
                     }
                     _ => {}
@@ -723,13 +801,14 @@ impl Detector<'_> {
                 }
             }
         };
-        let workers = self.workers.min(across).max(1);
+        let workers = self.workers.min(across).min(self.planes.len()).max(1);
         if workers == 1 {
-            work();
+            work(0);
         } else {
             std::thread::scope(|sc| {
-                for _ in 0..workers {
-                    sc.spawn(work);
+                for w in 0..workers {
+                    let work = &work;
+                    sc.spawn(move || work(w));
                 }
             });
         }
@@ -793,18 +872,80 @@ impl Detector<'_> {
         (y0, y1): (i64, i64),
         (x0, x1): (i64, i64),
         h: &mut threshold::Histograms,
+        pool: &pool::Pool,
     ) {
         let s2 = (self.scales[0].sigma * self.scales[0].sigma) as f32;
+        let mut batch = Vec::with_capacity(pool::BATCH);
+        let (a, n) = ((x0 - st.x0) as usize, (x1 - x0) as usize);
+        let (mut bins, mut maybe) = (vec![0u32; n], vec![false; n]);
+        // Columns whose 4 neighbours lie in the image (the region holds them there).
+        let (ia, ib) = (
+            usize::from(x0 == 0),
+            n - usize::from(x1 == self.width).min(n),
+        );
         for s in 0..self.scales.len() {
+            let plane = &st.planes[s];
+            let row_at = |y: i64| &plane[(y - st.y0) as usize * st.cols..][..st.cols];
             for y in y0..y1 {
-                for x in x0..x1 {
-                    let b = threshold::bin(st.at(s, y, x), s2);
-                    h.all[b] += 1;
-                    if b > 0 && st.is_max(s, y, x, self.d, self.height, self.width) {
-                        h.maxima[b] += 1;
+                let row = row_at(y);
+                let core = &row[a..a + n];
+                for (b, &r) in bins.iter_mut().zip(core) {
+                    *b = threshold::bin(r, s2) as u32;
+                }
+                for &b in &bins {
+                    h.all[b as usize] += 1;
+                }
+                // Most pixels have a greater 4-neighbour: a quick, branch-free no before
+                // the whole square. Pixels on the image's edge go to the square.
+                for (m, &b) in maybe.iter_mut().zip(&bins) {
+                    *m = b > 0;
+                }
+                if y > 0 && y + 1 < self.height && ia < ib {
+                    let (up, dn) = (&row_at(y - 1)[a..a + n], &row_at(y + 1)[a..a + n]);
+                    let (left, right) =
+                        (&row[a + ia - 1..a + ib - 1], &row[a + ia + 1..a + ib + 1]);
+                    for i in ia..ib {
+                        let r = core[i];
+                        let k = i - ia;
+                        maybe[i] &= !((left[k] > r) | (right[k] > r) | (up[i] > r) | (dn[i] > r));
+                    }
+                }
+                for i in 0..n {
+                    let x = x0 + i as i64;
+                    if !maybe[i] || !st.is_max(s, y, x, self.d, self.height, self.width) {
+                        continue;
+                    }
+                    h.maxima[bins[i] as usize] += 1;
+                    let r = core[i];
+                    if pool.wants(r) {
+                        batch.push(self.spot(st, s, y, x));
+                        if batch.len() == pool::BATCH {
+                            pool.offer(&mut batch);
+                        }
                     }
                 }
             }
+        }
+        pool.offer(&mut batch);
+    }
+
+    /// The spot at a local maximum, with its sub-pixel shifts.
+    fn spot(&self, st: &Stack, s: usize, y: i64, x: i64) -> Spot {
+        let (dy, dx) = if self.subpixel {
+            (
+                self.shift(st, s, (y, x), (1, 0), self.height),
+                self.shift(st, s, (y, x), (0, 1), self.width),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        Spot {
+            y: y as u32,
+            x: x as u32,
+            scale: s as u16,
+            response: st.at(s, y, x),
+            dy,
+            dx,
         }
     }
 
@@ -817,22 +958,7 @@ impl Detector<'_> {
                 for x in x0..x1 {
                     let r = row[(x - st.x0) as usize];
                     if r > t && st.is_max(s, y, x, self.d, self.height, self.width) {
-                        let (dy, dx) = if self.subpixel {
-                            (
-                                self.shift(st, s, (y, x), (1, 0), self.height),
-                                self.shift(st, s, (y, x), (0, 1), self.width),
-                            )
-                        } else {
-                            (0.0, 0.0)
-                        };
-                        v.push(Spot {
-                            y: y as u32,
-                            x: x as u32,
-                            scale: s,
-                            response: r,
-                            dy,
-                            dx,
-                        });
+                        v.push(self.spot(st, s, y, x));
                     }
                 }
             }

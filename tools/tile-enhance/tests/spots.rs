@@ -107,6 +107,57 @@ fn tiled_output_equals_whole_image_output() {
     }
 }
 
+/// With the automatic threshold, the first pass keeps its strongest maxima (`--pool`, a
+/// hidden option for this test, caps them): the output is the same whether they hold every
+/// spot (one detection pass) or not (a second detection pass), tiled or not.
+#[test]
+fn one_detection_pass_equals_two() {
+    for (seed, sigma, d, more) in [
+        (21u64, "1.5", "2", &["--subpixel"][..]),
+        (22, "1.2:2.4:3", "2", &["--readout", "mean:2"][..]),
+        (23, "2.0", "1", &["--subpixel", "--readout", "max:1"][..]),
+    ] {
+        let (w, h) = (230, 170);
+        let sc = scene(seed, w, h, 150, &border_spots(w, h, 40));
+        let dir = testkit::tempdir();
+        let img = dir.path().join("p.tif");
+        write_gray16(&img, w, h, &[&sc.pixels]);
+        let mut outs = Vec::new();
+        for (tile, pool) in [
+            ("100000", None),
+            ("40", None),
+            ("100000", Some("1")),
+            ("40", Some("7")),
+        ] {
+            let o = dir.path().join(format!("t{tile}-{pool:?}"));
+            let mut args = vec![
+                "-f",
+                "--sigma",
+                sigma,
+                "-d",
+                d,
+                "--tile",
+                tile,
+                "-o",
+                o.to_str().unwrap(),
+                img.to_str().unwrap(),
+            ];
+            args.extend_from_slice(more);
+            if let Some(n) = pool {
+                args.extend(["--pool", n]);
+            }
+            let rec = spots_ok(&args);
+            let passes = rec["spots"]["detect_passes"].as_u64().unwrap();
+            assert_eq!(passes, if pool.is_some() { 2 } else { 1 }, "{rec}");
+            outs.push(csv_of(&rec));
+        }
+        assert!(positions(&outs[0]).len() > 50, "seed {seed}: too few spots");
+        for (i, o) in outs.iter().enumerate().skip(1) {
+            assert!(*o == outs[0], "seed {seed}: run {i} differs from the first");
+        }
+    }
+}
+
 #[test]
 fn f1_against_ground_truth_is_high() {
     let dir = testkit::tempdir();
