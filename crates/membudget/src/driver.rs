@@ -615,9 +615,11 @@ where
                     // A moment's wait: enough for a reader that has its inputs at hand
                     // to say it has no more (the last input then runs as one at a time).
                     // Longer for the first input: in `chunk-plan x | tool` the end of
-                    // the stream comes when the upstream process exits, and a lone input
-                    // admitted before it would plan with half the budget and threads.
-                    let wait = if seq == 1 { 250 } else { 10 };
+                    // the stream comes when the upstream process exits (late on a busy
+                    // machine), and a lone input admitted before it would plan with half
+                    // the budget and threads. Up to a second, once, is little beside the
+                    // work of a stream whose records come slower than that.
+                    let wait = if seq == 1 { 1000 } else { 10 };
                     match in_rx.recv_timeout(std::time::Duration::from_millis(wait)) {
                         Ok(i) => Some(i),
                         Err(mpsc::RecvTimeoutError::Timeout) => break,
