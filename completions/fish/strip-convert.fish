@@ -59,6 +59,7 @@ complete -c strip-convert -l cfa-rgb -d 'FITS: with --split-cfa, write RGB_<name
 complete -c strip-convert -l weighted -d 'FITS: with --stack (not median), weight each frame by 1/sigma^2 in the final mean, sigma its noise: 1.4826 x its MAD, times the normalisation factor if any'
 complete -c strip-convert -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c strip-convert -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c strip-convert -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c strip-convert -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c strip-convert -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c strip-convert -s h -l help -d 'Print help (see more with \'--help\')'

@@ -1,10 +1,11 @@
 //! A tool made of the record driver and a per-input function that misbehaves on purpose,
 //! for `tests/driver.rs`: an input named `fail` fails, `panic` panics, `pages` writes
 //! three page records, `skip` is discarded, `helper` panics in a helper thread, anything
-//! else gets a section. With `-j N` (N > 1) inputs run side by side
+//! else gets a section. With `-j N` inputs run side by side
 //! ([`driver::for_each_record_batch`], budget `--budget` bytes): `sleep:MS` sleeps MS
 //! milliseconds and records its share and when it started and ended (milliseconds since
-//! the run began), and `hold:MIB` holds MIB MiB for a while.
+//! the run began), and `hold:MIB` holds MIB MiB for a while. `threads` records the
+//! process's threads while it runs.
 
 use clap::{Args, Command, FromArgMatches};
 use membudget::cli::{self, InputArgs, LogArgs};
@@ -18,9 +19,10 @@ struct Opts {
     input: InputArgs,
     #[command(flatten)]
     log: LogArgs,
-    /// Inputs in flight at most (1: the one-at-a-time driver)
-    #[arg(short = 'j', long, default_value_t = 1)]
-    jobs: usize,
+    /// Inputs in flight at most, on the batch driver (without it: the one-at-a-time
+    /// driver)
+    #[arg(short = 'j', long)]
+    jobs: Option<usize>,
     /// The batch's budget in bytes
     #[arg(long, default_value_t = 1 << 30)]
     budget: u64,
@@ -52,6 +54,13 @@ fn one(r: &mut Record, job: &mut driver::Job, t0: std::time::Instant) -> Result<
         return Ok(());
     }
     match name.as_str() {
+        "threads" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let n = membudget::monitor::parse_status_field(&status, "Threads").unwrap_or(0);
+            r.set_in(NAME, "threads", n);
+            r.set_in(NAME, "status", "ok");
+            Ok(())
+        }
         "fail" => Err(Error::corrupt("bad input")),
         "panic" => panic!("a bug in the per-input function"),
         "helper" => std::thread::scope(|s| {
@@ -85,12 +94,14 @@ fn main() -> std::process::ExitCode {
     cli::main(NAME, command, |m| {
         let opts = Opts::from_arg_matches(m)?;
         let t0 = std::time::Instant::now();
-        if opts.jobs > 1 {
+        if let Some(jobs) = opts.jobs {
             let batch = driver::Batch {
                 budget: opts.budget,
-                jobs: opts.jobs,
+                jobs,
                 unordered: opts.batch.unordered,
                 planned_budgets: true,
+                // No cost model: an estimate in the record is the least need.
+                least: &|r| driver::least_need(NAME, r, |_| None),
             };
             return driver::for_each_record_batch(
                 NAME,

@@ -19,7 +19,6 @@
 //! ```
 
 use crate::cli::{self, Input, InputArgs, LogArgs, Output, ReadError};
-use crate::cost::{self, Summary};
 use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
 use crate::monitor;
@@ -339,8 +338,8 @@ pub struct BatchArgs {
 
 /// How a batch runs: the whole process's budget and threads, which the inputs in flight
 /// share, and the order records are written in.
-#[derive(Debug, Clone, Copy)]
-pub struct Batch {
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
     /// Peak RSS of the whole process at most, in bytes.
     pub budget: u64,
     /// Threads at most (`--jobs`): also the most inputs in flight at once.
@@ -352,6 +351,23 @@ pub struct Batch {
     /// [`crate::cli::BudgetArgs::planned`] does, so `chunk-plan -m 256MiB | tool` keeps
     /// the process within 256 MiB with several inputs in flight.
     pub planned_budgets: bool,
+    /// An input's least need (peak RSS with the smallest chunk, one worker), 0 when
+    /// unknown: the tool's own header read and cost model, through [`least_need`]. Not
+    /// a probe of every format here: the probes and cost models of every tool linked
+    /// into one (code that never runs) measured 2.2 MiB more resident text, and so peak
+    /// RSS, on one TIFF in strip-convert's debug build.
+    pub least: &'a (dyn Fn(&Record) -> u64 + Sync),
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("budget", &self.budget)
+            .field("jobs", &self.jobs)
+            .field("unordered", &self.unordered)
+            .field("planned_budgets", &self.planned_budgets)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One input's part of a [`Batch`]: the budget it plans with and the threads it runs.
@@ -478,10 +494,16 @@ impl Control {
     }
 }
 
-/// The least an input needs (peak RSS with the smallest chunk, one worker) by `tool`'s
-/// cost model: from the record's `estimate` when `mem-estimate` wrote one, else from a
-/// probe of the file's headers. 0 when unknown (the tool's own run then says why).
-pub fn min_bytes(tool: &str, record: &Record) -> u64 {
+/// The least an input needs (peak RSS with the smallest chunk, one worker): the
+/// record's `estimate.<tool>.min_bytes` when `mem-estimate` wrote one, else `least` on
+/// the file (the tool's own header read and cost model, as [`crate::cost::estimate`]
+/// gives it; called for a regular file only: a FIFO would block). 0 when unknown (the
+/// tool's own run then says why).
+pub fn least_need(
+    tool: &str,
+    record: &Record,
+    least: impl FnOnce(&std::path::Path) -> Option<u64>,
+) -> u64 {
     if let Some(b) = record
         .get("estimate")
         .and_then(|e| e.get(tool))
@@ -490,19 +512,26 @@ pub fn min_bytes(tool: &str, record: &Record) -> u64 {
     {
         return b;
     }
-    let Some(model) = cost::model(tool) else {
+    let path = record.path();
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
         return 0;
-    };
-    crate::probe::probe_path(&record.path())
-        .ok()
-        .and_then(|p| cost::estimate(model.as_ref(), &Summary::from_probe(&p)))
-        .map_or(0, |e| e.min_bytes)
+    }
+    least(&path).unwrap_or(0)
+}
+
+/// Whether the inputs are known before reading any to be at most one: a single argument
+/// that is not `-` (stdin) nor a directory to walk.
+fn single_input(input: &InputArgs) -> bool {
+    match input.inputs.as_slice() {
+        [one] => one != "-" && !(input.recursive && std::path::Path::new(one).is_dir()),
+        _ => false,
+    }
 }
 
 /// [`for_each_record`] with several inputs in flight at once: up to `batch.jobs`, each
 /// with a [`Share`] of the budget and threads ([`Job::share`]; the per-input function
 /// plans with it), so the whole process keeps to `batch.budget`. A single input, or the
-/// last of a batch, gets everything. An input whose least need ([`min_bytes`]) is more
+/// last of a batch, gets everything. An input whose least need ([`Batch::least`]) is more
 /// than its share waits for room (a record planned by chunk-plan: see
 /// [`Batch::planned_budgets`]). Records are written in input order unless
 /// `batch.unordered`.
@@ -515,13 +544,18 @@ pub fn for_each_record_batch<F>(
     tool: &'static str,
     input: &InputArgs,
     log: &LogArgs,
-    batch: &Batch,
+    batch: &Batch<'_>,
     per_input: F,
 ) -> anyhow::Result<cli::Status>
 where
     F: Fn(&mut Record, &mut Job) -> Result<(), Error> + Sync,
 {
     let slots = batch.jobs.max(1);
+    // One input, or one slot: the one-at-a-time driver, with no reader or writer thread
+    // (each thread that allocates gets its own malloc arena and stack).
+    if slots == 1 || single_input(input) {
+        return for_each_record(tool, input, log, per_input);
+    }
     let ctl = Control {
         state: Mutex::new(State {
             free_budget: batch.budget,
@@ -580,7 +614,13 @@ where
                 } else {
                     // A moment's wait: enough for a reader that has its inputs at hand
                     // to say it has no more (the last input then runs as one at a time).
-                    match in_rx.recv_timeout(std::time::Duration::from_millis(10)) {
+                    // Longer for the first input: in `chunk-plan x | tool` the end of
+                    // the stream comes when the upstream process exits (late on a busy
+                    // machine), and a lone input admitted before it would plan with half
+                    // the budget and threads. Up to a second, once, is little beside the
+                    // work of a stream whose records come slower than that.
+                    let wait = if seq == 1 { 1000 } else { 10 };
+                    match in_rx.recv_timeout(std::time::Duration::from_millis(wait)) {
                         Ok(i) => Some(i),
                         Err(mpsc::RecvTimeoutError::Timeout) => break,
                         Err(mpsc::RecvTimeoutError::Disconnected) => None,
@@ -622,7 +662,7 @@ where
             let cost = if last_alone {
                 0
             } else {
-                min_bytes(tool, &record)
+                (batch.least)(&record)
             };
             let queued = if ended { pending.len() + 1 } else { usize::MAX };
             let cap = batch
@@ -657,9 +697,9 @@ where
                 let _ = tx.send(Written::Done(n));
             };
             if alone && ended && pending.is_empty() {
-                // The last input, alone (a single file): on this thread, as one at a
-                // time. A thread of its own costs its own malloc arena: measured 2.7 MiB
-                // more peak RSS on a 700k-point cloud under an 18 MiB budget.
+                // The last input, alone (a single record from stdin): on this thread,
+                // as one at a time; a thread of its own would start its own malloc
+                // arena and stack.
                 one();
             } else {
                 s.spawn(one);

@@ -213,3 +213,27 @@ fn batch_ends_quietly_on_a_closed_pipe() {
     assert_eq!(testkit::ndjson(&out.stdout).len(), 1);
     assert!(stderr.contains("status=0"), "{stderr}");
 }
+
+/// One input named as an argument, or one slot: the one-at-a-time driver, with no reader
+/// or writer thread beside the input's (each costs a malloc arena and a stack). The
+/// batch driver used to run them with its two.
+#[test]
+fn batch_of_one_input_or_one_slot_starts_no_thread() {
+    // The one-at-a-time driver's threads (the main one and the signal watcher).
+    let (records, _) = probe(&["threads"], "");
+    let alone = section(&records[0], "threads");
+    for args in [
+        &["-j", "4", "threads"][..],
+        &["-j", "4", "-r", "threads"][..],
+    ] {
+        let (records, _) = probe(args, "");
+        assert_eq!(
+            section(&records[0], "threads"),
+            alone,
+            "{args:?}: {}",
+            records[0]
+        );
+    }
+    let (records, _) = probe(&["-j", "1"], "threads\nthreads\n");
+    assert_eq!(section(&records[1], "threads"), alone, "{}", records[1]);
+}

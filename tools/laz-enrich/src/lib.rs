@@ -29,6 +29,7 @@ use membudget::{driver, Error, ErrorKind, Record};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "laz-enrich";
@@ -79,6 +80,8 @@ pub struct Opts {
     budget: BudgetArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -176,8 +179,25 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
     };
-    let mut dests = Destinations::new();
-    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
+    let dests = Mutex::new(Destinations::new());
+    // Several clouds at once when there are several (a directory of small tiles keeps
+    // every core busy: one tile's passes reach about 1.6 cores), each planning its tile
+    // and threads with its share of the budget; a single cloud runs as one at a time,
+    // with all of it.
+    let batch = driver::Batch {
+        budget: budget.bytes,
+        jobs,
+        unordered: opts.batch.unordered,
+        planned_budgets: opts.budget.memory_limit.is_none(),
+        least: &|r| {
+            driver::least_need(NAME, r, |p| {
+                let s = Summary::from_probe(&membudget::probe::las::probe(p).ok()?);
+                let model = LazFeatures::with_options(&opts.plan, &s);
+                Some(membudget::cost::estimate(&model, &s)?.min_bytes)
+            })
+        },
+    };
+    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
         let path = r.path();
         // Directory trees hold sidecars and other files: with --recursive only the
         // clouds are inputs (a file named explicitly is always one).
@@ -185,17 +205,21 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             job.discard();
             return Ok(());
         }
-        // Without --memory-limit, the budget chunk-plan planned this record for.
-        let budget = opts.budget.planned(r).unwrap_or(budget);
+        // Without --memory-limit, the budget chunk-plan planned this record for; the
+        // driver's share of it when clouds run side by side.
+        let share = job.share().unwrap_or(driver::Share {
+            budget: opts.budget.planned(r).unwrap_or(budget).bytes,
+            threads: jobs,
+        });
         // The threads that run: chunk-plan's when its plan holds, else what the budget
-        // holds, at most --jobs (the model counts them). The whole input runs in their
-        // pool: a pool built later, beside allocations made on this thread, measured
-        // 5 MiB more.
-        let (planned, decided) = decide(&opts.plan, r, &path, budget.bytes, jobs as u64);
+        // holds, at most the share's (the model counts them). The whole input runs in
+        // their pool: a pool built later, beside allocations made on this thread,
+        // measured 5 MiB more.
+        let (planned, decided) = decide(&opts.plan, r, &path, share.budget, share.threads as u64);
         let threads = decided.as_ref().map_or(1, |d| d.run.threads);
         r.set_in(NAME, "plan", planned.describe());
         let run = Run {
-            budget: budget.bytes,
+            budget: share.budget,
             decided,
             features: &features,
             neighbours: &neighbours,
@@ -204,7 +228,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             .num_threads(threads as usize)
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
-            .install(|| one(&opts, &path, &run, &mut dests, r))
+            .install(|| one(&opts, &path, &run, &dests, r))
     })
 }
 
@@ -357,7 +381,7 @@ fn one(
     opts: &Opts,
     input: &Path,
     run: &Run<'_>,
-    dests: &mut Destinations,
+    dests: &Mutex<Destinations>,
     r: &mut Record,
 ) -> Result<(), Error> {
     let (budget, neighbours) = (run.budget, run.neighbours);
@@ -365,7 +389,11 @@ fn one(
         .output
         .output_path(input, output_name(input, &opts.suffix, opts.format))?;
     // Never over an input of the run (`--suffix ''`), never the output of an earlier one.
-    dests.check(input, &dest)?;
+    // (A panic elsewhere while it was held leaves it usable: one check or one insert.)
+    dests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(input, &dest)?;
     let features = run.features;
     // Every size the las/laz readers would trust is checked first (the bounded header
     // probe: a damaged header is named as such, not left to the reader's seeks).

@@ -31,9 +31,9 @@ use membudget::system::SystemInfo;
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::tiff;
 use serde_json::{json, Value};
-use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "strip-convert";
@@ -151,6 +151,8 @@ pub struct Opts {
     budget: BudgetArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -352,59 +354,88 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     let metadata_bytes = 2 * (xml.as_ref().map_or(0, Vec::len) + xmp.as_ref().map_or(0, Vec::len));
     let ctx = Ctx {
         opts: &opts,
-        budget: Cell::new(budget.bytes),
-        explicit_budget: Cell::new(opts.budget.memory_limit.is_some()),
-        jobs,
         xml,
         xmp,
         metadata_bytes: metadata_bytes as u64,
-        dests: RefCell::new(Destinations::new()),
+        dests: Mutex::new(Destinations::new()),
     };
-    driver::for_each_record(NAME, &opts.input, &opts.log, |r, job| {
+    // Several inputs at once when there are several (a directory of small scans keeps
+    // every core busy), each planning its tiles and threads with its share of the
+    // budget; a single input runs as one at a time, with all of it.
+    let model = StripConvert {
+        options: opts.plan.clone(),
+        ..StripConvert::default()
+    };
+    let batch = driver::Batch {
+        budget: budget.bytes,
+        jobs,
+        unordered: opts.batch.unordered,
+        planned_budgets: opts.budget.memory_limit.is_none(),
+        // The first page's least need (the largest page of a file decides nothing
+        // before it runs: a later page that needs more is planned within the share).
+        least: &|r| {
+            driver::least_need(NAME, r, |p| {
+                let summary = tiff::TiffPage::open(p, 0).ok()?.info.summary();
+                Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
+            })
+        },
+    };
+    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
         // Without --memory-limit, the budget chunk-plan planned this record for
         // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
-        // keeps to 256 MiB.
-        match opts.budget.planned(r) {
-            Some(b) => {
-                ctx.budget.set(b.bytes);
-                ctx.explicit_budget.set(true);
-            }
-            None => {
-                ctx.budget.set(budget.bytes);
-                ctx.explicit_budget.set(opts.budget.memory_limit.is_some());
-            }
-        }
-        ctx.process(r, job)
+        // keeps to 256 MiB. The driver's share is within it.
+        let planned = opts.budget.planned(r);
+        let share = job.share().unwrap_or(driver::Share {
+            budget: planned.map_or(budget.bytes, |b| b.bytes),
+            threads: jobs,
+        });
+        let room = Room {
+            budget: share.budget,
+            explicit: opts.budget.memory_limit.is_some() || planned.is_some(),
+            jobs: share.threads,
+        };
+        ctx.process(r, job, &room)
     })
+}
+
+/// What one input may use: its share of the batch's budget and threads.
+struct Room {
+    /// This input's budget (its share of the planned one, or of --memory-limit, or of
+    /// the default).
+    budget: u64,
+    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
+    /// plan aims at the efficient tile size instead of the largest that fits the
+    /// machine's memory.
+    explicit: bool,
+    jobs: usize,
 }
 
 struct Ctx<'a> {
     opts: &'a Opts,
-    /// This record's budget (the planned one, or --memory-limit, or the default).
-    budget: Cell<u64>,
-    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
-    /// plan aims at the efficient tile size instead of the largest that fits the
-    /// machine's memory.
-    explicit_budget: Cell<bool>,
-    jobs: usize,
     xml: Option<Vec<u8>>,
     xmp: Option<Vec<u8>>,
     /// What the metadata boxes hold in memory, taken off the budget.
     metadata_bytes: u64,
     /// The run's inputs and outputs: no input overwritten, no output shared.
-    dests: RefCell<Destinations>,
+    dests: Mutex<Destinations>,
 }
 
 impl Ctx<'_> {
+    /// The run's destinations (a panic elsewhere while it was held leaves it usable:
+    /// each call is one check or one insert).
+    fn dests(&self) -> std::sync::MutexGuard<'_, Destinations> {
+        self.dests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Every page of one input: one record each, written as soon as the page is done
     /// (the driver then writes no record of its own); an error before the first page
     /// (the file cannot be opened at all) is the input's error record.
-    fn process(&self, record: &mut Record, job: &mut Job) -> Result<(), Error> {
+    fn process(&self, record: &mut Record, job: &mut Job, room: &Room) -> Result<(), Error> {
         let path = record.path();
         if fits::is_fits(&path) {
             return Err(fits::no_operation());
         }
-        self.dests.borrow_mut().add_input(&path);
+        self.dests().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
         let offsets = tiff::page_offsets(&path)?;
@@ -421,7 +452,7 @@ impl Ctx<'_> {
         };
         for index in selected {
             let mut r = record.clone();
-            if let Err(e) = self.page(&path, index, &offsets, &mut r) {
+            if let Err(e) = self.page(&path, index, &offsets, &mut r, room) {
                 r.set_error(NAME, &e);
             }
             job.emit(r)?;
@@ -438,6 +469,7 @@ impl Ctx<'_> {
         index: usize,
         offsets: &[u64],
         r: &mut Record,
+        room: &Room,
     ) -> Result<(), Error> {
         let pages = offsets.len();
         // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
@@ -454,7 +486,7 @@ impl Ctx<'_> {
             sec(r, "page", json!(index + 1));
         }
         // Never over an input of the run, never the output of an earlier input.
-        self.dests.borrow_mut().check(path, &dest)?;
+        self.dests().check(path, &dest)?;
         let skip = |r: &mut Record, reason: String| {
             sec(r, "status", json!("skipped"));
             sec(r, "reason", json!(reason));
@@ -468,7 +500,7 @@ impl Ctx<'_> {
         let keep = tiff::Samples::KeepSigned;
         let mut page = tiff::TiffPage::open_at_with(path, index, offsets[index], keep)?;
         let info = page.info.clone();
-        let setup = self.setup(&info, r)?;
+        let setup = self.setup(&info, r, room)?;
         let params = &setup.params;
         sec(
             r,
@@ -489,7 +521,7 @@ impl Ctx<'_> {
         );
         sec(r, "predicted_peak_rss", json!(setup.predicted));
         sec(r, "plan", json!(setup.planned));
-        sec(r, "budget_bytes", json!(self.budget.get()));
+        sec(r, "budget_bytes", json!(room.budget));
         if let Some(n) = &setup.note {
             sec(r, "note", json!(n));
         }
@@ -587,7 +619,7 @@ impl Ctx<'_> {
 
     /// Encoding parameters, JP2 header and run geometry for a page: profile, then options,
     /// then the plan for the budget (chunk-plan's in record `r`, when it holds).
-    fn setup(&self, info: &tiff::PageInfo, r: &Record) -> Result<Setup, Error> {
+    fn setup(&self, info: &tiff::PageInfo, r: &Record, room: &Room) -> Result<Setup, Error> {
         let o = self.opts;
         let prof = o.plan.profile.as_deref().and_then(profile::find);
         let mut note = None;
@@ -652,20 +684,14 @@ impl Ctx<'_> {
         // needs, not the machine's whole budget.
         let model = StripConvert {
             options: o.plan.clone(),
-            aim_efficient: !self.explicit_budget.get(),
+            aim_efficient: !room.explicit,
             ..StripConvert::default()
         };
         let summary = info.summary();
         // The metadata boxes are held while the page is converted.
-        let full = self.budget.get().saturating_sub(self.metadata_bytes);
-        let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
-        let mut planned = plan::planned(
-            r,
-            NAME,
-            &model.options(),
-            self.budget.get(),
-            self.jobs as u64,
-        );
+        let full = room.budget.saturating_sub(self.metadata_bytes);
+        let jobs = u32::try_from(room.jobs).unwrap_or(u32::MAX);
+        let mut planned = plan::planned(r, NAME, &model.options(), room.budget, room.jobs as u64);
         if self.metadata_bytes > 0 {
             planned = planned.reject(format!(
                 "the --xml/--xmp boxes ({} bytes held) were not in the plan",
