@@ -164,6 +164,7 @@ impl Scratch {
 /// threshold), sharpen it by that blur. The same float operations in the same order
 /// whichever build runs (no fused multiply-add), so results do not depend on the CPU.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn filter_row_body(
     view: &View<'_>,
     g: &Gauss,
