@@ -2,6 +2,7 @@
 //! a halo-aware sliding window over them ([`Window`]), so neighbourhood operations see the
 //! rows around each band without ever holding the whole image.
 
+pub mod ahead;
 pub mod fits;
 pub mod jpeg;
 pub mod metrics;
@@ -95,4 +96,24 @@ pub trait RowSource {
     /// strip or tile once when bands are asked for in order without overlap, which is how
     /// [`Window`] asks for them.
     fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error>;
+}
+
+/// A borrowed source reads as the source (a chain built over a source it does not own).
+impl<T: RowSource + ?Sized> RowSource for &mut T {
+    fn geometry(&self) -> Geometry {
+        (**self).geometry()
+    }
+    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        (**self).read_band(y0, rows, band)
+    }
+}
+
+/// A boxed source reads as the source.
+impl<T: RowSource + ?Sized> RowSource for Box<T> {
+    fn geometry(&self) -> Geometry {
+        (**self).geometry()
+    }
+    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        (**self).read_band(y0, rows, band)
+    }
 }

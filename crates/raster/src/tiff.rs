@@ -433,6 +433,9 @@ pub struct TiffPage {
     cache: BTreeMap<u32, DecodingResult>,
     /// The strip table, when `info.direct` or `info.codec` reads the file by offset.
     direct: Option<Direct>,
+    /// The direct reads' buffer, kept between bands: a fresh one each band was mapped
+    /// and zeroed page by page.
+    read_buf: Vec<u8>,
 }
 
 /// Where the uncompressed strips or tiles are: rows are read from the file by offset.
@@ -577,12 +580,18 @@ impl TiffPage {
             info,
             cache: BTreeMap::new(),
             direct,
+            read_buf: Vec::new(),
         })
     }
 
     /// The direct path of [`TiffPage::read_band`]: the band's rows of each strip or tile,
     /// read [`PageInfo::read_rows`] rows at a time, unpacked and placed.
-    fn read_band_direct(&self, direct: &Direct, band: &mut Band) -> Result<(), Error> {
+    fn read_band_direct(
+        &self,
+        direct: &Direct,
+        band: &mut Band,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         use std::os::unix::fs::FileExt;
         let info = &self.info;
         let (y0, rows) = (band.y0, band.rows);
@@ -594,7 +603,7 @@ impl TiffPage {
         // At most 2^32 * 2^16 * 16 bits: no overflow in u64.
         let row_bytes = (u64::from(cw) * spp * u64::from(info.bits)).div_ceil(8);
         let step = info.read_rows.max(1);
-        let mut buf = Vec::new();
+
         let mut vals = Vec::new();
         for crow in y0 / ch..=(y0 + rows - 1) / ch {
             let cy0 = crow * ch;
@@ -630,7 +639,7 @@ impl TiffPage {
                         let at = offset + u64::from(r - cy0) * row_bytes;
                         buf.clear();
                         buf.resize((u64::from(n) * row_bytes) as usize, 0);
-                        direct.file.read_exact_at(&mut buf, at).map_err(|e| {
+                        direct.file.read_exact_at(buf, at).map_err(|e| {
                             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                                 Error::corrupt(format!(
                                     "TIFF: chunk {idx} runs past the end of the file"
@@ -640,13 +649,13 @@ impl TiffPage {
                             }
                         })?;
                         if info.fill_lsb {
-                            reverse_bits(&mut buf);
+                            reverse_bits(buf);
                         }
                         let at = ((r - y0) as usize, x0, plane);
                         place_stored(
                             info,
                             direct,
-                            &mut buf,
+                            buf,
                             row_bytes as usize,
                             dw,
                             at,
@@ -755,7 +764,10 @@ impl TiffPage {
             return self.read_band_codec(codec, band);
         }
         if let Some(direct) = &self.direct {
-            return self.read_band_direct(direct, band);
+            let mut buf = std::mem::take(&mut self.read_buf);
+            let r = self.read_band_direct(direct, band, &mut buf);
+            self.read_buf = buf;
+            return r;
         }
         let (cw, ch) = info.chunk;
         let across = info.width.div_ceil(cw);

@@ -236,17 +236,23 @@ fn ready_neigh(step: &Step, s: Shape, edge: Edge) -> Option<Ready> {
     })
 }
 
-/// A source built fresh for each pass (the input opened again).
-pub type Open<'a> = dyn Fn() -> Result<Box<dyn RowSource + 'a>, Error> + 'a;
+/// A chain stacked over one pass's source.
+pub type Chain<'s> = Box<dyn RowSource + Send + 's>;
 
-/// Stack `ready` over a freshly opened source.
-fn build<'a>(
+/// One pass over the input: `open(f)` opens the input afresh and runs `f` over it (the
+/// caller reads it ahead on another thread).
+pub type Open<'a> = dyn Fn(&mut dyn FnMut(&mut (dyn RowSource + Send)) -> Result<(), Error>) -> Result<(), Error>
+    + Sync
+    + 'a;
+
+/// Stack `ready` over `src`.
+fn build<'s>(
     ready: &[Ready],
-    open: &Open<'a>,
+    src: &'s mut (dyn RowSource + Send),
     band_rows: u32,
     edge: Edge,
-) -> Result<Box<dyn RowSource + 'a>, Error> {
-    let mut src = open()?;
+) -> Chain<'s> {
+    let mut src: Chain<'s> = Box::new(src);
     for r in ready {
         src = match r {
             Ready::Lut(l) => Box::new(LutStage::new(src, l.clone())),
@@ -257,7 +263,7 @@ fn build<'a>(
             Ready::Nothing => src,
         };
     }
-    Ok(src)
+    src
 }
 
 /// Resolve `steps` on the image `open` gives (shape `s`), running the statistics passes
@@ -306,8 +312,12 @@ pub fn plan(
                     // A pass over the chain so far, these tables included.
                     let mut upto = ready.clone();
                     upto.push(lut_stage(&luts, s_comps(&shape)));
-                    let mut src = build(&upto, open, band_rows, edge)?;
-                    let st: Stats = point::gather(src.as_mut(), comps, band_rows)?;
+                    let mut st = Stats::default();
+                    open(&mut |src| {
+                        let mut chain = build(&upto, src, band_rows, edge);
+                        st = point::gather(chain.as_mut(), comps, band_rows)?;
+                        Ok(())
+                    })?;
                     passes += 1;
                     hist = Some(st.hist.clone());
                     gray = Some(st.gray.clone());
@@ -378,13 +388,13 @@ fn lut_stage(luts: &[Lut], comps: usize) -> Ready {
 }
 
 impl Plan {
-    /// The chain over a freshly opened source: the final pass's source.
-    pub fn source<'a>(
+    /// The chain over `src`: the final pass's source.
+    pub fn source<'s>(
         &self,
-        open: &Open<'a>,
+        src: &'s mut (dyn RowSource + Send),
         band_rows: u32,
         edge: Edge,
-    ) -> Result<Box<dyn RowSource + 'a>, Error> {
-        build(&self.ready, open, band_rows, edge)
+    ) -> Chain<'s> {
+        build(&self.ready, src, band_rows, edge)
     }
 }

@@ -11,6 +11,7 @@ use membudget::cost::{CostModel, Summary};
 use membudget::driver::{self, Job};
 use membudget::outputs::Destinations;
 use membudget::probe::Format;
+use membudget::readahead::read_ahead_with;
 use membudget::system::SystemInfo;
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::png::{PngSource, PngWriter};
@@ -54,9 +55,9 @@ every component.
 Inputs: TIFF (first page; gray, gray+alpha, RGB, RGBA, 8 or 16 bits, as raster's TIFF \
 reader reads them: palette expanded to RGB) and PNG (non-interlaced; palette expanded, \
 16 bits kept). CMYK, float, signed and other depths than 8 and 16 bits are refused with \
-an error record. Outputs: --format tiff (striped, --compression none, deflate or lzw; \
-default: the input's when it is one of these, else deflate; BigTIFF when the data may \
-pass 4 GiB) or png (default: the input's format). The ICC profile, resolution and alpha \
+an error record. Outputs: --format tiff (striped, or tiled with --tile; --compression \
+none, deflate, lzw or zstd; default: the input's when it is one of these, else deflate; \
+BigTIFF when the data may pass 4 GiB; a row of tiles is held until it is complete) or png (default: the input's format). The ICC profile, resolution and alpha \
 are carried over; premultiplied alpha is kept as stored (TIFF only). Output name: \
 <stem>.tif or <stem>.png under --output-dir, <stem>_enhanced.<ext> beside the input \
 without it.
@@ -95,6 +96,8 @@ pub enum CompressionArg {
     Deflate,
     /// LZW with the horizontal predictor
     Lzw,
+    /// Zstandard (level 9, code 50000 as libtiff writes it) with the horizontal predictor
+    Zstd,
 }
 
 /// `enhance` options.
@@ -161,6 +164,9 @@ pub struct Opts {
     /// TIFF compression (default: the input's when written here, else deflate)
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
+    /// Write a tiled TIFF, tiles of W x H (multiples of 16), instead of strips
+    #[arg(long, value_name = "WxH", value_parser = parse_tile)]
+    pub tile: Option<(u32, u32)>,
     /// Rows per band (default: planned from the memory budget)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub band_rows: Option<u32>,
@@ -211,6 +217,18 @@ fn parse_unsharp(s: &str) -> Result<(f64, f64, f64), String> {
         ));
     }
     Ok((v[0], v[1], t))
+}
+
+fn parse_tile(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: WxH, both multiples of 16 from 16 to 65536");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    let ok = |v: u32| (16..=65536).contains(&v) && v.is_multiple_of(16);
+    if !ok(w) || !ok(h) {
+        return Err(bad());
+    }
+    Ok((w, h))
 }
 
 fn parse_resize(s: &str) -> Result<Size, String> {
@@ -456,6 +474,7 @@ impl Ctx<'_> {
             Some(CompressionArg::None) => Compression::None,
             Some(CompressionArg::Deflate) => Compression::Deflate,
             Some(CompressionArg::Lzw) => Compression::Lzw,
+            Some(CompressionArg::Zstd) => Compression::Zstd,
             None => in_compression.unwrap_or(Compression::Deflate),
         };
         let ext = match out_format {
@@ -494,10 +513,20 @@ impl Ctx<'_> {
         let (_, halo_sum, stages) = chain::neighbourhood(&self.steps, shape, self.edge);
         let model = TiledFilter::tile_enhance(u64::from(halo_sum), u64::from(stages));
         let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
+        // A tiled TIFF holds a row of tiles, raw and compressed, beside the model's
+        // strips (counted at the input's width: resizing here mostly shrinks).
+        let tile_hold = match (out_format, self.o.tile) {
+            (FormatArg::Tiff, Some((tw, th))) => {
+                let px = (g_in.comps * g_in.sample_bytes) as u64;
+                2 * u64::from(th) * u64::from(g_in.width.div_ceil(tw) * tw) * px
+            }
+            _ => 0,
+        };
         let (band_rows, threads, predicted) = match self.o.band_rows {
             Some(b) => {
                 let b = b.min(g_in.height.max(1));
-                (b, jobs, model.peak_bytes(&summary, u64::from(b), jobs))
+                let p = model.peak_bytes(&summary, u64::from(b), jobs);
+                (b, jobs, p.saturating_add(tile_hold))
             }
             None => {
                 // Taller bands than the efficient height buy no speed, only memory:
@@ -508,8 +537,13 @@ impl Ctx<'_> {
                     let eff = model.efficient_chunk(&summary);
                     self.budget.min(model.peak_bytes(&summary, eff, jobs))
                 };
-                let p = plan::plan(&model, &summary, membudget::Budget::bytes(budget), jobs)?;
-                (p.chunk as u32, p.workers, p.predicted_peak_bytes)
+                let budget = membudget::Budget::bytes(budget.saturating_sub(tile_hold));
+                let p = plan::plan(&model, &summary, budget, jobs)?;
+                (
+                    p.chunk as u32,
+                    p.workers,
+                    p.predicted_peak_bytes.saturating_add(tile_hold),
+                )
             }
         };
         sec(r, "band_rows", json!(band_rows));
@@ -540,40 +574,75 @@ impl Ctx<'_> {
         }
         let out_file = file.file().try_clone()?;
         let (steps, edge) = (&self.steps, self.edge);
-        let (plan, out_g) = pool.install(|| -> Result<_, Error> {
-            let open = || open_source(&path, &input);
-            let plan = chain::plan(steps, shape, &open, band_rows, edge)?;
-            let mut src = plan.source(&open, band_rows, edge)?;
-            let g = src.geometry();
-            let mut sink: Box<dyn RowSink> = match out_format {
-                FormatArg::Tiff => Box::new(TiffWriter::new(
-                    BufWriter::with_capacity(1 << 20, out_file),
-                    g,
-                    meta.clone(),
-                    compression,
-                )?),
+        // Each pass decodes the input on the read-ahead helper while the chain runs.
+        let open = |f: &mut dyn FnMut(&mut (dyn RowSource + Send)) -> Result<(), Error>| {
+            raster::ahead::with_read_ahead(g_in, || open_source(&path, &input), |a| f(a))
+        };
+        let plan = pool.install(|| chain::plan(steps, shape, &open, band_rows, edge))?;
+        let g = plan.out;
+        // Made in the pool: the TIFF writer sizes its batch of strips by the pool's threads.
+        let tile = self.o.tile;
+        let mut sink = pool.install(|| -> Result<Box<dyn RowSink + Send>, Error> {
+            Ok(match out_format {
+                FormatArg::Tiff => {
+                    let w = TiffWriter::new(
+                        BufWriter::with_capacity(1 << 20, out_file),
+                        g,
+                        meta.clone(),
+                        compression,
+                    )?;
+                    match tile {
+                        Some((tw, th)) => Box::new(w.tiled(tw, th)?),
+                        None => Box::new(w),
+                    }
+                }
                 FormatArg::Png => Box::new(PngWriter::new(
                     BufWriter::with_capacity(1 << 20, out_file),
                     g,
                     &meta,
                 )?),
-            };
-            let mut band = Band::default();
-            let mut y = 0;
-            while y < g.height {
-                let rows = band_rows.min(g.height - y);
-                src.read_band(y, rows, &mut band)?;
-                sink.write_band(&band)?;
-                y += rows;
-                if membudget::cli::interrupted() {
-                    return Err(Error::new(ErrorKind::Io, "interrupted by a signal"));
-                }
-            }
-            sink.finish()?;
-            Ok((plan, g))
+            })
         })?;
+        // The pass that writes: the chain computes the next band on the read-ahead
+        // helper while this thread encodes and writes the one before (write-behind).
+        // Both hand their parallel work to the same pool.
+        let (pool, plan) = (&pool, &plan);
+        open(&mut |src| {
+            read_ahead_with(
+                vec![Band::default(); 2],
+                || -> Result<_, Error> {
+                    let mut chain = plan.source(src, band_rows, edge);
+                    let mut y = 0;
+                    Ok(move |b: &mut Band| -> Result<bool, Error> {
+                        if y >= g.height {
+                            return Ok(false);
+                        }
+                        let rows = band_rows.min(g.height - y);
+                        pool.install(|| chain.read_band(y, rows, b))?;
+                        y += rows;
+                        Ok(true)
+                    })
+                },
+                |filled| -> Result<(), Error> {
+                    for band in filled {
+                        let band = band?;
+                        pool.install(|| sink.write_band(&band))?;
+                        if membudget::cli::interrupted() {
+                            return Err(Error::new(ErrorKind::Io, "interrupted by a signal"));
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| Error::new(ErrorKind::Io, format!("starting the chain's thread: {e}")))?
+        })?;
+        pool.install(|| sink.finish())?;
+        let out_g = g;
         if out_format == FormatArg::Tiff {
             sec(r, "compression", json!(compression.as_str()));
+            if let Some((tw, th)) = self.o.tile {
+                sec(r, "tiff_tile", json!([tw, th]));
+            }
         }
         sec(r, "width", json!(out_g.width));
         sec(r, "height", json!(out_g.height));

@@ -20,7 +20,8 @@ pub fn gaussian_weights(sigma: f64) -> Vec<f32> {
 }
 
 /// The separable Gaussian of core row `r` of component `c`, into `out` (floats).
-/// `tmp` is scratch of `width + 2 radius`.
+/// `tmp` is scratch of `width + 2 radius`. Inlined into [`filter_row`]'s two builds.
+#[inline(always)]
 fn blur_row(
     view: &View<'_>,
     c: usize,
@@ -84,6 +85,8 @@ pub struct Gauss {
     cols: Vec<u32>,
     /// Components filtered (the colour ones).
     colour: usize,
+    /// The CPU has AVX2: [`filter_row`] runs its 8-lane build.
+    avx2: bool,
 }
 
 impl Gauss {
@@ -91,7 +94,16 @@ impl Gauss {
     pub fn new(sigma: f64, width: u32, colour: usize, edge: Edge) -> Gauss {
         let w = gaussian_weights(sigma);
         let cols = column_map(width, (w.len() - 1) as u32, edge);
-        Gauss { w, cols, colour }
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Gauss {
+            w,
+            cols,
+            colour,
+            avx2,
+        }
     }
 }
 
@@ -102,15 +114,16 @@ fn copy_plane(view: &View<'_>, c: usize, out: &mut [u8], rl: usize) {
     }
 }
 
-/// Each core row of each colour component through `f(c, r, row)`, all components in one
-/// parallel job (one wait per band, not one per component: on a busy machine each wait
-/// costs a scheduling delay).
-fn per_row(
+/// Each core row of each colour component through `f(scratch, c, r, row)`, all
+/// components in one parallel job (one wait per band, not one per component: on a busy
+/// machine each wait costs a scheduling delay); `init` makes a scratch per worker.
+fn per_row<T>(
     view: &View<'_>,
     g: Geometry,
     colour: usize,
     out: &mut Band,
-    f: impl Fn(usize, i64, &mut [u8]) + Sync,
+    init: impl Fn() -> T + Sync + Send,
+    f: impl Fn(&mut T, usize, i64, &mut [u8]) + Sync + Send,
 ) {
     out.shape(view.y0, view.rows, g.width, g.comps, g.sample_bytes);
     let rl = out.row_len();
@@ -129,7 +142,106 @@ fn per_row(
     }
     rows.into_par_iter()
         .with_min_len(4)
-        .for_each(|(c, r, row)| f(c, r as i64, row));
+        .for_each_init(init, |t, (c, r, row)| f(t, c, r as i64, row));
+}
+
+/// Scratch rows of one worker: the padded vertical pass and the blurred row.
+struct Scratch {
+    tmp: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(g: &Gauss, width: usize) -> Scratch {
+        Scratch {
+            tmp: vec![0.0; width + 2 * (g.w.len() - 1)],
+            out: vec![0.0; width],
+        }
+    }
+}
+
+/// Blur core row `r` of component `c` into `row`, or, with `sharpen` = (amount,
+/// threshold), sharpen it by that blur. The same float operations in the same order
+/// whichever build runs (no fused multiply-add), so results do not depend on the CPU.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn filter_row_body(
+    view: &View<'_>,
+    g: &Gauss,
+    sb: usize,
+    s: &mut Scratch,
+    c: usize,
+    r: i64,
+    row: &mut [u8],
+    sharpen: Option<(f32, f32)>,
+) {
+    blur_row(view, c, r, g, sb, &mut s.tmp, &mut s.out);
+    match sharpen {
+        None if sb == 1 => {
+            for (d, &v) in row.iter_mut().zip(&s.out) {
+                *d = (v + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+        None => {
+            for (x, &v) in s.out.iter().enumerate() {
+                put(row, sb, x, v);
+            }
+        }
+        Some((amount, threshold)) => {
+            let src = view.row(c, r);
+            for (x, &b) in s.out.iter().enumerate() {
+                let v = get(src, sb, x);
+                let d = v - b;
+                let y = if d.abs() >= threshold {
+                    v + amount * d
+                } else {
+                    v
+                };
+                put(row, sb, x, y);
+            }
+        }
+    }
+}
+
+/// [`filter_row_body`] built for 8-lane AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn filter_row_avx2(
+    view: &View<'_>,
+    g: &Gauss,
+    sb: usize,
+    s: &mut Scratch,
+    c: usize,
+    r: i64,
+    row: &mut [u8],
+    sharpen: Option<(f32, f32)>,
+) {
+    filter_row_body(view, g, sb, s, c, r, row, sharpen);
+}
+
+/// [`filter_row_body`], on AVX2 when the CPU has it (the baseline build is SSE2).
+#[allow(clippy::too_many_arguments)]
+fn filter_row(
+    view: &View<'_>,
+    g: &Gauss,
+    sb: usize,
+    s: &mut Scratch,
+    c: usize,
+    r: i64,
+    row: &mut [u8],
+    sharpen: Option<(f32, f32)>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if g.avx2 {
+        // SAFETY: `avx2` was set by `is_x86_feature_detected!("avx2")` on this CPU.
+        unsafe { filter_row_avx2(view, g, sb, s, c, r, row, sharpen) };
+        return;
+    }
+    filter_row_body(view, g, sb, s, c, r, row, sharpen);
 }
 
 impl Kernel for Gauss {
@@ -141,15 +253,14 @@ impl Kernel for Gauss {
     }
     fn compute(&self, view: &View<'_>, g: Geometry, out: &mut Band) {
         let (w, sb) = (g.width as usize, g.sample_bytes);
-        let rad = self.w.len() - 1;
-        per_row(view, g, self.colour, out, |c, r, row| {
-            let mut tmp = vec![0f32; w + 2 * rad];
-            let mut o = vec![0f32; w];
-            blur_row(view, c, r, self, sb, &mut tmp, &mut o);
-            for (x, &v) in o.iter().enumerate() {
-                put(row, sb, x, v);
-            }
-        });
+        per_row(
+            view,
+            g,
+            self.colour,
+            out,
+            || Scratch::new(self, w),
+            |s, c, r, row| filter_row(view, self, sb, s, c, r, row, None),
+        );
     }
 }
 
@@ -188,23 +299,15 @@ impl Kernel for Unsharp {
     }
     fn compute(&self, view: &View<'_>, g: Geometry, out: &mut Band) {
         let (w, sb) = (g.width as usize, g.sample_bytes);
-        let rad = self.gauss.w.len() - 1;
-        per_row(view, g, self.gauss.colour, out, |c, r, row| {
-            let mut tmp = vec![0f32; w + 2 * rad];
-            let mut o = vec![0f32; w];
-            blur_row(view, c, r, &self.gauss, sb, &mut tmp, &mut o);
-            let src = view.row(c, r);
-            for (x, &b) in o.iter().enumerate() {
-                let v = get(src, sb, x);
-                let d = v - b;
-                let y = if d.abs() >= self.threshold {
-                    v + self.amount * d
-                } else {
-                    v
-                };
-                put(row, sb, x, y);
-            }
-        });
+        let sharpen = Some((self.amount, self.threshold));
+        per_row(
+            view,
+            g,
+            self.gauss.colour,
+            out,
+            || Scratch::new(&self.gauss, w),
+            |s, c, r, row| filter_row(view, &self.gauss, sb, s, c, r, row, sharpen),
+        );
     }
 }
 
@@ -238,31 +341,37 @@ impl Kernel for Median {
         let (w, sb) = (g.width as usize, g.sample_bytes);
         let r = self.r as i64;
         let side = (2 * r + 1) as usize;
-        per_row(view, g, self.colour, out, |c, y, row| {
-            let rows: Vec<&[u8]> = (-r..=r).map(|k| view.row(c, y + k)).collect();
-            let mut win = vec![0u16; side * side];
-            for x in 0..w {
-                let mut i = 0;
-                for src in &rows {
-                    for dx in 0..side {
-                        let sx = self.cols[x + dx] as usize;
-                        win[i] = if sb == 1 {
-                            u16::from(src[sx])
-                        } else {
-                            u16::from_ne_bytes([src[2 * sx], src[2 * sx + 1]])
-                        };
-                        i += 1;
+        per_row(
+            view,
+            g,
+            self.colour,
+            out,
+            || vec![0u16; side * side],
+            |win, c, y, row| {
+                let rows: Vec<&[u8]> = (-r..=r).map(|k| view.row(c, y + k)).collect();
+                for x in 0..w {
+                    let mut i = 0;
+                    for src in &rows {
+                        for dx in 0..side {
+                            let sx = self.cols[x + dx] as usize;
+                            win[i] = if sb == 1 {
+                                u16::from(src[sx])
+                            } else {
+                                u16::from_ne_bytes([src[2 * sx], src[2 * sx + 1]])
+                            };
+                            i += 1;
+                        }
+                    }
+                    let mid = win.len() / 2;
+                    let (_, m, _) = win.select_nth_unstable(mid);
+                    let m = *m;
+                    if sb == 1 {
+                        row[x] = m as u8;
+                    } else {
+                        row[2 * x..2 * x + 2].copy_from_slice(&m.to_ne_bytes());
                     }
                 }
-                let mid = win.len() / 2;
-                let (_, m, _) = win.select_nth_unstable(mid);
-                let m = *m;
-                if sb == 1 {
-                    row[x] = m as u8;
-                } else {
-                    row[2 * x..2 * x + 2].copy_from_slice(&m.to_ne_bytes());
-                }
-            }
-        });
+            },
+        );
     }
 }

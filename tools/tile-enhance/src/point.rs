@@ -153,7 +153,7 @@ pub fn compose(a: &[u16], b: &[u16]) -> Lut {
 /// Whole-image statistics of the colour components: one histogram each, and the
 /// histogram of the greyscale image (Pillow's `convert("L")`: ITU-R 601-2 luma in 16-bit
 /// fixed point).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Per colour component.
     pub hist: Vec<Vec<u64>>,

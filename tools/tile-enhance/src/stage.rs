@@ -13,7 +13,7 @@ use raster::{Band, Edge, Geometry, RowSource, Window};
 use rayon::prelude::*;
 
 /// A boxed source, as the window takes a sized one.
-pub struct Dyn<'a>(pub Box<dyn RowSource + 'a>);
+pub struct Dyn<'a>(pub Box<dyn RowSource + Send + 'a>);
 
 impl std::fmt::Debug for Dyn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,13 +32,13 @@ impl RowSource for Dyn<'_> {
 
 /// One table per component (`None`: left alone, as alpha is).
 pub struct LutStage<'a> {
-    src: Box<dyn RowSource + 'a>,
+    src: Box<dyn RowSource + Send + 'a>,
     luts: Vec<Option<Lut>>,
 }
 
 impl<'a> LutStage<'a> {
     /// `luts[c]` applied to component `c` of `src`.
-    pub fn new(src: Box<dyn RowSource + 'a>, luts: Vec<Option<Lut>>) -> Self {
+    pub fn new(src: Box<dyn RowSource + Send + 'a>, luts: Vec<Option<Lut>>) -> Self {
         LutStage { src, luts }
     }
 }
@@ -59,7 +59,10 @@ impl RowSource for LutStage<'_> {
         }
         parts.into_par_iter().for_each(|(lut, p)| {
             if sb == 1 {
-                p.iter_mut().for_each(|v| *v = lut[*v as usize] as u8);
+                // A table of 256 bytes: indexing by a byte needs no bounds check.
+                let t: [u8; 256] =
+                    std::array::from_fn(|i| lut.get(i).map_or(i as u8, |&v| v as u8));
+                p.iter_mut().for_each(|v| *v = t[usize::from(*v)]);
             } else {
                 for s in p.chunks_exact_mut(2) {
                     let v = lut[u16::from_ne_bytes([s[0], s[1]]) as usize];
@@ -80,7 +83,7 @@ impl std::fmt::Debug for LutStage<'_> {
 }
 
 /// A neighbourhood operation on one band of its input, seen with its halo.
-pub trait Kernel: Sync {
+pub trait Kernel: Sync + Send {
     /// Rows needed above and below each output row.
     fn halo(&self) -> u32;
     /// The output's geometry for an input of geometry `g`.
@@ -103,7 +106,7 @@ pub struct Neigh<'a, K: Kernel> {
 impl<'a, K: Kernel> Neigh<'a, K> {
     /// `kernel` over `src`, whose bands of `band_rows` rows are read with the kernel's
     /// halo, rows outside the image by `edge`.
-    pub fn new(src: Box<dyn RowSource + 'a>, kernel: K, band_rows: u32, edge: Edge) -> Self {
+    pub fn new(src: Box<dyn RowSource + Send + 'a>, kernel: K, band_rows: u32, edge: Edge) -> Self {
         let g_in = src.geometry();
         let g_out = kernel.out_geometry(g_in);
         let win = Window::new(Dyn(src), band_rows, kernel.halo(), edge);

@@ -231,6 +231,64 @@ fn tiled_equals_untiled_bit_for_bit() {
     }
 }
 
+/// Zstd and tiled TIFF outputs hold the same pixels as the striped Deflate output, read
+/// back by tifffile (imagecodecs' libzstd), with libtiff's tags, whatever the band height.
+#[test]
+fn zstd_and_tiled_outputs_hold_the_same_pixels() {
+    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL", "imagecodecs"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    generate(&py, dir.path());
+    for input in ["rgb8.tif", "gray16.tif", "la8.tif"] {
+        let src = dir.path().join(input);
+        let run = |name: &str, extra: &[&str]| -> PathBuf {
+            let out = dir.path().join(name);
+            let mut args = vec!["-o", out.to_str().unwrap(), src.to_str().unwrap()];
+            args.extend_from_slice(&["--unsharp", "1,1", "--band-rows"]);
+            args.extend_from_slice(extra);
+            let (r, code) = enhance(&args);
+            assert_eq!(code, 0, "{input} {extra:?}: {r:?}");
+            output_of(&r[0])
+        };
+        let base = run("deflate", &["7", "--compression", "deflate"]);
+        for (k, extra) in [
+            &["1", "--compression", "zstd"][..],
+            &["5", "--compression", "zstd", "--tile", "32x16"],
+            &["100000", "--compression", "lzw", "--tile", "16x48"],
+            &["3", "--compression", "none", "--tile", "256x256"],
+        ]
+        .iter()
+        .enumerate()
+        {
+            let out = run(&format!("o{k}"), extra);
+            assert_eq!(diff(&py, &base, &out), (0, 0.0), "{input} {extra:?}");
+            let tags = testkit::run_python(
+                &py,
+                "import sys, tifffile\n\
+                 p = tifffile.TiffFile(sys.argv[1]).pages[0]\n\
+                 print(int(p.compression), int(p.predictor), p.tilewidth, p.tilelength)",
+                &[out.to_str().unwrap()],
+            );
+            let tile = extra
+                .iter()
+                .position(|a| *a == "--tile")
+                .map(|i| extra[i + 1].replace('x', " "))
+                .unwrap_or_else(|| "0 0".into());
+            let (code, pred) = match extra[2] {
+                "zstd" => (50000, 2),
+                "lzw" => (5, 2),
+                _ => (1, 1),
+            };
+            assert_eq!(
+                tags.trim(),
+                format!("{code} {pred} {tile}"),
+                "{input} {extra:?}"
+            );
+        }
+    }
+}
+
 /// The same operations in scipy.ndimage and Pillow, whole image.
 const REFERENCE: &str = r#"
 import sys, numpy as np, tifffile

@@ -64,14 +64,18 @@ impl TiledFilter {
         }
     }
 
-    /// The band model: the writer's band; per stage its window (band, halos, a read
-    /// buffer of [`WINDOW_READ_ROWS`]) and its output band; the source's decoded strip or
+    /// The band model: the writer's band and the next one the chain computes meanwhile
+    /// (write-behind); the read-ahead's two buffers of [`WINDOW_READ_ROWS`]; per stage
+    /// its window (band, halos, a read buffer of [`WINDOW_READ_ROWS`]) and its output
+    /// band; the source's decoded strip or
     /// tile row; the writer's batch of strips (raw, predicted, compressed) per worker;
     /// per worker a statistics histogram set (65536 bins of 8 bytes per band, plus grey).
     fn band_peak(&self, img: &ImageSummary, rows: u64, workers: u64) -> u64 {
         let row = img.row_bytes();
         let rows = rows.min(img.height);
         let held = rows
+            .saturating_mul(2)
+            .saturating_add(2 * WINDOW_READ_ROWS)
             .saturating_add(self.planes.saturating_mul(2 * rows + WINDOW_READ_ROWS))
             .saturating_add(2 * self.halo);
         let source = if img.compressed {
