@@ -13,7 +13,7 @@
 //!
 //! Same machine, same run, programs alternating round by round.
 
-use super::{measure, print_table, Sample};
+use super::{alternate, print_table, Contender, Sample};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -152,28 +152,14 @@ fn bash(script: &str, args: &[OsString]) -> Vec<OsString> {
 /// [`ROUNDS`] rounds of every program in turn, combined per program (median wall,
 /// largest peak), each run writing into a fresh output directory.
 fn rounds(programs: &[(String, Vec<OsString>, PathBuf)]) -> Result<Vec<Sample>> {
-    let devnull = PathBuf::from("/dev/null");
-    let mut all: Vec<Vec<Sample>> = vec![Vec::new(); programs.len()];
-    for _ in 0..ROUNDS {
-        for (i, (name, argv, out)) in programs.iter().enumerate() {
-            fresh(out)?;
-            all[i].push(measure(name, 1, &devnull, &[0], argv)?);
-        }
-    }
-    Ok(all
-        .into_iter()
-        .map(|runs| {
-            let mut walls: Vec<_> = runs.iter().map(|s| s.wall).collect();
-            walls.sort();
-            let peak = runs.iter().map(|s| s.peak_rss).max().unwrap_or(0);
-            Sample {
-                wall: walls[walls.len() / 2],
-                peak_rss: peak,
-                peak_is_own: runs.iter().all(|s| s.peak_is_own),
-                ..runs[0].clone()
-            }
+    let contenders: Vec<Contender> = programs
+        .iter()
+        .map(|(name, argv, out)| Contender {
+            before: Box::new(move || fresh(out).map(drop)),
+            ..Contender::new(name.clone(), argv.clone())
         })
-        .collect())
+        .collect();
+    alternate(ROUNDS, &contenders)
 }
 
 fn tiff_batch(dir: &Path, tool: &Path, tiffs: &[PathBuf]) -> Result<bool> {
