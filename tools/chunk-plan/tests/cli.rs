@@ -3,12 +3,11 @@
 
 use testkit::{data, ndjson};
 
-fn run(args: &[&str], stdin: &str) -> std::process::Output {
-    testkit::run_stdin(
-        std::path::Path::new(env!("CARGO_BIN_EXE_chunk-plan")),
-        args,
-        stdin,
-    )
+fn run(args: &[&str], stdin: &str) -> testkit::Ran {
+    testkit::cmd(env!("CARGO_BIN_EXE_chunk-plan"))
+        .args(args)
+        .stdin(stdin)
+        .run()
 }
 
 #[test]

@@ -3,16 +3,16 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn tool() -> Command {
-    Command::new(testkit::bin("laz-enrich"))
+fn tool() -> testkit::Cmd {
+    testkit::tool("laz-enrich")
 }
 
 fn run(args: &[&str]) -> (Output, Vec<Value>) {
-    let out = tool().args(args).output().expect("run laz-enrich");
-    let records = testkit::ndjson(&out.stdout);
-    (out, records)
+    let ran = tool().args(args).run();
+    let records = ran.records();
+    (ran.output(), records)
 }
 
 fn section(r: &Value) -> &Value {
@@ -252,15 +252,14 @@ first.write(out)
     ]);
     testkit::check(&out, "laz-enrich merged");
     let merged_out = section(&recs[0])["output"].as_str().unwrap().to_string();
-    let mut cmd = tool();
-    cmd.args(["-F", feats, "--neighbours"])
+    let recs = tool()
+        .args(["-F", feats, "--neighbours"])
         .arg(&tiles_dir)
         .arg("-o")
         .arg(&out_dir)
-        .args(names.iter().map(|n| tiles_dir.join(n)));
-    let out = cmd.output().unwrap();
-    testkit::check(&out, "laz-enrich --neighbours");
-    let recs = testkit::ndjson(&out.stdout);
+        .args(names.iter().map(|n| tiles_dir.join(n)))
+        .ok()
+        .records();
     assert_eq!(recs.len(), 6);
     let mut outputs = Vec::new();
     for r in &recs {

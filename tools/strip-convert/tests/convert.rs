@@ -3,7 +3,6 @@
 //! tifffile for the source samples).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 mod common;
 use common::*;
@@ -387,10 +386,9 @@ fn refused_and_corrupt_inputs_are_error_records_without_output() {
         inputs.extend(files);
     }
     let out_dir = dir.path().join("out");
-    let mut cmd = tool();
-    cmd.arg("-o").arg(&out_dir).args(&inputs);
+    let cmd = tool().arg("-o").arg(&out_dir).args(&inputs);
     let started = std::time::Instant::now();
-    let out = cmd.output().unwrap();
+    let out = cmd.run();
     let records = testkit::ndjson(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{records:#?}");
     assert_eq!(records.len(), inputs.len());
@@ -456,9 +454,7 @@ tifffile.imwrite(sys.argv[1], rng.integers(0, 256, (3000, 3000, 3), dtype=np.uin
     let mut child = tool()
         .arg(&src)
         .args(["--tile", "256", "-j", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_piped();
     // Wait for the temporary file to appear, then kill mid-way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -480,25 +476,12 @@ fn pipeline_mem_estimate_chunk_plan_strip_convert() {
     let dir = testkit::tempdir();
     let src = dir.path().join("k.tif");
     std::fs::copy(testkit::data("tiff/kodim02-lzw.tif"), &src).unwrap();
-    let mut est = Command::new(testkit::bin("mem-estimate"))
-        .arg(&src)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut plan = Command::new(testkit::bin("chunk-plan"))
-        .args(["--memory-limit", "256MiB", "--for", "strip-convert"])
-        .stdin(est.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let conv = tool()
-        .arg("--verify")
-        .stdin(plan.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    assert!(est.wait().unwrap().success());
-    assert!(plan.wait().unwrap().success());
-    let records = testkit::ndjson(&conv.stdout);
+    let conv = testkit::pipe([
+        testkit::tool("mem-estimate").arg(&src),
+        testkit::tool("chunk-plan").args(["--memory-limit", "256MiB", "--for", "strip-convert"]),
+        tool().arg("--verify"),
+    ]);
+    let records = conv.records();
     assert_eq!(conv.status.code(), Some(0), "{records:#?}");
     let r = &records[0];
     // Upstream sections pass through; ours is added.

@@ -3,8 +3,6 @@
 //! `predicted_peak_rss`) is within 20% of the peak RSS measured while converting, and a
 //! budget given with `--memory-limit` is never exceeded.
 
-use std::process::Command;
-
 #[test]
 fn predicted_peak_is_within_20_percent_of_measured() {
     let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
@@ -34,13 +32,11 @@ tifffile.imwrite(sys.argv[2], g.astype(np.uint16), tile=(128, 128))
         (&gray, "512", "1"),
         (&gray, "1024", "2"),
     ] {
-        let out = Command::new(testkit::bin("strip-convert"))
+        let out = testkit::tool("strip-convert")
             .arg(src)
             .args(["--force", "--tile", tile, "-j", jobs])
-            .output()
-            .unwrap();
-        testkit::check(&out, "strip-convert");
-        let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+            .ok();
+        let r = &out.records()[0]["strip-convert"];
         let measured = r["peak_rss"].as_f64().expect("peak_rss");
         let predicted = r["predicted_peak_rss"].as_f64().expect("predicted");
         let err = (predicted - measured).abs() / measured;
@@ -74,13 +70,11 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=16)
         &[src.to_str().unwrap()],
     );
     let budget: u64 = 24 << 20;
-    let out = Command::new(testkit::bin("strip-convert"))
+    let out = testkit::tool("strip-convert")
         .arg(&src)
         .args(["--force", "--memory-limit", "24MiB", "--verify"])
-        .output()
-        .unwrap();
-    testkit::check(&out, "strip-convert");
-    let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+        .ok();
+    let r = &out.records()[0]["strip-convert"];
     assert_eq!(r["verification"]["status"], "ok");
     let peak = r["peak_rss"].as_u64().unwrap();
     assert!(peak <= budget, "peak {peak} over the budget {budget}: {r}");
@@ -105,13 +99,11 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=64)
 "#,
         &[src.to_str().unwrap()],
     );
-    let out = Command::new(testkit::bin("strip-convert"))
+    let out = testkit::tool("strip-convert")
         .arg(&src)
         .args(["--force", "-j", "2"])
-        .output()
-        .unwrap();
-    testkit::check(&out, "strip-convert");
-    let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+        .ok();
+    let r = &out.records()[0]["strip-convert"];
     // Not the largest tile the machine's memory allows (1024): the efficient one, on both
     // threads, so the default run stays small and parallel.
     assert_eq!(r["tile"], serde_json::json!([256, 256]), "{r}");

@@ -95,8 +95,7 @@ fn fuzz_cases_of_odd_bit_depths() {
         .args(["-o", dir.path().to_str().unwrap()])
         .arg(&valid)
         .arg(&damaged)
-        .output()
-        .unwrap();
+        .run();
     let records = testkit::ndjson(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{records:#?}");
     assert_eq!(records.len(), 2);
@@ -404,16 +403,16 @@ fn verify_is_independent_of_the_reader() {
         files.push(testkit::data(f));
     }
     let run = |env: Option<&str>, out: &str| {
-        let mut cmd = tool();
-        cmd.args(["--verify", "-f", "-o", out])
+        let mut cmd = tool()
+            .args(["--verify", "-f", "-o", out])
             .args(&files)
             .env_remove("STRIP_CONVERT_TEST_WRONG_SAMPLES")
             .env_remove("STRIP_CONVERT_TEST_NO_LIBTIFF");
         if let Some(e) = env {
-            cmd.env(e, "1");
+            cmd = cmd.env(e, "1");
         }
-        let out = cmd.output().unwrap();
-        (testkit::ndjson(&out.stdout), out.status.code())
+        let out = cmd.run();
+        (out.records(), out.status.code())
     };
     let out = dir.path().join("out");
     let (records, code) = run(None, out.to_str().unwrap());

@@ -6,21 +6,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tool() -> PathBuf {
-    testkit::bin("tile-enhance")
-}
-
 /// Run `tile-enhance enhance ARGS`: records and exit code.
 fn enhance(args: &[&str]) -> (Vec<Value>, i32) {
-    let out = Command::new(tool())
+    let ran = testkit::tool("tile-enhance")
         .arg("enhance")
         .args(args)
-        .output()
-        .expect("run tile-enhance");
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-    )
+        .run();
+    (ran.records(), ran.code())
 }
 
 fn section(r: &Value) -> &Value {
@@ -511,13 +503,13 @@ fn planned_through_real_pipes() {
     let dir = testkit::tempdir();
     let bins = testkit::bin("mem-estimate").parent().unwrap().to_path_buf();
     testkit::bin("chunk-plan");
-    tool();
+    testkit::bin("tile-enhance");
     let path = format!(
         "{}:{}",
         bins.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
+    let r = testkit::cmd("bash")
         .arg("-c")
         .arg(
             r#"set -o pipefail; mem-estimate "$IN" | chunk-plan --for tile-enhance -m 64MiB | tile-enhance enhance -o "$OUT""#,
@@ -525,10 +517,8 @@ fn planned_through_real_pipes() {
         .env("PATH", path)
         .env("IN", testkit::data("tiff/kodim02-lzw.tif"))
         .env("OUT", dir.path())
-        .output()
-        .unwrap();
-    testkit::check(&out, "pipeline");
-    let r = testkit::ndjson(&out.stdout);
+        .ok()
+        .records();
     assert_eq!(r.len(), 1);
     assert_eq!(section(&r[0])["status"], "ok", "{:?}", r[0]);
     assert_eq!(section(&r[0])["budget_bytes"], 64u64 << 20);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn run(args: &[&str]) -> (Option<i32>, Vec<Value>) {
-    let out = testkit::run_stdin(&testkit::bin("tile-enhance"), args, "");
-    (out.status.code(), testkit::ndjson(&out.stdout))
+    let ran = testkit::tool("tile-enhance").args(args).stdin("").run();
+    (ran.status.code(), ran.records())
 }
 
 /// Run `thumbnail` with `args` on `inputs`, asserting the exit status.
