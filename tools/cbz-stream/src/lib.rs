@@ -20,7 +20,7 @@ pub mod unpack;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
-use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, OutputArgs, Status};
 use membudget::{Error, Record};
 use std::path::{Path, PathBuf};
 
@@ -28,13 +28,7 @@ use std::path::{Path, PathBuf};
 pub const NAME: &str = "cbz-stream";
 
 /// The command line.
-#[derive(Debug, Args)]
-pub struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-    #[command(flatten)]
-    log: LogArgs,
-}
+pub type Cli = membudget::cli::SubcommandArgs<Cmd>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

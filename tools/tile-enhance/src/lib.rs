@@ -17,19 +17,13 @@ pub mod thumbnail;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
-use membudget::cli::{LogArgs, Status};
+use membudget::cli::Status;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "tile-enhance";
 
 /// The command line.
-#[derive(Debug, Args)]
-pub struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-    #[command(flatten)]
-    log: LogArgs,
-}
+pub type Cli = membudget::cli::SubcommandArgs<Cmd>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -178,6 +178,16 @@ impl OutputArgs {
     }
 }
 
+/// The command line of a tool made of subcommands (`cbz-stream pack`, `tile-enhance
+/// spots`...): the subcommand, and the log flags every one of them takes.
+#[derive(Debug, Args)]
+pub struct SubcommandArgs<C: clap::Subcommand> {
+    #[command(subcommand)]
+    pub cmd: C,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
 /// Logging verbosity.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
