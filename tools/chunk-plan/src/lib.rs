@@ -245,11 +245,3 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     }
     Ok(out.status())
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn command_is_valid() {
-        super::command().debug_assert();
-    }
-}

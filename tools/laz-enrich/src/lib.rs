@@ -538,11 +538,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_is_valid() {
-        super::command().debug_assert();
-    }
-
-    #[test]
     fn the_planned_feature_cost_is_the_parsed_one() {
         // chunk-plan knows no feature names: membudget's counts must be laz-enrich's.
         use membudget::cost::laz_features as lf;

@@ -67,11 +67,3 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     bar.finish_and_clear();
     Ok(out.status())
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn command_is_valid() {
-        super::command().debug_assert();
-    }
-}

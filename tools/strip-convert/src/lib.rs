@@ -882,11 +882,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_is_valid() {
-        command().debug_assert();
-    }
-
-    #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("512"), Ok((512, 512)));
         assert_eq!(parse_size("1024x256"), Ok((1024, 256)));
