@@ -32,6 +32,16 @@ pub fn tool(name: &str) -> Cmd {
     cmd(crate::bin(name))
 }
 
+/// `name ARGS` (a workspace binary) with `stdin` fed, whatever its exit status.
+pub fn run_tool(name: &str, args: &[&str], stdin: &str) -> Ran {
+    tool(name).args(args).stdin(stdin).run()
+}
+
+/// `name ARGS` run in `dir`, stdin empty: its records, exit code and stderr.
+pub fn run_in(name: &str, dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, i32, String) {
+    tool(name).current_dir(dir).args(args).run().parts()
+}
+
 /// Any program (`"vips"`, a path...).
 pub fn cmd(program: impl AsRef<OsStr>) -> Cmd {
     Cmd::from(Command::new(program))

@@ -8,7 +8,7 @@
 
 pub mod cmd;
 pub mod rng;
-pub use cmd::{cmd, pipe, tool, Cmd, Ran};
+pub use cmd::{cmd, pipe, run_in, run_tool, tool, Cmd, Ran};
 pub use rng::Rng;
 
 use std::path::{Path, PathBuf};
@@ -151,6 +151,12 @@ pub fn python(modules: &[&str]) -> Option<PathBuf> {
     }
     eprintln!("skipped: {why}");
     None
+}
+
+/// The usual fixture of a validator test: [`python`] with `modules` and a fresh
+/// temporary directory for the files it writes and reads; `None` as [`python`] says.
+pub fn python_and_tempdir(modules: &[&str]) -> Option<(PathBuf, TempDir)> {
+    python(modules).map(|py| (py, tempdir()))
 }
 
 /// Run a Python snippet with arguments; panics with its stderr if it fails. Returns stdout.

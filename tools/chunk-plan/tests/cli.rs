@@ -4,10 +4,7 @@
 use testkit::{data, ndjson};
 
 fn run(args: &[&str], stdin: &str) -> testkit::Ran {
-    testkit::cmd(env!("CARGO_BIN_EXE_chunk-plan"))
-        .args(args)
-        .stdin(stdin)
-        .run()
+    testkit::run_tool(chunk_plan::NAME, args, stdin)
 }
 
 #[test]

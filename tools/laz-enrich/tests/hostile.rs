@@ -82,10 +82,9 @@ fn damaged_files_give_a_clear_error_no_output_and_stay_in_the_model() {
 
 #[test]
 fn returns_6_and_7_in_las_1_2_are_kept_exactly() {
-    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = fuzz("return-6-of-7-las12.las");
     for format in ["laz", "las"] {
         let out_dir = dir.path().join(format);

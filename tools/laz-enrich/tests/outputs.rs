@@ -3,19 +3,16 @@
 //! destinations claimed against other runs, `-j` an upper bound the budget trims,
 //! damaged headers named as such.
 
+use laz_enrich::NAME;
 use serde_json::Value;
 use std::path::Path;
 
-fn tool() -> testkit::Cmd {
-    testkit::tool("laz-enrich")
-}
-
 fn run(dir: &Path, args: &[&str]) -> (Vec<Value>, i32, String) {
-    tool().current_dir(dir).args(args).run().parts()
+    testkit::run_in(NAME, dir, args)
 }
 
 fn sec(r: &Value) -> &Value {
-    &r["laz-enrich"]
+    &r[NAME]
 }
 
 fn copy(dir: &Path, from: &str, to: &str) {
@@ -119,7 +116,7 @@ fn jobs_is_an_upper_bound_the_budget_trims() {
         "laz/ign/las_with_several_extra_byte_bloc.laz",
         "big.laz",
     );
-    let m = tool()
+    let m = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["-f", "-j", "32", "-m", "48MiB", "big.laz"])
         .run();
@@ -150,7 +147,7 @@ fn a_killed_runs_scratch_directory_is_removed_by_the_next_run() {
             .collect()
     };
     // SIGKILL once the feature passes have started: nothing can clean up.
-    let mut child = tool()
+    let mut child = testkit::tool(NAME)
         .args(["-F", "all", "--tile-points", "30000", "--temp-dir"])
         .arg(&scratch)
         .arg("-o")
@@ -201,7 +198,7 @@ fn scratch_files_go_under_tmpdir_and_need_room_there() {
     // TMPDIR names a directory that does not exist yet: the scratch directory's parent
     // is made there, so its existence after the run shows where the pass files went.
     let scratch = dir.path().join("scratch-disk");
-    tool()
+    testkit::tool(NAME)
         .current_dir(dir.path())
         .env("TMPDIR", &scratch)
         .args(["-o", "out", "a.laz"])
@@ -215,7 +212,7 @@ fn scratch_files_go_under_tmpdir_and_need_room_there() {
     assert!(dir.path().join("out/a.enriched.laz").exists());
     // --temp-dir wins over TMPDIR.
     let elsewhere = dir.path().join("elsewhere");
-    tool()
+    testkit::tool(NAME)
         .current_dir(dir.path())
         .env("TMPDIR", dir.path().join("unused"))
         .args(["-f", "-o", "out", "--temp-dir"])

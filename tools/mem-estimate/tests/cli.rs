@@ -3,10 +3,7 @@
 use testkit::{data, ndjson};
 
 fn run(args: &[&str], stdin: &str) -> testkit::Ran {
-    testkit::cmd(env!("CARGO_BIN_EXE_mem-estimate"))
-        .args(args)
-        .stdin(stdin)
-        .run()
+    testkit::run_tool(mem_estimate::NAME, args, stdin)
 }
 
 #[test]

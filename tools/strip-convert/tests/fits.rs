@@ -19,10 +19,9 @@ fn py_in(py: &Path, dir: &Path, code: &str) -> String {
 
 #[test]
 fn cfa_planes_equal_numpy_slicing_for_every_bitpix_pattern_and_odd_size() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // One frame per stored type (uint16 and int16+BSCALE through BZERO/BSCALE), odd sizes.
     py_in(
@@ -100,10 +99,9 @@ print(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1)))
 
 #[test]
 fn each_normalisation_equals_its_formula() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     py_in(
         &py,
@@ -156,10 +154,9 @@ print(worst)
 
 #[test]
 fn stacks_equal_numpy_and_astropy_references() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     py_in(
         &py,
@@ -255,10 +252,9 @@ print(np.max(np.abs(got - want) / np.abs(want)), int(rej.sum()))
 
 #[test]
 fn every_sample_file_is_read_or_refused_clearly() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     for f in [
         "arange",
@@ -369,10 +365,9 @@ print('ok')
 
 #[test]
 fn a_stack_of_frames_twenty_times_the_budget_stays_under_it_with_the_same_result() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // 60 frames of 2048x1024 float32: 480 MiB against a 24 MiB budget.
     py_in(
@@ -417,10 +412,9 @@ for i in range(60):
 
 #[test]
 fn weighted_stacks_equal_numpy_inverse_variance_averages() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // Frames of very different noise (and levels, for the normalised case): weighting
     // changes the result by far more than the tolerance.
@@ -510,10 +504,9 @@ print(np.max(np.abs(got - want) / np.abs(want)), np.max(np.abs(plain - want) / n
 
 #[test]
 fn the_fits_stack_cost_model_is_within_20_percent_of_the_measured_peak() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // 40 frames of 1024x512 float32 (80 MiB); blocks from a few rows to a few dozen.
     py_in(

@@ -5,10 +5,9 @@
 
 #[test]
 fn predicted_peak_is_within_20_percent_of_measured() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let rgb = dir.path().join("rgb.tif");
     let gray = dir.path().join("gray16.tif");
     testkit::run_python(
@@ -54,10 +53,9 @@ tifffile.imwrite(sys.argv[2], g.astype(np.uint16), tile=(128, 128))
 
 #[test]
 fn budget_holds() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("wide.tif");
     testkit::run_python(
         &py,
@@ -84,10 +82,9 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=16)
 
 #[test]
 fn without_a_budget_the_plan_takes_the_efficient_tile_with_every_thread() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("rgb.tif");
     testkit::run_python(
         &py,

@@ -6,17 +6,14 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn tool() -> testkit::Cmd {
-    testkit::tool("strip-convert")
-}
+use strip_convert::NAME;
 
 fn run(dir: &Path, args: &[&str]) -> (Vec<Value>, i32, String) {
-    tool().current_dir(dir).args(args).run().parts()
+    testkit::run_in(NAME, dir, args)
 }
 
 fn sec(r: &Value) -> &Value {
-    &r["strip-convert"]
+    &r[NAME]
 }
 
 fn small_tiff(dir: &Path, name: &str) -> PathBuf {
@@ -98,7 +95,7 @@ fn a_destination_another_run_writes_is_skipped_and_says_who() {
 fn temporaries_of_a_killed_run_are_removed_by_the_next() {
     let dir = testkit::tempdir();
     small_tiff(dir.path(), "a.tif");
-    let mut child = tool()
+    let mut child = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["--xml", "/dev/null", "a.tif"])
         .spawn();
@@ -190,7 +187,7 @@ tifffile.imwrite(sys.argv[1], a.astype(np.uint8), rowsperstrip=64)
 "#,
         &[wide.to_str().unwrap()],
     );
-    let m = tool()
+    let m = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["-f", "-j", "16", "-m", "64MiB", "wide.tif"])
         .run();
@@ -231,7 +228,7 @@ fn each_page_record_is_written_when_its_page_is_done() {
     // tool still runs.
     let big = dir.path().join("mixed.tif");
     write_mixed(&big);
-    let mut child = tool()
+    let mut child = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["-j", "1", "mixed.tif"])
         .spawn_piped();
@@ -318,7 +315,7 @@ fn chunk_plan_and_the_tool_agree_on_single_strip_uncompressed_tiffs() {
         "{p}"
     );
     // The tool, fed that record, plans the same.
-    let conv = tool()
+    let conv = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["-n", "-j", "2"])
         .stdin(format!("{planned}\n"))

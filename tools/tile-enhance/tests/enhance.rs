@@ -82,10 +82,9 @@ fn diff(py: &Path, a: &Path, b: &Path) -> (i64, f64) {
 
 #[test]
 fn default_chain_and_each_point_step_match_pillow() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let inputs = [
         dir.path().join("rgb8.tif"),
@@ -141,10 +140,9 @@ fn default_chain_and_each_point_step_match_pillow() {
 
 #[test]
 fn default_chain_uses_one_statistics_pass() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let out = dir.path().join("o");
     let (r, code) = enhance(&[
@@ -159,10 +157,9 @@ fn default_chain_uses_one_statistics_pass() {
 
 #[test]
 fn tiled_equals_untiled_bit_for_bit() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let inputs = [
         "gray8.tif",
@@ -265,10 +262,10 @@ print(int(d.max()), float(d.mean()))
 
 #[test]
 fn filters_match_scipy_and_resize_matches_pillow() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL", "scipy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL", "scipy"])
+    else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     // (input, our flags, reference op, max error allowed, mean error allowed)
     let cases: &[(&str, &[&str], &str, i64, f64)] = &[
@@ -334,10 +331,10 @@ fn filters_match_scipy_and_resize_matches_pillow() {
 
 #[test]
 fn metadata_depth_and_alpha_survive() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL", "imagecodecs"])
+    else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let d = dir.path();
     let o = d.join("m");
@@ -425,10 +422,9 @@ print('ok')
 
 #[test]
 fn uniform_and_full_range_images() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let o = dir.path().join("u");
     for (input, flags) in [
