@@ -206,20 +206,20 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    Cli::augment_args(Command::new(NAME))
-        .version(env!("CARGO_PKG_VERSION"))
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .about("Comic archives (CBZ) packed, unpacked, listed and edited in constant memory; scanned PDFs to CBZ")
-        .long_about(
-            "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
+    membudget::cli::tool_command::<Cli>(
+        NAME,
+        env!("CARGO_PKG_VERSION"),
+        "Comic archives (CBZ) packed, unpacked, listed and edited in constant memory; scanned PDFs to CBZ",
+        "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
              stdin) and writes one NDJSON record per input (list and unpack --emit-records: \
              one per entry or page) with a `cbz-stream` section. Archives are read and \
              written one entry at a time through a fixed buffer, so memory does not grow \
              with their size. Outputs are written under a temporary name and renamed into \
              place once verified; existing outputs are skipped unless --force; a bad \
              input gets an error record and the run goes on.",
-        )
+    )
+.subcommand_required(true)
+.arg_required_else_help(true)
 }
 
 /// Run on parsed arguments.

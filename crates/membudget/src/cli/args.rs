@@ -178,6 +178,21 @@ impl OutputArgs {
     }
 }
 
+/// A tool's clap command: the arguments of `A`, then its name, version, about and long
+/// about. Set after the arguments: clap takes a struct's doc comment as `about`, and the
+/// tool's own must win.
+pub fn tool_command<A: Args>(
+    name: &'static str,
+    version: &'static str,
+    about: impl Into<clap::builder::StyledStr>,
+    long_about: impl Into<clap::builder::StyledStr>,
+) -> clap::Command {
+    A::augment_args(clap::Command::new(name))
+        .version(version)
+        .about(about.into())
+        .long_about(long_about.into())
+}
+
 /// The command line of a tool made of subcommands (`cbz-stream pack`, `tile-enhance
 /// spots`...): the subcommand, and the log flags every one of them takes.
 #[derive(Debug, Args)]
