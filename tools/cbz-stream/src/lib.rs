@@ -218,8 +218,6 @@ pub fn command() -> Command {
              place once verified; existing outputs are skipped unless --force; a bad \
              input gets an error record and the run goes on.",
     )
-.subcommand_required(true)
-.arg_required_else_help(true)
 }
 
 /// Run on parsed arguments.

@@ -53,8 +53,6 @@ pub fn command() -> Command {
              temporary name and renamed into place; existing outputs are skipped unless \
              --force; a bad input gets an error record and the run goes on.",
     )
-    .subcommand_required(true)
-    .arg_required_else_help(true)
 }
 
 /// Run on parsed arguments.
