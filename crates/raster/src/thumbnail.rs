@@ -31,7 +31,8 @@ pub const MAX_JPEG_BYTES: u64 = 256 << 20;
 /// A PNG read row by row, as 8-bit samples (palette expanded, 16 bits stripped to their
 /// high byte): [`crate::png::PngSource`] narrowed for the 8-bit thumbnailer.
 pub struct PngRows<R: BufRead + Seek> {
-    source: crate::png::PngSource<R>,
+    // Boxed: callers hold this in an enum beside small sources.
+    source: Box<crate::png::PngSource<R>>,
     /// The 16-bit rows of a 16-bit PNG, before narrowing.
     wide: Band,
     /// The iCCP profile, if any.
@@ -49,7 +50,7 @@ impl<R: BufRead + Seek> std::fmt::Debug for PngRows<R> {
 impl<R: BufRead + Seek> PngRows<R> {
     /// Open a PNG. Interlaced PNGs give no final row before the last pass: refused.
     pub fn new(r: R) -> Result<Self, Error> {
-        let source = crate::png::PngSource::new(r)?;
+        let source = Box::new(crate::png::PngSource::new(r)?);
         let icc = source.meta().icc.clone();
         Ok(PngRows {
             source,
