@@ -195,6 +195,8 @@ pub struct Measured {
     /// and, when their own high-water mark may be forgotten, by calling [`reset_peak`]
     /// before spawning. The figure can only be inflated this way, never understated.
     pub floor_bytes: u64,
+    /// Whether it was killed at [`RunOptions::timeout`].
+    pub timed_out: bool,
     /// Wall-clock time from spawn to exit.
     pub wall: Duration,
     /// User CPU time of the process and its waited-for descendants.
@@ -230,7 +232,7 @@ impl Measured {
 /// [`std::process::Child`] is then dropped without waiting (dropping never waits), so
 /// the process is reaped exactly once.
 pub fn run_measured(cmd: &mut Command) -> io::Result<Measured> {
-    run(cmd)
+    run(cmd, &RunOptions::default())
 }
 
 /// [`run_measured`] with stdout and stderr captured and stdin empty (`/dev/null`), as
@@ -240,11 +242,41 @@ pub fn run_measured_capture(cmd: &mut Command) -> io::Result<Measured> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    run(cmd)
+    run(cmd, &RunOptions::default())
+}
+
+/// What [`run_measured_with`] does beyond the command's own configuration: the one
+/// place that spawns, feeds, drains, times out and reaps a measured child, for tests,
+/// benchmarks and the fuzz and reliability harnesses alike.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Bytes written to the child's stdin (made a pipe) from a thread, so a child that
+    /// does not read cannot block us; then the pipe is closed. `None`: stdin as the
+    /// command has it (a piped one is closed at once).
+    pub stdin: Option<Vec<u8>>,
+    /// SIGKILL the child when it is still running after this; [`Measured::timed_out`]
+    /// says so.
+    pub timeout: Option<Duration>,
+    /// Kill the child's process group, not only the child (the command must put the
+    /// child in its own group, e.g. `setpgid` in `pre_exec`), so a hang goes with
+    /// everything it started.
+    pub kill_group: bool,
+    /// Most bytes kept of stdout and of stderr; the rest is read and dropped, so a
+    /// chatty child never blocks on a full pipe. `None`: everything.
+    pub keep: Option<usize>,
+}
+
+/// [`run_measured`] with stdin bytes, a time limit and an output cap ([`RunOptions`]).
+pub fn run_measured_with(cmd: &mut Command, opts: &RunOptions) -> io::Result<Measured> {
+    if opts.stdin.is_some() {
+        cmd.stdin(std::process::Stdio::piped());
+    }
+    run(cmd, opts)
 }
 
 #[cfg(unix)]
-fn run(cmd: &mut Command) -> io::Result<Measured> {
+fn run(cmd: &mut Command, opts: &RunOptions) -> io::Result<Measured> {
+    use std::io::Write;
     use std::os::unix::process::ExitStatusExt;
 
     let start = Instant::now();
@@ -252,12 +284,30 @@ fn run(cmd: &mut Command) -> io::Result<Measured> {
     // `spawn` returns once the child has exec'd (or failed to), so the high-water mark
     // folded into the child's figure is at most what is read here.
     let floor_bytes = peak_rss().unwrap_or(0);
-    drop(child.stdin.take());
+    let stdin = child.stdin.take();
+    let writer = match (stdin, opts.stdin.clone()) {
+        (Some(mut pipe), Some(data)) => Some(std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })),
+        _ => None,
+    };
+    let keep = opts.keep.unwrap_or(usize::MAX);
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         pipe.map(|mut p| {
             std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                p.read_to_end(&mut buf).map(|_| buf)
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 65536];
+                loop {
+                    match p.read(&mut buf) {
+                        Ok(0) => return Ok(kept),
+                        Ok(n) => {
+                            let room = keep.saturating_sub(kept.len());
+                            kept.extend_from_slice(&buf[..n.min(room)]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             })
         })
     };
@@ -278,19 +328,45 @@ fn run(cmd: &mut Command) -> io::Result<Measured> {
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data; wait4 fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // Without a time limit wait4 blocks; with one it polls, napping up to 20 ms.
+    let flags = if opts.timeout.is_some() {
+        libc::WNOHANG
+    } else {
+        0
+    };
+    let mut timed_out = false;
+    let mut nap = Duration::from_millis(1);
     loop {
-        // SAFETY: valid pointers to a c_int and a rusage owned by this frame.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        // SAFETY: valid pointers to a c_int and a rusage owned by this frame; pid is our
+        // own child, not reaped yet.
+        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
         if rc == pid {
             break;
         }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
         }
+        if let Some(limit) = opts.timeout {
+            if !timed_out && start.elapsed() >= limit {
+                timed_out = true;
+                let target = if opts.kill_group { -pid } else { pid };
+                // SAFETY: kill(2) on our own unreaped child (or the group it leads), so
+                // the id cannot belong to anyone else.
+                unsafe { libc::kill(target, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
     }
     let wall = start.elapsed();
     drop(child);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
 
     let join = |t: Option<JoinHandle<io::Result<Vec<u8>>>>| -> io::Result<Option<Vec<u8>>> {
         match t {
@@ -305,6 +381,7 @@ fn run(cmd: &mut Command) -> io::Result<Measured> {
         status: ExitStatus::from_raw(status),
         peak_rss_bytes: maxrss_bytes(ru.ru_maxrss),
         floor_bytes,
+        timed_out,
         wall,
         user: timeval(ru.ru_utime),
         sys: timeval(ru.ru_stime),
@@ -314,7 +391,7 @@ fn run(cmd: &mut Command) -> io::Result<Measured> {
 }
 
 #[cfg(not(unix))]
-fn run(_cmd: &mut Command) -> io::Result<Measured> {
+fn run(_cmd: &mut Command, _opts: &RunOptions) -> io::Result<Measured> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "measuring a child's peak RSS needs wait4 (Unix)",

@@ -239,10 +239,9 @@ Image.new("CMYK", (16, 16), (1, 2, 3, 4)).save(d + "/cmyk.jpg")
 
 #[test]
 fn png_and_jpeg_match_pillow() {
-    let Some(py) = testkit::python(&["PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     testkit::run_python(&py, PIL_WRITE, &[dir.path().to_str().unwrap()]);
     let mut files: Vec<PathBuf> = ["astronaut.png", "page.png", "hubble_deep_field.jpg"]
         .iter()

@@ -179,10 +179,9 @@ fn zip_made_by_zip_tool_matches_zipfile() {
 
 #[test]
 fn zip_made_by_zipfile_flags_zip_slip_and_bombs() {
-    let Some(py) = testkit::python(&[]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&[]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let path = dir.path().join("hostile.cbz");
     testkit::run_python(&py, MAKE_ZIPFILE, &[path.to_str().unwrap()]);
     let want = check_zip_against_python(&py, &path);
@@ -198,10 +197,9 @@ fn zip_made_by_zipfile_flags_zip_slip_and_bombs() {
 /// A central directory claiming an entry no DEFLATE stream can produce is hostile.
 #[test]
 fn impossible_zip_claims_are_hostile() {
-    let Some(py) = testkit::python(&[]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&[]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let path = dir.path().join("ok.zip");
     testkit::run_python(
         &py,

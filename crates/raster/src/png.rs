@@ -3,8 +3,7 @@
 //! writes through the `png` crate's stream writer. ICC profile (iCCP), resolution (pHYs
 //! in metres) and alpha travel in [`Meta`]. Memory: one row each way.
 //!
-//! (`crate::thumbnail::PngRows` reads 8-bit rows for the box-filter thumbnailer; this one
-//! keeps every bit, for tools whose output must have the input's depth.)
+//! (`crate::thumbnail::PngRows` narrows it to 8-bit rows for the thumbnailer.)
 
 use crate::tiff::{Colour, Extra, Resolution};
 use crate::write::{Meta, RowSink};

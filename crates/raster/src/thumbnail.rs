@@ -28,11 +28,13 @@ use std::path::Path;
 /// JPEG 2000 resolution level decoded whole.
 pub const MAX_JPEG_BYTES: u64 = 256 << 20;
 
-/// A PNG read row by row, as 8-bit samples (palette expanded, 16 bits stripped).
+/// A PNG read row by row, as 8-bit samples (palette expanded, 16 bits stripped to their
+/// high byte): [`crate::png::PngSource`] narrowed for the 8-bit thumbnailer.
 pub struct PngRows<R: BufRead + Seek> {
-    reader: png::Reader<R>,
-    geometry: Geometry,
-    next: u32,
+    // Boxed: callers hold this in an enum beside small sources.
+    source: Box<crate::png::PngSource<R>>,
+    /// The 16-bit rows of a 16-bit PNG, before narrowing.
+    wide: Band,
     /// The iCCP profile, if any.
     pub icc: Option<Vec<u8>>,
 }
@@ -40,44 +42,19 @@ pub struct PngRows<R: BufRead + Seek> {
 impl<R: BufRead + Seek> std::fmt::Debug for PngRows<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PngRows")
-            .field("geometry", &self.geometry)
+            .field("geometry", &self.geometry())
             .finish()
     }
-}
-
-fn png_err(e: png::DecodingError) -> Error {
-    let kind = match e {
-        png::DecodingError::LimitsExceeded => ErrorKind::Hostile,
-        _ => ErrorKind::Corrupt,
-    };
-    Error::new(kind, format!("PNG: {e}"))
 }
 
 impl<R: BufRead + Seek> PngRows<R> {
     /// Open a PNG. Interlaced PNGs give no final row before the last pass: refused.
     pub fn new(r: R) -> Result<Self, Error> {
-        let mut dec = png::Decoder::new_with_limits(r, png::Limits { bytes: 64 << 20 });
-        dec.set_transformations(png::Transformations::normalize_to_color8());
-        dec.set_ignore_text_chunk(true);
-        let reader = dec.read_info().map_err(png_err)?;
-        let info = reader.info();
-        if info.interlaced {
-            return Err(Error::unsupported(
-                "PNG: interlaced images are not read row by row",
-            ));
-        }
-        let icc = info.icc_profile.as_ref().map(|p| p.to_vec());
-        let (ct, _) = reader.output_color_type();
-        let geometry = Geometry {
-            width: info.width,
-            height: info.height,
-            comps: ct.samples(),
-            sample_bytes: 1,
-        };
+        let source = Box::new(crate::png::PngSource::new(r)?);
+        let icc = source.meta().icc.clone();
         Ok(PngRows {
-            reader,
-            geometry,
-            next: 0,
+            source,
+            wide: Band::default(),
             icc,
         })
     }
@@ -85,33 +62,24 @@ impl<R: BufRead + Seek> PngRows<R> {
 
 impl<R: BufRead + Seek> RowSource for PngRows<R> {
     fn geometry(&self) -> Geometry {
-        self.geometry
+        Geometry {
+            sample_bytes: 1,
+            ..self.source.geometry()
+        }
     }
     fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
-        if y0 != self.next {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "PNG rows are read in order",
-            ));
+        if self.source.geometry().sample_bytes == 1 {
+            return self.source.read_band(y0, rows, band);
         }
-        let g = self.geometry;
+        self.source.read_band(y0, rows, &mut self.wide)?;
+        let g = self.geometry();
         band.shape(y0, rows, g.width, g.comps, 1);
-        for r in 0..rows as usize {
-            let row = self
-                .reader
-                .next_row()
-                .map_err(png_err)?
-                .ok_or_else(|| Error::corrupt("PNG: fewer rows than its header says"))?;
-            let data = row.data();
-            let w = g.width as usize;
-            for (c, plane) in band.planes.iter_mut().enumerate() {
-                let out = &mut plane[r * w..(r + 1) * w];
-                for (x, o) in out.iter_mut().enumerate() {
-                    *o = data[x * g.comps + c];
-                }
+        for (out, wide) in band.planes.iter_mut().zip(&self.wide.planes) {
+            for (o, v) in out.iter_mut().zip(wide.chunks_exact(2)) {
+                // The high byte, as the png crate's STRIP_16 keeps it.
+                *o = (u16::from_ne_bytes([v[0], v[1]]) >> 8) as u8;
             }
         }
-        self.next += rows;
         Ok(())
     }
 }
@@ -863,5 +831,57 @@ mod tests {
         assert_eq!(m.reads, (0..h).step_by(16).collect::<Vec<_>>());
         let c = t.crop(90, 50, 20, 20);
         assert_eq!((c.width, c.height, c.pixels.len()), (10, 10, 100));
+    }
+
+    /// PngRows gives what the png crate's own 8-bit normalisation gives, for 16-bit
+    /// colour with alpha, 16-bit grey and a palette with transparency.
+    #[test]
+    fn png_rows_equal_the_png_crates_8_bit_rows() {
+        let (w, h) = (7u32, 5u32);
+        let cases: Vec<(png::ColorType, png::BitDepth, Vec<u8>)> = vec![
+            (
+                png::ColorType::Rgba,
+                png::BitDepth::Sixteen,
+                (0..w * h * 8).map(|i| (i * 37 % 251) as u8).collect(),
+            ),
+            (
+                png::ColorType::Grayscale,
+                png::BitDepth::Sixteen,
+                (0..w * h * 2).map(|i| (i * 91 % 253) as u8).collect(),
+            ),
+            (
+                png::ColorType::Indexed,
+                png::BitDepth::Eight,
+                (0..w * h).map(|i| (i % 3) as u8).collect(),
+            ),
+        ];
+        for (ct, depth, data) in cases {
+            let mut file = Vec::new();
+            {
+                let mut e = png::Encoder::new(&mut file, w, h);
+                e.set_color(ct);
+                e.set_depth(depth);
+                if ct == png::ColorType::Indexed {
+                    e.set_palette(vec![10, 20, 30, 40, 50, 60, 70, 80, 90]);
+                    e.set_trns(vec![255, 0]);
+                }
+                e.write_header().unwrap().write_image_data(&data).unwrap();
+            }
+            let mut dec = png::Decoder::new(std::io::Cursor::new(&file));
+            dec.set_transformations(png::Transformations::normalize_to_color8());
+            let mut reader = dec.read_info().unwrap();
+            let mut want = vec![0; reader.output_buffer_size().unwrap()];
+            let info = reader.next_frame(&mut want).unwrap();
+            want.truncate(info.buffer_size());
+            let mut rows = PngRows::new(std::io::Cursor::new(&file)).unwrap();
+            let g = rows.geometry();
+            let mut band = Band::default();
+            rows.read_band(0, h, &mut band).unwrap();
+            let mut got = Vec::new();
+            for i in 0..(w * h) as usize {
+                got.extend((0..g.comps).map(|c| band.planes[c][i]));
+            }
+            assert_eq!(got, want, "{ct:?} {depth:?}");
+        }
     }
 }

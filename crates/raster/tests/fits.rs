@@ -46,10 +46,9 @@ fn read_all(r: &mut FitsReader) -> Vec<f64> {
 
 #[test]
 fn every_sample_file_reads_as_astropy_or_is_refused() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let tmp = dir.path().join("v.bin");
     // (file, HDU astropy reads for the default selection, or None: refused)
     let cases: &[(&str, Option<usize>)] = &[
@@ -110,10 +109,9 @@ fn every_sample_file_reads_as_astropy_or_is_refused() {
 /// `data[k]`.
 #[test]
 fn cube_planes_equal_astropy_slices() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let path = testkit::data("fits/arange.fits");
     let want = astropy_values(&py, &path, 0, &dir.path().join("v.bin"));
     let mut r = FitsReader::open(&path, &HduSel::FirstImage).unwrap();
@@ -136,10 +134,9 @@ fn cube_planes_equal_astropy_slices() {
 /// the next row; the wrapper takes x and y by name and refuses ranges outside.
 #[test]
 fn regions_take_x_then_y_and_never_wrap() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let path = testkit::data("fits/o4sp040b0_raw.fits");
     let want = astropy_values(&py, &path, 1, &dir.path().join("v.bin"));
     let mut r = FitsReader::open(&path, &HduSel::Name("sci".into())).unwrap();
@@ -167,10 +164,9 @@ fn regions_take_x_then_y_and_never_wrap() {
 /// astropy; tile-compressed output too.
 #[test]
 fn written_files_read_back_in_astropy() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = testkit::data("fits/fixed-1890.fits");
     let mut r = FitsReader::open(&src, &HduSel::FirstImage).unwrap();
     let info = r.info().clone();

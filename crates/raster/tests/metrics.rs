@@ -20,10 +20,9 @@ print(json.dumps({"ssim": float(s), "mse": float(mean_squared_error(a, b)),
 
 #[test]
 fn metrics_agree_with_scikit_image() {
-    let Some(py) = testkit::python(&["numpy", "skimage"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "skimage"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let mut rng = Rng::new(8);
     for (w, h, peak) in [(32usize, 20usize, 255.0), (9, 7, 255.0), (40, 33, 65535.0)] {
         // A smooth ramp with noise added: an SSIM well inside (0, 1).

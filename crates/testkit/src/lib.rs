@@ -6,7 +6,9 @@
 //! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails the test. Under plain
 //! `cargo test` a test whose validator is missing prints `skipped: ...` and passes.
 
+pub mod cmd;
 pub mod rng;
+pub use cmd::{cmd, pipe, run_in, run_tool, tool, Cmd, Ran};
 pub use rng::Rng;
 
 use std::path::{Path, PathBuf};
@@ -151,6 +153,12 @@ pub fn python(modules: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// The usual fixture of a validator test: [`python`] with `modules` and a fresh
+/// temporary directory for the files it writes and reads; `None` as [`python`] says.
+pub fn python_and_tempdir(modules: &[&str]) -> Option<(PathBuf, TempDir)> {
+    python(modules).map(|py| (py, tempdir()))
+}
+
 /// Run a Python snippet with arguments; panics with its stderr if it fails. Returns stdout.
 pub fn run_python(py: &Path, code: &str, args: &[&str]) -> String {
     let out = Command::new(py)
@@ -177,12 +185,15 @@ pub fn python_records(py: &Path, code: &str, files: &[PathBuf]) -> Vec<serde_jso
 
 /// Panic with the command's stderr unless it succeeded.
 pub fn check(out: &Output, what: &str) {
+    check_parts(&out.status, &out.stdout, &out.stderr, what);
+}
+
+fn check_parts(status: &std::process::ExitStatus, stdout: &[u8], stderr: &[u8], what: &str) {
     assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "{what} failed ({status}):\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(stdout),
+        String::from_utf8_lossy(stderr)
     );
 }
 
@@ -202,97 +213,32 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Run `program` with `args`, feeding `stdin`, and collect its output.
 pub fn run_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    run_cmd(cmd, stdin)
+    cmd(program).args(args).stdin(stdin).run().output()
 }
 
 /// As [`run_stdin`], with arguments and stdin as bytes (paths need not be UTF-8).
 pub fn run_bytes<A: AsRef<std::ffi::OsStr>>(program: &Path, args: &[A], stdin: &[u8]) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    run_cmd_reporting(cmd, stdin.to_vec(), &Default::default())
+    cmd(program).args(args).stdin(stdin).run().output()
 }
 
 /// As [`run_stdin`], but a run that has not ended after `bound` is killed and the test
 /// panics: for inputs that could make a tool hang (FIFOs, hostile files). A hang guard,
 /// generous on purpose, not a speed requirement.
 pub fn run_bounded(program: &Path, args: &[&str], stdin: &str, bound: Duration) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let what = format!("{} {args:?}", program.display());
-    // The child's pid, to kill it on a hang; run_cmd reports it before waiting.
-    let pid = std::sync::Arc::new(std::sync::Mutex::new(None::<u32>));
-    let pid2 = pid.clone();
-    let stdin = stdin.as_bytes().to_vec();
-    std::thread::spawn(move || {
-        let _ = tx.send(run_cmd_reporting(cmd, stdin, &pid2));
-    });
-    match rx.recv_timeout(bound) {
-        Ok(out) => out,
-        Err(_) => {
-            if let Some(p) = *pid.lock().unwrap_or_else(|e| e.into_inner()) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &p.to_string()])
-                    .status();
-            }
-            panic!("{what} still running after {bound:?}: it hangs");
-        }
-    }
+    cmd(program)
+        .args(args)
+        .stdin(stdin)
+        .bound(bound)
+        .run()
+        .output()
 }
 
 /// Run `cmd` (its stdin as the caller set it up), collect its output, and measure its
-/// peak RSS in bytes: `ru_maxrss` of `wait4` on this very child, so other children of the
-/// test process (parallel tests, cargo) do not count.
-// Reaped by wait4, which std's Child does not know about.
-#[allow(clippy::zombie_processes)]
-pub fn run_peak(mut cmd: Command) -> (Output, u64) {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for this child, which std has not
-    // reaped (Child::wait is never called on it).
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
-        assert!(pid > 0, "wait4: {}", std::io::Error::last_os_error());
-        usage
-    };
-    let output = Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    };
-    // Linux reports ru_maxrss in KiB.
-    (output, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
+/// peak RSS in bytes (see [`Ran::peak_rss`]).
+pub fn run_peak(cmd: Command) -> (Output, u64) {
+    let ran = Cmd::from(cmd).keep_stdin().run();
+    let peak = ran.peak_rss;
+    (ran.output(), peak)
 }
 
 /// A command running `program` as an unprivileged user (`nobody`, through `setpriv`)
@@ -314,33 +260,7 @@ pub fn unprivileged(program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// Run `cmd` with piped stdio, feeding `stdin`, and collect its output.
 pub fn run_cmd(cmd: Command, stdin: &str) -> Output {
-    run_cmd_reporting(cmd, stdin.as_bytes().to_vec(), &Default::default())
-}
-
-fn run_cmd_reporting(
-    mut cmd: Command,
-    stdin: Vec<u8>,
-    pid: &std::sync::Mutex<Option<u32>>,
-) -> Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let program = cmd.get_program().to_owned();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.to_string_lossy()));
-    *pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin;
-    // Write from a thread so a child that does not read stdin cannot deadlock us.
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("wait");
-    let _ = writer.join();
-    out
+    Cmd::from(cmd).stdin(stdin).run().output()
 }
 
 /// A minimal JPEG 2000 codestream main header (SOC, SIZ, COD, QCD, SOT) of a `w` x `h`

@@ -116,17 +116,34 @@ fn cargo() -> std::ffi::OsString {
 
 /// Build the release binaries of `packages` and return the directory holding them.
 fn build_release(root: &Path, packages: &[&str]) -> Result<PathBuf> {
+    build_profile(root, "release", packages)
+}
+
+/// Build `packages` (named as their binaries) in cargo profile `profile` and return the
+/// directory holding the binaries.
+fn build_profile(root: &Path, profile: &str, packages: &[&str]) -> Result<PathBuf> {
     let mut cmd = std::process::Command::new(cargo());
     cmd.current_dir(root)
-        .args(["build", "--release", "--quiet"]);
+        .args(["build", "--quiet", "--profile", profile]);
     for p in packages {
         cmd.args(["-p", p]);
     }
-    eprintln!("xtask: cargo build --release -p {}", packages.join(" -p "));
+    eprintln!(
+        "xtask: cargo build --profile {profile} -p {}",
+        packages.join(" -p ")
+    );
     let st = cmd.status().context("running cargo build")?;
-    anyhow::ensure!(st.success(), "cargo build --release failed ({st})");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    anyhow::ensure!(
+        st.success(),
+        "cargo build --profile {profile} failed ({st})"
+    );
+    // Cargo's dev profile builds into target/debug, every other into target/<name>.
+    Ok(target_dir(root).join(if profile == "dev" { "debug" } else { profile }))
+}
+
+/// The target directory: `$CARGO_TARGET_DIR`, else `target` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release"))
+        .unwrap_or_else(|| root.join("target"))
 }

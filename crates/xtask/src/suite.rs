@@ -67,9 +67,7 @@ const FUZZ_SECONDS: &str = "8";
 /// the workspace's target directory so the libraries are not built twice. True when
 /// nothing was found.
 fn fuzz_briefly(root: &Path) -> Result<bool> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let mut cmd = Command::new(crate::cargo());
     cmd.current_dir(root.join("fuzz"))
         .args([

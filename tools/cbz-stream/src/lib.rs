@@ -20,7 +20,7 @@ pub mod unpack;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
-use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, OutputArgs, Status};
 use membudget::{Error, Record};
 use std::path::{Path, PathBuf};
 
@@ -28,13 +28,7 @@ use std::path::{Path, PathBuf};
 pub const NAME: &str = "cbz-stream";
 
 /// The command line.
-#[derive(Debug, Args)]
-pub struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-    #[command(flatten)]
-    log: LogArgs,
-}
+pub type Cli = membudget::cli::SubcommandArgs<Cmd>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -212,20 +206,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    Cli::augment_args(Command::new(NAME))
-        .version(env!("CARGO_PKG_VERSION"))
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .about("Comic archives (CBZ) packed, unpacked, listed and edited in constant memory; scanned PDFs to CBZ")
-        .long_about(
-            "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
+    membudget::cli::tool_command::<Cli>(
+        NAME,
+        env!("CARGO_PKG_VERSION"),
+        "Comic archives (CBZ) packed, unpacked, listed and edited in constant memory; scanned PDFs to CBZ",
+        "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
              stdin) and writes one NDJSON record per input (list and unpack --emit-records: \
              one per entry or page) with a `cbz-stream` section. Archives are read and \
              written one entry at a time through a fixed buffer, so memory does not grow \
              with their size. Outputs are written under a temporary name and renamed into \
              place once verified; existing outputs are skipped unless --force; a bad \
              input gets an error record and the run goes on.",
-        )
+    )
 }
 
 /// Run on parsed arguments.

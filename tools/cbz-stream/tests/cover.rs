@@ -41,10 +41,9 @@ print(json.dumps({"size": thumb.size, "mode": thumb.mode, "max": max(b[1] for b 
 
 #[test]
 fn cover_matches_pillow_box_resize() {
-    let Some(py) = testkit::python(&["PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("p");
     // A smooth JPEG page: sharp edges would measure chroma upsampling, not the scaler.
     std::fs::create_dir_all(&src).unwrap();

@@ -60,10 +60,9 @@ fn entry<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 
 #[test]
 fn edit_removes_moves_inserts_drops_junk_and_copies_raw() {
-    let Some(py) = testkit::python(&["PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let a = dir.path().join("c.cbz");
     testkit::run_python(&py, MAKE, &[a.to_str().unwrap()]);
     let before = read(&py, &a);
@@ -180,10 +179,9 @@ fn parts(dir: &Path) -> Vec<String> {
 /// complete edit, opens and verifies; the next run leaves no temporary file.
 #[test]
 fn sigkill_never_harms_the_original() {
-    let Some(py) = testkit::python(&["zipfile"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["zipfile"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("pages");
     // Big enough that an edit takes a while (about 40 MB).
     for i in 0..40 {

@@ -291,13 +291,7 @@ fn unpack_records_through_a_stage_into_pack() {
         x = dir.path().join("x").display(),
         b = b.display()
     );
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    testkit::check(&out, "pipe");
-    let r = testkit::ndjson(&out.stdout);
+    let r = testkit::cmd("sh").arg("-c").arg(&script).ok().records();
     assert_eq!(r.len(), 1);
     assert_eq!(r[0]["cbz-stream"]["pages"], 12);
     let Some(z) = python_zip(&b) else { return };

@@ -127,10 +127,9 @@ open(p, "wb").write(bytes(b))
 
 #[test]
 fn hostile_archives_give_error_records_and_write_nothing() {
-    let Some(py) = testkit::python(&["zipfile"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["zipfile"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let arch = dir.path().join("in");
     std::fs::create_dir(&arch).unwrap();
     testkit::run_python(&py, HOSTILE, &[arch.to_str().unwrap()]);

@@ -60,12 +60,11 @@ fn tool_names() -> clap::builder::PossibleValuesParser {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    // Arguments first: clap takes a struct doc comment as `about`, and ours must win.
-    Opts::augment_args(Command::new(NAME))
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Turn a memory budget into chunk geometry and worker counts per record")
-        .long_about(
-            "Reads manifest records (from mem-estimate) or plain paths, and writes each \
+    membudget::cli::tool_command::<Opts>(
+        NAME,
+        env!("CARGO_PKG_VERSION"),
+        "Turn a memory budget into chunk geometry and worker counts per record",
+        "Reads manifest records (from mem-estimate) or plain paths, and writes each \
                  record back with a `plan` section: for each tool that can process the input \
                  (or each --for tool), the largest chunk and the most workers whose predicted \
                  peak RSS fits the budget. A record no tool can fit becomes an error record \
@@ -76,12 +75,12 @@ pub fn command() -> Command {
                  plans what `strip-convert --profile bnf` runs. The plan records them under \
                  `options`, and the tool uses the plan (its tile and workers) only when its \
                  own options and budget are the same; otherwise it plans again and says why.",
-        )
-        .after_help(
-            "Exit status: 0 all planned, 1 some inputs failed, 2 usage or fatal error, \
+    )
+    .after_help(
+        "Exit status: 0 all planned, 1 some inputs failed, 2 usage or fatal error, \
                  3 the budget cannot be met for some input.\n\n\
                  Example: find scans -name '*.tif' | mem-estimate | chunk-plan -m 256MiB -v",
-        )
+    )
 }
 
 /// The models to plan for (`--for` ones, or all), made with the tools' options.
@@ -244,12 +243,4 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         }
     }
     Ok(out.status())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn command_is_valid() {
-        super::command().debug_assert();
-    }
 }

@@ -3,12 +3,8 @@
 
 use testkit::{data, ndjson};
 
-fn run(args: &[&str], stdin: &str) -> std::process::Output {
-    testkit::run_stdin(
-        std::path::Path::new(env!("CARGO_BIN_EXE_chunk-plan")),
-        args,
-        stdin,
-    )
+fn run(args: &[&str], stdin: &str) -> testkit::Ran {
+    testkit::run_tool(chunk_plan::NAME, args, stdin)
 }
 
 #[test]

@@ -3,16 +3,16 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn tool() -> Command {
-    Command::new(testkit::bin("laz-enrich"))
+fn tool() -> testkit::Cmd {
+    testkit::tool("laz-enrich")
 }
 
 fn run(args: &[&str]) -> (Output, Vec<Value>) {
-    let out = tool().args(args).output().expect("run laz-enrich");
-    let records = testkit::ndjson(&out.stdout);
-    (out, records)
+    let ran = tool().args(args).run();
+    let records = ran.records();
+    (ran.output(), records)
 }
 
 fn section(r: &Value) -> &Value {
@@ -79,10 +79,9 @@ const NAMES: &str = "planarity,linearity,sphericity,verticality,eigenvalue1,eige
 
 #[test]
 fn features_match_jakteristics_across_tile_borders() {
-    let Some(py) = testkit::python(&["laspy", "lazrs", "jakteristics"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs", "jakteristics"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = ign("test_data_77050_627755_LA93_IGN69.laz");
     let out_dir = dir.path().join("out");
     // Small tiles: most points' neighbourhoods are cut by some tile border.
@@ -107,10 +106,9 @@ fn features_match_jakteristics_across_tile_borders() {
 
 #[test]
 fn copc_and_old_versions_read_back() {
-    let Some(py) = testkit::python(&["laspy", "lazrs", "jakteristics"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs", "jakteristics"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     for (name, r) in [
         ("laz/autzen.copc.laz", "5.0"),
         ("laz/32-1-472-150-76.laz", "1.0"),
@@ -203,10 +201,9 @@ fn peak_rss_stays_under_the_budget_and_near_the_model() {
 
 #[test]
 fn neighbour_files_give_the_features_of_the_merged_cloud() {
-    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let tiles_dir = dir.path().join("tiles");
     std::fs::create_dir_all(&tiles_dir).unwrap();
     let names: Vec<String> = [
@@ -252,15 +249,14 @@ first.write(out)
     ]);
     testkit::check(&out, "laz-enrich merged");
     let merged_out = section(&recs[0])["output"].as_str().unwrap().to_string();
-    let mut cmd = tool();
-    cmd.args(["-F", feats, "--neighbours"])
+    let recs = tool()
+        .args(["-F", feats, "--neighbours"])
         .arg(&tiles_dir)
         .arg("-o")
         .arg(&out_dir)
-        .args(names.iter().map(|n| tiles_dir.join(n)));
-    let out = cmd.output().unwrap();
-    testkit::check(&out, "laz-enrich --neighbours");
-    let recs = testkit::ndjson(&out.stdout);
+        .args(names.iter().map(|n| tiles_dir.join(n)))
+        .ok()
+        .records();
     assert_eq!(recs.len(), 6);
     let mut outputs = Vec::new();
     for r in &recs {
@@ -399,10 +395,9 @@ fn existing_outputs_are_skipped_unless_forced() {
 
 #[test]
 fn a_directory_tree_is_mirrored_with_its_sidecars() {
-    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = dir.path().join("in");
     std::fs::create_dir_all(input.join("a/b")).unwrap();
     std::fs::copy(testkit::data("laz/autzen.laz"), input.join("a/x.laz")).unwrap();
@@ -459,10 +454,9 @@ assert (dot[fin] >= 0).all(), "normals not oriented towards the viewpoint"
 
 #[test]
 fn height_above_ground_is_the_nearest_ground_across_tiles() {
-    let Some(py) = testkit::python(&["laspy", "lazrs", "scipy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs", "scipy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = ign("test_data_77050_627755_LA93_IGN69.laz");
     let (out, recs) = run(&[
         "-F",
@@ -506,10 +500,9 @@ assert (got[ground] == 0).all(), "a ground point is its own nearest ground"
 
 #[test]
 fn knn_features_are_exact_across_tiles() {
-    let Some(py) = testkit::python(&["laspy", "lazrs", "scipy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs", "scipy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = ign("test_data_77050_627755_LA93_IGN69.laz");
     let feats =
         "planarity,linearity,sphericity,eigenvalue1,eigenvalue3,number_of_neighbors,density";
@@ -569,10 +562,9 @@ assert np.allclose(np.asarray(b["density"])[ok], dens[ok], rtol=1e-5)
 
 #[test]
 fn ign_building_features_across_tiles() {
-    let Some(py) = testkit::python(&["laspy", "lazrs", "scipy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs", "scipy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = ign("test_data_77055_627755_LA93_IGN69.laz");
     let (out, recs) = run(&[
         "--names",
@@ -676,10 +668,9 @@ las.write(sys.argv[1])
 
 #[test]
 fn output_headers_keep_every_input_field_and_exact_bounds() {
-    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let mut inputs: Vec<PathBuf> = [
         "laz/autzen.laz",
         "laz/autzen.las",

@@ -2,26 +2,15 @@
 //! and signals: an error record, no output, no temporary left, memory within the model.
 
 use membudget::cost::laz_features::LazFeatures;
-use membudget::monitor::{reset_peak, run_measured_capture, Measured};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn tool() -> Command {
-    Command::new(testkit::bin("laz-enrich"))
+fn tool() -> testkit::Cmd {
+    testkit::tool("laz-enrich")
 }
 
 fn fuzz(name: &str) -> PathBuf {
     testkit::data(&format!("fuzz/laz-enrich/{name}"))
-}
-
-/// Run measured; returns the measurement and the records.
-fn measured(cmd: &mut Command) -> (Measured, Vec<Value>) {
-    reset_peak();
-    let m = run_measured_capture(cmd).expect("run laz-enrich");
-    let recs = testkit::ndjson(m.stdout.as_deref().unwrap_or_default());
-    (m, recs)
 }
 
 /// Every entry of `dir` (none when it does not exist).
@@ -58,13 +47,13 @@ fn damaged_files_give_a_clear_error_no_output_and_stay_in_the_model() {
     for (name, says) in cases {
         let input = fuzz(name);
         let out_dir = dir.path().join(name);
-        let (m, recs) = measured(
-            tool()
-                .args(["-R", "1", "-f", "-o"])
-                .arg(&out_dir)
-                .arg(&input),
-        );
-        let stderr = String::from_utf8_lossy(m.stderr.as_deref().unwrap_or_default());
+        let m = tool()
+            .args(["-R", "1", "-f", "-o"])
+            .arg(&out_dir)
+            .arg(&input)
+            .run();
+        let recs = m.records();
+        let stderr = m.stderr_text();
         assert_eq!(m.status.code(), Some(1), "{name}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         assert_eq!(recs.len(), 1, "{name}");
@@ -93,21 +82,20 @@ fn damaged_files_give_a_clear_error_no_output_and_stay_in_the_model() {
 
 #[test]
 fn returns_6_and_7_in_las_1_2_are_kept_exactly() {
-    let Some(py) = testkit::python(&["laspy", "lazrs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["laspy", "lazrs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let input = fuzz("return-6-of-7-las12.las");
     for format in ["laz", "las"] {
         let out_dir = dir.path().join(format);
-        let (m, recs) = measured(
-            tool()
-                .args(["-F", "planarity,number_of_neighbors", "--format", format])
-                .arg("-o")
-                .arg(&out_dir)
-                .arg(&input),
-        );
-        let stderr = String::from_utf8_lossy(m.stderr.as_deref().unwrap_or_default());
+        let m = tool()
+            .args(["-F", "planarity,number_of_neighbors", "--format", format])
+            .arg("-o")
+            .arg(&out_dir)
+            .arg(&input)
+            .run();
+        let recs = m.records();
+        let stderr = m.stderr_text();
         assert_eq!(m.status.code(), Some(0), "{stderr}");
         let s = &recs[0]["laz-enrich"];
         assert_eq!(s["status"], "ok", "{}", recs[0]);
@@ -146,15 +134,15 @@ fn a_panic_in_one_input_is_its_error_record_and_the_run_goes_on() {
     // main thread between tiles.
     for point in ["decode", "merge", "tile"] {
         let out_dir = dir.path().join(point);
-        let (m, recs) = measured(
-            tool()
-                .env("MEMBUDGET_FAILPOINT", format!("{point}@autzen.laz"))
-                .args(["-F", "planarity", "-o"])
-                .arg(&out_dir)
-                .arg(&first)
-                .arg(&second),
-        );
-        let stderr = String::from_utf8_lossy(m.stderr.as_deref().unwrap_or_default());
+        let m = tool()
+            .env("MEMBUDGET_FAILPOINT", format!("{point}@autzen.laz"))
+            .args(["-F", "planarity", "-o"])
+            .arg(&out_dir)
+            .arg(&first)
+            .arg(&second)
+            .run();
+        let recs = m.records();
+        let stderr = m.stderr_text();
         assert_eq!(m.status.code(), Some(1), "{point}: {stderr}");
         assert_eq!(recs.len(), 2, "{point}: {stderr}");
         assert_eq!(recs[0]["error"]["kind"], "internal", "{}", recs[0]);
@@ -193,10 +181,7 @@ fn a_signal_mid_run_removes_the_scratch_directory() {
             .arg("-o")
             .arg(&out_dir)
             .arg(&input)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .spawn();
         // Wait until the feature passes have started (their file is in the scratch
         // directory), then signal.
         let start = Instant::now();

@@ -3,30 +3,16 @@
 //! destinations claimed against other runs, `-j` an upper bound the budget trims,
 //! damaged headers named as such.
 
+use laz_enrich::NAME;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-fn tool() -> Command {
-    Command::new(testkit::bin("laz-enrich"))
-}
 
 fn run(dir: &Path, args: &[&str]) -> (Vec<Value>, i32, String) {
-    let out = tool()
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    testkit::run_in(NAME, dir, args)
 }
 
 fn sec(r: &Value) -> &Value {
-    &r["laz-enrich"]
+    &r[NAME]
 }
 
 fn copy(dir: &Path, from: &str, to: &str) {
@@ -130,20 +116,19 @@ fn jobs_is_an_upper_bound_the_budget_trims() {
         "laz/ign/las_with_several_extra_byte_bloc.laz",
         "big.laz",
     );
-    let mut cmd = tool();
-    cmd.current_dir(dir.path())
+    let m = testkit::tool(NAME)
+        .current_dir(dir.path())
         .args(["-f", "-j", "32", "-m", "48MiB", "big.laz"])
-        .stdin(Stdio::null());
-    let m = membudget::monitor::run_measured_capture(&mut cmd).unwrap();
-    let recs = testkit::ndjson(m.stdout.as_deref().unwrap_or_default());
+        .run();
+    let recs = m.records();
     let r = sec(&recs[0]);
     assert_eq!(r["status"], "ok", "{recs:?}");
     let threads = r["threads"].as_u64().unwrap();
     assert!((1..32).contains(&threads), "{r}");
     assert!(
-        m.peak_rss_bytes <= 48 << 20,
+        m.peak_rss <= 48 << 20,
         "peak {:.1} MiB over 48 MiB with {threads} threads: {r}",
-        m.peak_rss_bytes as f64 / 1048576.0
+        m.peak_rss as f64 / 1048576.0
     );
 }
 
@@ -162,16 +147,13 @@ fn a_killed_runs_scratch_directory_is_removed_by_the_next_run() {
             .collect()
     };
     // SIGKILL once the feature passes have started: nothing can clean up.
-    let mut child = tool()
+    let mut child = testkit::tool(NAME)
         .args(["-F", "all", "--tile-points", "30000", "--temp-dir"])
         .arg(&scratch)
         .arg("-o")
         .arg(dir.path().join("out"))
         .arg(&input)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let start = Instant::now();
     while !std::fs::read_dir(&scratch)
         .unwrap()
@@ -216,14 +198,11 @@ fn scratch_files_go_under_tmpdir_and_need_room_there() {
     // TMPDIR names a directory that does not exist yet: the scratch directory's parent
     // is made there, so its existence after the run shows where the pass files went.
     let scratch = dir.path().join("scratch-disk");
-    let out = tool()
+    testkit::tool(NAME)
         .current_dir(dir.path())
         .env("TMPDIR", &scratch)
         .args(["-o", "out", "a.laz"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    testkit::check(&out, "laz-enrich");
+        .ok();
     assert!(scratch.is_dir(), "TMPDIR was not used");
     assert_eq!(
         std::fs::read_dir(&scratch).unwrap().count(),
@@ -233,15 +212,12 @@ fn scratch_files_go_under_tmpdir_and_need_room_there() {
     assert!(dir.path().join("out/a.enriched.laz").exists());
     // --temp-dir wins over TMPDIR.
     let elsewhere = dir.path().join("elsewhere");
-    let out = tool()
+    testkit::tool(NAME)
         .current_dir(dir.path())
         .env("TMPDIR", dir.path().join("unused"))
         .args(["-f", "-o", "out", "--temp-dir"])
         .arg(&elsewhere)
         .arg("a.laz")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    testkit::check(&out, "laz-enrich");
+        .ok();
     assert!(elsewhere.is_dir() && !dir.path().join("unused").exists());
 }

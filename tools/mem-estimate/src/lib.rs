@@ -24,17 +24,16 @@ pub struct Opts {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    // Arguments first: clap takes a struct doc comment as `about`, and ours must win.
-    Opts::augment_args(Command::new(NAME))
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Probe files (headers only) and estimate the memory each tool needs")
-        .long_about(
-            "Reads paths or NDJSON manifest records (arguments, `-` or stdin), probes each \
+    membudget::cli::tool_command::<Opts>(
+        NAME,
+        env!("CARGO_PKG_VERSION"),
+        "Probe files (headers only) and estimate the memory each tool needs",
+        "Reads paths or NDJSON manifest records (arguments, `-` or stdin), probes each \
                  file's headers without reading pixel data or points, and writes the record \
                  back with `format`, `bytes`, a summary (`image`, `points`, `archive` or \
                  `document`), a format section (`tiff`, `fits`, `las`...) and `estimate`: the \
                  smallest and whole-input memory footprint of each tool that can process it.",
-        )
+    )
 }
 
 /// Run on parsed arguments.
@@ -66,12 +65,4 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     }
     bar.finish_and_clear();
     Ok(out.status())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn command_is_valid() {
-        super::command().debug_assert();
-    }
 }

@@ -2,12 +2,8 @@
 
 use testkit::{data, ndjson};
 
-fn run(args: &[&str], stdin: &str) -> std::process::Output {
-    testkit::run_stdin(
-        std::path::Path::new(env!("CARGO_BIN_EXE_mem-estimate")),
-        args,
-        stdin,
-    )
+fn run(args: &[&str], stdin: &str) -> testkit::Ran {
+    testkit::run_tool(mem_estimate::NAME, args, stdin)
 }
 
 #[test]

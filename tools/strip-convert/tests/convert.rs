@@ -3,7 +3,6 @@
 //! tifffile for the source samples).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 mod common;
 use common::*;
@@ -11,10 +10,9 @@ use common::*;
 #[test]
 fn lossless_sample_tiffs_round_trip_bit_exact() {
     // imagecodecs: tifffile needs it for LZW, PackBits and Deflate.
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let files = [
         "tiff/minisblack-1c-8b.tiff",
         "tiff/minisblack-1c-16b.tiff",
@@ -69,10 +67,9 @@ fn lossless_sample_tiffs_round_trip_bit_exact() {
 /// WhiteIsZero 16-bit image on the same direct path comes out inverted, as JP2 needs.
 #[test]
 fn giant_single_strip_and_white_is_zero_read_directly() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let big = dir.path().join("one-strip.tif");
     let white = dir.path().join("white16.tif");
     testkit::run_python(
@@ -114,10 +111,9 @@ tifffile.imwrite(sys.argv[2], g, photometric='miniswhite', rowsperstrip=7, byteo
 /// splice of many tiles, the band edges and the predictor all on the path.
 #[test]
 fn many_tiles_with_markers_decode_exactly_and_validate() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("grad.tif");
     testkit::run_python(
         &py,
@@ -263,10 +259,9 @@ fn every_profile_is_valid_and_says_what_it_asked() {
 
 #[test]
 fn bnf_falls_back_to_lossless_when_the_ratio_cannot_be_reached() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "jpylyzer"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "jpylyzer"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("flat.tif");
     // A smooth gradient: lossless JPEG 2000 packs it far tighter than 1:4, so the 9/7
     // codestream runs out of coding passes before it reaches 1:4.
@@ -312,10 +307,9 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=64)
 
 #[test]
 fn multipage_writes_one_file_per_page() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("pages.tif");
     std::fs::copy(testkit::data("images/multipage.tif"), &src).unwrap();
     let (records, code) = convert(&[src.to_str().unwrap()]);
@@ -337,10 +331,9 @@ fn multipage_writes_one_file_per_page() {
 
 #[test]
 fn icc_profile_is_carried_when_restricted() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("icc.tif");
     testkit::run_python(
         &py,
@@ -387,10 +380,9 @@ fn refused_and_corrupt_inputs_are_error_records_without_output() {
         inputs.extend(files);
     }
     let out_dir = dir.path().join("out");
-    let mut cmd = tool();
-    cmd.arg("-o").arg(&out_dir).args(&inputs);
+    let cmd = tool().arg("-o").arg(&out_dir).args(&inputs);
     let started = std::time::Instant::now();
-    let out = cmd.output().unwrap();
+    let out = cmd.run();
     let records = testkit::ndjson(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{records:#?}");
     assert_eq!(records.len(), inputs.len());
@@ -439,10 +431,9 @@ fn impossible_budget_exits_3() {
 
 #[test]
 fn killed_conversion_leaves_nothing_under_the_final_name() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("big.tif");
     testkit::run_python(
         &py,
@@ -456,9 +447,7 @@ tifffile.imwrite(sys.argv[1], rng.integers(0, 256, (3000, 3000, 3), dtype=np.uin
     let mut child = tool()
         .arg(&src)
         .args(["--tile", "256", "-j", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_piped();
     // Wait for the temporary file to appear, then kill mid-way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -480,25 +469,12 @@ fn pipeline_mem_estimate_chunk_plan_strip_convert() {
     let dir = testkit::tempdir();
     let src = dir.path().join("k.tif");
     std::fs::copy(testkit::data("tiff/kodim02-lzw.tif"), &src).unwrap();
-    let mut est = Command::new(testkit::bin("mem-estimate"))
-        .arg(&src)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut plan = Command::new(testkit::bin("chunk-plan"))
-        .args(["--memory-limit", "256MiB", "--for", "strip-convert"])
-        .stdin(est.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let conv = tool()
-        .arg("--verify")
-        .stdin(plan.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    assert!(est.wait().unwrap().success());
-    assert!(plan.wait().unwrap().success());
-    let records = testkit::ndjson(&conv.stdout);
+    let conv = testkit::pipe([
+        testkit::tool("mem-estimate").arg(&src),
+        testkit::tool("chunk-plan").args(["--memory-limit", "256MiB", "--for", "strip-convert"]),
+        tool().arg("--verify"),
+    ]);
+    let records = conv.records();
     assert_eq!(conv.status.code(), Some(0), "{records:#?}");
     let r = &records[0];
     // Upstream sections pass through; ours is added.

@@ -4,15 +4,12 @@
 //! the same result whatever the budget.
 
 use std::path::Path;
-use std::process::Command;
 
-fn tool() -> Command {
-    Command::new(testkit::bin("strip-convert"))
-}
-
-fn run(args: &[&str], dir: &Path) -> (Vec<serde_json::Value>, std::process::Output) {
-    let out = tool().current_dir(dir).args(args).output().expect("run");
-    (testkit::ndjson(&out.stdout), out)
+fn run(args: &[&str], dir: &Path) -> testkit::Ran {
+    testkit::tool("strip-convert")
+        .current_dir(dir)
+        .args(args)
+        .run()
 }
 
 fn py_in(py: &Path, dir: &Path, code: &str) -> String {
@@ -22,10 +19,9 @@ fn py_in(py: &Path, dir: &Path, code: &str) -> String {
 
 #[test]
 fn cfa_planes_equal_numpy_slicing_for_every_bitpix_pattern_and_odd_size() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // One frame per stored type (uint16 and int16+BSCALE through BZERO/BSCALE), odd sizes.
     py_in(
@@ -49,12 +45,9 @@ s.writeto('scaled.fits', overwrite=True)
         "RGGB", "BGGR", "GRBG", "GBRG", "RGGB", "BGGR", "GRBG", "auto",
     ];
     for (n, p) in names.iter().zip(patterns) {
-        let (recs, out) = run(&["--split-cfa", p, &format!("{n}.fits")], d);
-        assert!(
-            out.status.success(),
-            "{n}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let recs = run(&["--split-cfa", p, &format!("{n}.fits")], d)
+            .check()
+            .records();
         assert_eq!(
             recs[0]["strip-convert"]["status"], "ok",
             "{n}: {:?}",
@@ -87,7 +80,7 @@ print('ok')
     );
     assert_eq!(res.trim(), "ok");
     // --cfa-rgb: R, (G1+G2)/2, B from the physical values.
-    let (recs, _) = run(&["--split-cfa", "GBRG", "--cfa-rgb", "scaled.fits"], d);
+    let recs = run(&["--split-cfa", "GBRG", "--cfa-rgb", "scaled.fits"], d).records();
     assert_eq!(recs[0]["strip-convert"]["status"], "ok");
     let res = py_in(
         &py,
@@ -106,10 +99,9 @@ print(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1)))
 
 #[test]
 fn each_normalisation_equals_its_formula() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     py_in(
         &py,
@@ -126,12 +118,7 @@ for i in range(3):
             let files: Vec<String> = (0..3).map(|i| format!("{set}{i}.fits")).collect();
             let mut args = vec!["--force", "--normalize", m];
             args.extend(files.iter().map(String::as_str));
-            let (recs, out) = run(&args, d);
-            assert!(
-                out.status.success(),
-                "{m}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let recs = run(&args, d).check().records();
             assert_eq!(recs.len(), 3);
             let res = py_in(
                 &py,
@@ -167,10 +154,9 @@ print(worst)
 
 #[test]
 fn stacks_equal_numpy_and_astropy_references() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     py_in(
         &py,
@@ -209,12 +195,7 @@ for i in range(9):
         ];
         args.extend(extra.iter().copied());
         args.extend(frames.iter().map(String::as_str));
-        let (recs, out) = run(&args, d);
-        assert!(
-            out.status.success(),
-            "{method}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let recs = run(&args, d).check().records();
         let s = &recs[0]["strip-convert"];
         assert_eq!(s["status"], "ok", "{s}");
         assert_eq!(s["inputs"].as_array().unwrap().len(), 9);
@@ -271,10 +252,9 @@ print(np.max(np.abs(got - want) / np.abs(want)), int(rej.sum()))
 
 #[test]
 fn every_sample_file_is_read_or_refused_clearly() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     for f in [
         "arange",
@@ -291,7 +271,7 @@ fn every_sample_file_is_read_or_refused_clearly() {
         )
         .unwrap();
     }
-    let (recs, out) = run(
+    let ran = run(
         &[
             "--split-cfa",
             "RGGB",
@@ -305,7 +285,8 @@ fn every_sample_file_is_read_or_refused_clearly() {
         ],
         d,
     );
-    assert_eq!(out.status.code(), Some(1), "two inputs are refused");
+    let recs = ran.records();
+    assert_eq!(ran.code(), 1, "two inputs are refused");
     for r in &recs {
         let p = r["path"].as_str().unwrap();
         match p {
@@ -336,7 +317,7 @@ print('ok')
     );
     assert_eq!(res.trim(), "ok");
     // A stack refuses a table and frames of different sizes before writing anything.
-    let (recs, out) = run(
+    let ran = run(
         &[
             "--stack",
             "mean",
@@ -347,12 +328,13 @@ print('ok')
         ],
         d,
     );
-    assert_eq!(out.status.code(), Some(1));
+    let recs = ran.records();
+    assert_eq!(ran.code(), 1);
     assert!(recs.last().unwrap()["error"]["message"]
         .as_str()
         .unwrap()
         .contains("could not be read"));
-    let (recs, _) = run(
+    let recs = run(
         &[
             "--stack",
             "mean",
@@ -362,7 +344,8 @@ print('ok')
             "fixed-1890.fits",
         ],
         d,
-    );
+    )
+    .records();
     assert!(
         recs.last().unwrap()["error"]["message"]
             .as_str()
@@ -372,19 +355,19 @@ print('ok')
     );
     assert!(!d.join("s.fits").exists());
     // --hdu by index: the fourth SCI extension.
-    let (recs, _) = run(
+    let recs = run(
         &["--force", "--hdu", "4", "--split-cfa", "RGGB", "test0.fits"],
         d,
-    );
+    )
+    .records();
     assert_eq!(recs[0]["strip-convert"]["fits"]["hdu"], 4);
 }
 
 #[test]
 fn a_stack_of_frames_twenty_times_the_budget_stays_under_it_with_the_same_result() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // 60 frames of 2048x1024 float32: 480 MiB against a 24 MiB budget.
     py_in(
@@ -402,24 +385,16 @@ for i in range(60):
     let budget = 24u64 << 20;
     let mut outs = Vec::new();
     for (m, name) in [("24MiB", "a.fits"), ("1GiB", "b.fits")] {
-        let mut cmd = tool();
-        cmd.current_dir(d)
-            .args(["--stack", "median", "--output", name, "-m", m])
-            .args(&files);
-        membudget::monitor::reset_peak();
-        let meas = membudget::monitor::run_measured_capture(&mut cmd).unwrap();
-        assert!(
-            meas.status.success(),
-            "{}",
-            String::from_utf8_lossy(meas.stderr.as_deref().unwrap_or_default())
-        );
-        let rec = &testkit::ndjson(meas.stdout.as_deref().unwrap())[0]["strip-convert"];
+        let mut args = vec!["--stack", "median", "--output", name, "-m", m];
+        args.extend(files.iter().map(String::as_str));
+        let meas = run(&args, d);
+        let rec = &meas.check().records()[0]["strip-convert"];
         outs.push(rec["rows_per_block"].as_u64().unwrap());
         if m == "24MiB" {
             assert!(
-                meas.peak_rss_bytes <= budget,
+                meas.peak_rss <= budget,
                 "peak {} MiB over the 24 MiB budget",
-                meas.peak_rss_bytes >> 20
+                meas.peak_rss >> 20
             );
         }
     }
@@ -437,10 +412,9 @@ for i in range(60):
 
 #[test]
 fn weighted_stacks_equal_numpy_inverse_variance_averages() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // Frames of very different noise (and levels, for the normalised case): weighting
     // changes the result by far more than the tolerance.
@@ -474,12 +448,7 @@ for i in range(16):
         ];
         args.extend(extra.split_whitespace());
         args.extend(frames.iter().map(String::as_str));
-        let (recs, out) = run(&args, d);
-        assert!(
-            out.status.success(),
-            "{method}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let recs = run(&args, d).check().records();
         let s = &recs[0]["strip-convert"];
         assert_eq!(s["status"], "ok", "{s}");
         assert_eq!(s["weights"].as_array().unwrap().len(), 16, "{s}");
@@ -524,7 +493,7 @@ print(np.max(np.abs(got - want) / np.abs(want)), np.max(np.abs(plain - want) / n
     // A median is not weighted: refused before anything is written.
     let mut args = vec!["--weighted", "--stack", "median", "--output", "med.fits"];
     args.extend(frames.iter().map(String::as_str));
-    let (recs, _) = run(&args, d);
+    let recs = run(&args, d).records();
     assert!(!d.join("med.fits").exists());
     assert!(
         recs.iter()
@@ -535,10 +504,9 @@ print(np.max(np.abs(got - want) / np.abs(want)), np.max(np.abs(plain - want) / n
 
 #[test]
 fn the_fits_stack_cost_model_is_within_20_percent_of_the_measured_peak() {
-    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["astropy", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let d = dir.path();
     // 40 frames of 1024x512 float32 (80 MiB); blocks from a few rows to a few dozen.
     py_in(
@@ -553,23 +521,13 @@ for i in range(40):
     );
     let files: Vec<String> = (0..40).map(|i| format!("f{i:02}.fits")).collect();
     for limit_mib in [18u64, 24, 40] {
-        let mut cmd = tool();
-        cmd.current_dir(d)
-            .args(["--force", "--stack", "sigma-clip", "--output", "st.fits"])
-            .args(["-m", &format!("{limit_mib}MiB")])
-            .args(&files);
-        // Measured as the 20x test measures (the child's own high-water mark): wait4's
-        // ru_maxrss also counts the RSS this test process had when it spawned the child,
-        // which other tests running in it can push past the budget.
-        membudget::monitor::reset_peak();
-        let meas = membudget::monitor::run_measured_capture(&mut cmd).unwrap();
-        assert!(
-            meas.status.success(),
-            "{}",
-            String::from_utf8_lossy(meas.stderr.as_deref().unwrap_or_default())
-        );
-        let peak = meas.peak_rss_bytes;
-        let s = &testkit::ndjson(meas.stdout.as_deref().unwrap())[0]["strip-convert"];
+        let limit = format!("{limit_mib}MiB");
+        let mut args = vec!["--force", "--stack", "sigma-clip", "--output", "st.fits"];
+        args.extend(["-m", &limit]);
+        args.extend(files.iter().map(String::as_str));
+        let meas = run(&args, d);
+        let peak = meas.peak_rss;
+        let s = &meas.check().records()[0]["strip-convert"];
         let predicted = s["predicted_peak_bytes"].as_u64().unwrap();
         assert!(
             peak <= limit_mib << 20,

@@ -3,14 +3,11 @@
 //! `predicted_peak_rss`) is within 20% of the peak RSS measured while converting, and a
 //! budget given with `--memory-limit` is never exceeded.
 
-use std::process::Command;
-
 #[test]
 fn predicted_peak_is_within_20_percent_of_measured() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let rgb = dir.path().join("rgb.tif");
     let gray = dir.path().join("gray16.tif");
     testkit::run_python(
@@ -34,13 +31,11 @@ tifffile.imwrite(sys.argv[2], g.astype(np.uint16), tile=(128, 128))
         (&gray, "512", "1"),
         (&gray, "1024", "2"),
     ] {
-        let out = Command::new(testkit::bin("strip-convert"))
+        let out = testkit::tool("strip-convert")
             .arg(src)
             .args(["--force", "--tile", tile, "-j", jobs])
-            .output()
-            .unwrap();
-        testkit::check(&out, "strip-convert");
-        let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+            .ok();
+        let r = &out.records()[0]["strip-convert"];
         let measured = r["peak_rss"].as_f64().expect("peak_rss");
         let predicted = r["predicted_peak_rss"].as_f64().expect("predicted");
         let err = (predicted - measured).abs() / measured;
@@ -58,10 +53,9 @@ tifffile.imwrite(sys.argv[2], g.astype(np.uint16), tile=(128, 128))
 
 #[test]
 fn budget_holds() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("wide.tif");
     testkit::run_python(
         &py,
@@ -74,13 +68,11 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=16)
         &[src.to_str().unwrap()],
     );
     let budget: u64 = 24 << 20;
-    let out = Command::new(testkit::bin("strip-convert"))
+    let out = testkit::tool("strip-convert")
         .arg(&src)
         .args(["--force", "--memory-limit", "24MiB", "--verify"])
-        .output()
-        .unwrap();
-    testkit::check(&out, "strip-convert");
-    let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+        .ok();
+    let r = &out.records()[0]["strip-convert"];
     assert_eq!(r["verification"]["status"], "ok");
     let peak = r["peak_rss"].as_u64().unwrap();
     assert!(peak <= budget, "peak {peak} over the budget {budget}: {r}");
@@ -90,10 +82,9 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=16)
 
 #[test]
 fn without_a_budget_the_plan_takes_the_efficient_tile_with_every_thread() {
-    let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let src = dir.path().join("rgb.tif");
     testkit::run_python(
         &py,
@@ -105,13 +96,11 @@ tifffile.imwrite(sys.argv[1], a, rowsperstrip=64)
 "#,
         &[src.to_str().unwrap()],
     );
-    let out = Command::new(testkit::bin("strip-convert"))
+    let out = testkit::tool("strip-convert")
         .arg(&src)
         .args(["--force", "-j", "2"])
-        .output()
-        .unwrap();
-    testkit::check(&out, "strip-convert");
-    let r = &testkit::ndjson(&out.stdout)[0]["strip-convert"];
+        .ok();
+    let r = &out.records()[0]["strip-convert"];
     // Not the largest tile the machine's memory allows (1024): the efficient one, on both
     // threads, so the default run stays small and parallel.
     assert_eq!(r["tile"], serde_json::json!([256, 256]), "{r}");

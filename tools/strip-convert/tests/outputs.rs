@@ -5,29 +5,15 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn tool() -> Command {
-    Command::new(testkit::bin("strip-convert"))
-}
+use strip_convert::NAME;
 
 fn run(dir: &Path, args: &[&str]) -> (Vec<Value>, i32, String) {
-    let out = tool()
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    testkit::run_in(NAME, dir, args)
 }
 
 fn sec(r: &Value) -> &Value {
-    &r["strip-convert"]
+    &r[NAME]
 }
 
 fn small_tiff(dir: &Path, name: &str) -> PathBuf {
@@ -109,13 +95,10 @@ fn a_destination_another_run_writes_is_skipped_and_says_who() {
 fn temporaries_of_a_killed_run_are_removed_by_the_next() {
     let dir = testkit::tempdir();
     small_tiff(dir.path(), "a.tif");
-    let mut child = tool()
+    let mut child = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["--xml", "/dev/null", "a.tif"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let pid = child.id();
     child.wait().unwrap();
     // What a SIGKILLed run leaves: its .part file and its claim, named for the dead pid.
@@ -204,18 +187,17 @@ tifffile.imwrite(sys.argv[1], a.astype(np.uint8), rowsperstrip=64)
 "#,
         &[wide.to_str().unwrap()],
     );
-    let mut cmd = tool();
-    cmd.current_dir(dir.path())
+    let m = testkit::tool(NAME)
+        .current_dir(dir.path())
         .args(["-f", "-j", "16", "-m", "64MiB", "wide.tif"])
-        .stdin(Stdio::null());
-    let m = membudget::monitor::run_measured_capture(&mut cmd).unwrap();
-    let recs = testkit::ndjson(m.stdout.as_deref().unwrap_or_default());
+        .run();
+    let recs = m.records();
     let r = sec(&recs[0]);
     assert_eq!(r["status"], "ok", "{r}");
     assert!(
-        m.peak_rss_bytes <= 64 << 20,
+        m.peak_rss <= 64 << 20,
         "peak {:.1} MiB over 64 MiB: {r}",
-        m.peak_rss_bytes as f64 / 1048576.0
+        m.peak_rss as f64 / 1048576.0
     );
     assert!(r["threads"].as_u64().unwrap() <= 16);
 }
@@ -246,13 +228,10 @@ fn each_page_record_is_written_when_its_page_is_done() {
     // tool still runs.
     let big = dir.path().join("mixed.tif");
     write_mixed(&big);
-    let mut child = tool()
+    let mut child = testkit::tool(NAME)
         .current_dir(dir.path())
         .args(["-j", "1", "mixed.tif"])
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn_piped();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
@@ -315,28 +294,33 @@ fn chunk_plan_and_the_tool_agree_on_single_strip_uncompressed_tiffs() {
     // time, so it fits 64 MiB; the model once counted the whole strip (498 MiB, exit 3).
     let src = dir.path().join("one-strip.tif");
     testkit::sparse_tiff(&src, (16_000, 16_000), 1, 16_000, 1);
-    let est = Command::new(testkit::bin("mem-estimate"))
-        .current_dir(dir.path())
-        .arg("one-strip.tif")
-        .output()
-        .unwrap();
-    testkit::check(&est, "mem-estimate");
-    let mut plan = Command::new(testkit::bin("chunk-plan"));
-    plan.current_dir(dir.path())
-        .args(["--for", "strip-convert", "-m", "64MiB", "-j", "2"]);
-    let plan = testkit::run_cmd(plan, &String::from_utf8_lossy(&est.stdout));
-    assert_eq!(plan.status.code(), Some(0), "{plan:?}");
-    let planned = &testkit::ndjson(&plan.stdout)[0];
+    let plan = testkit::pipe([
+        testkit::tool("mem-estimate")
+            .current_dir(dir.path())
+            .arg("one-strip.tif"),
+        testkit::tool("chunk-plan").current_dir(dir.path()).args([
+            "--for",
+            "strip-convert",
+            "-m",
+            "64MiB",
+            "-j",
+            "2",
+        ]),
+    ]);
+    assert_eq!(plan.code(), 0, "{plan:?}");
+    let planned = &plan.records()[0];
     let p = &planned["plan"]["strip-convert"];
     assert!(
         p["predicted_peak_bytes"].as_u64().unwrap() <= 64 << 20,
         "{p}"
     );
     // The tool, fed that record, plans the same.
-    let mut conv = tool();
-    conv.current_dir(dir.path()).args(["-n", "-j", "2"]);
-    let conv = testkit::run_cmd(conv, &format!("{planned}\n"));
-    let r = sec(&testkit::ndjson(&conv.stdout)[0]).clone();
+    let conv = testkit::tool(NAME)
+        .current_dir(dir.path())
+        .args(["-n", "-j", "2"])
+        .stdin(format!("{planned}\n"))
+        .run();
+    let r = sec(&conv.records()[0]).clone();
     assert_eq!(r["status"], "dry_run", "{r}");
     assert_eq!(
         r["predicted_peak_rss"], p["predicted_peak_bytes"],

@@ -53,10 +53,9 @@ for bits in range(1, 17):
 
 #[test]
 fn every_bit_depth_from_1_to_16_matches_tifffile() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let names = testkit::run_python(&py, BIT_DEPTHS, &[dir.path().to_str().unwrap()]);
     let files: Vec<PathBuf> = names.lines().map(|n| dir.path().join(n)).collect();
     assert_eq!(files.len(), 16 * 2 * 2 * 3);
@@ -95,8 +94,7 @@ fn fuzz_cases_of_odd_bit_depths() {
         .args(["-o", dir.path().to_str().unwrap()])
         .arg(&valid)
         .arg(&damaged)
-        .output()
-        .unwrap();
+        .run();
     let records = testkit::ndjson(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{records:#?}");
     assert_eq!(records.len(), 2);
@@ -181,10 +179,9 @@ print('\n'.join(['fo-gray4.tif', 'fo-gray16.tif', 'fo-rgb8-deflate.tif', 'fo-fax
 
 #[test]
 fn fill_order_2_is_honoured_for_every_compression() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let fax = testkit::data("tiff/fax4.tiff");
     let names = testkit::run_python(
         &py,
@@ -210,10 +207,9 @@ fn fill_order_2_is_honoured_for_every_compression() {
 /// Deflate with the horizontal predictor.
 #[test]
 fn associated_alpha_16_bit_is_kept_as_stored() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let names = testkit::run_python(
         &py,
         r#"
@@ -261,10 +257,9 @@ for i, (bo, planar, tile, comp) in enumerate(itertools.product(
 /// unconverted YCbCr is off by up to 158 with a mean of 62.
 #[test]
 fn jpeg_ycbcr_decodes_to_rgb_like_libtiff() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let names = testkit::run_python(
         &py,
         r#"
@@ -314,10 +309,9 @@ for sub in [(1, 1), (2, 2)]:
 /// record; `--no-xmp` leaves it out always.
 #[test]
 fn xmp_is_trimmed_checked_or_left_out() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "jpylyzer"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "jpylyzer"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let packet = r#"<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:format="image/tiff"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>"#;
     testkit::run_python(
         &py,
@@ -378,10 +372,9 @@ for name, x in [('nul.tif', good), ('bad.tif', bad)]:
 /// never `ok`.
 #[test]
 fn verify_is_independent_of_the_reader() {
-    let Some(py) = testkit::python(&["tifffile", "numpy", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["tifffile", "numpy", "imagecodecs"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let names = testkit::run_python(&py, BIT_DEPTHS, &[dir.path().to_str().unwrap()]);
     let mut files: Vec<PathBuf> = names
         .lines()
@@ -404,16 +397,16 @@ fn verify_is_independent_of_the_reader() {
         files.push(testkit::data(f));
     }
     let run = |env: Option<&str>, out: &str| {
-        let mut cmd = tool();
-        cmd.args(["--verify", "-f", "-o", out])
+        let mut cmd = tool()
+            .args(["--verify", "-f", "-o", out])
             .args(&files)
             .env_remove("STRIP_CONVERT_TEST_WRONG_SAMPLES")
             .env_remove("STRIP_CONVERT_TEST_NO_LIBTIFF");
         if let Some(e) = env {
-            cmd.env(e, "1");
+            cmd = cmd.env(e, "1");
         }
-        let out = cmd.output().unwrap();
-        (testkit::ndjson(&out.stdout), out.status.code())
+        let out = cmd.run();
+        (out.records(), out.status.code())
     };
     let out = dir.path().join("out");
     let (records, code) = run(None, out.to_str().unwrap());

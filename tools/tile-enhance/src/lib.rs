@@ -16,20 +16,14 @@ pub mod stage;
 pub mod thumbnail;
 
 use anyhow::Result;
-use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
-use membudget::cli::{LogArgs, Status};
+use clap::{ArgMatches, Command, FromArgMatches, Subcommand};
+use membudget::cli::Status;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "tile-enhance";
 
 /// The command line.
-#[derive(Debug, Args)]
-pub struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-    #[command(flatten)]
-    log: LogArgs,
-}
+pub type Cli = membudget::cli::SubcommandArgs<Cmd>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -47,20 +41,18 @@ pub enum Cmd {
 
 /// The clap command (used by `main`, man pages and completions).
 pub fn command() -> Command {
-    Cli::augment_args(Command::new(NAME))
-        .version(env!("CARGO_PKG_VERSION"))
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .about("Seamless enhancement, thumbnails and spot detection on images larger than memory")
-        .long_about(
-            "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
+    membudget::cli::tool_command::<Cli>(
+        NAME,
+        env!("CARGO_PKG_VERSION"),
+        "Seamless enhancement, thumbnails and spot detection on images larger than memory",
+        "Every subcommand reads paths or NDJSON manifest records (arguments, `-` or \
              stdin) and writes one NDJSON record per input with a `tile-enhance` section. \
              Images are read by bands of rows with a halo wide enough for each \
              neighbourhood operation, so memory follows the budget, not the image, and a \
              tiled result equals the whole-image result. Outputs are written under a \
              temporary name and renamed into place; existing outputs are skipped unless \
              --force; a bad input gets an error record and the run goes on.",
-        )
+    )
 }
 
 /// Run on parsed arguments.

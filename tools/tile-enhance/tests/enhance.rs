@@ -6,21 +6,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tool() -> PathBuf {
-    testkit::bin("tile-enhance")
-}
-
 /// Run `tile-enhance enhance ARGS`: records and exit code.
 fn enhance(args: &[&str]) -> (Vec<Value>, i32) {
-    let out = Command::new(tool())
+    let ran = testkit::tool("tile-enhance")
         .arg("enhance")
         .args(args)
-        .output()
-        .expect("run tile-enhance");
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-    )
+        .run();
+    (ran.records(), ran.code())
 }
 
 fn section(r: &Value) -> &Value {
@@ -90,10 +82,9 @@ fn diff(py: &Path, a: &Path, b: &Path) -> (i64, f64) {
 
 #[test]
 fn default_chain_and_each_point_step_match_pillow() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let inputs = [
         dir.path().join("rgb8.tif"),
@@ -149,10 +140,9 @@ fn default_chain_and_each_point_step_match_pillow() {
 
 #[test]
 fn default_chain_uses_one_statistics_pass() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let out = dir.path().join("o");
     let (r, code) = enhance(&[
@@ -167,10 +157,9 @@ fn default_chain_uses_one_statistics_pass() {
 
 #[test]
 fn tiled_equals_untiled_bit_for_bit() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let inputs = [
         "gray8.tif",
@@ -331,10 +320,10 @@ print(int(d.max()), float(d.mean()))
 
 #[test]
 fn filters_match_scipy_and_resize_matches_pillow() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL", "scipy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL", "scipy"])
+    else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     // (input, our flags, reference op, max error allowed, mean error allowed)
     let cases: &[(&str, &[&str], &str, i64, f64)] = &[
@@ -400,10 +389,10 @@ fn filters_match_scipy_and_resize_matches_pillow() {
 
 #[test]
 fn metadata_depth_and_alpha_survive() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL", "imagecodecs"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL", "imagecodecs"])
+    else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let d = dir.path();
     let o = d.join("m");
@@ -491,10 +480,9 @@ print('ok')
 
 #[test]
 fn uniform_and_full_range_images() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "PIL"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     generate(&py, dir.path());
     let o = dir.path().join("u");
     for (input, flags) in [
@@ -569,13 +557,13 @@ fn planned_through_real_pipes() {
     let dir = testkit::tempdir();
     let bins = testkit::bin("mem-estimate").parent().unwrap().to_path_buf();
     testkit::bin("chunk-plan");
-    tool();
+    testkit::bin("tile-enhance");
     let path = format!(
         "{}:{}",
         bins.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
+    let r = testkit::cmd("bash")
         .arg("-c")
         .arg(
             r#"set -o pipefail; mem-estimate "$IN" | chunk-plan --for tile-enhance -m 64MiB | tile-enhance enhance -o "$OUT""#,
@@ -583,10 +571,8 @@ fn planned_through_real_pipes() {
         .env("PATH", path)
         .env("IN", testkit::data("tiff/kodim02-lzw.tif"))
         .env("OUT", dir.path())
-        .output()
-        .unwrap();
-    testkit::check(&out, "pipeline");
-    let r = testkit::ndjson(&out.stdout);
+        .ok()
+        .records();
     assert_eq!(r.len(), 1);
     assert_eq!(section(&r[0])["status"], "ok", "{:?}", r[0]);
     assert_eq!(section(&r[0])["budget_bytes"], 64u64 << 20);

@@ -4,7 +4,6 @@
 mod spots_util;
 
 use spots_util::*;
-use std::process::{Command, Stdio};
 
 #[test]
 fn estimate_plan_detect_through_pipes() {
@@ -12,27 +11,15 @@ fn estimate_plan_detect_through_pipes() {
     let sc = scene(5, 300, 200, 60, &[]);
     let img = dir.path().join("p.tif");
     write_gray16(&img, 300, 200, &[&sc.pixels]);
-    let mut est = Command::new(testkit::bin("mem-estimate"))
-        .arg(&img)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut plan = Command::new(testkit::bin("chunk-plan"))
-        .args(["--for", "spot-detect", "-m", "40MiB"])
-        .stdin(est.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Command::new(testkit::bin("tile-enhance"))
-        .args(["spots", "--sigma", "1.5", "-o"])
-        .arg(dir.path().join("o"))
-        .stdin(plan.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    assert!(est.wait().unwrap().success());
-    assert!(plan.wait().unwrap().success());
-    testkit::check(&out, "pipeline");
-    let recs = testkit::ndjson(&out.stdout);
+    let recs = testkit::pipe([
+        testkit::tool("mem-estimate").arg(&img),
+        testkit::tool("chunk-plan").args(["--for", "spot-detect", "-m", "40MiB"]),
+        testkit::tool("tile-enhance")
+            .args(["spots", "--sigma", "1.5", "-o"])
+            .arg(dir.path().join("o")),
+    ])
+    .check()
+    .records();
     assert_eq!(recs.len(), 1);
     let r = &recs[0];
     // Upstream sections pass through; ours is added.

@@ -34,10 +34,9 @@ print(len(ref), len(ours), len(bad), worst, bad[:5])
 
 #[test]
 fn detections_equal_scipy_gaussian_laplace_maxima() {
-    let Some(py) = testkit::python(&["numpy", "scipy", "tifffile"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "scipy", "tifffile"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     for (seed, sigma, d, t) in [
         (1u64, 1.5, 2u32, 30.0),
         (2, 2.0, 3, 50.0),
@@ -94,10 +93,10 @@ fn detections_equal_scipy_gaussian_laplace_maxima() {
 
 #[test]
 fn automatic_threshold_is_big_fishs() {
-    let Some(py) = testkit::python(&["numpy", "tifffile", "bigfish.detection"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "bigfish.detection"])
+    else {
         return;
     };
-    let dir = testkit::tempdir();
     for (seed, sigma, d) in [(11u64, 1.5, 2u32), (12, 2.0, 2), (13, 1.2, 1)] {
         let sc = scene(seed, 300, 260, 200, &[]);
         let img = dir.path().join(format!("b{seed}.tif"));
@@ -183,10 +182,9 @@ fn hubble_deep_field_against_blob_log() {
 
 #[test]
 fn readout_equals_numpy_indexing() {
-    let Some(py) = testkit::python(&["numpy", "tifffile"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     let (w, h) = (90u32, 70u32);
     let a = scene(21, w, h, 40, &[(0.0, 0.0), (69.0, 89.0), (35.0, 0.0)]);
     let b = scene(22, w, h, 10, &[]);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn run(args: &[&str]) -> (Option<i32>, Vec<Value>) {
-    let out = testkit::run_stdin(&testkit::bin("tile-enhance"), args, "");
-    (out.status.code(), testkit::ndjson(&out.stdout))
+    let ran = testkit::tool("tile-enhance").args(args).stdin("").run();
+    (ran.status.code(), ran.records())
 }
 
 /// Run `thumbnail` with `args` on `inputs`, asserting the exit status.
@@ -241,10 +241,10 @@ for thumb, src in zip(sys.argv[1::2], sys.argv[2::2]):
 
 #[test]
 fn pixels_match_a_whole_image_pillow_lanczos() {
-    let Some(py) = testkit::python(&["PIL", "numpy", "skimage", "tifffile"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["PIL", "numpy", "skimage", "tifffile"])
+    else {
         return;
     };
-    let dir = testkit::tempdir();
     let mut inputs = generated(&py, dir.path());
     // Pillow does not read JPEG 2000 pyramids of OpenJPEG's making by default everywhere,
     // nor SubIFDs: compare those through their full-size twin (same pixels).
@@ -309,10 +309,9 @@ for f in sys.argv[1:]:
 
 #[test]
 fn icc_profiles_pass_through() {
-    let Some(py) = testkit::python(&["PIL", "numpy"]) else {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["PIL", "numpy"]) else {
         return;
     };
-    let dir = testkit::tempdir();
     testkit::run_python(&py, ICC, &[dir.path().to_str().unwrap()]);
     let icc = std::fs::read(dir.path().join("icc.icc")).unwrap();
     let hex: String = icc.iter().map(|b| format!("{b:02x}")).collect();

@@ -178,6 +178,34 @@ impl OutputArgs {
     }
 }
 
+/// A tool's clap command: the arguments of `A`, then its name, version, about and long
+/// about. Set after the arguments: clap takes a struct's doc comment as `about`, and the
+/// tool's own must win. A tool made of subcommands requires one (and shows its help
+/// without).
+pub fn tool_command<A: Args>(
+    name: &'static str,
+    version: &'static str,
+    about: impl Into<clap::builder::StyledStr>,
+    long_about: impl Into<clap::builder::StyledStr>,
+) -> clap::Command {
+    let cmd = A::augment_args(clap::Command::new(name))
+        .version(version)
+        .about(about.into())
+        .long_about(long_about.into());
+    let sub = cmd.has_subcommands();
+    cmd.subcommand_required(sub).arg_required_else_help(sub)
+}
+
+/// The command line of a tool made of subcommands (`cbz-stream pack`, `tile-enhance
+/// spots`...): the subcommand, and the log flags every one of them takes.
+#[derive(Debug, Args)]
+pub struct SubcommandArgs<C: clap::Subcommand> {
+    #[command(subcommand)]
+    pub cmd: C,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
 /// Logging verbosity.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {

@@ -155,9 +155,8 @@ fn rounds(programs: &[(String, Vec<OsString>, PathBuf)]) -> Result<Vec<Sample>> 
     let contenders: Vec<Contender> = programs
         .iter()
         .map(|(name, argv, out)| Contender {
-            name: name.clone(),
-            argv: argv.clone(),
             before: Box::new(move || fresh(out).map(drop)),
+            ..Contender::new(name.clone(), argv.clone())
         })
         .collect();
     alternate(ROUNDS, &contenders)

@@ -121,17 +121,42 @@ pub struct Contender<'a> {
     pub before: Box<dyn Fn() -> Result<()> + 'a>,
 }
 
+impl<'a> Contender<'a> {
+    /// A contender with nothing to do before its runs.
+    pub fn new(name: impl Into<String>, argv: Vec<OsString>) -> Contender<'a> {
+        Contender {
+            name: name.into(),
+            argv,
+            before: Box::new(|| Ok(())),
+        }
+    }
+
+    /// A contender whose output `out` is removed before each run.
+    pub fn removing(name: impl Into<String>, argv: Vec<OsString>, out: &'a Path) -> Contender<'a> {
+        Contender {
+            before: Box::new(move || remove(out)),
+            ..Contender::new(name, argv)
+        }
+    }
+}
+
 /// Run the contenders in turn, `rounds` times (so load changes hit them alike); each
-/// one's median wall and largest peak RSS.
+/// one's median wall and largest peak RSS (its own only when every run's was), and the
+/// stdout of its run with that peak.
 pub fn alternate(rounds: usize, contenders: &[Contender]) -> Result<Vec<Sample>> {
     let devnull = std::path::PathBuf::from("/dev/null");
     let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
+    let mut own = vec![true; contenders.len()];
     let mut samples: Vec<Option<Sample>> = vec![None; contenders.len()];
-    for _ in 0..rounds.max(1) {
+    for round in 0..rounds.max(1) {
+        if rounds > 1 {
+            eprintln!("xtask: round {}/{rounds}", round + 1);
+        }
         for (i, c) in contenders.iter().enumerate() {
             (c.before)()?;
             let s = measure(&c.name, 1, &devnull, &[0], &c.argv)?;
             walls[i].push(s.wall);
+            own[i] &= s.peak_is_own;
             if samples[i]
                 .as_ref()
                 .is_none_or(|old| s.peak_rss >= old.peak_rss)
@@ -143,10 +168,12 @@ pub fn alternate(rounds: usize, contenders: &[Contender]) -> Result<Vec<Sample>>
     Ok(samples
         .into_iter()
         .zip(walls)
-        .map(|(s, mut w)| {
+        .zip(own)
+        .map(|((s, mut w), own)| {
             let mut s = s.expect("at least one round");
             w.sort();
             s.wall = w[w.len() / 2];
+            s.peak_is_own = own;
             s
         })
         .collect())

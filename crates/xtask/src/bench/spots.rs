@@ -13,10 +13,9 @@
 //! Images are generated here, strip by strip (the 32768 one is 2 GiB a channel): Poisson
 //! samples by inversion of the exact CDF, from testkit's seeded generator.
 
-use super::{measure, print_table, Sample};
+use super::{alternate, argv as os, measure, print_table, Contender};
 use anyhow::{Context, Result};
 use membudget::budget::human_bytes;
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use testkit::Rng;
@@ -226,23 +225,6 @@ fn make(dir: &Path, side: u32, channels: u32) -> Result<(Vec<PathBuf>, PathBuf)>
     Ok((paths, truth))
 }
 
-fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    v.iter().map(|s| s.as_ref().to_os_string()).collect()
-}
-
-/// Median wall, largest peak of one program's rounds.
-fn combine(samples: Vec<Sample>) -> Sample {
-    let mut walls: Vec<_> = samples.iter().map(|s| s.wall).collect();
-    walls.sort();
-    let mut s = samples
-        .iter()
-        .max_by_key(|s| s.peak_rss)
-        .cloned()
-        .expect("a sample");
-    s.wall = walls[walls.len() / 2];
-    s
-}
-
 /// Generate, build, measure, print; true when the targets were met.
 pub fn run(root: &Path) -> Result<bool> {
     let dir = root.join("target/bench/spots");
@@ -271,7 +253,7 @@ pub fn run(root: &Path) -> Result<bool> {
         &out,
         img,
     ]);
-    // Ours first: blob_log is given the threshold ours found.
+    // Ours once first, outside the rounds: blob_log is given the threshold ours found.
     let first = measure("tile-enhance spots -j 2", 1, &devnull, &[0], &ours)?;
     let rec: serde_json::Value = serde_json::from_slice(
         first
@@ -295,28 +277,15 @@ pub fn run(root: &Path) -> Result<bool> {
         &sigma,
         &threshold.to_string(),
     ]);
-    let (mut a, mut b, mut c) = (vec![first], Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        eprintln!("xtask: round {}/{ROUNDS}", round + 1);
-        if round > 0 {
-            a.push(measure(
-                "tile-enhance spots -j 2",
-                1,
-                &devnull,
-                &[0],
-                &ours,
-            )?);
-        }
-        b.push(measure(
-            "big-fish detect_spots",
-            1,
-            &devnull,
-            &[0],
-            &bigfish,
-        )?);
-        c.push(measure("skimage blob_log", 1, &devnull, &[0], &bloblog)?);
-    }
-    let (a, b, c) = (combine(a), combine(b), combine(c));
+    let samples = alternate(
+        ROUNDS,
+        &[
+            Contender::new("tile-enhance spots -j 2", ours),
+            Contender::new("big-fish detect_spots", bigfish),
+            Contender::new("skimage blob_log", bloblog),
+        ],
+    )?;
+    let [a, b, c] = <[_; 3]>::try_from(samples).expect("three samples");
     let n = u64::from(SIDE) * u64::from(SIDE);
     println!(
         "\ntile-enhance spots: {SIDE}x{SIDE} uint16, {} spots, sigma {SIGMA}, min distance \

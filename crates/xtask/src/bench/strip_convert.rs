@@ -9,7 +9,7 @@
 //! 3 GiB, uncompressed strips) under `--memory-limit 64MiB`, whose peak RSS must stay within
 //! the budget.
 
-use super::{measure, print_table, Sample};
+use super::{alternate, measure, print_table, Contender};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -100,15 +100,11 @@ pub fn run(root: &Path) -> Result<bool> {
             out("grk.jp2"),
         ),
     ];
-    let null = PathBuf::from("/dev/null");
-    let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); programs.len()];
-    for _ in 0..ROUNDS {
-        for (i, (name, argv, output)) in programs.iter().enumerate() {
-            let _ = std::fs::remove_file(output);
-            runs[i].push(measure(name, 1, &null, &[0], argv)?);
-        }
-    }
-    let samples: Vec<Sample> = runs.iter().map(|r| combine(r)).collect();
+    let contenders: Vec<Contender> = programs
+        .iter()
+        .map(|(name, argv, output)| Contender::removing(name.clone(), argv.clone(), output))
+        .collect();
+    let samples = alternate(ROUNDS, &contenders)?;
     let mpx = u64::from(SIDE) * u64::from(SIDE) / 1_000_000;
     println!(
         "strip-convert: {SIDE}x{SIDE} RGB 8-bit TIFF (strips, uncompressed), lossless, \
@@ -136,6 +132,7 @@ pub fn run(root: &Path) -> Result<bool> {
     }
 
     // The bnf profile against libvips' default lossy JPEG 2000.
+    let null = PathBuf::from("/dev/null");
     let bnf = measure(
         "strip-convert --profile bnf",
         1,
@@ -317,18 +314,6 @@ pub(super) fn generate_giga(photo_tif: &Path, dest: &Path) -> Result<()> {
     img.finish()?;
     std::fs::rename(&tmp, dest)?;
     Ok(())
-}
-
-/// Median wall and largest peak of several single runs of one program.
-pub(super) fn combine(runs: &[Sample]) -> Sample {
-    let mut walls: Vec<_> = runs.iter().map(|s| s.wall).collect();
-    walls.sort();
-    let peak = runs.iter().map(|s| s.peak_rss).max().unwrap_or(0);
-    let mut s = runs[0].clone();
-    s.wall = walls[walls.len() / 2];
-    s.peak_rss = peak;
-    s.peak_is_own = runs.iter().all(|r| r.peak_is_own);
-    s
 }
 
 /// A 10240x10240 RGB image: the photo upscaled bilinearly (fixed-point, so every machine

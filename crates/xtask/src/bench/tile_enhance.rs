@@ -20,10 +20,10 @@
 //! A new case (the thumbnail's) is one more [`Case`] in [`cases`].
 
 use super::strip_convert as sc;
-use super::{measure, print_table, Sample};
+use super::{alternate, measure, print_table, Contender};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Rounds; each runs every program of a case once, in turn.
 const ROUNDS: usize = 3;
@@ -163,17 +163,15 @@ pub fn run(root: &Path) -> Result<bool> {
     // A private copy: other builds may relink the binary while the bench runs.
     let tool = dir.join("tile-enhance");
     std::fs::copy(bin.join("tile-enhance"), &tool).context("copying tile-enhance")?;
-    let null = PathBuf::from("/dev/null");
     let mpx = u64::from(sc::SIDE) * u64::from(sc::SIDE) / 1_000_000;
     let mut ok = true;
     for case in cases(root, &tool, &src, &dir) {
-        let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); case.programs.len()];
-        for _ in 0..ROUNDS {
-            for (i, (name, argv)) in case.programs.iter().enumerate() {
-                runs[i].push(measure(name, 1, &null, &[0], argv)?);
-            }
-        }
-        let samples: Vec<Sample> = runs.iter().map(|r| sc::combine(r)).collect();
+        let contenders: Vec<Contender> = case
+            .programs
+            .into_iter()
+            .map(|(name, argv)| Contender::new(name, argv))
+            .collect();
+        let samples = alternate(ROUNDS, &contenders)?;
         println!(
             "\n{}: {s}x{s} RGB 8-bit TIFF, {ROUNDS} alternating rounds, median wall\n",
             case.title,

@@ -9,10 +9,9 @@
 //! fixed point plus hashed grain) and its JPEG by the pure-Rust `jpeg-encoder` (so no
 //! libjpeg of either side made it).
 
-use super::{measure, print_table, Sample};
+use super::{alternate, argv, print_table, Contender, Sample};
 use anyhow::{Context, Result};
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Rounds; each runs every program once, in turn.
 const ROUNDS: usize = 5;
@@ -65,46 +64,31 @@ pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
 
 /// Both programs on `src`, alternating, `ROUNDS` times.
 fn compare(dir: &Path, tool: &Path, src: &Path) -> Result<Vec<Sample>> {
-    let s = |p: &Path| OsString::from(p);
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
-    let programs: Vec<(String, Vec<OsString>)> = vec![
-        (
-            format!("tile-enhance thumbnail -s {SIZE}"),
-            vec![
-                s(tool),
-                "thumbnail".into(),
-                "-s".into(),
-                SIZE.into(),
-                "--force".into(),
-                "-o".into(),
-                s(&out),
-                s(src),
-            ],
-        ),
-        (
-            format!("vipsthumbnail -s {SIZE}"),
-            vec![
-                "vipsthumbnail".into(),
-                "-s".into(),
-                SIZE.into(),
-                s(src),
-                "-o".into(),
-                s(&out.join("vips_%s.jpg")),
-            ],
-        ),
-    ];
-    let null = PathBuf::from("/dev/null");
-    let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); programs.len()];
-    for _ in 0..ROUNDS {
-        for (i, (name, argv)) in programs.iter().enumerate() {
-            runs[i].push(measure(name, 1, &null, &[0], argv)?);
-        }
-    }
-    Ok(runs
-        .iter()
-        .map(|r| super::strip_convert::combine(r))
-        .collect())
+    let vips_out = out.join("vips_%s.jpg");
+    alternate(
+        ROUNDS,
+        &[
+            Contender::new(
+                format!("tile-enhance thumbnail -s {SIZE}"),
+                argv(&[
+                    &tool,
+                    &"thumbnail",
+                    &"-s",
+                    &SIZE,
+                    &"--force",
+                    &"-o",
+                    &out,
+                    &src,
+                ]),
+            ),
+            Contender::new(
+                format!("vipsthumbnail -s {SIZE}"),
+                argv(&[&"vipsthumbnail", &"-s", &SIZE, &src, &"-o", &vips_out]),
+            ),
+        ],
+    )
 }
 
 /// The photo TIFF as a baseline JPEG at quality 90 (4:2:0), by `jpeg-encoder`.

@@ -3,11 +3,10 @@
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The limits every run gets.
 #[derive(Debug, Clone, Copy)]
@@ -56,11 +55,7 @@ pub fn run(
         .env("TMPDIR", tmp)
         // Short stderr: the panic line is what we classify by, not the backtrace.
         .env("RUST_BACKTRACE", "0")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let as_limit = limits.address_space;
@@ -90,92 +85,29 @@ pub fn run(
             Ok(())
         });
     }
-    let t0 = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let pid = child.id() as libc::pid_t;
-    let writer = child.stdin.take().zip(stdin).map(|(mut w, data)| {
-        std::thread::spawn(move || {
-            let _ = w.write_all(&data);
-        })
-    });
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            if let Some(mut r) = r {
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = r.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let room = KEEP.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-            kept
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-
-    let mut timed_out = false;
-    let mut status = 0;
-    // SAFETY: rusage is plain old data; all-zero is a valid value.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut nap = Duration::from_millis(1);
-    loop {
-        // SAFETY: pid is our own unreaped child; status and ru are valid for writes.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
-        if r == pid {
-            break;
-        }
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e).context("waiting for the tool");
-        }
-        if !timed_out && t0.elapsed() >= limits.timeout {
-            timed_out = true;
-            // SAFETY: kill(2) on the child's own process group (setpgid above); the
-            // child is not reaped yet, so the group id cannot belong to anyone else.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
-    }
-    let seconds = t0.elapsed().as_secs_f64();
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let end = if timed_out {
+    let m = membudget::monitor::run_measured_with(
+        &mut cmd,
+        &membudget::monitor::RunOptions {
+            stdin,
+            timeout: Some(limits.timeout),
+            kill_group: true,
+            keep: Some(KEEP),
+        },
+    )
+    .with_context(|| format!("running {}", program.display()))?;
+    let end = if m.timed_out {
         End::TimedOut
-    } else if libc::WIFSIGNALED(status) {
-        End::Signaled(libc::WTERMSIG(status))
+    } else if let Some(sig) = m.status.signal() {
+        End::Signaled(sig)
     } else {
-        End::Exited(libc::WEXITSTATUS(status))
+        End::Exited(m.status.code().unwrap_or(-1))
     };
     Ok(Run {
         end,
-        stdout,
-        stderr,
-        // ru_maxrss is in KiB on Linux.
-        peak_rss: u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024,
-        seconds,
+        stdout: m.stdout.unwrap_or_default(),
+        stderr: m.stderr.unwrap_or_default(),
+        peak_rss: m.peak_rss_bytes,
+        seconds: m.wall.as_secs_f64(),
     })
 }
 

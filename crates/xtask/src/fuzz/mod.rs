@@ -136,15 +136,13 @@ pub fn run(root: &Path, args: &Args) -> Result<ExitCode> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let bin_dir = match &args.bin_dir {
         // Absolute: the tools run in each case's own directory.
         Some(d) => d
             .canonicalize()
             .with_context(|| format!("--bin-dir {}", d.display()))?,
-        None => build(root, &target, &args.profile, &tools)?,
+        None => build(root, &args.profile, &tools)?,
     };
     let save_root = args.out.clone().unwrap_or_else(|| target.join("fuzz"));
 
@@ -199,27 +197,14 @@ pub fn run(root: &Path, args: &Args) -> Result<ExitCode> {
 
 /// Build the tools (and mem-estimate and chunk-plan, which write the manifest seeds)
 /// in `profile`; their packages are named as their binaries.
-fn build(root: &Path, target: &Path, profile: &str, tools: &[&Tool]) -> Result<PathBuf> {
+fn build(root: &Path, profile: &str, tools: &[&Tool]) -> Result<PathBuf> {
     let mut packages: Vec<&str> = tools.iter().map(|t| t.name).collect();
     for p in [mem_estimate::NAME, chunk_plan::NAME] {
         if !packages.contains(&p) {
             packages.push(p);
         }
     }
-    let mut cmd = std::process::Command::new(crate::cargo());
-    cmd.current_dir(root)
-        .args(["build", "--quiet", "--profile", profile]);
-    for p in &packages {
-        cmd.args(["-p", p]);
-    }
-    eprintln!(
-        "xtask fuzz: cargo build --profile {profile} -p {}",
-        packages.join(" -p ")
-    );
-    let st = cmd.status().context("running cargo build")?;
-    anyhow::ensure!(st.success(), "cargo build failed ({st})");
-    // Cargo's dev profile builds into target/debug, every other into target/<name>.
-    Ok(target.join(if profile == "dev" { "debug" } else { profile }))
+    crate::build_profile(root, profile, &packages)
 }
 
 /// The corpus: generated seeds, the shared data, `--corpus` paths, then one manifest

@@ -115,14 +115,12 @@ pub fn run(root: &Path, args: &Args) -> Result<ExitCode> {
     if args.timeout.is_nan() || args.timeout <= 0.0 {
         bail!("--timeout must be above 0 seconds");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let bin_dir = match &args.bin_dir {
         Some(d) => d
             .canonicalize()
             .with_context(|| format!("--bin-dir {}", d.display()))?,
-        None => build(root, &target, &args.profile, &jobs)?,
+        None => build(root, &args.profile, &jobs)?,
     };
     let python = match std::env::var_os("MEMBUDGET_PYTHON") {
         Some(p) => PathBuf::from(p),
@@ -157,23 +155,11 @@ pub fn run(root: &Path, args: &Args) -> Result<ExitCode> {
     })
 }
 
-fn build(root: &Path, target: &Path, profile: &str, jobs: &[&Job]) -> Result<PathBuf> {
+fn build(root: &Path, profile: &str, jobs: &[&Job]) -> Result<PathBuf> {
     let mut packages: Vec<&str> = jobs.iter().map(|j| j.program).collect();
     packages.sort();
     packages.dedup();
-    let mut cmd = Command::new(crate::cargo());
-    cmd.current_dir(root)
-        .args(["build", "--quiet", "--profile", profile]);
-    for p in &packages {
-        cmd.args(["-p", p]);
-    }
-    eprintln!(
-        "xtask reliability: cargo build --profile {profile} -p {}",
-        packages.join(" -p ")
-    );
-    let st = cmd.status().context("running cargo build")?;
-    anyhow::ensure!(st.success(), "cargo build failed ({st})");
-    Ok(target.join(if profile == "dev" { "debug" } else { profile }))
+    crate::build_profile(root, profile, &packages)
 }
 
 fn print_table(table: &[(&str, Figures, Duration)]) {

@@ -3,24 +3,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// Run `cbz-stream` with `args`, feeding `stdin`.
-pub fn run(args: &[&str], stdin: &str) -> Output {
-    testkit::run_stdin(&testkit::bin("cbz-stream"), args, stdin)
+pub fn run(args: &[&str], stdin: &str) -> testkit::Ran {
+    testkit::tool("cbz-stream").args(args).stdin(stdin).run()
 }
 
 /// Run it and return its records, asserting the exit status.
 pub fn records(args: &[&str], stdin: &str, code: i32) -> Vec<serde_json::Value> {
-    let out = run(args, stdin);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "cbz-stream {args:?}: stderr:\n{}\nstdout:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    testkit::ndjson(&out.stdout)
+    run(args, stdin).expect_code(code).records()
 }
 
 /// A baseline JPEG of `w` x `h` with content from `seed`.
@@ -52,12 +43,7 @@ pub fn put(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 /// `unzip -t` passes on `archive`.
 pub fn unzip_t(archive: &Path) {
-    let out = Command::new("unzip")
-        .arg("-t")
-        .arg(archive)
-        .output()
-        .expect("unzip");
-    testkit::check(&out, "unzip -t");
+    testkit::cmd("unzip").arg("-t").arg(archive).ok();
 }
 
 /// Python's view of an archive: `testzip()` (None when every CRC is right), and per

@@ -7,17 +7,14 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub fn tool() -> Command {
-    Command::new(testkit::bin("strip-convert"))
+pub fn tool() -> testkit::Cmd {
+    testkit::tool("strip-convert")
 }
 
 /// Run strip-convert with `args`; return the records and the exit code.
 pub fn convert(args: &[&str]) -> (Vec<Value>, i32) {
-    let out = tool().args(args).output().expect("run strip-convert");
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-    )
+    let ran = tool().args(args).run();
+    (ran.records(), ran.code())
 }
 
 pub fn section(r: &Value) -> &Value {

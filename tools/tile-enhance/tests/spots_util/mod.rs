@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use testkit::Rng;
 
 /// A generated image and where its spots are.
@@ -78,19 +77,13 @@ pub fn write_rgb16(path: &Path, width: u32, height: u32, planes: [&[u16]; 3]) {
 }
 
 /// `tile-enhance spots ARGS...`.
-pub fn spots(args: &[&str]) -> Output {
-    Command::new(testkit::bin("tile-enhance"))
-        .arg("spots")
-        .args(args)
-        .output()
-        .unwrap()
+pub fn spots(args: &[&str]) -> testkit::Ran {
+    testkit::tool("tile-enhance").arg("spots").args(args).run()
 }
 
 /// Run and return the single record, checking success.
 pub fn spots_ok(args: &[&str]) -> serde_json::Value {
-    let out = spots(args);
-    testkit::check(&out, "tile-enhance spots");
-    let recs = testkit::ndjson(&out.stdout);
+    let recs = spots(args).check().records();
     assert_eq!(recs.len(), 1, "{recs:?}");
     recs.into_iter().next().unwrap()
 }
