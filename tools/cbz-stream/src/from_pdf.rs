@@ -77,6 +77,9 @@ fn way(p: &PdfPage, render_all: bool) -> Way {
 /// Stream bytes of image objects, from the PDF itself.
 struct Images {
     storage: Storage<memmap2::Mmap, NoCache, NoCache, NoLog>,
+    /// The map's address and length, for [`Images::release`] (the map itself moved into
+    /// `storage`, which does not hand it back; moving it does not move the mapping).
+    map: (usize, usize),
 }
 
 impl Images {
@@ -85,13 +88,31 @@ impl Images {
         // SAFETY: read-only map, lives as long as this run on the file; the usual mmap
         // caveat (another process truncating the file) is accepted as in the probe.
         let map = unsafe { memmap2::Mmap::map(&file)? };
+        let addr = (map.as_ptr() as usize, map.len());
         let mut storage =
             Storage::with_cache(map, ParseOptions::tolerant(), NoCache, NoCache, NoLog)
                 .map_err(|e| Error::corrupt(format!("PDF: {e}")))?;
         storage
             .load_storage_and_trailer()
             .map_err(|e| Error::corrupt(format!("PDF cross-reference table: {e}")))?;
-        Ok(Images { storage })
+        Ok(Images { storage, map: addr })
+    }
+
+    /// Drop the pages of the PDF this process has read from its mapping. Every image
+    /// read faults its stream's pages in, and a file mapping's resident pages count in
+    /// the process's RSS until it is unmapped: without this, converting a 2 GB PDF
+    /// would end with 2 GB resident. The pages stay in the page cache; a later read
+    /// faults them back in from there.
+    fn release(&self) {
+        let (addr, len) = self.map;
+        if len > 0 {
+            // SAFETY: the range is exactly the live read-only file mapping `storage`
+            // owns; MADV_DONTNEED on a file mapping only drops page-table entries, the
+            // contents read afterwards are the file's, unchanged.
+            unsafe {
+                libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            }
+        }
     }
 
     /// Image `object` as a file ([`pdf_image::extract`]), or why it is rendered instead.
@@ -278,7 +299,10 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
         while k < ways.len() {
             let extracted = match ways[k] {
                 Way::Copy(obj) => match images.extract(obj, decode_bytes) {
-                    Ok(x) => Some(x),
+                    Ok(x) => {
+                        images.release();
+                        Some(x)
+                    }
                     Err(why) => {
                         log::info!("page {}: rendered: {why}", k + 1);
                         refused.push(serde_json::json!({ "page": k + 1, "why": why }));
