@@ -98,3 +98,39 @@ fn pdf_to_cbz_model_within_20_percent() {
         unzip_t(&out);
     }
 }
+
+/// A scanned PDF of 16 MB (img2pdf, 1.3 MB pages of noise): the peak stays one page's,
+/// not a share of the file. Before, the header probe and the copy loop left every page
+/// of the PDF they had read mapped in, and the peak grew with the file.
+#[test]
+fn pdf_to_cbz_model_holds_on_a_larger_scanned_pdf() {
+    let Some(py) = testkit::python(&["numpy", "PIL", "img2pdf"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let pdf = dir.path().join("big.pdf");
+    let make = r#"
+import sys, io, img2pdf
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(1)
+pages = []
+for i in range(12):
+    b = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (1400, 1000, 3)).astype(np.uint8)).save(b, "JPEG", quality=90)
+    pages.append(b.getvalue())
+open(sys.argv[1], "wb").write(img2pdf.convert(pages))
+"#;
+    testkit::run_python(&py, make, &[pdf.to_str().unwrap()]);
+    assert!(std::fs::metadata(&pdf).unwrap().len() > 12 << 20);
+    let out = dir.path().join("o.cbz");
+    let m = measured(&[
+        "-q",
+        "from-pdf",
+        pdf.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let model = cost::model("pdf-to-cbz").unwrap();
+    within("scanned 16 MB", predicted(model.as_ref(), &pdf), m);
+}
