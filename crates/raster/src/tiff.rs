@@ -21,6 +21,8 @@
 mod codecs;
 
 use crate::{Band, Geometry, RowSource};
+/// PDF's CCITTFaxDecode, through the TIFF fax decoders (cbz-stream's `from-pdf`).
+pub use codecs::decode_ccitt;
 use codecs::{Codec, Shape};
 use membudget::cost::Summary;
 use membudget::probe::{Format, ImageSummary, Layout, SampleFormat as ProbeSampleFormat};

@@ -259,6 +259,46 @@ enum Fax3Mode {
     Huffman,
     OneD,
     TwoD,
+    /// PDF's EncodedByteAlign one-dimensional rows: each on a byte boundary, EOLs or not.
+    AlignedOneD,
+}
+
+/// CCITT fax data as a PDF's CCITTFaxDecode filter holds it (PDF 32000-1, 7.4.6): `k`
+/// < 0 Group 4, 0 Group 3 one-dimensional, > 0 Group 3 mixed; `byte_align` is
+/// EncodedByteAlign (each row starts on a byte boundary). Returns `rows` rows of
+/// `columns` pixels packed 8 to a byte, most significant bit first, black as 1 bits;
+/// rows the data does not reach are white. The same decoders as TIFF's, so PDF pages and
+/// TIFF strips decode alike.
+pub fn decode_ccitt(
+    stored: &[u8],
+    k: i64,
+    columns: u32,
+    rows: u32,
+    byte_align: bool,
+) -> Result<Vec<u8>, Error> {
+    let shape = Shape {
+        width: columns,
+        rows,
+        row_bytes: (columns as usize).div_ceil(8),
+        spp: 1,
+        bits: 1,
+    };
+    let mut out = Vec::new();
+    match (k, byte_align) {
+        (..0, false) => fax4(stored, shape, &mut out)?,
+        // The fax crate's Group 4 decoder has no byte alignment between rows.
+        (..0, true) => return Err(Error::unsupported("CCITT Group 4 with EncodedByteAlign")),
+        (0, false) => fax3(stored, shape, Fax3Mode::OneD, &mut out)?,
+        (0, true) => fax3(stored, shape, Fax3Mode::AlignedOneD, &mut out)?,
+        (_, false) => fax3(stored, shape, Fax3Mode::TwoD, &mut out)?,
+        (_, true) => {
+            return Err(Error::unsupported(
+                "CCITT two-dimensional Group 3 with EncodedByteAlign",
+            ))
+        }
+    }
+    out.resize(rows as usize * shape.row_bytes, 0);
+    Ok(out)
 }
 
 /// A bit reader over a slice that knows its position, for the fax crate's code tables
@@ -313,6 +353,17 @@ fn fax3(stored: &[u8], shape: Shape, mode: Fax3Mode, out: &mut Vec<u8>) -> Resul
     for _ in 0..shape.rows {
         if mode == Fax3Mode::Huffman {
             // Each row starts on a byte boundary.
+            let skip = r.bits_to_byte_boundary();
+            let _ = r.consume(skip);
+        } else if mode == Fax3Mode::AlignedOneD {
+            // Fill, then maybe an EOL that ends on a byte boundary, then the row on the
+            // next boundary. Eleven 0 bits and a 1 ending a byte is that EOL: padding
+            // (under 8 bits) and a row's first code never hold eleven 0 bits there.
+            let end = r.data.len() * 8;
+            let zeros = (r.pos..end).take_while(|&i| r.bit(i) == 0).count();
+            if zeros >= 11 && (r.pos + zeros + 1).is_multiple_of(8) {
+                r.pos += zeros + 1;
+            }
             let skip = r.bits_to_byte_boundary();
             let _ = r.consume(skip);
         } else if r.peek(8) == Some(0) {

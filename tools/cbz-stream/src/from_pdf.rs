@@ -1,13 +1,15 @@
-//! `from-pdf`: a PDF to a CBZ. A page that is one embedded DCT (JPEG) or JPX (JPEG 2000)
-//! image painted over the whole page (the header probe's `scan`) is copied out as the
-//! image's stream bytes, exactly what `pdfimages -all` writes, with no decoding or
-//! rendering. Any other page is rendered by poppler's `pdftoppm` from the CropBox (300
+//! `from-pdf`: a PDF to a CBZ. A page that is one embedded image painted over the whole
+//! page (the header probe's `scan`) is taken out without rendering ([`pdf_image`]): a
+//! DCT (JPEG) or JPX (JPEG 2000) stream as its bytes, exactly what `pdfimages -all`
+//! writes; a Flate, CCITT fax or JBIG2 image decoded losslessly to PNG. Any other page,
+//! and any image `pdf_image` refuses (masks, unusual colour spaces or /Decode arrays,
+//! data that does not decode), is rendered by poppler's `pdftoppm` from the CropBox (300
 //! DPI by default, JPEG q92 or PNG), in batches of pages sized from the budget with the
-//! `pdf-to-cbz` cost model. Images with a soft mask, a colour-key mask or a /Decode array
-//! (which change how the page looks) and Flate, CCITT or JBIG2 images are rendered too.
+//! `pdf-to-cbz` cost model. Image streams are read one at a time.
 
 use crate::archive;
 use crate::comicinfo::{self, PageInfo};
+use crate::pdf_image::{self, Extracted, Refusal};
 use crate::{natural, FromPdfOpts, RenderFormat, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
@@ -28,7 +30,9 @@ use std::process::Command;
 pub const LONG_ABOUT: &str = "Turns each PDF into a CBZ (`a.pdf` -> `a.cbz` beside it, \
 mirrored under `-o DIR`, or the file `-o FILE.cbz`). A page that is one embedded JPEG \
 (DCT) or JPEG 2000 (JPX) image covering the page is copied out as it is, byte-identical \
-to what `pdfimages -all` writes, with no rendering. Every other page is rendered by \
+to what `pdfimages -all` writes, with no rendering; one Flate, CCITT fax or JBIG2 image \
+in gray, RGB or a palette is decoded losslessly to PNG (the pixels `pdfimages -png` \
+writes). Every other page is rendered by \
 poppler's `pdftoppm` (a runtime dependency: install poppler-utils) from the CropBox at \
 --dpi, as JPEG quality 92 or lossless PNG (--render-format), in batches of pages sized \
 from the memory budget. A ComicInfo.xml with each page's size is added. The archive is \
@@ -38,8 +42,8 @@ after that.";
 /// How one page gets into the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
-    /// The image stream of this object, copied; the extension of its format.
-    Copy(u64, &'static str),
+    /// The image of this object, copied or decoded to PNG.
+    Copy(u64),
     /// Rendered by pdftoppm.
     Render,
 }
@@ -52,8 +56,20 @@ fn way(p: &PdfPage, render_all: bool) -> Way {
         return Way::Render;
     }
     match img.filters.as_slice() {
-        [f] if f == "DCTDecode" => Way::Copy(img.object, "jpg"),
-        [f] if f == "JPXDecode" => Way::Copy(img.object, "jp2"),
+        [f] if [
+            "DCTDecode",
+            "DCT",
+            "JPXDecode",
+            "FlateDecode",
+            "Fl",
+            "CCITTFaxDecode",
+            "CCF",
+            "JBIG2Decode",
+        ]
+        .contains(&f.as_str()) =>
+        {
+            Way::Copy(img.object)
+        }
         _ => Way::Render,
     }
 }
@@ -61,6 +77,9 @@ fn way(p: &PdfPage, render_all: bool) -> Way {
 /// Stream bytes of image objects, from the PDF itself.
 struct Images {
     storage: Storage<memmap2::Mmap, NoCache, NoCache, NoLog>,
+    /// The map's address and length, for [`Images::release`] (the map itself moved into
+    /// `storage`, which does not hand it back; moving it does not move the mapping).
+    map: (usize, usize),
 }
 
 impl Images {
@@ -69,36 +88,47 @@ impl Images {
         // SAFETY: read-only map, lives as long as this run on the file; the usual mmap
         // caveat (another process truncating the file) is accepted as in the probe.
         let map = unsafe { memmap2::Mmap::map(&file)? };
+        let addr = (map.as_ptr() as usize, map.len());
         let mut storage =
             Storage::with_cache(map, ParseOptions::tolerant(), NoCache, NoCache, NoLog)
                 .map_err(|e| Error::corrupt(format!("PDF: {e}")))?;
         storage
             .load_storage_and_trailer()
             .map_err(|e| Error::corrupt(format!("PDF cross-reference table: {e}")))?;
-        Ok(Images { storage })
+        Ok(Images { storage, map: addr })
     }
 
-    /// The raw (still encoded) stream of image `object`, or `None` when it has a mask or
-    /// a /Decode array (copying it would change the page) or cannot be read.
-    fn raw(&self, object: u64) -> Option<Vec<u8>> {
+    /// Drop the pages of the PDF this process has read from its mapping. Every image
+    /// read faults its stream's pages in, and a file mapping's resident pages count in
+    /// the process's RSS until it is unmapped: without this, converting a 2 GB PDF
+    /// would end with 2 GB resident. The pages stay in the page cache; a later read
+    /// faults them back in from there.
+    fn release(&self) {
+        let (addr, len) = self.map;
+        if len > 0 {
+            // SAFETY: the range is exactly the live read-only file mapping `storage`
+            // owns; MADV_DONTNEED on a file mapping only drops page-table entries, the
+            // contents read afterwards are the file's, unchanged.
+            unsafe {
+                libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            }
+        }
+    }
+
+    /// Image `object` as a file ([`pdf_image::extract`]), or why it is rendered instead.
+    fn extract(&self, object: u64, max_bytes: u64) -> Result<Extracted, Refusal> {
         let r = self.storage.resolver();
-        let id = u32::try_from(object).ok()?;
+        let id = u32::try_from(object).map_err(|_| "object number out of range")?;
         let p = r
             .resolve(PlainRef {
                 id: id.into(),
                 gen: 0,
             })
-            .ok()?;
+            .map_err(|e| format!("image object {object}: {e}"))?;
         let Primitive::Stream(s) = p else {
-            return None;
+            return Err(format!("image object {object} is not a stream"));
         };
-        if ["SMask", "Mask", "Decode"]
-            .iter()
-            .any(|k| s.info.get(k).is_some())
-        {
-            return None;
-        }
-        s.raw_data(&r).ok().map(|d| d.to_vec())
+        pdf_image::extract(&r, &s, max_bytes)
     }
 }
 
@@ -117,8 +147,9 @@ pub fn extract_images(path: &Path) -> Result<u64, Error> {
     let images = Images::open(path)?;
     let mut bytes = 0u64;
     for p in &info.pages {
-        if let Way::Copy(obj, _) = way(p, false) {
-            if let Some(b) = images.raw(obj) {
+        if let Way::Copy(obj) = way(p, false) {
+            if let Ok(x) = images.extract(obj, 64 << 20) {
+                let b = &x.bytes;
                 let _ = archive::image_head(&b[..b.len().min(archive::HEAD_BYTES as usize)]);
                 bytes += b.len() as u64;
             }
@@ -252,6 +283,8 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
         "pdftoppm",
     )?;
     let (mut copied, mut rendered) = (0usize, 0usize);
+    // Pages that are one image but were rendered, and why.
+    let mut refused = Vec::new();
     let mut infos = Vec::with_capacity(info.pages.len());
     {
         let zerr = archive::zip_err;
@@ -261,19 +294,30 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
             .and_then(|m| m.modified())
             .map_or_else(|_| zip::DateTime::default(), archive::zip_time);
         let mut k = 0usize;
+        // What decoding an image may hold: the budget past the process's own overhead.
+        let decode_bytes = budget.bytes.saturating_sub(PdfToCbz::default().fixed);
         while k < ways.len() {
-            let raw = match ways[k] {
-                Way::Copy(obj, ext) => images.raw(obj).map(|b| (b, ext)),
+            let extracted = match ways[k] {
+                Way::Copy(obj) => match images.extract(obj, decode_bytes) {
+                    Ok(x) => {
+                        images.release();
+                        Some(x)
+                    }
+                    Err(why) => {
+                        log::info!("page {}: rendered: {why}", k + 1);
+                        refused.push(serde_json::json!({ "page": k + 1, "why": why }));
+                        None
+                    }
+                },
                 Way::Render => None,
             };
-            if let Some((bytes, ext)) = raw {
+            if let Some(Extracted { bytes, ext, size }) = extracted {
                 let name = natural::padded_name(k, width, ext);
                 let head =
                     archive::image_head(&bytes[..bytes.len().min(archive::HEAD_BYTES as usize)]);
-                let img = info.pages[k].image.as_ref();
                 infos.push(PageInfo {
-                    width: head.map(|h| h.width).or(img.map(|i| i.width)),
-                    height: head.map(|h| h.height).or(img.map(|i| i.height)),
+                    width: Some(head.map_or(size[0], |h| h.width)),
+                    height: Some(head.map_or(size[1], |h| h.height)),
                     bytes: bytes.len() as u64,
                 });
                 zip.start_file(
@@ -329,6 +373,9 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
     record.set_in(NAME, "copied", copied);
     record.set_in(NAME, "rendered", rendered);
     record.set_in(NAME, "render_batch", batch);
+    if !refused.is_empty() {
+        record.set_in(NAME, "rendered_images", refused);
+    }
     record.set_in(NAME, "bytes", bytes);
     if o.delete_source {
         std::fs::remove_file(&input)?;

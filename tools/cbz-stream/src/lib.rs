@@ -16,6 +16,7 @@ pub mod from_pdf;
 pub mod list;
 pub mod natural;
 pub mod pack;
+pub mod pdf_image;
 pub mod unpack;
 
 use anyhow::Result;

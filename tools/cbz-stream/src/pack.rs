@@ -27,7 +27,9 @@ Entries are streamed from disk (never the archive in memory); images are stored 
 are, XML and text deflated, Zip64 used past 4 GiB or 65,535 entries. Pages are sorted in \
 natural order (numeric-aware, case-insensitive: `Page 2` before `Page 10`) and renamed \
 zero-padded (`001.jpg`) so that name order equals it, unless --keep-names. A \
-ComicInfo.xml at the top of the inputs is kept; otherwise one is generated with \
+ComicInfo.xml at the top of the inputs is kept; the one page records from `unpack \
+--emit-records` name is kept with its PageCount and Pages brought up to date with the \
+pages packed; otherwise one is generated with \
 PageCount and each page's ImageWidth/ImageHeight read from its header (--no-comic-info \
 to skip). Junk files (.DS_Store, Thumbs.db, .nfo, .sfv, __MACOSX/) are left out. The \
 archive is verified (entry count, every CRC) before it is renamed into place.";
@@ -92,6 +94,7 @@ fn pack_all(o: &PackOpts, log: &LogArgs) -> Result<Status> {
     let mut input = o.input.clone();
     input.recursive = true;
     let mut sources = Vec::new();
+    let mut comic_infos = std::collections::BTreeSet::new();
     let mut failed = 0usize;
     let mut status = driver::for_each_record(NAME, &input, log, |record, job| {
         let path = record.path();
@@ -101,6 +104,10 @@ fn pack_all(o: &PackOpts, log: &LogArgs) -> Result<Status> {
             .and_then(|s| s.get("entry"))
             .and_then(|e| e.as_str())
             .map(str::to_string);
+        // ... and the ComicInfo.xml of its archive.
+        if let Some(c) = record.get(NAME).and_then(|s| s.get("comic_info")?.as_str()) {
+            comic_infos.insert(PathBuf::from(c));
+        }
         match source(&path, entry.unwrap_or_default()) {
             Ok(s) => {
                 sources.push(s);
@@ -114,6 +121,11 @@ fn pack_all(o: &PackOpts, log: &LogArgs) -> Result<Status> {
         }
     })?;
     relative_names(&mut sources);
+    // Pages of one archive name one ComicInfo; pages of several, none is theirs.
+    let from_records = match comic_infos.len() {
+        1 => comic_infos.pop_first(),
+        _ => None,
+    };
     let mut record = Record::new(&dest);
     record.set_in(NAME, "op", "pack");
     let result = if failed > 0 {
@@ -125,7 +137,9 @@ fn pack_all(o: &PackOpts, log: &LogArgs) -> Result<Status> {
         Err(Error::new(ErrorKind::NotFound, "no input files"))
     } else if crate::proceed(&mut record, &o.output, &dest) {
         crate::claim(&mut record, &o.output, &dest).and_then(|a| match a {
-            Some(a) => write(sources, a, o).map(|p| describe(&mut record, &p)),
+            Some(a) => {
+                write(sources, from_records.as_deref(), a, o).map(|p| describe(&mut record, &p))
+            }
             None => Ok(()),
         })
     } else {
@@ -224,7 +238,7 @@ fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
         let Some(atomic) = crate::claim(record, &o.output, &dest)? else {
             return Ok(());
         };
-        let p = write(sources, atomic, o)?;
+        let p = write(sources, None, atomic, o)?;
         describe(record, &p);
         Ok(())
     })
@@ -300,8 +314,14 @@ fn page_info(s: &Source) -> PageInfo {
     }
 }
 
-/// Write `sources` as the archive `dest`, verified, renamed into place.
-pub fn write(sources: Vec<Source>, mut atomic: AtomicFile, o: &PackOpts) -> Result<Packed, Error> {
+/// Write `sources` as the archive `dest`, verified, renamed into place. `comic_info`:
+/// the ComicInfo.xml page records named (used when no ComicInfo is among `sources`).
+pub fn write(
+    sources: Vec<Source>,
+    comic_info: Option<&Path>,
+    mut atomic: AtomicFile,
+    o: &PackOpts,
+) -> Result<Packed, Error> {
     let l = layout(sources)?;
     if l.pages.is_empty() {
         return Err(Error::new(
@@ -331,6 +351,22 @@ pub fn write(sources: Vec<Source>, mut atomic: AtomicFile, o: &PackOpts) -> Resu
     let comic: Option<(Vec<u8>, DateTime, &'static str)> = match &l.comic {
         Some(s) => Some((std::fs::read(&s.path)?, s.modified, "kept")),
         None if o.no_comic_info => None,
+        // Pages may have been dropped, added or resized on the way: the counts and
+        // sizes are redone, every other byte kept.
+        None if comic_info.is_some_and(Path::is_file) => {
+            let path = comic_info.unwrap_or(Path::new(""));
+            let xml = String::from_utf8(std::fs::read(path)?).map_err(|_| {
+                Error::corrupt(format!("{}: ComicInfo.xml is not UTF-8", path.display()))
+            })?;
+            let infos: Vec<PageInfo> = l.pages.iter().map(page_info).collect();
+            let modified = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_or_else(|_| DateTime::default(), archive::zip_time);
+            Some(match comicinfo::update(&xml, &infos) {
+                Some(x) => (x.into_bytes(), modified, "updated"),
+                None => (xml.into_bytes(), modified, "kept"),
+            })
+        }
         None => {
             let infos: Vec<PageInfo> = l.pages.iter().map(page_info).collect();
             Some((

@@ -34,8 +34,9 @@ limits derived from the memory budget and the free disk space (see --max-*). Any
 violation fails the archive with a `hostile` error record. Entries go into a temporary \
 directory, each CRC is checked and each size held to its declared value, and the \
 directory is renamed into place only when complete. With --emit-records, one record per \
-page (path = the extracted page, `cbz-stream.entry` = its name in the archive) so that \
-`cbz-stream unpack --emit-records a.cbz | <stage> | cbz-stream pack -o b.cbz` works.";
+page (path = the extracted page, `cbz-stream.entry` = its name in the archive, \
+`cbz-stream.comic_info` = the extracted ComicInfo.xml) so that `cbz-stream unpack \
+--emit-records a.cbz | <stage> | cbz-stream pack -o b.cbz` works and keeps the ComicInfo.";
 
 /// Entries larger than this are held to `--max-ratio` (small XML compresses far better
 /// than images, legitimately).
@@ -322,11 +323,21 @@ pub fn run(o: &UnpackOpts, log: &LogArgs) -> Result<Status> {
             .collect();
         pages.sort_by(|x, y| natural::cmp(&x.name, &y.name));
         if o.emit_records {
+            // The archive's ComicInfo travels with every page record, so that `pack` at
+            // the end of the pipe keeps it (brought up to date) instead of writing a new
+            // one without its metadata.
+            let comic = entries
+                .iter()
+                .find(|e| archive::kind(&e.name) == Kind::ComicInfo)
+                .map(|e| dest.join(relative(&e.name)).to_string_lossy().into_owned());
             for (k, e) in pages.iter().enumerate() {
                 let page_path = dest.join(relative(&e.name));
                 let mut r: Record = record.with_path(&page_path);
                 r.set_in(NAME, "archive", input.to_string_lossy().into_owned());
                 r.set_in(NAME, "entry", e.name.clone());
+                if let Some(c) = &comic {
+                    r.set_in(NAME, "comic_info", c.clone());
+                }
                 r.set_in(NAME, "page", k + 1);
                 r.set_in(NAME, "status", "ok");
                 job.emit(r)?;
