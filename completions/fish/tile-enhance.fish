@@ -47,7 +47,9 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l fo
 png\t'PNG'"
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l compression -d 'TIFF compression (default: the input\'s when written here, else deflate)' -r -f -a "none\t'Uncompressed'
 deflate\t'Deflate with the horizontal predictor'
-lzw\t'LZW with the horizontal predictor'"
+lzw\t'LZW with the horizontal predictor'
+zstd\t'Zstandard (level 9, code 50000 as libtiff writes it) with the horizontal predictor'"
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l tile -d 'Write a tiled TIFF, tiles of W x H (multiples of 16), instead of strips' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l band-rows -d 'Rows per band (default: planned from the memory budget)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
