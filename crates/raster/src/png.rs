@@ -13,8 +13,12 @@ use std::borrow::Cow;
 use std::io::{BufRead, Seek, Write};
 
 fn png_err(e: png::DecodingError) -> Error {
-    let kind = match e {
+    let kind = match &e {
         png::DecodingError::LimitsExceeded => ErrorKind::Hostile,
+        // A file that ends early is a damaged file, not a failing disk.
+        png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ErrorKind::Corrupt
+        }
         png::DecodingError::IoError(_) => ErrorKind::Io,
         _ => ErrorKind::Corrupt,
     };
