@@ -24,7 +24,7 @@ complete -c strip-convert -l relation -d 'XMP dc:relation (bnf profile)' -r
 complete -c strip-convert -l dc-source -d 'XMP dc:source (bnf profile)' -r
 complete -c strip-convert -l min-psnr -d 'Lossy verification: lowest acceptable PSNR in dB' -r
 complete -c strip-convert -l min-ssim -d 'Lossy verification: lowest acceptable SSIM, from 0 to 1' -r
-complete -c strip-convert -l hdu -d 'FITS: the HDU to read, a number (the primary HDU is 0) or an EXTNAME; default the first HDU holding an image' -r
+complete -c strip-convert -l hdu -d 'FITS: the HDU to read, a number (the primary HDU is 0), an EXTNAME, or EXTNAME,EXTVER (astropy\'s (\'SCI\', 2)); default the first HDU holding an image' -r
 complete -c strip-convert -l split-cfa -d 'FITS: split each CFA (Bayer) frame into CFA0_..CFA3_<name>.fits (even/odd rows and columns, bit-exact); the pattern names their FILTER; auto reads BAYERPAT/ROWORDER' -r
 complete -c strip-convert -l normalize -d 'FITS: normalise each frame to the reference by median (L) and MAD (S): additive x-(Li-Lr), multiplicative x*Lr/Li, addscale (Sr/Si)(x-Li)+Lr, mulscale x*(Sr/Si)(Lr/Li); writes norm_<name>.fits, or with --stack normalises on the fly' -r -f -a "additive\t'x - (L_i - L_r)'
 multiplicative\t'x * L_r / L_i'
@@ -42,6 +42,11 @@ complete -c strip-convert -l sigma-high -d 'FITS: sigma-clip/winsorized: reject 
 complete -c strip-convert -l reject-low -d 'FITS: minmax: the N lowest values of each pixel are rejected' -r
 complete -c strip-convert -l reject-high -d 'FITS: minmax: the N highest values of each pixel are rejected' -r
 complete -c strip-convert -l rejection-map -d 'FITS: with --stack, also write the per-pixel count of rejected values here' -r -F
+complete -c strip-convert -l compress -d 'FITS: tile-compress the FITS outputs, one row a tile: auto (RICE_1 for integer images, GZIP_2 for floating-point ones), rice, gzip or gzip2; lossless unless --quantize is given' -r -f -a "auto\t'RICE_1 for integer images, GZIP_2 for floating-point ones (RICE_1 with --quantize)'
+rice\t'RICE_1 (floating-point images only with --quantize)'
+gzip\t'GZIP_1'
+gzip2\t'GZIP_2 (bytes shuffled by significance)'"
+complete -c strip-convert -l quantize -d 'FITS: with --compress, quantise floating-point outputs (lossy, as fpack -q Q): steps of a tile\'s noise sigma / Q, or of -Q when Q is negative, dithered; auto then means RICE_1' -r
 complete -c strip-convert -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
 complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c strip-convert -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F

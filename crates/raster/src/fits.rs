@@ -39,10 +39,62 @@ const TINT: c_int = 31;
 const TLONGLONG: c_int = 81;
 const TFLOAT: c_int = 42;
 const TDOUBLE: c_int = 82;
-/// RICE_1 tile compression.
-pub const RICE_1: c_int = 11;
-/// GZIP_1 tile compression.
-pub const GZIP_1: c_int = 21;
+
+/// A tile-compression algorithm (FITS standard 4.0, section 10.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// RICE_1: integers only (floating-point values must be quantised first).
+    Rice,
+    /// GZIP_1: any data, lossless on raw floating-point values.
+    Gzip,
+    /// GZIP_2: GZIP of the bytes shuffled by significance (better on floating point).
+    Gzip2,
+}
+
+impl Algorithm {
+    fn code(self) -> c_int {
+        match self {
+            Algorithm::Rice => 11,
+            Algorithm::Gzip => 21,
+            Algorithm::Gzip2 => 22,
+        }
+    }
+
+    /// The ZCMPTYPE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Rice => "RICE_1",
+            Algorithm::Gzip => "GZIP_1",
+            Algorithm::Gzip2 => "GZIP_2",
+        }
+    }
+}
+
+/// How [`FitsWriter::create`] tile-compresses an image: tiles of one row, so rows
+/// stream out as they are written (CFITSIO compresses a tile once its row is complete,
+/// holding one row), each tile read back on its own.
+///
+/// 64-bit integer images are refused (CFITSIO cannot compress them). Floating-point
+/// images are compressed **losslessly** unless `quantize` is given:
+/// CFITSIO's own default quantises them (q = 4, lossy), so it is set to 0 ("no
+/// quantisation") here, which only the GZIP algorithms can store. With `quantize = q`
+/// the values are quantised as fpack does (q > 0: steps of the tile's noise sigma / q;
+/// q < 0: steps of |q|), with subtractive dithering, then compressed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compression {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// CFITSIO's quantisation level for floating-point images (never 0); integer images
+    /// ignore it.
+    pub quantize: Option<f32>,
+}
+
+impl Compression {
+    /// Whether an image of `bitpix` comes back bit for bit.
+    pub fn lossless(&self, bitpix: i32) -> bool {
+        bitpix > 0 || self.quantize.is_none()
+    }
+}
 
 /// Which HDU to read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,14 +107,29 @@ pub enum HduSel {
     Index(usize),
     /// The first HDU whose EXTNAME (or HDUNAME) is this, case-insensitive.
     Name(String),
+    /// The HDU of this EXTNAME (or HDUNAME) and EXTVER (1 when absent, as the standard
+    /// says), as astropy's `('SCI', 2)`.
+    NameVersion(String, i64),
 }
 
 impl HduSel {
-    /// `--hdu N|NAME`: a number is an index, anything else a name.
+    /// `--hdu N|NAME|NAME,VER`: a number is an index, anything else a name, optionally
+    /// with an EXTVER after a comma.
     pub fn parse(s: &str) -> Result<HduSel, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err("--hdu: empty".into());
+        }
+        if let Some((name, ver)) = s.rsplit_once(',') {
+            let ver = ver
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("--hdu {s}: NAME,VER wants an integer EXTVER"))?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("--hdu {s}: no name before the comma"));
+            }
+            return Ok(HduSel::NameVersion(name.to_string(), ver));
         }
         Ok(match s.parse::<usize>() {
             Ok(n) => HduSel::Index(n),
@@ -242,6 +309,12 @@ impl Handle {
     }
 }
 
+// SAFETY: CFITSIO is built reentrant here (fitsio-sys's `fitsio-src` build configures it
+// with --enable-reentrant), so separate files may be used from separate threads. A Handle
+// is owned by one reader or writer, which moves between threads but is never shared
+// (no Sync).
+unsafe impl Send for Handle {}
+
 impl Drop for Handle {
     fn drop(&mut self) {
         let _ = self.close();
@@ -312,13 +385,21 @@ impl FitsReader {
                 r.describe(*i)?;
                 r.require_image()?;
             }
-            HduSel::Name(want) => {
+            HduSel::Name(want) | HduSel::NameVersion(want, _) => {
+                let version = match sel {
+                    HduSel::NameVersion(_, v) => Some(*v),
+                    _ => None,
+                };
                 let mut found = false;
                 for i in 0..n {
                     r.describe(i)?;
                     let hduname = r.h.key_str("HDUNAME")?;
                     let names = [r.info.extname.clone(), hduname];
-                    if names.iter().flatten().any(|s| s.eq_ignore_ascii_case(want)) {
+                    if !names.iter().flatten().any(|s| s.eq_ignore_ascii_case(want)) {
+                        continue;
+                    }
+                    let extver = r.h.key_f64("EXTVER")?.unwrap_or(1.0);
+                    if version.is_none_or(|v| extver == v as f64) {
                         found = true;
                         break;
                     }
@@ -326,7 +407,10 @@ impl FitsReader {
                 if !found {
                     return Err(Error::new(
                         ErrorKind::BadRecord,
-                        format!("--hdu {want}: no HDU of that name"),
+                        match version {
+                            Some(v) => format!("--hdu {want},{v}: no HDU of that name and EXTVER"),
+                            None => format!("--hdu {want}: no HDU of that name"),
+                        },
                     ));
                 }
                 r.require_image()?;
@@ -749,17 +833,37 @@ pub struct FitsWriter {
 
 impl FitsWriter {
     /// Create `path` (replacing any file there) holding a `width` x `height` x `planes`
-    /// image of `bitpix`, tile-compressed with `compression` (`RICE_1`, `GZIP_1`) if given
-    /// (then in an extension after an empty primary HDU, as the standard wants).
+    /// image of `bitpix`, tile-compressed as `compression` says if given (then in an
+    /// extension after an empty primary HDU, as the standard wants). RICE_1 on a
+    /// floating-point image without a quantisation level is refused: it cannot be
+    /// lossless.
     pub fn create(
         path: &Path,
         width: u32,
         height: u32,
         planes: u64,
         bitpix: i32,
-        compression: Option<c_int>,
+        compression: Option<Compression>,
     ) -> Result<FitsWriter, Error> {
         datatype(bitpix)?;
+        if let Some(c) = compression {
+            if bitpix == 64 {
+                return Err(Error::unsupported(
+                    "CFITSIO cannot tile-compress 64-bit integer images: write them uncompressed",
+                ));
+            }
+            if bitpix < 0 && c.quantize.is_none() && c.algorithm == Algorithm::Rice {
+                return Err(Error::unsupported(
+                    "RICE_1 stores floating-point pixels only quantised (lossy): compress them \
+                     with GZIP_1/GZIP_2 (lossless) or give a quantisation level",
+                ));
+            }
+            if c.quantize == Some(0.0) || c.quantize.is_some_and(|q| !q.is_finite()) {
+                return Err(Error::unsupported(
+                    "quantisation level 0 or not finite: leave it out for lossless compression",
+                ));
+            }
+        }
         // CFITSIO refuses to create over an existing file (AtomicFile's empty temporary).
         let _ = std::fs::remove_file(path);
         let name = path_cstring(path)?;
@@ -769,14 +873,29 @@ impl FitsWriter {
         unsafe { sys::ffdkinit(&mut fptr, name.as_ptr(), &mut status) };
         let h = Handle(fptr);
         check(status, "creating the FITS file")?;
-        if let Some(c) = compression {
-            // SAFETY: open handle; the setting applies to the next image created.
-            unsafe { sys::fits_set_compression_type(h.ptr(), c, &mut status) };
-            check(status, "compression")?;
-        }
         let mut naxes: Vec<sys::LONGLONG> = vec![i64::from(width), i64::from(height)];
         if planes > 1 {
             naxes.push(planes as i64);
+        }
+        if let Some(c) = compression {
+            let mut tile: Vec<std::os::raw::c_long> = vec![1; naxes.len()];
+            tile[0] = width.max(1) as std::os::raw::c_long;
+            // SAFETY: open handle; these settings apply to the next image created; tile
+            // holds one entry per axis.
+            unsafe {
+                sys::fits_set_compression_type(h.ptr(), c.algorithm.code(), &mut status);
+                sys::fits_set_tile_dim(
+                    h.ptr(),
+                    tile.len() as c_int,
+                    tile.as_mut_ptr(),
+                    &mut status,
+                );
+                if bitpix < 0 {
+                    // 0 is CFITSIO's "no quantisation" (its default, 4, is lossy).
+                    sys::fits_set_quantize_level(h.ptr(), c.quantize.unwrap_or(0.0), &mut status);
+                }
+            }
+            check(status, "compression")?;
         }
         // SAFETY: naxes holds naxis entries.
         unsafe {
@@ -984,6 +1103,12 @@ mod tests {
     fn hdu_selection_parses() {
         assert_eq!(HduSel::parse("2"), Ok(HduSel::Index(2)));
         assert_eq!(HduSel::parse("SCI"), Ok(HduSel::Name("SCI".into())));
+        assert_eq!(
+            HduSel::parse("SCI, 2"),
+            Ok(HduSel::NameVersion("SCI".into(), 2))
+        );
+        assert!(HduSel::parse("SCI,x").is_err());
+        assert!(HduSel::parse(",2").is_err());
         assert!(HduSel::parse(" ").is_err());
     }
 

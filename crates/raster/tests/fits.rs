@@ -2,7 +2,7 @@
 //! refused clearly), cubes plane by plane, regions never wrapping, and written files
 //! read back by astropy.
 
-use raster::fits::{FitsReader, FitsWriter, HduSel, GZIP_1, RICE_1};
+use raster::fits::{Algorithm, Compression, FitsReader, FitsWriter, HduSel};
 use raster::{Band, RowSource};
 use std::path::{Path, PathBuf};
 
@@ -173,8 +173,20 @@ fn written_files_read_back_in_astropy() {
     let want = astropy_values(&py, &src, 0, &dir.path().join("v.bin"));
     for (name, comp) in [
         ("raw.fits", None),
-        ("rice.fits", Some(RICE_1)),
-        ("gz.fits", Some(GZIP_1)),
+        (
+            "rice.fits",
+            Some(Compression {
+                algorithm: Algorithm::Rice,
+                quantize: None,
+            }),
+        ),
+        (
+            "gz.fits",
+            Some(Compression {
+                algorithm: Algorithm::Gzip,
+                quantize: None,
+            }),
+        ),
     ] {
         let out: PathBuf = dir.path().join(name);
         let mut w =

@@ -93,8 +93,18 @@ impl AtomicFile {
             Ok(m) => m.permissions(),
             Err(_) => new_file_permissions(),
         };
-        tmp.as_file().set_permissions(mode)?;
-        tmp.as_file().sync_all()?;
+        // A library handed `temp_path` may have replaced the file (CFITSIO deletes and
+        // creates it): then the file to sync is the one at the path, not our handle's.
+        let at_path = {
+            use std::os::unix::fs::MetadataExt;
+            let path_ino = std::fs::metadata(tmp.path())?.ino();
+            (path_ino != tmp.as_file().metadata()?.ino())
+                .then(|| std::fs::File::open(tmp.path()))
+                .transpose()?
+        };
+        let file = at_path.as_ref().unwrap_or(tmp.as_file());
+        file.set_permissions(mode)?;
+        file.sync_all()?;
         let tmp_path = tmp.path().to_path_buf();
         tmp.persist(&self.dest).map_err(|e| e.error)?;
         forget_pending(&tmp_path);
@@ -153,5 +163,25 @@ mod tests {
         let tmp2 = b.temp_path().to_path_buf();
         drop(b);
         assert!(!tmp2.exists() && !dest2.exists());
+    }
+
+    /// A library given `temp_path` that deletes and recreates the file (CFITSIO does):
+    /// the file renamed into place gets the replaced output's mode, as one written
+    /// through the handle does.
+    #[test]
+    fn a_file_replaced_at_the_temp_path_is_the_one_finished() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.fits");
+        std::fs::write(&dest, b"old").unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let a = AtomicFile::create(&dest).unwrap();
+        std::fs::remove_file(a.temp_path()).unwrap();
+        std::fs::write(a.temp_path(), b"new").unwrap();
+        std::fs::set_permissions(a.temp_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        a.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -1,15 +1,27 @@
 //! CFA (Bayer) split: four half-size frames, streamed by row pairs.
 //!
-//! Planes, as Siril's `split_cfa` names them: `CFA0_<name>.fits` = (even row, even
-//! column), `CFA1_` = (even, odd), `CFA2_` = (odd, even), `CFA3_` = (odd, odd), rows and
-//! columns counted as numpy indexes the data (`data[0::2, 0::2]` ...); an odd last row or
-//! column is dropped. The stored values are copied bit for bit (same BITPIX, BZERO,
-//! BSCALE). `--cfa-rgb` writes `RGB_<name>.fits` instead: a float32 cube of three planes
-//! R, G = (G1 + G2) / 2, B (physical values).
+//! Planes are numbered and named as Siril's `split_cfa` numbers them (checked against
+//! siril-cli 1.0.6 and Siril's source, whose loop reads "not c0, c1, c2 and c3 because of
+//! the read orientation"): Siril counts rows top-down on screen, where a FITS image's
+//! first stored row is at the bottom, so in each pair of stored rows the second is its
+//! "even" one. In numpy's (stored) indexing of the data:
+//!
+//! | file | Siril's (row, column) | numpy |
+//! |---|---|---|
+//! | `CFA0_<name>.fits` | (even, even) | `data[1::2, 0::2]` |
+//! | `CFA1_<name>.fits` | (odd, even) | `data[0::2, 0::2]` |
+//! | `CFA2_<name>.fits` | (even, odd) | `data[1::2, 1::2]` |
+//! | `CFA3_<name>.fits` | (odd, odd) | `data[0::2, 1::2]` |
+//!
+//! each cut to `H // 2` rows and `W // 2` columns: an odd last stored row or column is
+//! dropped, as Siril drops it. The stored values are copied bit for bit (same BITPIX,
+//! BZERO, BSCALE). `--cfa-rgb` writes `RGB_<name>.fits` instead: a float32 cube of three
+//! planes R, G = (G1 + G2) / 2, B (physical values).
 //!
 //! The pattern (`--split-cfa RGGB|BGGR|GRBG|GBRG`, or `auto` from the header) only names
-//! the planes' colours (FILTER) and drives `--cfa-rgb`. With `auto`, BAYERPAT gives the
-//! colours of the first two stored rows when ROWORDER is `TOP-DOWN` or absent; with
+//! the planes' colours (FILTER) and drives `--cfa-rgb`; a given pattern is the colours of
+//! the stored data's first two rows, as numpy shows them (`data[0:2, 0:2]`). With `auto`,
+//! BAYERPAT gives those colours when ROWORDER is `TOP-DOWN` or absent; with
 //! `ROWORDER = 'BOTTOM-UP'` it describes the image shown top-down, whose first row is the
 //! last stored one, so for an even height its two rows swap. XBAYROFF/YBAYROFF (MaxIm DL)
 //! shift the pattern by a column/row when odd.
@@ -95,22 +107,31 @@ pub fn from_header(
     Ok(p)
 }
 
+/// The stored (row, column) parity of plane `k` (see the module doc).
+pub fn plane_offset(k: usize) -> (usize, usize) {
+    (1 - k % 2, k / 2)
+}
+
+/// Plane `k`'s colour in `p` (a pattern of the stored data).
+pub fn plane_colour(p: Pattern, k: usize) -> u8 {
+    let (dy, dx) = plane_offset(k);
+    p.0[dy * 2 + dx]
+}
+
 /// Split one block of raw rows (`rows` rows, even, of `width` samples of `sb` bytes)
-/// into the four planes' rows (appended to `out[k]`).
+/// into the four planes' rows (`out[k]` is plane k's, replaced).
 pub fn split_raw(block: &[u8], width: usize, rows: usize, sb: usize, out: &mut [Vec<u8>; 4]) {
     let half = width / 2;
     for o in out.iter_mut() {
         o.clear();
     }
     for r in (0..rows - rows % 2).step_by(2) {
-        for dy in 0..2 {
+        for (k, o) in out.iter_mut().enumerate() {
+            let (dy, dx) = plane_offset(k);
             let row = &block[(r + dy) * width * sb..(r + dy + 1) * width * sb];
-            for dx in 0..2 {
-                let o = &mut out[dy * 2 + dx];
-                for x in 0..half {
-                    let a = (2 * x + dx) * sb;
-                    o.extend_from_slice(&row[a..a + sb]);
-                }
+            for x in 0..half {
+                let a = (2 * x + dx) * sb;
+                o.extend_from_slice(&row[a..a + sb]);
             }
         }
     }
@@ -149,6 +170,10 @@ mod tests {
         let b: Vec<u8> = (0..15).collect();
         let mut out: [Vec<u8>; 4] = Default::default();
         split_raw(&b, 5, 3, 1, &mut out);
-        assert_eq!(out, [vec![0, 2], vec![1, 3], vec![5, 7], vec![6, 8]]);
+        // Siril's numbering: CFA0 = the second stored row's even columns.
+        assert_eq!(out, [vec![5, 7], vec![0, 2], vec![6, 8], vec![1, 3]]);
+        let p = Pattern(*b"RGGB");
+        let colours: Vec<char> = (0..4).map(|k| plane_colour(p, k) as char).collect();
+        assert_eq!(colours, ['G', 'R', 'B', 'G']);
     }
 }

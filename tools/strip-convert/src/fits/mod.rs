@@ -22,7 +22,7 @@ use membudget::driver;
 use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
 use membudget::system::SystemInfo;
 use membudget::{monitor, plan, Budget, Error, ErrorKind, Record};
-use raster::fits::{FitsReader, FitsWriter, HduSel};
+use raster::fits::{Algorithm, Compression, FitsReader, FitsWriter, HduSel};
 use serde_json::json;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -34,9 +34,9 @@ use crate::NAME;
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "FITS frames")]
 pub struct FitsArgs {
-    /// FITS: the HDU to read, a number (the primary HDU is 0) or an EXTNAME; default the
-    /// first HDU holding an image
-    #[arg(long, value_name = "N|NAME", value_parser = HduSel::parse)]
+    /// FITS: the HDU to read, a number (the primary HDU is 0), an EXTNAME, or EXTNAME,EXTVER
+    /// (astropy's ('SCI', 2)); default the first HDU holding an image
+    #[arg(long, value_name = "N|NAME[,VER]", value_parser = HduSel::parse)]
     pub hdu: Option<HduSel>,
     /// FITS: split each CFA (Bayer) frame into CFA0_..CFA3_<name>.fits (even/odd rows and
     /// columns, bit-exact); the pattern names their FILTER; auto reads BAYERPAT/ROWORDER
@@ -78,6 +78,63 @@ pub struct FitsArgs {
     /// FITS: with --stack, also write the per-pixel count of rejected values here
     #[arg(long, value_name = "FILE", requires = "stack")]
     pub rejection_map: Option<PathBuf>,
+    /// FITS: tile-compress the FITS outputs, one row a tile: auto (RICE_1 for integer
+    /// images, GZIP_2 for floating-point ones), rice, gzip or gzip2; lossless unless
+    /// --quantize is given
+    #[arg(long, value_enum, value_name = "ALGO")]
+    pub compress: Option<CompressArg>,
+    /// FITS: with --compress, quantise floating-point outputs (lossy, as fpack -q Q):
+    /// steps of a tile's noise sigma / Q, or of -Q when Q is negative, dithered; auto
+    /// then means RICE_1
+    #[arg(long, value_name = "Q", requires = "compress", allow_negative_numbers = true,
+          value_parser = parse_quantize)]
+    pub quantize: Option<f32>,
+}
+
+/// `--compress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    /// RICE_1 for integer images, GZIP_2 for floating-point ones (RICE_1 with --quantize)
+    Auto,
+    /// RICE_1 (floating-point images only with --quantize)
+    Rice,
+    /// GZIP_1
+    Gzip,
+    /// GZIP_2 (bytes shuffled by significance)
+    Gzip2,
+}
+
+fn parse_quantize(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(q) if q.is_finite() && q != 0.0 => Ok(q),
+        Ok(_) => Err("must be finite and not 0 (leave --quantize out for lossless)".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The compression of an output image of `bitpix`, if any.
+fn compression(a: &FitsArgs, bitpix: i32) -> Option<Compression> {
+    let quantize = if bitpix < 0 { a.quantize } else { None };
+    let algorithm = match a.compress? {
+        CompressArg::Auto if bitpix > 0 || quantize.is_some() => Algorithm::Rice,
+        CompressArg::Auto => Algorithm::Gzip2,
+        CompressArg::Rice => Algorithm::Rice,
+        CompressArg::Gzip => Algorithm::Gzip,
+        CompressArg::Gzip2 => Algorithm::Gzip2,
+    };
+    Some(Compression {
+        algorithm,
+        quantize,
+    })
+}
+
+/// The record's note of how an output of `bitpix` was compressed.
+fn compression_json(c: Option<Compression>, bitpix: i32) -> serde_json::Value {
+    match c {
+        None => serde_json::Value::Null,
+        Some(c) => json!({"algorithm": c.algorithm.as_str(), "quantize": c.quantize,
+                          "lossless": c.lossless(bitpix)}),
+    }
 }
 
 /// Whether `path` starts like a FITS file (`SIMPLE  =`).
@@ -108,6 +165,13 @@ pub fn run(
     }
     if !(a.sigma_low > 0.0 && a.sigma_high > 0.0) {
         anyhow::bail!("--sigma-low and --sigma-high must be positive");
+    }
+    let float_out = a.stack.is_some() || a.cfa_rgb || a.split_cfa.is_none();
+    if float_out && a.compress == Some(CompressArg::Rice) && a.quantize.is_none() {
+        anyhow::bail!(
+            "--compress rice: the output is floating point, which RICE_1 stores only \
+             quantised (lossy); give --quantize Q, or --compress gzip2 (lossless)"
+        );
     }
     let sys = SystemInfo::probe();
     let b = budget.budget(&sys)?;
@@ -166,6 +230,39 @@ fn open_frame(a: &FitsArgs, path: &Path) -> Result<FitsReader, Error> {
     Ok(r)
 }
 
+/// Read rows `y .. y + m` of every frame into `block` (the first `len` values of each),
+/// the frames split over `threads` threads (CFITSIO is reentrant; each thread reads its
+/// own files).
+fn read_block(
+    frames: &mut [(Record, FitsReader)],
+    block: &mut [Vec<f32>],
+    y: u32,
+    m: u32,
+    len: usize,
+    threads: usize,
+) -> Result<(), Error> {
+    let per = frames.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = frames
+            .chunks_mut(per)
+            .zip(block.chunks_mut(per))
+            .map(|(fs, bs)| {
+                s.spawn(move || -> Result<(), Error> {
+                    for ((_, f), b) in fs.iter_mut().zip(bs) {
+                        f.read_rows_f32(y, m, &mut b[..len])?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        jobs.into_iter().try_for_each(|j| {
+            j.join().unwrap_or_else(|_| {
+                Err(Error::new(ErrorKind::Internal, "a reader thread panicked"))
+            })
+        })
+    })
+}
+
 /// Rows per read for a pass over one frame: a quarter of the budget, at least 2.
 fn pass_rows(budget: u64, width: u32, bytes: usize) -> u32 {
     let row = (u64::from(width) * bytes as u64).max(1);
@@ -188,7 +285,7 @@ fn stem_fits(path: &Path) -> String {
     format!("{stem}.fits")
 }
 
-/// Create, fill with `fill`, finish and rename into place.
+/// Claim `dest`, create its temporary and fill it (the caller commits).
 fn write_atomic(
     dest: &Path,
     fill: impl FnOnce(&Path) -> Result<(), Error>,
@@ -196,13 +293,10 @@ fn write_atomic(
     let file = AtomicFile::create(dest)
         .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dest.display())))?;
     fill(file.temp_path())?;
-    // CFITSIO wrote a new file at the temporary path: make it durable before the rename.
-    std::fs::File::open(file.temp_path())
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     Ok(file)
 }
 
+/// Rename into place (AtomicFile syncs the file CFITSIO wrote at the temporary path).
 fn commit(files: Vec<AtomicFile>) -> Result<(), Error> {
     for f in files {
         f.commit()
@@ -230,21 +324,21 @@ impl Ctx<'_> {
             return self.split(&path, &mut reader, c, r);
         }
         let m = self.a.normalize.expect("an operation was asked");
+        let scale = matches!(m, normalize::Method::Addscale | normalize::Method::Mulscale);
+        let st = self.frame_stats(&mut reader, scale)?;
         if reference.is_none() {
-            let (rpath, st) = match &self.a.reference {
+            *reference = Some(match &self.a.reference {
                 Some(p) => {
                     let mut rr = open_frame(self.a, p)?;
-                    (p.to_string_lossy().into_owned(), self.frame_stats(&mut rr)?)
+                    (
+                        p.to_string_lossy().into_owned(),
+                        self.frame_stats(&mut rr, scale)?,
+                    )
                 }
-                None => (
-                    path.to_string_lossy().into_owned(),
-                    self.frame_stats(&mut reader)?,
-                ),
-            };
-            *reference = Some((rpath, st));
+                None => (path.to_string_lossy().into_owned(), st),
+            });
         }
         let (rpath, rs) = reference.clone().expect("set above");
-        let st = self.frame_stats(&mut reader)?;
         let (ka, kb) = normalize::coefficients(m, st, rs)?;
         r.set_in(
             NAME,
@@ -262,8 +356,10 @@ impl Ctx<'_> {
         }
         let cards = reader.header_cards()?;
         let rows = pass_rows(self.budget, info.width, 16);
+        let comp = compression(self.a, -32);
+        r.set_in(NAME, "compression", compression_json(comp, -32));
         let file = write_atomic(&dest, |tmp| {
-            let mut w = FitsWriter::create(tmp, info.width, info.height, 1, -32, None)?;
+            let mut w = FitsWriter::create(tmp, info.width, info.height, 1, -32, comp)?;
             w.copy_cards(&cards)?;
             w.history(&format!(
                 "strip-convert: {} normalisation to {rpath}: x' = {ka} x + {kb}",
@@ -301,9 +397,46 @@ impl Ctx<'_> {
         false
     }
 
-    fn frame_stats(&self, reader: &mut FitsReader) -> Result<normalize::Stats, Error> {
-        let rows = pass_rows(self.budget, reader.info().width, 8);
-        normalize::stats(&mut normalize::FrameValues { reader, rows })
+    /// A frame's median and, if `scale`, its MAD, read in blocks of at most 4 MiB (a
+    /// share of the budget per thread).
+    fn frame_stats(&self, reader: &mut FitsReader, scale: bool) -> Result<normalize::Stats, Error> {
+        let threads = self.jobs.max(1) as u64;
+        let row = u64::from(reader.info().width).max(1) * 8;
+        let rows = ((self.budget / 8 / threads).min(4 << 20) / row).clamp(1, 1 << 20) as u32;
+        normalize::frame_stats(&mut normalize::FrameValues { reader, rows }, scale)
+    }
+
+    /// Every frame's stats, the frames split over the worker threads.
+    fn all_stats(
+        &self,
+        frames: &mut [(Record, FitsReader)],
+        scale: bool,
+    ) -> Result<Vec<normalize::Stats>, Error> {
+        let count = frames.len();
+        let per = count.div_ceil(self.jobs.max(1)).max(1);
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = frames
+                .chunks_mut(per)
+                .map(|fs| {
+                    s.spawn(move || {
+                        fs.iter_mut()
+                            .map(|(r, f)| {
+                                self.frame_stats(f, scale).map_err(|e| {
+                                    Error::new(e.kind, format!("{}: {}", r.path_str(), e.message))
+                                })
+                            })
+                            .collect::<Result<Vec<_>, Error>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(count);
+            for j in jobs {
+                out.extend(j.join().map_err(|_| {
+                    Error::new(ErrorKind::Internal, "a statistics thread panicked")
+                })??);
+            }
+            Ok(out)
+        })
     }
 
     fn split(
@@ -355,6 +488,9 @@ impl Ctx<'_> {
             return Ok(());
         }
         let cards = reader.header_cards()?;
+        let out_bitpix = if self.a.cfa_rgb { -32 } else { info.bitpix };
+        let comp = compression(self.a, out_bitpix);
+        r.set_in(NAME, "compression", compression_json(comp, out_bitpix));
         let sb = if self.a.cfa_rgb { 8 } else { info.raw_bytes() };
         // Row pairs per block: a quarter of the budget for the block and its four planes.
         let rows = pass_rows(self.budget, info.width, sb * 2);
@@ -364,9 +500,9 @@ impl Ctx<'_> {
             let t = AtomicFile::create(d)
                 .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", d.display())))?;
             let mut w = if self.a.cfa_rgb {
-                FitsWriter::create(t.temp_path(), w2, h2, 3, -32, None)?
+                FitsWriter::create(t.temp_path(), w2, h2, 3, -32, comp)?
             } else {
-                FitsWriter::create(t.temp_path(), w2, h2, 1, info.bitpix, None)?
+                FitsWriter::create(t.temp_path(), w2, h2, 1, info.bitpix, comp)?
             };
             w.copy_cards(&cards)?;
             for key in ["BAYERPAT", "XBAYROFF", "YBAYROFF"] {
@@ -379,12 +515,11 @@ impl Ctx<'_> {
                 ))?;
             } else {
                 w.raw_scaling(info.bzero, info.bscale)?;
-                let colour = pattern.0[k] as char;
+                let colour = cfa::plane_colour(pattern, k) as char;
+                let (dy, dx) = cfa::plane_offset(k);
                 w.set_str("FILTER", &colour.to_string(), "CFA plane colour")?;
                 w.history(&format!(
-                    "strip-convert: split_cfa plane CFA{k} (rows {}, columns {}) of {}",
-                    ["even", "odd"][k / 2],
-                    ["even", "odd"][k % 2],
+                    "strip-convert: split_cfa plane CFA{k} (as Siril numbers it: data[{dy}::2, {dx}::2] in stored order) of {}",
                     pattern.as_str()
                 ))?;
             }
@@ -409,8 +544,13 @@ impl Ctx<'_> {
                         .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
                         .collect()
                 };
-                let (ri, bi) = (pattern.index(b'R'), pattern.index(b'B'));
-                let g: Vec<usize> = (0..4).filter(|&k| pattern.0[k] == b'G').collect();
+                let planes_of = |c: u8| -> Vec<usize> {
+                    (0..4)
+                        .filter(|&k| cfa::plane_colour(pattern, k) == c)
+                        .collect()
+                };
+                let (ri, bi) = (planes_of(b'R')[0], planes_of(b'B')[0]);
+                let g = planes_of(b'G');
                 let (g1, g2) = (vals(g[0]), vals(g[1]));
                 let gm: Vec<f64> = g1.iter().zip(&g2).map(|(a, b)| (a + b) / 2.0).collect();
                 let w = &mut writers[0];
@@ -429,11 +569,6 @@ impl Ctx<'_> {
         }
         for w in writers {
             w.finish()?;
-        }
-        for t in &temps {
-            std::fs::File::open(t.temp_path())
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
         }
         commit(temps)?;
         r.set_in(NAME, "status", json!("ok"));
@@ -555,19 +690,33 @@ impl Ctx<'_> {
         let a = self.a;
         let n = frames.len();
         let (w, h) = (frames[0].1.info().width, frames[0].1.info().height);
+        if a.weighted && a.stack == Some(stack::Method::Median) {
+            return Err(Error::new(
+                ErrorKind::BadRecord,
+                "--weighted applies to a mean: not to --stack median",
+            ));
+        }
         // Normalisation: stats of every frame first (streaming passes), then x' = a x + b.
+        // The MAD only when a method uses it.
+        let need_scale = a.weighted
+            || matches!(
+                a.normalize,
+                Some(normalize::Method::Addscale | normalize::Method::Mulscale)
+            );
+        let stats = if a.normalize.is_some() || a.weighted {
+            self.all_stats(frames, need_scale)?
+        } else {
+            Vec::new()
+        };
         let mut coef = vec![(1.0f64, 0.0f64); n];
-        let mut norm = Vec::new();
-        let mut stats = Vec::new();
         if let Some(m) = a.normalize {
             let rs = match &a.reference {
-                Some(p) => self.frame_stats(&mut open_frame(a, p)?)?,
-                None => self.frame_stats(&mut frames[0].1)?,
+                Some(p) => self.frame_stats(&mut open_frame(a, p)?, need_scale)?,
+                None => stats[0],
             };
-            for (i, (r, f)) in frames.iter_mut().enumerate() {
-                let st = self.frame_stats(f)?;
-                stats.push(st);
-                coef[i] = normalize::coefficients(m, st, rs)?;
+            let mut norm = Vec::with_capacity(n);
+            for (i, ((r, _), st)) in frames.iter().zip(&stats).enumerate() {
+                coef[i] = normalize::coefficients(m, *st, rs)?;
                 norm.push(
                     json!({"path": r.path(), "location": st.location, "scale": st.scale,
                                  "a": coef[i].0, "b": coef[i].1}),
@@ -584,17 +733,6 @@ impl Ctx<'_> {
         // Gaussian sigma of a robust scale), scaled as the normalisation scales the frame.
         let mut weights = vec![1.0f64; n];
         if a.weighted {
-            if a.stack == Some(stack::Method::Median) {
-                return Err(Error::new(
-                    ErrorKind::BadRecord,
-                    "--weighted applies to a mean: not to --stack median",
-                ));
-            }
-            if stats.is_empty() {
-                for (_, f) in frames.iter_mut() {
-                    stats.push(self.frame_stats(f)?);
-                }
-            }
             let mut noise = Vec::with_capacity(n);
             for (i, st) in stats.iter().enumerate() {
                 let sigma = 1.4826 * st.scale * coef[i].0.abs();
@@ -702,13 +840,15 @@ impl Ctx<'_> {
         };
         let main = AtomicFile::create(dest)
             .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dest.display())))?;
-        let mut wr = FitsWriter::create(main.temp_path(), w, h, 1, -32, None)?;
+        let comp = compression(a, -32);
+        rec.set_in(NAME, "compression", compression_json(comp, -32));
+        let mut wr = FitsWriter::create(main.temp_path(), w, h, 1, -32, comp)?;
         header(&mut wr)?;
         let mut map = match &a.rejection_map {
             Some(p) => {
                 let t = AtomicFile::create(p)
                     .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", p.display())))?;
-                let mut m = FitsWriter::create(t.temp_path(), w, h, 1, 16, None)?;
+                let mut m = FitsWriter::create(t.temp_path(), w, h, 1, 16, compression(a, 16))?;
                 header(&mut m)?;
                 m.set_str("BUNIT", "count", "values rejected at each pixel")?;
                 Some((t, m))
@@ -724,19 +864,11 @@ impl Ctx<'_> {
         while y < h {
             let m = rows.min(h - y);
             let len = w as usize * m as usize;
-            for (i, (_, f)) in frames.iter_mut().enumerate() {
-                let b = &mut block[i][..len];
-                f.read_rows_f32(y, m, b)?;
-                let (ka, kb) = coef[i];
-                if (ka, kb) != (1.0, 0.0) {
-                    for v in b.iter_mut() {
-                        *v = (ka * f64::from(*v) + kb) as f32;
-                    }
-                }
-            }
+            read_block(frames, &mut block, y, m, len, threads)?;
             stack::combine_block(
                 &params,
                 &block,
+                &coef,
                 &weights,
                 len,
                 &mut result,
@@ -746,7 +878,12 @@ impl Ctx<'_> {
             wr.write_rows_f32(0, y, &result[..len])?;
             total_rejected += rejected[..len].iter().map(|&v| f64::from(v)).sum::<f64>();
             if let Some((_, mw)) = &mut map {
-                mw.write_rows_f32(0, y, &rejected[..len])?;
+                // Stored as the map's 16-bit integers (counts never exceed the frames).
+                let counts: Vec<u8> = rejected[..len]
+                    .iter()
+                    .flat_map(|&c| (c.min(f32::from(i16::MAX)) as i16).to_ne_bytes())
+                    .collect();
+                mw.write_rows_raw(0, y, &counts)?;
             }
             y += m;
             if cli::interrupted() {
@@ -758,11 +895,6 @@ impl Ctx<'_> {
         if let Some((t, mw)) = map {
             mw.finish()?;
             files.push(t);
-        }
-        for t in &files {
-            std::fs::File::open(t.temp_path())
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
         }
         commit(files)?;
         rec.set_in(NAME, "ncombine", json!(n));

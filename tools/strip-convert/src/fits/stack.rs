@@ -1,6 +1,8 @@
 //! Per-pixel combination of N values (one per frame) and the row-block loop around it.
 //!
-//! Each method is what its reference computes, on the pixel's non-NaN values in `f64`:
+//! Each method is what its reference computes, on the pixel's non-NaN values in `f64`
+//! (normalised in `f64` from the frames' `f32` values, as numpy normalises a float64
+//! cube):
 //! - `mean`: numpy `mean`.
 //! - `median`: numpy `median`.
 //! - `sigma-clip`: astropy `sigma_clip(cenfunc='median', stdfunc='std', maxiters=None)`:
@@ -16,8 +18,14 @@
 //!
 //! Each value carries its frame's weight (1 unless `--weighted`): rejection ignores the
 //! weights, the final mean is `sum(w x) / sum(w)` over the kept values (with weights 1,
-//! bit-identical to the plain mean). The median is never weighted.
+//! the plain mean). The median is never weighted.
+//!
+//! Speed: a pixel's values are sorted once ([`Pixel`]); every rejection keeps an
+//! interval of values, so each round moves the ends of a run of the sorted values and
+//! its median is the run's middle. Pixels are transposed by tiles of [`TILE`] so a
+//! pixel's values are contiguous.
 
+use super::normalize::{key, unkey};
 use clap::ValueEnum;
 
 /// A stacking method.
@@ -63,19 +71,146 @@ pub struct Params {
     pub reject_high: usize,
 }
 
+/// One pixel's values sorted ascending, with their frames' weights, and the kept range.
+///
+/// Every rejection here keeps the values inside an interval, so what is kept is always a
+/// contiguous run of the sorted values: the pixel is sorted once and each round only
+/// moves the run's ends (the median is its middle), instead of re-sorting the survivors.
+#[derive(Debug, Default)]
+pub struct Pixel {
+    /// Value keys (unweighted).
+    keys: Vec<u64>,
+    /// (key << 64 | frame): sorting these sorts values and keeps their frames (weighted).
+    pairs: Vec<u128>,
+    /// Sorted values.
+    x: Vec<f64>,
+    /// Their weights (empty when every weight is 1).
+    w: Vec<f64>,
+    /// Scratch for winsorizing.
+    scratch: Vec<f64>,
+}
+
+/// What a frame's values go through: normalisation x' = a x + b (in `f64`), weight.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameMaps<'a> {
+    /// Frame i's (a, b); None: every frame as read.
+    pub coef: Option<&'a [(f64, f64)]>,
+    /// Frame i's weight; None: all 1.
+    pub weights: Option<&'a [f64]>,
+}
+
+impl FrameMaps<'_> {
+    /// Frame i's value `x`, normalised.
+    #[inline]
+    fn value(&self, i: usize, x: f32) -> f64 {
+        match self.coef {
+            Some(c) => c[i].0 * f64::from(x) + c[i].1,
+            None => f64::from(x),
+        }
+    }
+}
+
+impl Pixel {
+    /// Load the normalised non-NaN values of `v` (frame i's value at `v[i]`), unsorted:
+    /// `x` holds them, `keys` (or with weights, `pairs`) their keys.
+    fn gather(&mut self, v: &[f32], maps: FrameMaps) {
+        self.x.clear();
+        self.w.clear();
+        if maps.weights.is_some() {
+            self.pairs.clear();
+            for (i, &x) in v.iter().enumerate() {
+                let x = maps.value(i, x);
+                if !x.is_nan() {
+                    self.pairs.push((u128::from(key(x)) << 64) | i as u128);
+                }
+            }
+        } else {
+            self.keys.clear();
+            for (i, &x) in v.iter().enumerate() {
+                let x = maps.value(i, x);
+                if !x.is_nan() {
+                    self.keys.push(key(x));
+                    self.x.push(x);
+                }
+            }
+        }
+    }
+
+    /// Sort what [`Pixel::gather`] loaded: `x` ascending, `w` its weights.
+    fn sort(&mut self, maps: FrameMaps) {
+        self.x.clear();
+        if let Some(w) = maps.weights {
+            self.pairs.sort_unstable();
+            self.x
+                .extend(self.pairs.iter().map(|&k| unkey((k >> 64) as u64)));
+            self.w
+                .extend(self.pairs.iter().map(|&k| w[k as u64 as usize]));
+        } else {
+            self.keys.sort_unstable();
+            self.x.extend(self.keys.iter().map(|&k| unkey(k)));
+        }
+    }
+
+    /// numpy's median of the unweighted values [`Pixel::gather`] loaded, by selection
+    /// (reorders `keys`, not `x`).
+    fn median_unsorted(&mut self) -> f64 {
+        let n = self.keys.len();
+        let (below, &mut k, _) = self.keys.select_nth_unstable(n / 2);
+        let hi = unkey(k);
+        if n % 2 == 1 {
+            return hi;
+        }
+        let lo = unkey(below.iter().copied().max().unwrap_or(k));
+        lo + (hi - lo) / 2.0
+    }
+
+    /// numpy's median of the run.
+    fn median(&self, r: (usize, usize)) -> f64 {
+        let s = &self.x[r.0..r.1];
+        let n = s.len();
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            s[n / 2 - 1] + (s[n / 2] - s[n / 2 - 1]) / 2.0
+        }
+    }
+
+    /// numpy's `std` (ddof 0, two passes) of the run, unweighted.
+    fn std(&self, r: (usize, usize)) -> f64 {
+        std(&self.x[r.0..r.1])
+    }
+
+    /// The (weighted) mean of the run.
+    fn mean(&self, r: (usize, usize)) -> f64 {
+        if self.w.is_empty() {
+            mean(&self.x[r.0..r.1])
+        } else {
+            let (x, w) = (&self.x[r.0..r.1], &self.w[r.0..r.1]);
+            x.iter().zip(w).map(|(x, w)| w * x).sum::<f64>() / w.iter().sum::<f64>()
+        }
+    }
+
+    /// The run shrunk to the values within `lo ..= hi` (none if a bound is NaN).
+    fn clip(&self, r: (usize, usize), lo: f64, hi: f64) -> (usize, usize) {
+        if lo
+            .partial_cmp(&hi)
+            .is_none_or(|o| o == std::cmp::Ordering::Greater)
+        {
+            return (r.0, r.0);
+        }
+        let (mut a, mut b) = r;
+        while a < b && self.x[a] < lo {
+            a += 1;
+        }
+        while b > a && self.x[b - 1] > hi {
+            b -= 1;
+        }
+        (a, b)
+    }
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
-}
-
-/// The weighted mean of (value, weight) pairs.
-fn wmean(v: &[(f64, f64)]) -> f64 {
-    v.iter().map(|&(x, w)| w * x).sum::<f64>() / v.iter().map(|&(_, w)| w).sum::<f64>()
-}
-
-/// numpy's `std` (ddof 0) of the values of the pairs, unweighted.
-fn std_of(v: &[(f64, f64)]) -> f64 {
-    let m = v.iter().map(|&(x, _)| x).sum::<f64>() / v.len() as f64;
-    (v.iter().map(|&(x, _)| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt()
 }
 
 fn std(v: &[f64]) -> f64 {
@@ -83,100 +218,145 @@ fn std(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt()
 }
 
-/// numpy's median; sorts `v`.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_unstable_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        v[n / 2 - 1] + (v[n / 2] - v[n / 2 - 1]) / 2.0
+/// Combine one pixel's values `v` (frame i's at `v[i]`, NaN for none), normalised and
+/// weighted as `maps` says. Returns the value and how many values were rejected; no
+/// value gives NaN.
+pub fn combine(p: &Params, v: &[f32], maps: FrameMaps, px: &mut Pixel) -> (f64, u32) {
+    if p.method == Method::Mean {
+        // No order needed.
+        let (mut s, mut sw) = (0f64, 0f64);
+        for (i, &x) in v.iter().enumerate() {
+            let x = maps.value(i, x);
+            if !x.is_nan() {
+                let w = maps.weights.map_or(1.0, |w| w[i]);
+                s += w * x;
+                sw += w;
+            }
+        }
+        return (if sw > 0.0 { s / sw } else { f64::NAN }, 0);
     }
-}
-
-/// The values of the pairs into `scratch`, and their median.
-fn median_of(v: &[(f64, f64)], scratch: &mut Vec<f64>) -> f64 {
-    scratch.clear();
-    scratch.extend(v.iter().map(|&(x, _)| x));
-    median(scratch)
-}
-
-/// Combine one pixel's (value, weight) pairs (NaN already left out; `v` is scratch and
-/// is reordered). Returns the value and how many values were rejected. No value gives NaN.
-pub fn combine(p: &Params, v: &mut Vec<(f64, f64)>, scratch: &mut Vec<f64>) -> (f64, u32) {
-    let n = v.len();
+    if p.method == Method::Median {
+        // Never weighted, and a selection is enough.
+        px.gather(
+            v,
+            FrameMaps {
+                weights: None,
+                ..maps
+            },
+        );
+        if px.keys.is_empty() {
+            return (f64::NAN, 0);
+        }
+        return (px.median_unsorted(), 0);
+    }
+    px.gather(v, maps);
+    let mut first = None;
+    if p.method == Method::SigmaClip && maps.weights.is_none() && !px.keys.is_empty() {
+        // Most pixels reject nothing: their first round needs the median (a selection)
+        // and the moments, not the order.
+        let n = px.x.len();
+        let c = px.median_unsorted();
+        let mean = mean(&px.x);
+        let s = (px.x.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
+        let (lo, hi) = (c - p.sigma_low * s, c + p.sigma_high * s);
+        let (min, max) =
+            px.x.iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+        if lo <= min && max <= hi {
+            return (mean, 0);
+        }
+        first = Some((lo, hi));
+    }
+    px.sort(maps);
+    let n = px.x.len();
     if n == 0 {
         return (f64::NAN, 0);
     }
-    match p.method {
-        Method::Mean => (wmean(v), 0),
-        Method::Median => (median_of(v, scratch), 0),
+    let all = (0, n);
+    let kept = match p.method {
+        Method::Mean | Method::Median => all,
         Method::SigmaClip => {
-            loop {
-                let c = median_of(v, scratch);
-                let s = std_of(v);
-                let (lo, hi) = (c - p.sigma_low * s, c + p.sigma_high * s);
-                let before = v.len();
-                v.retain(|&(x, _)| x >= lo && x <= hi);
-                if v.len() == before || v.is_empty() {
+            let mut r = all;
+            if let Some((lo, hi)) = first {
+                // The first round, whose bounds the fast path found.
+                r = px.clip(r, lo, hi);
+            }
+            while r.0 < r.1 {
+                let c = px.median(r);
+                let s = px.std(r);
+                let next = px.clip(r, c - p.sigma_low * s, c + p.sigma_high * s);
+                let done = next == r;
+                r = next;
+                if done {
                     break;
                 }
             }
-            if v.is_empty() {
-                return (f64::NAN, n as u32);
-            }
-            (wmean(v), (n - v.len()) as u32)
+            r
         }
         Method::Winsorized => {
+            let mut r = all;
             loop {
-                let m = median_of(v, scratch);
-                let mut s = std_of(v);
+                let m = px.median(r);
+                let mut s = px.std(r);
                 for _ in 0..100 {
                     let (lo, hi) = (m - 1.5 * s, m + 1.5 * s);
-                    scratch.clear();
-                    scratch.extend(v.iter().map(|&(x, _)| x.clamp(lo, hi)));
+                    px.scratch.clear();
+                    px.scratch
+                        .extend(px.x[r.0..r.1].iter().map(|&x| x.clamp(lo, hi)));
                     let s0 = s;
-                    s = 1.134 * std(scratch);
+                    s = 1.134 * std(&px.scratch);
                     if (s - s0).abs() <= s0 * 0.0005 {
                         break;
                     }
                 }
-                let (lo, hi) = (m - p.sigma_low * s, m + p.sigma_high * s);
-                let before = v.len();
-                v.retain(|&(x, _)| x >= lo && x <= hi);
-                if v.len() == before || v.len() <= 3 {
+                let next = px.clip(r, m - p.sigma_low * s, m + p.sigma_high * s);
+                let done = next == r || next.1 - next.0 <= 3;
+                r = next;
+                if done {
                     break;
                 }
             }
-            if v.is_empty() {
-                return (f64::NAN, n as u32);
-            }
-            (wmean(v), (n - v.len()) as u32)
+            r
         }
         Method::Minmax => {
             if n <= p.reject_low + p.reject_high {
                 // Too few values left at this pixel (NaNs): its median.
-                return (median_of(v, scratch), 0);
+                return (px.median(all), 0);
             }
-            v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-            let kept = &v[p.reject_low..n - p.reject_high];
-            (wmean(kept), (p.reject_low + p.reject_high) as u32)
+            (p.reject_low, n - p.reject_high)
         }
+    };
+    if kept.0 == kept.1 {
+        return (f64::NAN, n as u32);
     }
+    (px.mean(kept), (n - (kept.1 - kept.0)) as u32)
 }
 
-/// Combine a block: `frames[i]` holds frame i's `len` values of the block (already
-/// normalised), `weights[i]` its weight; writes `out[..len]` and `rejected[..len]`,
-/// splitting the pixels over `threads` threads.
+/// Pixels gathered at once: their values are transposed into one buffer (each pixel's
+/// N values side by side) so the per-pixel work reads contiguous memory, not N streams.
+const TILE: usize = 64;
+
+/// Combine a block: `frames[i]` holds frame i's `len` values of the block (as read),
+/// `coef[i]` its normalisation and `weights[i]` its weight; writes `out[..len]` and
+/// `rejected[..len]`, splitting the pixels over `threads` threads.
+#[allow(clippy::too_many_arguments)]
 pub fn combine_block(
     p: &Params,
     frames: &[Vec<f32>],
+    coef: &[(f64, f64)],
     weights: &[f64],
     len: usize,
     out: &mut [f32],
     rejected: &mut [f32],
     threads: usize,
 ) {
+    let n = frames.len();
+    let maps = FrameMaps {
+        coef: (!coef.iter().all(|&c| c == (1.0, 0.0))).then_some(coef),
+        weights: (!weights.iter().all(|&w| w == 1.0)).then_some(weights),
+    };
     let threads = threads.clamp(1, len.max(1));
     let per = len.div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -187,20 +367,21 @@ pub fn combine_block(
         {
             s.spawn(move || {
                 let start = t * per;
-                let mut v = Vec::with_capacity(frames.len());
-                let mut scratch = Vec::with_capacity(frames.len());
-                for (j, (o, r)) in o.iter_mut().zip(r.iter_mut()).enumerate() {
-                    v.clear();
-                    v.extend(
-                        frames
-                            .iter()
-                            .zip(weights)
-                            .map(|(f, &w)| (f64::from(f[start + j]), w))
-                            .filter(|(x, _)| !x.is_nan()),
-                    );
-                    let (value, rej) = combine(p, &mut v, &mut scratch);
-                    *o = value as f32;
-                    *r = rej as f32;
+                let mut px = Pixel::default();
+                let mut tile = vec![0f32; TILE * n];
+                for (c, (o, r)) in o.chunks_mut(TILE).zip(r.chunks_mut(TILE)).enumerate() {
+                    let base = start + c * TILE;
+                    let m = o.len();
+                    for (i, f) in frames.iter().enumerate() {
+                        for (j, &x) in f[base..base + m].iter().enumerate() {
+                            tile[j * n + i] = x;
+                        }
+                    }
+                    for j in 0..m {
+                        let (value, rej) = combine(p, &tile[j * n..(j + 1) * n], maps, &mut px);
+                        o[j] = value as f32;
+                        r[j] = rej as f32;
+                    }
                 }
             });
         }
@@ -223,28 +404,44 @@ mod tests {
 
     #[test]
     fn sigma_clip_rejects_an_outlier_until_stable() {
-        let mut v: Vec<(f64, f64)> = (0..20).map(|i| (10.0 + (i % 3) as f64, 1.0)).collect();
-        v.push((1000.0, 1.0));
-        let (m, r) = combine(&params(Method::SigmaClip), &mut v, &mut Vec::new());
+        let mut v: Vec<f32> = (0..20).map(|i| 10.0 + (i % 3) as f32).collect();
+        v.insert(7, 1000.0);
+        v.push(f32::NAN);
+        let none = FrameMaps::default();
+        let (m, r) = combine(&params(Method::SigmaClip), &v, none, &mut Pixel::default());
         assert_eq!(r, 1);
         assert!((m - 10.95).abs() < 1e-12, "{m}");
     }
 
     #[test]
     fn minmax_drops_the_extremes() {
-        let mut v = vec![(5.0, 1.0), (1.0, 1.0), (9.0, 1.0), (3.0, 1.0)];
+        let v = [5.0, 1.0, 9.0, 3.0];
+        let px = &mut Pixel::default();
+        let none = FrameMaps::default();
+        assert_eq!(combine(&params(Method::Minmax), &v, none, px), (4.0, 2));
+        assert_eq!(combine(&params(Method::Median), &v, none, px).0, 4.0);
+        // Weights follow their frames through the sort: 5 (w 3) and 3 (w 1) kept.
+        let w = [3.0, 1.0, 1.0, 1.0];
+        let weighted = FrameMaps {
+            coef: None,
+            weights: Some(&w),
+        };
+        assert_eq!(combine(&params(Method::Minmax), &v, weighted, px).0, 4.5);
         assert_eq!(
-            combine(&params(Method::Minmax), &mut v, &mut Vec::new()),
-            (4.0, 2)
+            combine(&params(Method::Mean), &v, weighted, px).0,
+            28.0 / 6.0
         );
-        let mut v = vec![(5.0, 1.0), (1.0, 1.0), (9.0, 1.0), (3.0, 1.0)];
-        assert_eq!(
-            combine(&params(Method::Median), &mut v, &mut Vec::new()).0,
-            4.0
-        );
-        let mut v = vec![];
-        assert!(combine(&params(Method::Mean), &mut v, &mut Vec::new())
+        // Normalisation before ordering: frame 2's 9 becomes -1, the lowest, frame 3's 3
+        // becomes 6, the highest: 1 (w 1) and 5 (w 3) kept.
+        let c = [(1.0, 0.0), (1.0, 0.0), (1.0, -10.0), (2.0, 0.0)];
+        let normalised = FrameMaps {
+            coef: Some(&c),
+            weights: Some(&w),
+        };
+        assert_eq!(combine(&params(Method::Minmax), &v, normalised, px).0, 4.0);
+        assert!(combine(&params(Method::Mean), &[f32::NAN], none, px)
             .0
             .is_nan());
+        assert!(combine(&params(Method::Median), &[], none, px).0.is_nan());
     }
 }
