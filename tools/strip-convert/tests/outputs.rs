@@ -54,7 +54,10 @@ fn inputs_with_one_output_name_are_refused_after_the_first() {
         let (recs, code, err) = run(dir.path(), &args);
         assert_eq!(code, 1, "{recs:?}");
         assert_eq!(recs.len(), 3);
-        assert!(sec(&recs[0])["status"] == "ok" || sec(&recs[0])["status"] == "skipped");
+        assert!(
+            sec(&recs[0])["status"] == "ok" || sec(&recs[0])["status"] == "skipped",
+            "{recs:?} {err}"
+        );
         for r in &recs[1..] {
             let msg = r["error"]["message"].as_str().unwrap_or_default();
             assert!(msg.contains("already the output of in/x.tif"), "{r}");
