@@ -241,6 +241,32 @@ pub fn run_peak(cmd: Command) -> (Output, u64) {
     (ran.output(), peak)
 }
 
+/// Run the workspace binary `name` with `args`, its stdin the file `dir/stdin.ndjson`
+/// holding `stdin` (so the end of the stream is there at once, as from a redirected
+/// file); records, exit code, wall seconds and peak RSS (as [`run_peak`]).
+pub fn run_stdin_file(
+    name: &str,
+    args: &[&str],
+    stdin: &str,
+    dir: &Path,
+) -> (Vec<serde_json::Value>, i32, f64, u64) {
+    let list = dir.join("stdin.ndjson");
+    std::fs::write(&list, stdin).unwrap();
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args).stdin(std::process::Stdio::from(
+        std::fs::File::open(&list).unwrap(),
+    ));
+    let t = std::time::Instant::now();
+    let (out, peak) = run_peak(cmd);
+    let wall = t.elapsed().as_secs_f64();
+    (
+        ndjson(&out.stdout),
+        out.status.code().unwrap_or(-1),
+        wall,
+        peak,
+    )
+}
+
 /// A command running `program` as an unprivileged user (`nobody`, through `setpriv`)
 /// when the tests run as root, who reads every file whatever its mode: permission
 /// errors then happen for real. The files it needs must be readable by others.

@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 fn section(r: &Value) -> &Value {
     &r["laz-enrich"]
@@ -31,22 +30,9 @@ fn tiles() -> Vec<PathBuf> {
 }
 
 /// Run laz-enrich with `args` on `stdin`'s lines; records, exit code, wall time and the
-/// process's peak RSS (wait4).
+/// process's peak RSS.
 fn batch(args: &[&str], stdin: &str, dir: &Path) -> (Vec<Value>, i32, f64, u64) {
-    let list = dir.join("stdin.ndjson");
-    std::fs::write(&list, stdin).unwrap();
-    let mut cmd = Command::new(testkit::bin("laz-enrich"));
-    cmd.args(args)
-        .stdin(Stdio::from(std::fs::File::open(&list).unwrap()));
-    let t = std::time::Instant::now();
-    let (out, peak) = testkit::run_peak(cmd);
-    let wall = t.elapsed().as_secs_f64();
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        wall,
-        peak,
-    )
+    testkit::run_stdin_file("laz-enrich", args, stdin, dir)
 }
 
 fn file_name(r: &Value) -> String {

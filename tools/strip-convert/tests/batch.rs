@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 mod common;
 use common::*;
@@ -40,24 +39,10 @@ for a in sys.argv[1:]:
     paths
 }
 
-/// Run strip-convert with `args` on `stdin`'s lines (from a file, so the end of the
-/// stream is there at once); records, exit code, wall time and the process's peak RSS
-/// (wait4, the child's own: testkit resets the test's peak first).
+/// Run strip-convert with `args` on `stdin`'s lines; records, exit code, wall time and the
+/// process's peak RSS.
 fn batch(args: &[&str], stdin: &str, dir: &Path) -> (Vec<Value>, i32, f64, u64) {
-    let list = dir.join("stdin.ndjson");
-    std::fs::write(&list, stdin).unwrap();
-    let mut cmd = Command::new(testkit::bin("strip-convert"));
-    cmd.args(args)
-        .stdin(Stdio::from(std::fs::File::open(&list).unwrap()));
-    let t = std::time::Instant::now();
-    let (out, peak) = testkit::run_peak(cmd);
-    let wall = t.elapsed().as_secs_f64();
-    (
-        testkit::ndjson(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        wall,
-        peak,
-    )
+    testkit::run_stdin_file("strip-convert", args, stdin, dir)
 }
 
 #[test]
