@@ -323,8 +323,15 @@ pub fn lock(dest: &Path) -> io::Result<Claim> {
             // Released and unlinked by its owner between our open and our flock.
             continue;
         }
-        file.set_len(0)?;
-        writeln!(file, "{LOCK_MAGIC} {} {}", std::process::id(), boot_id())?;
+        // On a full disk the open can create the file while the write fails: remove
+        // what we created (we hold it) rather than leave an unmarked lock behind.
+        let marked = file.set_len(0).and_then(|()| {
+            writeln!(file, "{LOCK_MAGIC} {} {}", std::process::id(), boot_id())
+        });
+        if let Err(e) = marked {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         crate::cli::add_pending(&path);
         return Ok(Claim::Mine(Lock { file, path }));
     }
