@@ -325,9 +325,9 @@ pub fn lock(dest: &Path) -> io::Result<Claim> {
         }
         // On a full disk the open can create the file while the write fails: remove
         // what we created (we hold it) rather than leave an unmarked lock behind.
-        let marked = file.set_len(0).and_then(|()| {
-            writeln!(file, "{LOCK_MAGIC} {} {}", std::process::id(), boot_id())
-        });
+        let marked = file
+            .set_len(0)
+            .and_then(|()| writeln!(file, "{LOCK_MAGIC} {} {}", std::process::id(), boot_id()));
         if let Err(e) = marked {
             let _ = std::fs::remove_file(&path);
             return Err(e);
