@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
 use crate::monitor;
 use serde_json::Value;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -113,6 +113,38 @@ impl Job<'_> {
                     monitor::reset_peak();
                 }
                 flight.store(st.running.len().max(1), Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Run `claim` in input order: when inputs run side by side, only once every earlier
+    /// input has made its claims (or finished). For what must go to the first input in
+    /// order whichever thread gets there first: claiming output names (`x.tif` and
+    /// `x.tiff` both make `x.jp2`; the first input keeps it). Call it once, early (a
+    /// later input waits for it); one at a time, it runs `claim` at once. An error when
+    /// the batch stops (a signal, stdout closed) while waiting.
+    pub fn in_turn<T>(&mut self, claim: impl FnOnce() -> T) -> Result<T, Error> {
+        match &self.sink {
+            Sink::Direct(_) => Ok(claim()),
+            Sink::Queue { seq, ctl, .. } => {
+                let (seq, ctl) = (*seq, *ctl);
+                let mut st = ctl.lock();
+                while st.turn < seq {
+                    if ctl.stop.load(Ordering::SeqCst) || cli::interrupted() {
+                        return Err(Error::new(ErrorKind::Internal, "the batch was stopped"));
+                    }
+                    // Timed: a stop signal notifies no one.
+                    st = ctl
+                        .changed
+                        .wait_timeout(st, std::time::Duration::from_millis(100))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                drop(st);
+                // Later inputs wait on `turn`, so this runs alone.
+                let out = claim();
+                ctl.pass_turn(seq);
+                Ok(out)
             }
         }
     }
@@ -407,6 +439,11 @@ struct State {
     running: Vec<(u64, Arc<AtomicUsize>)>,
     /// In input order: every input before this one is written.
     written: u64,
+    /// In input order: every input before this one has made its claims
+    /// ([`Job::in_turn`]) or is done.
+    turn: u64,
+    /// Inputs after `turn` that have passed their turn.
+    passed: BTreeSet<u64>,
 }
 
 impl Control {
@@ -488,6 +525,20 @@ impl Control {
         self.changed.notify_all();
     }
 
+    /// Input `seq` has made its claims or is done (idempotent).
+    fn pass_turn(&self, seq: u64) {
+        let mut st = self.lock();
+        if seq < st.turn {
+            return;
+        }
+        let st = &mut *st;
+        st.passed.insert(seq);
+        while st.passed.remove(&st.turn) {
+            st.turn += 1;
+        }
+        self.changed.notify_all();
+    }
+
     fn set_written(&self, next: u64) {
         self.lock().written = next;
         self.changed.notify_all();
@@ -562,6 +613,8 @@ where
             free_threads: slots,
             running: Vec::new(),
             written: 0,
+            turn: 0,
+            passed: BTreeSet::new(),
         }),
         changed: Condvar::new(),
         stop: AtomicBool::new(false),
@@ -644,6 +697,7 @@ where
                 match record {
                     Ok(r) => pending.push_back((seq, r)),
                     Err(r) => {
+                        ctl.pass_turn(seq);
                         let _ = out_tx.send(Written::Record(seq, r));
                         let _ = out_tx.send(Written::Done(seq));
                     }
@@ -690,6 +744,7 @@ where
                     share: Some(share),
                 };
                 let result = boundary(|| per_input(&mut record, &mut job));
+                ctl.pass_turn(n);
                 if let Some(r) = conclude(tool, record, result, &job) {
                     let _ = tx.send(Written::Record(n, r));
                 }

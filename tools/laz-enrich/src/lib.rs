@@ -204,6 +204,18 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             job.discard();
             return Ok(());
         }
+        // Never over an input of the run (`--suffix ''`), never the output of an earlier
+        // one: claimed in input order, whichever cloud gets here first. (A panic
+        // elsewhere while it was held leaves it usable: one check or one insert.)
+        let dest = opts
+            .output
+            .output_path(&path, output_name(&path, &opts.suffix, opts.format))?;
+        job.in_turn(|| {
+            dests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check(&path, &dest)
+        })??;
         // Without --memory-limit, the budget chunk-plan planned this record for; the
         // driver's share of it when clouds run side by side.
         let share = job.share().unwrap_or(driver::Share {
@@ -227,7 +239,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             .num_threads(threads as usize)
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
-            .install(|| one(&opts, &path, &run, &dests, r))
+            .install(|| one(&opts, &path, &dest, &run, r))
     })
 }
 
@@ -376,23 +388,8 @@ struct Run<'a> {
 }
 
 /// Process one input, filling the record's section.
-fn one(
-    opts: &Opts,
-    input: &Path,
-    run: &Run<'_>,
-    dests: &Mutex<Destinations>,
-    r: &mut Record,
-) -> Result<(), Error> {
+fn one(opts: &Opts, input: &Path, dest: &Path, run: &Run<'_>, r: &mut Record) -> Result<(), Error> {
     let (budget, neighbours) = (run.budget, run.neighbours);
-    let dest = opts
-        .output
-        .output_path(input, output_name(input, &opts.suffix, opts.format))?;
-    // Never over an input of the run (`--suffix ''`), never the output of an earlier one.
-    // (A panic elsewhere while it was held leaves it usable: one check or one insert.)
-    dests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .check(input, &dest)?;
     let features = run.features;
     // Every size the las/laz readers would trust is checked first (the bounded header
     // probe: a damaged header is named as such, not left to the reader's seeks).
@@ -415,7 +412,7 @@ fn one(
         decided.run.tile_points,
         decided.run.slab_points,
     );
-    r.set_path_in(NAME, "output", &dest);
+    r.set_path_in(NAME, "output", dest);
     let skip = |r: &mut Record, reason: &str| {
         r.set_in(NAME, "status", "skipped");
         r.set_in(NAME, "reason", reason);
@@ -474,7 +471,7 @@ fn one(
         knn: opts.plan.knn.map(|k| k as usize),
         within_2m,
     };
-    let mut atomic = match AtomicFile::claim(&dest)? {
+    let mut atomic = match AtomicFile::claim(dest)? {
         Ok(a) => a,
         Err(busy) => {
             skip(r, &busy);

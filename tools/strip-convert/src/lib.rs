@@ -399,6 +399,18 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     })
 }
 
+/// The output name of page `index` of `pages` of `path`: `x.jp2`, or `x_page_N.jp2`.
+fn page_name(path: &Path, index: usize, pages: usize) -> std::ffi::OsString {
+    // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
+    let mut name = path.file_stem().unwrap_or(OsStr::new("out")).to_os_string();
+    if pages > 1 {
+        name.push(format!("_page_{}.jp2", index + 1));
+    } else {
+        name.push(".jp2");
+    }
+    name
+}
+
 /// What one input may use: its share of the batch's budget and threads.
 struct Room {
     /// This input's budget (its share of the planned one, or of --memory-limit, or of
@@ -451,9 +463,32 @@ impl Ctx<'_> {
             }
             None => 0..pages,
         };
-        for index in selected {
+        // Every page's output claimed at once, in input order: of `x.tif` and `x.tiff`
+        // running side by side, the first in order keeps `x.jp2`.
+        let mut dests = Vec::with_capacity(selected.len());
+        for index in selected.clone() {
+            dests.push(
+                self.opts
+                    .output
+                    .output_path(&path, page_name(&path, index, pages))?,
+            );
+        }
+        // Never over an input of the run, never the output of an earlier input.
+        let claims = job.in_turn(|| {
+            let mut claimed = self.dests();
+            dests
+                .iter()
+                .map(|d| claimed.check(&path, d))
+                .collect::<Vec<_>>()
+        })?;
+        for ((index, dest), claim) in selected.zip(dests).zip(claims) {
             let mut r = record.clone();
-            if let Err(e) = self.page(&path, index, &offsets, &mut r, room) {
+            r.set_path_in(NAME, "output", &dest);
+            if pages > 1 {
+                r.set_in(NAME, "page", json!(index + 1));
+            }
+            let done = claim.and_then(|()| self.page(&path, index, &dest, &offsets, &mut r, room));
+            if let Err(e) = done {
                 r.set_error(NAME, &e);
             }
             job.emit(r)?;
@@ -468,26 +503,12 @@ impl Ctx<'_> {
         &self,
         path: &Path,
         index: usize,
+        dest: &Path,
         offsets: &[u64],
         r: &mut Record,
         room: &Room,
     ) -> Result<(), Error> {
-        let pages = offsets.len();
-        // The stem's bytes, not a lossy string: a name that is not UTF-8 keeps them.
-        let mut name = path.file_stem().unwrap_or(OsStr::new("out")).to_os_string();
-        if pages > 1 {
-            name.push(format!("_page_{}.jp2", index + 1));
-        } else {
-            name.push(".jp2");
-        }
-        let dest = self.opts.output.output_path(path, &name)?;
         let sec = |r: &mut Record, k: &str, v: Value| r.set_in(NAME, k, v);
-        r.set_path_in(NAME, "output", &dest);
-        if pages > 1 {
-            sec(r, "page", json!(index + 1));
-        }
-        // Never over an input of the run, never the output of an earlier input.
-        self.dests().check(path, &dest)?;
         let skip = |r: &mut Record, reason: String| {
             sec(r, "status", json!("skipped"));
             sec(r, "reason", json!(reason));
@@ -533,7 +554,7 @@ impl Ctx<'_> {
             sec(r, "status", json!("dry_run"));
             return Ok(());
         }
-        let mut file = match AtomicFile::claim(&dest)? {
+        let mut file = match AtomicFile::claim(dest)? {
             Ok(f) => f,
             Err(busy) => {
                 skip(r, busy);

@@ -46,11 +46,14 @@ fn inputs_with_one_output_name_are_refused_after_the_first() {
     for n in ["x.tif", "x.tiff", "x.TIF"] {
         small_tiff(&dir.path().join("in"), n);
     }
-    for force in [false, true] {
-        // One at a time (-j 1): with files side by side, which input claims the name
-        // first is a race today (a known defect: the batch driver does not yet claim
-        // outputs in input order).
-        let mut args = vec!["-j", "1", "-o", "out", "in/x.tif", "in/x.tiff", "in/x.TIF"];
+    // One at a time and side by side (the first in input order keeps the name whichever
+    // thread gets there first: repeated, as a race would show only sometimes), with and
+    // without --force.
+    let mut runs = vec![("1", false), ("1", true)];
+    runs.extend(std::iter::repeat_n([("3", false), ("3", true)], 4).flatten());
+    for (jobs, force) in runs {
+        let _ = std::fs::remove_dir_all(dir.path().join("out"));
+        let mut args = vec!["-j", jobs, "-o", "out", "in/x.tif", "in/x.tiff", "in/x.TIF"];
         if force {
             args.insert(0, "-f");
         }
