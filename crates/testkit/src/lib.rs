@@ -241,6 +241,16 @@ pub fn run_peak(cmd: Command) -> (Output, u64) {
     (ran.output(), peak)
 }
 
+/// Held for the whole body of a test that asserts on a child's peak RSS, and of the
+/// tests beside it in the same binary that hold much memory (decoded outputs): Linux
+/// folds this test process's RSS at spawn into the child's `ru_maxrss` (see
+/// [`Ran::peak_is_own`]), so another test decoding images at that moment would be
+/// charged to the child. A test that panicked while holding it leaves it usable.
+pub fn measuring() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Run the workspace binary `name` with `args`, its stdin the file `dir/stdin.ndjson`
 /// holding `stdin` (so the end of the stream is there at once, as from a redirected
 /// file); records, exit code, wall seconds and peak RSS (as [`run_peak`]).

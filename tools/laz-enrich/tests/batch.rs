@@ -42,6 +42,8 @@ fn file_name(r: &Value) -> String {
 
 #[test]
 fn a_batch_runs_clouds_side_by_side_in_input_order_within_the_budget() {
+    // Peak RSS asserted: no other test of this binary decodes images meanwhile.
+    let _serial = testkit::measuring();
     let dir = testkit::tempdir();
     let srcs = tiles();
     let bad = dir.path().join("bad.laz");

@@ -47,6 +47,8 @@ fn batch(args: &[&str], stdin: &str, dir: &Path) -> (Vec<Value>, i32, f64, u64) 
 
 #[test]
 fn a_batch_runs_files_side_by_side_in_input_order_within_the_budget() {
+    // Peak RSS asserted: no other test of this binary decodes images meanwhile.
+    let _serial = testkit::measuring();
     let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
         return;
     };
@@ -191,6 +193,8 @@ fn unordered_writes_records_as_inputs_finish() {
 /// the whole budget.
 #[test]
 fn one_input_from_stdin_gets_the_whole_budget_and_keeps_to_it() {
+    // Peak RSS asserted: no other test of this binary decodes images meanwhile.
+    let _serial = testkit::measuring();
     let Some(py) = testkit::python(&["tifffile", "numpy"]) else {
         return;
     };
