@@ -88,6 +88,24 @@ impl Cmd {
         self
     }
 
+    /// Start the child with the default action for SIGINT, SIGTERM and SIGHUP: a test
+    /// runner started in the background (`cmd &` in a script, `nohup`) passes them down
+    /// ignored, and the tools rightly keep an ignored signal ignored, so a test that
+    /// signals the child must undo that.
+    pub fn default_signals(mut self) -> Cmd {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe `signal` calls are made.
+        unsafe {
+            self.cmd.pre_exec(|| {
+                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     /// The working directory.
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
         self.cmd.current_dir(dir);

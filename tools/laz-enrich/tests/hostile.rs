@@ -176,6 +176,7 @@ fn a_signal_mid_run_removes_the_scratch_directory() {
         std::fs::create_dir_all(&scratch).unwrap();
         // Small tiles and every feature: long enough to be caught mid-run.
         let mut child = tool()
+            .default_signals()
             .args(["-F", "all", "--tile-points", "30000", "--temp-dir"])
             .arg(&scratch)
             .arg("-o")
