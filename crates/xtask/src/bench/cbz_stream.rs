@@ -12,6 +12,9 @@
 //! from the samples' seeded pattern, hard-linked under page names until they reach 2 GB:
 //! both programs read the same files through the page cache, so repeats cost nothing
 //! that distinct files would not.
+//!
+//! `MEMBUDGET_BENCH_ONLY=from-pdf` (or `archives`: pack, unpack and edit) runs only that
+//! part.
 
 use super::{alternate as alternate_rounds, argv as args, remove, Contender, Sample};
 use anyhow::{Context, Result};
@@ -67,6 +70,14 @@ fn need(cmd: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether comparison `what` is to run (`MEMBUDGET_BENCH_ONLY`, all when unset).
+fn wanted(what: &str) -> bool {
+    match std::env::var("MEMBUDGET_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| w.trim() == what),
+        Err(_) => true,
+    }
+}
+
 /// Generate (once), build, measure, print; true when every target was met.
 pub fn run(root: &Path) -> Result<bool> {
     for c in ["zip", "unzip", "pdfimages", "pdftoppm"] {
@@ -81,72 +92,77 @@ pub fn run(root: &Path) -> Result<bool> {
     std::fs::copy(bin.join("cbz-stream"), &tool).context("copying cbz-stream")?;
     let mut ok = true;
 
-    // pack and zip -0 -r: the same directory, the same (stored) entries.
-    let cbz = dir.join("pack.cbz");
-    let zipped = dir.join("pack.zip");
-    let total: u64 = std::fs::read_dir(&pages)?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let s = alternate(&[
-        Contender {
-            name: "cbz-stream pack".into(),
-            argv: args(&[&tool, &"-q", &"pack", &"-f", &pages, &"-o", &cbz]),
-            before: Box::new(|| remove(&cbz)),
-        },
-        Contender {
-            name: "zip -0 -r".into(),
-            argv: args(&[&"zip", &"-q", &"-0", &"-r", &zipped, &pages]),
-            before: Box::new(|| remove(&zipped)),
-        },
-    ])
-    .map_err(|e| e.context("pack"))?;
-    ok &= report("pack", total, &s, 1.0, Some(RSS_TARGET));
+    if wanted("archives") {
+        // pack and zip -0 -r: the same directory, the same (stored) entries.
+        let cbz = dir.join("pack.cbz");
+        let zipped = dir.join("pack.zip");
+        let total: u64 = std::fs::read_dir(&pages)?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let s = alternate(&[
+            Contender {
+                name: "cbz-stream pack".into(),
+                argv: args(&[&tool, &"-q", &"pack", &"-f", &pages, &"-o", &cbz]),
+                before: Box::new(|| remove(&cbz)),
+            },
+            Contender {
+                name: "zip -0 -r".into(),
+                argv: args(&[&"zip", &"-q", &"-0", &"-r", &zipped, &pages]),
+                before: Box::new(|| remove(&zipped)),
+            },
+        ])
+        .map_err(|e| e.context("pack"))?;
+        ok &= report("pack", total, &s, 1.0, Some(RSS_TARGET));
 
-    // unpack and unzip, from our archive (the same entries).
-    let out_a = dir.join("unpack-ours");
-    let out_b = dir.join("unpack-unzip");
-    let s = alternate(&[
-        Contender {
-            name: "cbz-stream unpack".into(),
-            argv: args(&[&tool, &"-q", &"unpack", &"-f", &cbz, &"-o", &out_a]),
-            before: Box::new(|| remove(&out_a)),
-        },
-        Contender {
-            name: "unzip".into(),
-            argv: args(&[&"unzip", &"-q", &"-o", &cbz, &"-d", &out_b]),
-            before: Box::new(|| remove(&out_b)),
-        },
-    ])
-    .map_err(|e| e.context("unpack"))?;
-    ok &= report("unpack", total, &s, 1.0, Some(RSS_TARGET));
-    remove(&out_a)?;
-    remove(&out_b)?;
+        // unpack and unzip, from our archive (the same entries).
+        let out_a = dir.join("unpack-ours");
+        let out_b = dir.join("unpack-unzip");
+        let s = alternate(&[
+            Contender {
+                name: "cbz-stream unpack".into(),
+                argv: args(&[&tool, &"-q", &"unpack", &"-f", &cbz, &"-o", &out_a]),
+                before: Box::new(|| remove(&out_a)),
+            },
+            Contender {
+                name: "unzip".into(),
+                argv: args(&[&"unzip", &"-q", &"-o", &cbz, &"-d", &out_b]),
+                before: Box::new(|| remove(&out_b)),
+            },
+        ])
+        .map_err(|e| e.context("unpack"))?;
+        ok &= report("unpack", total, &s, 1.0, Some(RSS_TARGET));
+        remove(&out_a)?;
+        remove(&out_b)?;
 
-    // edit --remove 5 against zip -d of the same entry, each on a fresh copy.
-    let victim = first_entries(&python, &cbz, 5)?
-        .pop()
-        .context("no fifth page")?;
-    let ed_a = dir.join("edit.cbz");
-    let ed_b = dir.join("edit.zip");
-    let s = alternate(&[
-        Contender {
-            name: "cbz-stream edit --remove 5".into(),
-            argv: args(&[&tool, &"-q", &"edit", &"--remove", &"5", &ed_a]),
-            before: Box::new(|| copy(&cbz, &ed_a)),
-        },
-        Contender {
-            name: "zip -d".into(),
-            argv: args(&[&"zip", &"-q", &"-d", &ed_b, &victim]),
-            before: Box::new(|| copy(&cbz, &ed_b)),
-        },
-    ])
-    .map_err(|e| e.context("edit"))?;
-    ok &= report("edit", total, &s, 1.2, None);
-    remove(&ed_a)?;
-    remove(&ed_b)?;
-    remove(&cbz)?;
-    remove(&zipped)?;
+        // edit --remove 5 against zip -d of the same entry, each on a fresh copy.
+        let victim = first_entries(&python, &cbz, 5)?
+            .pop()
+            .context("no fifth page")?;
+        let ed_a = dir.join("edit.cbz");
+        let ed_b = dir.join("edit.zip");
+        let s = alternate(&[
+            Contender {
+                name: "cbz-stream edit --remove 5".into(),
+                argv: args(&[&tool, &"-q", &"edit", &"--remove", &"5", &ed_a]),
+                before: Box::new(|| copy(&cbz, &ed_a)),
+            },
+            Contender {
+                name: "zip -d".into(),
+                argv: args(&[&"zip", &"-q", &"-d", &ed_b, &victim]),
+                before: Box::new(|| copy(&cbz, &ed_b)),
+            },
+        ])
+        .map_err(|e| e.context("edit"))?;
+        ok &= report("edit", total, &s, 1.2, None);
+        remove(&ed_a)?;
+        remove(&ed_b)?;
+        remove(&cbz)?;
+        remove(&zipped)?;
+    }
+    if !wanted("from-pdf") {
+        return Ok(ok);
+    }
 
     // from-pdf against pdfimages -all (500 pages) and pdftoppm (50 pages).
     let big = make_pdf(&python, &dir, &distinct, PDF_PAGES)?;
