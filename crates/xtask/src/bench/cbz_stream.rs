@@ -13,6 +13,9 @@
 //! both programs read the same files through the page cache, so repeats cost nothing
 //! that distinct files would not.
 //!
+//! Each from-pdf run starts after a `sync` (outside the timing), so that our final
+//! fsync does not wait behind what the previous run left unwritten.
+//!
 //! `MEMBUDGET_BENCH_ONLY=from-pdf` (or `archives`: pack, unpack and edit) runs only that
 //! part.
 
@@ -174,14 +177,18 @@ pub fn run(root: &Path) -> Result<bool> {
         Contender {
             name: "cbz-stream from-pdf".into(),
             argv: args(&[&tool, &"-q", &"from-pdf", &"-f", &big, &"-o", &pdf_out]),
-            before: Box::new(|| remove(&pdf_out)),
+            before: Box::new(|| {
+                remove(&pdf_out)?;
+                sync()
+            }),
         },
         Contender {
             name: "pdfimages -all".into(),
             argv: args(&[&"pdfimages", &"-all", &big, &prefix]),
             before: Box::new(|| {
                 remove(&images)?;
-                Ok(std::fs::create_dir_all(&images)?)
+                std::fs::create_dir_all(&images)?;
+                sync()
             }),
         },
     ])
@@ -205,14 +212,18 @@ pub fn run(root: &Path) -> Result<bool> {
         Contender {
             name: "cbz-stream from-pdf".into(),
             argv: args(&[&tool, &"-q", &"from-pdf", &"-f", &small, &"-o", &small_out]),
-            before: Box::new(|| remove(&small_out)),
+            before: Box::new(|| {
+                remove(&small_out)?;
+                sync()
+            }),
         },
         Contender {
             name: "pdftoppm -r 300 -jpeg".into(),
             argv: args(&[&"pdftoppm", &"-r", &"300", &"-jpeg", &small, &render_prefix]),
             before: Box::new(|| {
                 remove(&render)?;
-                Ok(std::fs::create_dir_all(&render)?)
+                std::fs::create_dir_all(&render)?;
+                sync()
             }),
         },
     ])
@@ -255,6 +266,16 @@ fn report(what: &str, bytes: u64, s: &[Sample], wall_target: f64, rss_target: Op
         }
     );
     wall_ok && rss_ok
+}
+
+/// Write every file system's dirty pages to disk, outside the timing: a run that ends
+/// with an fsync (from-pdf, before renaming its archive into place) must not wait
+/// behind the gigabytes the previous run (pdfimages, which does not sync) left in the
+/// page cache.
+fn sync() -> Result<()> {
+    let st = Command::new("sync").status().context("running sync")?;
+    anyhow::ensure!(st.success(), "sync failed ({st})");
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
