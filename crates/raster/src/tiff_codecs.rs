@@ -261,6 +261,12 @@ enum Fax3Mode {
     TwoD,
     /// PDF's EncodedByteAlign one-dimensional rows: each on a byte boundary, EOLs or not.
     AlignedOneD,
+    /// PDF's EncodedByteAlign mixed rows (K > 0): each row's tag bit on a byte boundary
+    /// or right after an EOL that ends on one.
+    AlignedTwoD,
+    /// PDF's EncodedByteAlign Group 4 (K < 0): two-dimensional rows without tags or
+    /// EOLs, each on a byte boundary.
+    AlignedFour,
 }
 
 /// CCITT fax data as a PDF's CCITTFaxDecode filter holds it (PDF 32000-1, 7.4.6): `k`
@@ -286,16 +292,13 @@ pub fn decode_ccitt(
     let mut out = Vec::new();
     match (k, byte_align) {
         (..0, false) => fax4(stored, shape, &mut out)?,
-        // The fax crate's Group 4 decoder has no byte alignment between rows.
-        (..0, true) => return Err(Error::unsupported("CCITT Group 4 with EncodedByteAlign")),
+        // The fax crate's Group 4 decoder has no byte alignment between rows: the rows
+        // go through the Group 3 decoder's two-dimensional coding instead.
+        (..0, true) => fax3(stored, shape, Fax3Mode::AlignedFour, &mut out)?,
         (0, false) => fax3(stored, shape, Fax3Mode::OneD, &mut out)?,
         (0, true) => fax3(stored, shape, Fax3Mode::AlignedOneD, &mut out)?,
         (_, false) => fax3(stored, shape, Fax3Mode::TwoD, &mut out)?,
-        (_, true) => {
-            return Err(Error::unsupported(
-                "CCITT two-dimensional Group 3 with EncodedByteAlign",
-            ))
-        }
+        (_, true) => fax3(stored, shape, Fax3Mode::AlignedTwoD, &mut out)?,
     }
     out.resize(rows as usize * shape.row_bytes, 0);
     Ok(out)
@@ -355,7 +358,10 @@ fn fax3(stored: &[u8], shape: Shape, mode: Fax3Mode, out: &mut Vec<u8>) -> Resul
             // Each row starts on a byte boundary.
             let skip = r.bits_to_byte_boundary();
             let _ = r.consume(skip);
-        } else if mode == Fax3Mode::AlignedOneD {
+        } else if mode == Fax3Mode::AlignedFour {
+            let skip = r.bits_to_byte_boundary();
+            let _ = r.consume(skip);
+        } else if matches!(mode, Fax3Mode::AlignedOneD | Fax3Mode::AlignedTwoD) {
             // Fill, then maybe an EOL that ends on a byte boundary, then the row on the
             // next boundary. Eleven 0 bits and a 1 ending a byte is that EOL: padding
             // (under 8 bits) and a row's first code never hold eleven 0 bits there.
@@ -377,11 +383,12 @@ fn fax3(stored: &[u8], shape: Shape, mode: Fax3Mode, out: &mut Vec<u8>) -> Resul
         if r.end() {
             break;
         }
-        let two_d_row = mode == Fax3Mode::TwoD && {
-            let tag = r.peek(1);
-            let _ = r.consume(1);
-            tag == Some(0)
-        };
+        let two_d_row = mode == Fax3Mode::AlignedFour
+            || matches!(mode, Fax3Mode::TwoD | Fax3Mode::AlignedTwoD) && {
+                let tag = r.peek(1);
+                let _ = r.consume(1);
+                tag == Some(0)
+            };
         current.clear();
         let ok = if two_d_row {
             line_2d(&mut r, width, &reference, &mut current)

@@ -188,6 +188,45 @@ pub fn read_head(r: impl Read) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
+/// Bytes written between two [`Writeback`] hints.
+const WRITEBACK_BYTES: u64 = 8 << 20;
+
+/// Starts the disk writes of an output's dirty pages every [`WRITEBACK_BYTES`], so that
+/// the fsync before the output is renamed into place waits for the last few megabytes
+/// instead of the whole archive: the rest went to disk while later pages were read.
+/// Only a hint (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`, which does not wait for
+/// the writes): durability still comes from that fsync.
+#[derive(Debug)]
+pub struct Writeback {
+    /// The output's descriptor; the file outlives this (it is the output being written).
+    fd: std::os::fd::RawFd,
+    pending: u64,
+}
+
+impl Writeback {
+    /// For output `file`.
+    pub fn new(file: &std::fs::File) -> Writeback {
+        use std::os::fd::AsRawFd;
+        Writeback {
+            fd: file.as_raw_fd(),
+            pending: 0,
+        }
+    }
+
+    /// `n` more bytes were written.
+    pub fn wrote(&mut self, n: u64) {
+        self.pending += n;
+        if self.pending >= WRITEBACK_BYTES {
+            self.pending = 0;
+            // SAFETY: a plain system call on a descriptor; a failure (a file system
+            // without writeback, a closed descriptor) only means no early writes.
+            unsafe {
+                libc::sync_file_range(self.fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+    }
+}
+
 /// Read an archive back and check it: `expected` entries, each one's data read through
 /// the decompressor and its CRC checked. Shares no code with the writers: it goes
 /// through the zip crate's reader only.

@@ -74,12 +74,23 @@ fn way(p: &PdfPage, render_all: bool) -> Way {
     }
 }
 
+/// The PDF's mapping, shared by the `pdf` crate's storage and [`Images`].
+struct Map(std::sync::Arc<memmap2::Mmap>);
+
+impl std::ops::Deref for Map {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Stream bytes of image objects, from the PDF itself.
 struct Images {
-    storage: Storage<memmap2::Mmap, NoCache, NoCache, NoLog>,
-    /// The map's address and length, for [`Images::release`] (the map itself moved into
-    /// `storage`, which does not hand it back; moving it does not move the mapping).
-    map: (usize, usize),
+    storage: Storage<Map, NoCache, NoCache, NoLog>,
+    map: std::sync::Arc<memmap2::Mmap>,
+    /// Whether streams are stored as they are (not encrypted), so that an image copied
+    /// as it is can be borrowed from the map.
+    plain: bool,
 }
 
 impl Images {
@@ -87,15 +98,23 @@ impl Images {
         let file = std::fs::File::open(path)?;
         // SAFETY: read-only map, lives as long as this run on the file; the usual mmap
         // caveat (another process truncating the file) is accepted as in the probe.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        let addr = (map.as_ptr() as usize, map.len());
-        let mut storage =
-            Storage::with_cache(map, ParseOptions::tolerant(), NoCache, NoCache, NoLog)
-                .map_err(|e| Error::corrupt(format!("PDF: {e}")))?;
-        storage
+        let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file)? });
+        let mut storage = Storage::with_cache(
+            Map(map.clone()),
+            ParseOptions::tolerant(),
+            NoCache,
+            NoCache,
+            NoLog,
+        )
+        .map_err(|e| Error::corrupt(format!("PDF: {e}")))?;
+        let trailer = storage
             .load_storage_and_trailer()
             .map_err(|e| Error::corrupt(format!("PDF cross-reference table: {e}")))?;
-        Ok(Images { storage, map: addr })
+        Ok(Images {
+            storage,
+            map,
+            plain: trailer.get("Encrypt").is_none(),
+        })
     }
 
     /// Drop the pages of the PDF this process has read from its mapping. Every image
@@ -104,10 +123,10 @@ impl Images {
     /// would end with 2 GB resident. The pages stay in the page cache; a later read
     /// faults them back in from there.
     fn release(&self) {
-        let (addr, len) = self.map;
+        let (addr, len) = (self.map.as_ptr(), self.map.len());
         if len > 0 {
-            // SAFETY: the range is exactly the live read-only file mapping `storage`
-            // owns; MADV_DONTNEED on a file mapping only drops page-table entries, the
+            // SAFETY: the range is exactly the live read-only file mapping `self.map`
+            // holds; MADV_DONTNEED on a file mapping only drops page-table entries, the
             // contents read afterwards are the file's, unchanged.
             unsafe {
                 libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
@@ -116,7 +135,7 @@ impl Images {
     }
 
     /// Image `object` as a file ([`pdf_image::extract`]), or why it is rendered instead.
-    fn extract(&self, object: u64, max_bytes: u64) -> Result<Extracted, Refusal> {
+    fn extract(&self, object: u64, max_bytes: u64) -> Result<Extracted<'_>, Refusal> {
         let r = self.storage.resolver();
         let id = u32::try_from(object).map_err(|_| "object number out of range")?;
         let p = r
@@ -128,7 +147,7 @@ impl Images {
         let Primitive::Stream(s) = p else {
             return Err(format!("image object {object} is not a stream"));
         };
-        pdf_image::extract(&r, &s, max_bytes)
+        pdf_image::extract(&r, &s, max_bytes, self.plain.then_some(&self.map[..]))
     }
 }
 
@@ -288,6 +307,7 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
     let mut infos = Vec::with_capacity(info.pages.len());
     {
         let zerr = archive::zip_err;
+        let mut writeback = archive::Writeback::new(atomic.file());
         let mut zip =
             zip::ZipWriter::new(BufWriter::with_capacity(archive::COPY_BUF, atomic.file()));
         let modified = std::fs::metadata(&input)
@@ -299,10 +319,7 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
         while k < ways.len() {
             let extracted = match ways[k] {
                 Way::Copy(obj) => match images.extract(obj, decode_bytes) {
-                    Ok(x) => {
-                        images.release();
-                        Some(x)
-                    }
+                    Ok(x) => Some(x),
                     Err(why) => {
                         log::info!("page {}: rendered: {why}", k + 1);
                         refused.push(serde_json::json!({ "page": k + 1, "why": why }));
@@ -326,6 +343,9 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
                 )
                 .map_err(zerr)?;
                 zip.write_all(&bytes)?;
+                drop(bytes);
+                images.release();
+                writeback.wrote(infos.last().map_or(0, |i| i.bytes));
                 copied += 1;
                 k += 1;
                 continue;
@@ -351,6 +371,7 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
                     .map_err(zerr)?;
                 std::io::copy(&mut BufReader::new(std::fs::File::open(f)?), &mut zip)?;
                 std::fs::remove_file(f)?;
+                writeback.wrote(len);
                 rendered += 1;
             }
             k = end;

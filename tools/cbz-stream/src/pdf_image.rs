@@ -21,9 +21,9 @@ const MAX_SIDE_STREAM: u64 = 8 << 20;
 
 /// An image ready for the archive.
 #[derive(Debug)]
-pub struct Extracted {
-    /// The file's bytes.
-    pub bytes: Vec<u8>,
+pub struct Extracted<'f> {
+    /// The file's bytes: borrowed from the PDF when they are its stream as it is.
+    pub bytes: Cow<'f, [u8]>,
     /// Its extension: `jpg`, `jp2` or `png`.
     pub ext: &'static str,
     /// Width and height in pixels, from the image dictionary.
@@ -34,8 +34,15 @@ pub struct Extracted {
 pub type Refusal = String;
 
 /// The image in stream `s` as a file, or why it must be rendered. `max_bytes` bounds
-/// what decoding holds in memory.
-pub fn extract(r: &impl Resolve, s: &PdfStream, max_bytes: u64) -> Result<Extracted, Refusal> {
+/// what decoding holds in memory. `file` is the whole PDF when its streams are stored as
+/// they are (not encrypted): a stream copied as it is is then borrowed from it, not
+/// copied (three times, by the `pdf` crate's `raw_data` and here).
+pub fn extract<'f>(
+    r: &impl Resolve,
+    s: &PdfStream,
+    max_bytes: u64,
+    file: Option<&'f [u8]>,
+) -> Result<Extracted<'f>, Refusal> {
     let d = &s.info;
     let filters = filters(r, d);
     let width = int(r, d.get("Width")).filter(|&w| w > 0);
@@ -68,11 +75,11 @@ pub fn extract(r: &impl Resolve, s: &PdfStream, max_bytes: u64) -> Result<Extrac
                 return Err("JPEG with a /Decode array".into());
             }
             let ext = if filter == "JPXDecode" { "jp2" } else { "jpg" };
-            return Ok(Extracted {
-                bytes: raw()?.to_vec(),
-                ext,
-                size,
-            });
+            let bytes = match file {
+                Some(file) => Cow::Borrowed(in_file(r, s, file)?),
+                None => Cow::Owned(raw()?.to_vec()),
+            };
+            return Ok(Extracted { bytes, ext, size });
         }
         "FlateDecode" | "Fl" | "CCITTFaxDecode" | "CCF" | "JBIG2Decode" => {}
         other => return Err(format!("{other} image")),
@@ -101,10 +108,68 @@ pub fn extract(r: &impl Resolve, s: &PdfStream, max_bytes: u64) -> Result<Extrac
         }
     }
     Ok(Extracted {
-        bytes: png.finish()?,
+        bytes: Cow::Owned(png.finish()?),
         ext: "png",
         size,
     })
+}
+
+/// The bytes of stream `s` in `file`, the PDF the resolver reads: the range
+/// `PdfStream::raw_data` would copy out of it.
+fn in_file<'f>(r: &impl Resolve, s: &PdfStream, file: &'f [u8]) -> Result<&'f [u8], Refusal> {
+    let spy = RangeSpy {
+        inner: r,
+        range: std::cell::Cell::new(None),
+    };
+    // Streams read from the file come back through `stream_data` with their range;
+    // one built in memory (none here: nothing is edited) would not.
+    let _ = s.raw_data(&spy);
+    spy.range
+        .take()
+        .and_then(|range| file.get(range))
+        .ok_or_else(|| "image stream is not in the file".to_string())
+}
+
+/// A resolver that answers `stream_data` with nothing and keeps the range asked for.
+struct RangeSpy<'a, R> {
+    inner: &'a R,
+    range: std::cell::Cell<Option<std::ops::Range<usize>>>,
+}
+
+impl<R: Resolve> Resolve for RangeSpy<'_, R> {
+    fn resolve_flags(
+        &self,
+        r: pdf::object::PlainRef,
+        flags: pdf::parser::ParseFlags,
+        depth: usize,
+    ) -> pdf::error::Result<Primitive> {
+        self.inner.resolve_flags(r, flags, depth)
+    }
+    fn get<T: pdf::object::Object + datasize::DataSize>(
+        &self,
+        r: pdf::object::Ref<T>,
+    ) -> pdf::error::Result<pdf::object::RcRef<T>> {
+        self.inner.get(r)
+    }
+    fn options(&self) -> &pdf::object::ParseOptions {
+        self.inner.options()
+    }
+    fn stream_data(
+        &self,
+        _id: pdf::object::PlainRef,
+        range: std::ops::Range<usize>,
+    ) -> pdf::error::Result<std::sync::Arc<[u8]>> {
+        self.range.set(Some(range));
+        Ok(std::sync::Arc::from(&[][..]))
+    }
+    fn get_data_or_decode(
+        &self,
+        id: pdf::object::PlainRef,
+        range: std::ops::Range<usize>,
+        filters: &[pdf::enc::StreamFilter],
+    ) -> pdf::error::Result<std::sync::Arc<[u8]>> {
+        self.inner.get_data_or_decode(id, range, filters)
+    }
 }
 
 fn get(r: &impl Resolve, d: &Dictionary, key: &str) -> Option<Primitive> {

@@ -355,7 +355,9 @@ fn describe_page(r: &impl Resolve, page: &Dictionary, inh: &Inherited, number: u
     };
     if let [(name, image)] = images.as_slice() {
         out.image = Some(image.clone());
-        out.scan = content_ops(r, page).is_some_and(|ops| paints_full_page(&ops, name, visible));
+        let plain_gs = |gs: &str| plain_graphics_state(r, inh.resources.as_ref(), gs);
+        out.scan = content_ops(r, page)
+            .is_some_and(|ops| paints_full_page(&ops, name, visible, &plain_gs));
     }
     out
 }
@@ -530,47 +532,134 @@ fn mul(m: &Matrix, n: &[f64; 6]) -> [f64; 6] {
     ]
 }
 
+/// Whether graphics state `name` of the page's /ExtGState resources leaves an image
+/// painted under it as it is: no soft mask, no constant alpha below 1, no blend mode
+/// but Normal, no transfer function. Line and halftone parameters, which do not change
+/// an image's pixels on screen, are allowed; a missing state is not.
+fn plain_graphics_state(r: &impl Resolve, resources: Option<&Primitive>, name: &str) -> bool {
+    let Some(Primitive::Dictionary(res)) = resources.and_then(|p| resolve(r, p)) else {
+        return false;
+    };
+    let Some(Primitive::Dictionary(states)) = res.get("ExtGState").and_then(|p| resolve(r, p))
+    else {
+        return false;
+    };
+    let Some(Primitive::Dictionary(gs)) = states.get(name).and_then(|p| resolve(r, p)) else {
+        return false;
+    };
+    let name_is = |key: &str, ok: &[&str]| match gs.get(key).and_then(|p| resolve(r, p)) {
+        None => true,
+        Some(Primitive::Name(n)) => ok.contains(&n.as_str()),
+        Some(Primitive::Array(a)) if key == "BM" => a
+            .first()
+            .and_then(|p| resolve(r, p))
+            .is_some_and(|p| p.as_name().is_ok_and(|n| ok.contains(&n))),
+        Some(_) => false,
+    };
+    let opaque = |key: &str| gs.get(key).is_none() || number(r, gs.get(key)) == Some(1.0);
+    name_is("SMask", &["None"])
+        && name_is("BM", &["Normal", "Compatible"])
+        && name_is("TR", &["Identity"])
+        && name_is("TR2", &["Identity", "Default"])
+        && opaque("CA")
+        && opaque("ca")
+}
+
 /// Whether the content paints XObject `name` exactly once, with the unit square mapped
-/// over the whole visible page.
-fn paints_full_page(ops: &[Op], name: &str, page: [f64; 4]) -> bool {
+/// over the whole visible page, and nothing else that shows: no other XObject, inline
+/// image, shading or painted path, no visible text (invisible text, the OCR layer of a
+/// scan, is allowed), no clipping path but a rectangle around the whole page, and no
+/// graphics state that changes how the image looks (`plain_gs`: soft masks, alpha,
+/// blend modes). Such a page is the image itself.
+fn paints_full_page(
+    ops: &[Op],
+    name: &str,
+    page: [f64; 4],
+    plain_gs: &dyn Fn(&str) -> bool,
+) -> bool {
+    use pdf::content::TextMode;
+    let (w, h) = (page[2] - page[0], page[3] - page[1]);
+    if w <= 0.0 || h <= 0.0 {
+        return false;
+    }
+    // Whether the axis-aligned box of `rect` (x, y, width, height) under `ctm` covers
+    // the page, within the tolerance.
+    let covers = |rect: [f64; 4], ctm: &[f64; 6]| {
+        let [x, y, rw, rh] = rect;
+        let corners = [(x, y), (x + rw, y), (x, y + rh), (x + rw, y + rh)].map(|(x, y)| {
+            (
+                x * ctm[0] + y * ctm[2] + ctm[4],
+                x * ctm[1] + y * ctm[3] + ctm[5],
+            )
+        });
+        let xs = corners.map(|c| c.0);
+        let ys = corners.map(|c| c.1);
+        let bbox = [
+            xs.iter().copied().fold(f64::INFINITY, f64::min),
+            ys.iter().copied().fold(f64::INFINITY, f64::min),
+            xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ];
+        bbox[0] <= page[0] + FULL_PAGE_TOLERANCE * w
+            && bbox[1] <= page[1] + FULL_PAGE_TOLERANCE * h
+            && bbox[2] >= page[2] - FULL_PAGE_TOLERANCE * w
+            && bbox[3] >= page[3] - FULL_PAGE_TOLERANCE * h
+    };
+    // The graphics state that matters here: the CTM and the text rendering mode.
     let mut ctm = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+    let mut invisible_text = false;
     let mut saved = Vec::new();
+    // The rectangles of the path being built, and whether it has other segments.
+    let mut path: Vec<[f64; 4]> = Vec::new();
+    let mut curved = false;
+    let mut clip_pending = false;
     let mut painted = 0;
-    let mut covers = false;
+    let mut image_covers = false;
     for op in ops {
         match op {
-            Op::Save => saved.push(ctm),
-            Op::Restore => ctm = saved.pop().unwrap_or(ctm),
+            Op::Save => saved.push((ctm, invisible_text)),
+            Op::Restore => (ctm, invisible_text) = saved.pop().unwrap_or((ctm, invisible_text)),
             Op::Transform { matrix } => ctm = mul(matrix, &ctm),
             Op::XObject { name: n } if n.as_str() == name => {
                 painted += 1;
                 // The image occupies the unit square in its space.
-                let corners = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)].map(|(x, y)| {
-                    (
-                        x * ctm[0] + y * ctm[2] + ctm[4],
-                        x * ctm[1] + y * ctm[3] + ctm[5],
-                    )
-                });
-                let xs = corners.map(|c| c.0);
-                let ys = corners.map(|c| c.1);
-                let bbox = [
-                    xs.iter().copied().fold(f64::INFINITY, f64::min),
-                    ys.iter().copied().fold(f64::INFINITY, f64::min),
-                    xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                ];
-                let (w, h) = (page[2] - page[0], page[3] - page[1]);
-                covers = w > 0.0
-                    && h > 0.0
-                    && bbox[0] <= page[0] + FULL_PAGE_TOLERANCE * w
-                    && bbox[1] <= page[1] + FULL_PAGE_TOLERANCE * h
-                    && bbox[2] >= page[2] - FULL_PAGE_TOLERANCE * w
-                    && bbox[3] >= page[3] - FULL_PAGE_TOLERANCE * h;
+                image_covers = covers([0.0, 0.0, 1.0, 1.0], &ctm);
             }
+            Op::GraphicsState { name: n } if !plain_gs(n.as_str()) => return false,
+            Op::TextRenderMode { mode } => invisible_text = matches!(mode, TextMode::Invisible),
+            Op::TextDraw { .. } | Op::TextDrawAdjusted { .. } if !invisible_text => return false,
+            Op::Rect { rect } => path.push([
+                f64::from(rect.x),
+                f64::from(rect.y),
+                f64::from(rect.width),
+                f64::from(rect.height),
+            ]),
+            Op::MoveTo { .. } | Op::LineTo { .. } | Op::CurveTo { .. } | Op::Close => {
+                curved = true;
+            }
+            Op::Clip { .. } => clip_pending = true,
+            Op::EndPath => {
+                // `W n`: clipping by the path; one rectangle around the page clips nothing.
+                if clip_pending
+                    && (curved || path.len() != 1 || !path.iter().all(|r| covers(*r, &ctm)))
+                {
+                    return false;
+                }
+                path.clear();
+                curved = false;
+                clip_pending = false;
+            }
+            // Anything else that paints.
+            Op::XObject { .. }
+            | Op::InlineImage { .. }
+            | Op::Shade { .. }
+            | Op::Stroke
+            | Op::Fill { .. }
+            | Op::FillAndStroke { .. } => return false,
             _ => {}
         }
     }
-    painted == 1 && covers
+    painted == 1 && image_covers
 }
 
 #[cfg(test)]
@@ -594,11 +683,55 @@ mod tests {
         let ops =
             pdf::content::parse_ops(b"q 600 0 0 900 0 0 cm /Im0 Do Q", &pdf::object::NoResolve)
                 .unwrap();
-        assert!(paints_full_page(&ops, "Im0", [0.0, 0.0, 600.0, 900.0]));
-        assert!(!paints_full_page(&ops, "Im0", [0.0, 0.0, 1200.0, 900.0]));
+        assert!(paints_full_page(
+            &ops,
+            "Im0",
+            [0.0, 0.0, 600.0, 900.0],
+            &|_| true
+        ));
+        assert!(!paints_full_page(
+            &ops,
+            "Im0",
+            [0.0, 0.0, 1200.0, 900.0],
+            &|_| true
+        ));
         let ops =
             pdf::content::parse_ops(b"q 300 0 0 900 0 0 cm /Im0 Do Q", &pdf::object::NoResolve)
                 .unwrap();
-        assert!(!paints_full_page(&ops, "Im0", [0.0, 0.0, 600.0, 900.0]));
+        assert!(!paints_full_page(
+            &ops,
+            "Im0",
+            [0.0, 0.0, 600.0, 900.0],
+            &|_| true
+        ));
+    }
+
+    #[test]
+    fn nothing_else_shows() {
+        let page = [0.0, 0.0, 600.0, 900.0];
+        let plain = |gs: &str| gs == "GS0";
+        let scan = |content: &[u8]| {
+            let ops = pdf::content::parse_ops(content, &pdf::object::NoResolve).unwrap();
+            paints_full_page(&ops, "Im0", page, &plain)
+        };
+        // A clip around the page, a plain graphics state, an invisible OCR layer.
+        assert!(scan(
+            b"q 0 0 600 900 re W n /GS0 gs 600 0 0 900 0 0 cm /Im0 Do Q"
+        ));
+        assert!(scan(
+            b"q 600 0 0 900 0 0 cm /Im0 Do Q BT 3 Tr /F1 12 Tf 10 10 Td (ocr) Tj ET"
+        ));
+        // A soft mask or alpha in the graphics state, visible text, a stroke, a
+        // smaller clip, another XObject.
+        assert!(!scan(b"q /GS1 gs 600 0 0 900 0 0 cm /Im0 Do Q"));
+        assert!(!scan(
+            b"q 600 0 0 900 0 0 cm /Im0 Do Q BT /F1 12 Tf 10 10 Td (stamp) Tj ET"
+        ));
+        assert!(!scan(
+            b"q 600 0 0 900 0 0 cm /Im0 Do Q BT 3 Tr ET BT 0 Tr /F1 9 Tf (x) Tj ET"
+        ));
+        assert!(!scan(b"q 600 0 0 900 0 0 cm /Im0 Do Q 0 0 m 10 10 l S"));
+        assert!(!scan(b"q 0 0 300 900 re W n 600 0 0 900 0 0 cm /Im0 Do Q"));
+        assert!(!scan(b"q 600 0 0 900 0 0 cm /Im0 Do Q /Fm0 Do"));
     }
 }

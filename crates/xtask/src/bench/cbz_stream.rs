@@ -12,6 +12,12 @@
 //! from the samples' seeded pattern, hard-linked under page names until they reach 2 GB:
 //! both programs read the same files through the page cache, so repeats cost nothing
 //! that distinct files would not.
+//!
+//! Each from-pdf run starts after a `sync` (outside the timing), so that our final
+//! fsync does not wait behind what the previous run left unwritten.
+//!
+//! `MEMBUDGET_BENCH_ONLY=from-pdf` (or `archives`: pack, unpack and edit) runs only that
+//! part.
 
 use super::{alternate as alternate_rounds, argv as args, remove, Contender, Sample};
 use anyhow::{Context, Result};
@@ -67,6 +73,14 @@ fn need(cmd: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether comparison `what` is to run (`MEMBUDGET_BENCH_ONLY`, all when unset).
+fn wanted(what: &str) -> bool {
+    match std::env::var("MEMBUDGET_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| w.trim() == what),
+        Err(_) => true,
+    }
+}
+
 /// Generate (once), build, measure, print; true when every target was met.
 pub fn run(root: &Path) -> Result<bool> {
     for c in ["zip", "unzip", "pdfimages", "pdftoppm"] {
@@ -81,72 +95,77 @@ pub fn run(root: &Path) -> Result<bool> {
     std::fs::copy(bin.join("cbz-stream"), &tool).context("copying cbz-stream")?;
     let mut ok = true;
 
-    // pack and zip -0 -r: the same directory, the same (stored) entries.
-    let cbz = dir.join("pack.cbz");
-    let zipped = dir.join("pack.zip");
-    let total: u64 = std::fs::read_dir(&pages)?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let s = alternate(&[
-        Contender {
-            name: "cbz-stream pack".into(),
-            argv: args(&[&tool, &"-q", &"pack", &"-f", &pages, &"-o", &cbz]),
-            before: Box::new(|| remove(&cbz)),
-        },
-        Contender {
-            name: "zip -0 -r".into(),
-            argv: args(&[&"zip", &"-q", &"-0", &"-r", &zipped, &pages]),
-            before: Box::new(|| remove(&zipped)),
-        },
-    ])
-    .map_err(|e| e.context("pack"))?;
-    ok &= report("pack", total, &s, 1.0, Some(RSS_TARGET));
+    if wanted("archives") {
+        // pack and zip -0 -r: the same directory, the same (stored) entries.
+        let cbz = dir.join("pack.cbz");
+        let zipped = dir.join("pack.zip");
+        let total: u64 = std::fs::read_dir(&pages)?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let s = alternate(&[
+            Contender {
+                name: "cbz-stream pack".into(),
+                argv: args(&[&tool, &"-q", &"pack", &"-f", &pages, &"-o", &cbz]),
+                before: Box::new(|| remove(&cbz)),
+            },
+            Contender {
+                name: "zip -0 -r".into(),
+                argv: args(&[&"zip", &"-q", &"-0", &"-r", &zipped, &pages]),
+                before: Box::new(|| remove(&zipped)),
+            },
+        ])
+        .map_err(|e| e.context("pack"))?;
+        ok &= report("pack", total, &s, 1.0, Some(RSS_TARGET));
 
-    // unpack and unzip, from our archive (the same entries).
-    let out_a = dir.join("unpack-ours");
-    let out_b = dir.join("unpack-unzip");
-    let s = alternate(&[
-        Contender {
-            name: "cbz-stream unpack".into(),
-            argv: args(&[&tool, &"-q", &"unpack", &"-f", &cbz, &"-o", &out_a]),
-            before: Box::new(|| remove(&out_a)),
-        },
-        Contender {
-            name: "unzip".into(),
-            argv: args(&[&"unzip", &"-q", &"-o", &cbz, &"-d", &out_b]),
-            before: Box::new(|| remove(&out_b)),
-        },
-    ])
-    .map_err(|e| e.context("unpack"))?;
-    ok &= report("unpack", total, &s, 1.0, Some(RSS_TARGET));
-    remove(&out_a)?;
-    remove(&out_b)?;
+        // unpack and unzip, from our archive (the same entries).
+        let out_a = dir.join("unpack-ours");
+        let out_b = dir.join("unpack-unzip");
+        let s = alternate(&[
+            Contender {
+                name: "cbz-stream unpack".into(),
+                argv: args(&[&tool, &"-q", &"unpack", &"-f", &cbz, &"-o", &out_a]),
+                before: Box::new(|| remove(&out_a)),
+            },
+            Contender {
+                name: "unzip".into(),
+                argv: args(&[&"unzip", &"-q", &"-o", &cbz, &"-d", &out_b]),
+                before: Box::new(|| remove(&out_b)),
+            },
+        ])
+        .map_err(|e| e.context("unpack"))?;
+        ok &= report("unpack", total, &s, 1.0, Some(RSS_TARGET));
+        remove(&out_a)?;
+        remove(&out_b)?;
 
-    // edit --remove 5 against zip -d of the same entry, each on a fresh copy.
-    let victim = first_entries(&python, &cbz, 5)?
-        .pop()
-        .context("no fifth page")?;
-    let ed_a = dir.join("edit.cbz");
-    let ed_b = dir.join("edit.zip");
-    let s = alternate(&[
-        Contender {
-            name: "cbz-stream edit --remove 5".into(),
-            argv: args(&[&tool, &"-q", &"edit", &"--remove", &"5", &ed_a]),
-            before: Box::new(|| copy(&cbz, &ed_a)),
-        },
-        Contender {
-            name: "zip -d".into(),
-            argv: args(&[&"zip", &"-q", &"-d", &ed_b, &victim]),
-            before: Box::new(|| copy(&cbz, &ed_b)),
-        },
-    ])
-    .map_err(|e| e.context("edit"))?;
-    ok &= report("edit", total, &s, 1.2, None);
-    remove(&ed_a)?;
-    remove(&ed_b)?;
-    remove(&cbz)?;
-    remove(&zipped)?;
+        // edit --remove 5 against zip -d of the same entry, each on a fresh copy.
+        let victim = first_entries(&python, &cbz, 5)?
+            .pop()
+            .context("no fifth page")?;
+        let ed_a = dir.join("edit.cbz");
+        let ed_b = dir.join("edit.zip");
+        let s = alternate(&[
+            Contender {
+                name: "cbz-stream edit --remove 5".into(),
+                argv: args(&[&tool, &"-q", &"edit", &"--remove", &"5", &ed_a]),
+                before: Box::new(|| copy(&cbz, &ed_a)),
+            },
+            Contender {
+                name: "zip -d".into(),
+                argv: args(&[&"zip", &"-q", &"-d", &ed_b, &victim]),
+                before: Box::new(|| copy(&cbz, &ed_b)),
+            },
+        ])
+        .map_err(|e| e.context("edit"))?;
+        ok &= report("edit", total, &s, 1.2, None);
+        remove(&ed_a)?;
+        remove(&ed_b)?;
+        remove(&cbz)?;
+        remove(&zipped)?;
+    }
+    if !wanted("from-pdf") {
+        return Ok(ok);
+    }
 
     // from-pdf against pdfimages -all (500 pages) and pdftoppm (50 pages).
     let big = make_pdf(&python, &dir, &distinct, PDF_PAGES)?;
@@ -158,14 +177,18 @@ pub fn run(root: &Path) -> Result<bool> {
         Contender {
             name: "cbz-stream from-pdf".into(),
             argv: args(&[&tool, &"-q", &"from-pdf", &"-f", &big, &"-o", &pdf_out]),
-            before: Box::new(|| remove(&pdf_out)),
+            before: Box::new(|| {
+                remove(&pdf_out)?;
+                sync()
+            }),
         },
         Contender {
             name: "pdfimages -all".into(),
             argv: args(&[&"pdfimages", &"-all", &big, &prefix]),
             before: Box::new(|| {
                 remove(&images)?;
-                Ok(std::fs::create_dir_all(&images)?)
+                std::fs::create_dir_all(&images)?;
+                sync()
             }),
         },
     ])
@@ -189,14 +212,18 @@ pub fn run(root: &Path) -> Result<bool> {
         Contender {
             name: "cbz-stream from-pdf".into(),
             argv: args(&[&tool, &"-q", &"from-pdf", &"-f", &small, &"-o", &small_out]),
-            before: Box::new(|| remove(&small_out)),
+            before: Box::new(|| {
+                remove(&small_out)?;
+                sync()
+            }),
         },
         Contender {
             name: "pdftoppm -r 300 -jpeg".into(),
             argv: args(&[&"pdftoppm", &"-r", &"300", &"-jpeg", &small, &render_prefix]),
             before: Box::new(|| {
                 remove(&render)?;
-                Ok(std::fs::create_dir_all(&render)?)
+                std::fs::create_dir_all(&render)?;
+                sync()
             }),
         },
     ])
@@ -239,6 +266,16 @@ fn report(what: &str, bytes: u64, s: &[Sample], wall_target: f64, rss_target: Op
         }
     );
     wall_ok && rss_ok
+}
+
+/// Write every file system's dirty pages to disk, outside the timing: a run that ends
+/// with an fsync (from-pdf, before renaming its archive into place) must not wait
+/// behind the gigabytes the previous run (pdfimages, which does not sync) left in the
+/// page cache.
+fn sync() -> Result<()> {
+    let st = Command::new("sync").status().context("running sync")?;
+    anyhow::ensure!(st.success(), "sync failed ({st})");
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
