@@ -18,10 +18,13 @@
 //! # }
 //! ```
 
-use crate::cli::{self, Input, InputArgs, LogArgs, Output, ReadError};
+use crate::budget::Budget;
+use crate::cli::{self, BudgetArgs, Input, InputArgs, LogArgs, Output, ReadError};
 use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
 use crate::monitor;
+use crate::outputs::Destinations;
+use crate::system::SystemInfo;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
@@ -147,6 +150,24 @@ impl Job<'_> {
                 Ok(out)
             }
         }
+    }
+
+    /// Claim `dest` as the output of `input`, in input order ([`Job::in_turn`]): an
+    /// error when it is an input of the run or the output of an earlier input
+    /// ([`Destinations::check`]; the earlier input keeps it). The run's destinations
+    /// stay usable after a panic elsewhere while they were held: each call is one check.
+    pub fn claim_output(
+        &mut self,
+        dests: &Mutex<Destinations>,
+        input: &std::path::Path,
+        dest: &std::path::Path,
+    ) -> Result<(), Error> {
+        self.in_turn(|| {
+            dests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check(input, dest)
+        })?
     }
 
     /// Inputs in flight at most in this record's peak window (side by side runs only).
@@ -366,6 +387,110 @@ pub struct BatchArgs {
     /// input's records as soon as it is done instead of in input order
     #[arg(long)]
     pub unordered: bool,
+}
+
+/// The flags of a tool that runs inputs side by side: the budget and threads (`-m`,
+/// `-j`) and `--unordered`. With [`ProcessingArgs::resolve`] and
+/// [`Processing::for_each_record`], a tool is its operation plus one per-input function
+/// that plans with its [`Room`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessingArgs {
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// What one input may use: its share of the batch's budget and threads when inputs run
+/// side by side, else the whole (the budget chunk-plan planned the record for, without
+/// `--memory-limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Bytes this input may hold (its predicted peak RSS at most).
+    pub budget: u64,
+    /// Threads it may run.
+    pub threads: usize,
+    /// A budget was given: `--memory-limit`, or chunk-plan's plan in the record. Without
+    /// it a tool may plan for its efficient chunk instead of the largest that fits the
+    /// machine's memory.
+    pub explicit: bool,
+}
+
+/// [`ProcessingArgs`] resolved against the machine: the run's budget and threads.
+#[derive(Debug, Clone)]
+pub struct Processing<'a> {
+    args: &'a ProcessingArgs,
+    /// The whole process's budget (`--memory-limit` or the default).
+    pub budget: Budget,
+    /// Threads at most, also the most inputs in flight at once.
+    pub jobs: usize,
+}
+
+impl ProcessingArgs {
+    /// Probe the machine and resolve the budget (a bad `--memory-limit` is a usage
+    /// error) and `--jobs`; warns when swap is heavily used.
+    pub fn resolve(&self) -> Result<Processing<'_>, Error> {
+        let sys = SystemInfo::probe();
+        let budget = self.budget.budget(&sys)?;
+        let jobs = self.budget.jobs(&sys);
+        if sys.heavy_swap() {
+            log::warn!("more than half the swap is in use: expect it to be slow (one thread unless -j says otherwise)");
+        }
+        Ok(Processing {
+            args: self,
+            budget,
+            jobs,
+        })
+    }
+}
+
+impl Processing<'_> {
+    /// The room of `record`: `share` when the batch driver gave one, else the budget
+    /// chunk-plan planned the record for (without `--memory-limit`) or the run's, and
+    /// every thread.
+    pub fn room(&self, record: &Record, share: Option<Share>) -> Room {
+        let planned = self.args.budget.planned(record);
+        let share = share.unwrap_or(Share {
+            budget: planned.map_or(self.budget.bytes, |b| b.bytes),
+            threads: self.jobs,
+        });
+        Room {
+            budget: share.budget,
+            threads: share.threads,
+            explicit: self.args.budget.memory_limit.is_some() || planned.is_some(),
+        }
+    }
+
+    /// Run `per_input` over the inputs through [`for_each_record_batch`]: several at
+    /// once when there are several, each with its [`Room`]; a single input runs as one
+    /// at a time, with all of it. `least` is an input file's least need (peak RSS with
+    /// the smallest chunk, one worker; `None` when unknown), read only when the record
+    /// has no `estimate.<tool>.min_bytes` ([`least_need`]).
+    pub fn for_each_record<L, F>(
+        &self,
+        tool: &'static str,
+        input: &InputArgs,
+        log: &LogArgs,
+        least: L,
+        per_input: F,
+    ) -> anyhow::Result<cli::Status>
+    where
+        L: Fn(&std::path::Path) -> Option<u64> + Sync,
+        F: Fn(&mut Record, &mut Job, Room) -> Result<(), Error> + Sync,
+    {
+        let least = |r: &Record| least_need(tool, r, &least);
+        let batch = Batch {
+            budget: self.budget.bytes,
+            jobs: self.jobs,
+            unordered: self.args.batch.unordered,
+            planned_budgets: self.args.budget.memory_limit.is_none(),
+            least: &least,
+        };
+        for_each_record_batch(tool, input, log, &batch, |r, job| {
+            let room = self.room(r, job.share());
+            per_input(r, job, room)
+        })
+    }
 }
 
 /// How a batch runs: the whole process's budget and threads, which the inputs in flight

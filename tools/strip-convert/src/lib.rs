@@ -22,12 +22,11 @@ pub mod verify;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
-use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::strip_convert::{parse_size, StripConvert, StripConvertOptions};
 use membudget::cost::{CostModel, Summary};
-use membudget::driver::{self, Job};
+use membudget::driver::{self, Job, Room};
 use membudget::outputs::Destinations;
-use membudget::system::SystemInfo;
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::tiff;
 use serde_json::{json, Value};
@@ -148,11 +147,9 @@ pub struct Opts {
     #[command(flatten)]
     fits: fits::FitsArgs,
     #[command(flatten)]
-    budget: BudgetArgs,
+    processing: driver::ProcessingArgs,
     #[command(flatten)]
     output: OutputArgs,
-    #[command(flatten)]
-    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -333,16 +330,14 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if let Some(s) = fits::run(
         &opts.fits,
         &opts.input,
-        &opts.budget,
+        &opts.processing.budget,
         &opts.output,
         &opts.log,
     )? {
         return Ok(s);
     }
-    let sys = SystemInfo::probe();
     // A bad --memory-limit is a usage error: cli::main prints it and exits 2.
-    let budget = opts.budget.budget(&sys)?;
-    let jobs = opts.budget.jobs(&sys);
+    let processing = opts.processing.resolve()?;
     let xml = match &opts.xml {
         Some(p) => Some(read_metadata("--xml", p)?),
         None => None,
@@ -367,34 +362,16 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         options: opts.plan.clone(),
         ..StripConvert::default()
     };
-    let batch = driver::Batch {
-        budget: budget.bytes,
-        jobs,
-        unordered: opts.batch.unordered,
-        planned_budgets: opts.budget.memory_limit.is_none(),
-        // The first page's least need (the largest page of a file decides nothing
-        // before it runs: a later page that needs more is planned within the share).
-        least: &|r| {
-            driver::least_need(NAME, r, |p| {
-                let summary = tiff::TiffPage::open(p, 0).ok()?.info.summary();
-                Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
-            })
-        },
+    // The first page's least need (the largest page of a file decides nothing before it
+    // runs: a later page that needs more is planned within the share).
+    let least = |p: &Path| {
+        let summary = tiff::TiffPage::open(p, 0).ok()?.info.summary();
+        Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
     };
-    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
-        // Without --memory-limit, the budget chunk-plan planned this record for
-        // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
-        // keeps to 256 MiB. The driver's share is within it.
-        let planned = opts.budget.planned(r);
-        let share = job.share().unwrap_or(driver::Share {
-            budget: planned.map_or(budget.bytes, |b| b.bytes),
-            threads: jobs,
-        });
-        let room = Room {
-            budget: share.budget,
-            explicit: opts.budget.memory_limit.is_some() || planned.is_some(),
-            jobs: share.threads,
-        };
+    // Without --memory-limit, the budget chunk-plan planned a record for
+    // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert` keeps
+    // to 256 MiB. The driver's share is within it.
+    processing.for_each_record(NAME, &opts.input, &opts.log, least, |r, job, room| {
         ctx.process(r, job, &room)
     })
 }
@@ -409,18 +386,6 @@ fn page_name(path: &Path, index: usize, pages: usize) -> std::ffi::OsString {
         name.push(".jp2");
     }
     name
-}
-
-/// What one input may use: its share of the batch's budget and threads.
-struct Room {
-    /// This input's budget (its share of the planned one, or of --memory-limit, or of
-    /// the default).
-    budget: u64,
-    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
-    /// plan aims at the efficient tile size instead of the largest that fits the
-    /// machine's memory.
-    explicit: bool,
-    jobs: usize,
 }
 
 struct Ctx<'a> {
@@ -712,8 +677,9 @@ impl Ctx<'_> {
         let summary = info.summary();
         // The metadata boxes are held while the page is converted.
         let full = room.budget.saturating_sub(self.metadata_bytes);
-        let jobs = u32::try_from(room.jobs).unwrap_or(u32::MAX);
-        let mut planned = plan::planned(r, NAME, &model.options(), room.budget, room.jobs as u64);
+        let jobs = u32::try_from(room.threads).unwrap_or(u32::MAX);
+        let mut planned =
+            plan::planned(r, NAME, &model.options(), room.budget, room.threads as u64);
         if self.metadata_bytes > 0 {
             planned = planned.reject(format!(
                 "the --xml/--xmp boxes ({} bytes held) were not in the plan",
