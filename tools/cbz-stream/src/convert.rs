@@ -13,11 +13,14 @@ use crate::unpack::check_name;
 use crate::{ConvertOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
-use membudget::{driver, outputs, Error, Record};
+use membudget::driver::Job;
+use membudget::outputs::{self, Destinations};
+use membudget::{Error, Record};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Mutex;
 use zip::ZipWriter;
 
 /// `--help` text.
@@ -57,7 +60,16 @@ fn sniff(path: &Path) -> Result<Source, Error> {
 
 /// Run `convert`.
 pub fn run(o: &ConvertOpts, log: &LogArgs) -> Result<Status> {
-    driver::for_each_record(NAME, &o.input, log, |record, _job| convert(o, record))
+    let processing = o.processing.resolve()?;
+    let dests = Mutex::new(Destinations::new());
+    // Archives side by side; no model of the least need (one entry in flight).
+    processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| convert(o, record, job, &dests),
+    )
 }
 
 /// The archive being written and what is known of its entries.
@@ -118,7 +130,12 @@ impl Writer<'_> {
     }
 }
 
-fn convert(o: &ConvertOpts, record: &mut Record) -> Result<(), Error> {
+fn convert(
+    o: &ConvertOpts,
+    record: &mut Record,
+    job: &mut Job,
+    dests: &Mutex<Destinations>,
+) -> Result<(), Error> {
     let input = record.path();
     let dest = crate::output_for(
         &o.output,
@@ -136,7 +153,7 @@ fn convert(o: &ConvertOpts, record: &mut Record) -> Result<(), Error> {
             Source::SevenZ => "7z",
         },
     );
-    if !crate::proceed(record, &o.output, &dest) {
+    if !crate::begin(record, job, dests, &o.output, &dest)? {
         return Ok(());
     }
     let parent = dest

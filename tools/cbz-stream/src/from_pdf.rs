@@ -15,16 +15,18 @@ use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
 use membudget::cost::cbz::PdfToCbz;
 use membudget::cost::{CostModel, Summary};
+use membudget::driver::Job;
+use membudget::outputs::Destinations;
 use membudget::probe::pdf::PdfPage;
 use membudget::probe::{self, Detail};
-use membudget::system::SystemInfo;
-use membudget::{driver, Budget, Error, ErrorKind, Record};
+use membudget::{Budget, Error, ErrorKind, Record};
 use pdf::file::{NoCache, NoLog, Storage};
 use pdf::object::{ParseOptions, PlainRef, Resolve};
 use pdf::primitive::Primitive;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 /// `--help` text.
 pub const LONG_ABOUT: &str = "Turns each PDF into a CBZ (`a.pdf` -> `a.cbz` beside it, \
@@ -237,15 +239,26 @@ fn render(
 
 /// Run `from-pdf`.
 pub fn run(o: &FromPdfOpts, log: &LogArgs) -> Result<Status> {
-    let sys = SystemInfo::probe();
-    let budget = o.budget.budget(&sys)?;
-    driver::for_each_record(NAME, &o.input, log, |record, _job| {
-        let budget = o.budget.planned(record).unwrap_or(budget);
-        convert(o, record, budget)
+    let processing = o.processing.resolve()?;
+    let dests = Mutex::new(Destinations::new());
+    // PDFs side by side, each batching its pages within its share of the budget; the
+    // least need: one page at a time.
+    let least = |path: &Path| {
+        let s = Summary::from_probe(&probe::pdf::probe(path).ok()?);
+        Some(membudget::cost::estimate(&PdfToCbz::default(), &s)?.min_bytes)
+    };
+    processing.for_each_record(NAME, &o.input, log, least, |record, job, room| {
+        convert(o, record, job, &dests, Budget::bytes(room.budget))
     })
 }
 
-fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), Error> {
+fn convert(
+    o: &FromPdfOpts,
+    record: &mut Record,
+    job: &mut Job,
+    dests: &Mutex<Destinations>,
+    budget: Budget,
+) -> Result<(), Error> {
     let input = record.path();
     let dest = crate::output_for(
         &o.output,
@@ -254,7 +267,7 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
         &["cbz", "zip"],
     )?;
     record.set_in(NAME, "op", "from-pdf");
-    if !crate::proceed(record, &o.output, &dest) {
+    if !crate::begin(record, job, dests, &o.output, &dest)? {
         return Ok(());
     }
     let probe = probe::pdf::probe(&input)?;

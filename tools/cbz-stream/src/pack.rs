@@ -11,10 +11,12 @@ use crate::natural;
 use crate::{PackOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{AtomicFile, LogArgs, Output, Status};
+use membudget::outputs::Destinations;
 use membudget::{driver, monitor, Error, ErrorKind, Record};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 use zip::DateTime;
 
@@ -206,42 +208,51 @@ fn relative_names(sources: &mut [Source]) {
 
 /// Each input directory into its own archive.
 fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
-    driver::for_each_record(NAME, &o.input, log, |record, _job| {
-        let dir = record.path();
-        if !dir.is_dir() {
-            return Err(Error::new(
-                ErrorKind::BadRecord,
-                "not a directory: give `-o FILE.cbz` to pack files into one archive",
-            ));
-        }
-        let name = format!("{}.cbz", crate::stem(&dir));
-        let dest = o.output.output_path(&dir, &name)?;
-        record.set_in(NAME, "op", "pack");
-        if !crate::proceed(record, &o.output, &dest) {
-            return Ok(());
-        }
-        let mut files = Vec::new();
-        walk(&dir, &mut files)?;
-        let mut sources = Vec::with_capacity(files.len());
-        for f in files {
-            let rel = f.strip_prefix(&dir).unwrap_or(&f);
-            let name = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            sources.push(source(&f, name)?);
-        }
-        if sources.is_empty() {
-            return Err(Error::new(ErrorKind::NotFound, "no files in the directory"));
-        }
-        let Some(atomic) = crate::claim(record, &o.output, &dest)? else {
-            return Ok(());
-        };
-        let p = write(sources, None, atomic, o)?;
-        describe(record, &p);
-        Ok(())
-    })
+    let processing = o.processing.resolve()?;
+    let dests = Mutex::new(Destinations::new());
+    // Directories side by side; no model of the least need (one page in flight).
+    processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| {
+            let dir = record.path();
+            if !dir.is_dir() {
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    "not a directory: give `-o FILE.cbz` to pack files into one archive",
+                ));
+            }
+            let name = format!("{}.cbz", crate::stem(&dir));
+            let dest = o.output.output_path(&dir, &name)?;
+            record.set_in(NAME, "op", "pack");
+            if !crate::begin(record, job, &dests, &o.output, &dest)? {
+                return Ok(());
+            }
+            let mut files = Vec::new();
+            walk(&dir, &mut files)?;
+            let mut sources = Vec::with_capacity(files.len());
+            for f in files {
+                let rel = f.strip_prefix(&dir).unwrap_or(&f);
+                let name = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                sources.push(source(&f, name)?);
+            }
+            if sources.is_empty() {
+                return Err(Error::new(ErrorKind::NotFound, "no files in the directory"));
+            }
+            let Some(atomic) = crate::claim(record, &o.output, &dest)? else {
+                return Ok(());
+            };
+            let p = write(sources, None, atomic, o)?;
+            describe(record, &p);
+            Ok(())
+        },
+    )
 }
 
 /// Files below `dir`, hidden ones skipped, directory symlinks not followed (they can
