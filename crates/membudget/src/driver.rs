@@ -8,7 +8,10 @@
 //! A panic while an input is processed, in any thread (the calling one, a rayon worker,
 //! a [`crate::readahead`] helper), is not printed by the default hook: its message and
 //! location become the record's error message, which stderr then says once. A tool is then its operation plus one
-//! function `FnMut(&mut Record, &mut Job) -> Result<(), Error>`.
+//! function `FnMut(&mut Record, &mut Job) -> Result<(), Error>`; a tool that runs inputs
+//! side by side flattens [`ProcessingArgs`] into its options and gives
+//! [`Processing::for_each_record`] a function of the input's [`Room`] too. The driver keeps
+//! the run's inputs and outputs: [`Job::claim_output`].
 //!
 //! ```no_run
 //! # use membudget::{cli, driver, Error, Record};
@@ -47,6 +50,8 @@ pub struct Job<'a> {
     failed_write: Option<anyhow::Error>,
     /// What this input may use when inputs run side by side ([`for_each_record_batch`]).
     share: Option<Share>,
+    /// The run's inputs and outputs ([`Job::claim_output`]).
+    dests: &'a Mutex<Destinations>,
 }
 
 /// Where a job's records go: straight to stdout (one input at a time), or to the writer
@@ -143,6 +148,7 @@ impl Job<'_> {
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                 }
+                ctl.register(&mut st, seq);
                 drop(st);
                 // Later inputs wait on `turn`, so this runs alone.
                 let out = claim();
@@ -153,21 +159,30 @@ impl Job<'_> {
     }
 
     /// Claim `dest` as the output of `input`, in input order ([`Job::in_turn`]): an
-    /// error when it is an input of the run or the output of an earlier input
-    /// ([`Destinations::check`]; the earlier input keeps it). The run's destinations
-    /// stay usable after a panic elsewhere while they were held: each call is one check.
+    /// error when it is an input of the run (every input read so far, whether it failed
+    /// or not) or the output of an earlier input ([`Destinations::check`]; the earlier
+    /// input keeps it). Call it once, before writing.
     pub fn claim_output(
         &mut self,
-        dests: &Mutex<Destinations>,
         input: &std::path::Path,
         dest: &std::path::Path,
     ) -> Result<(), Error> {
+        let dests = self.dests;
+        self.in_turn(|| lock_dests(dests).check(input, dest))?
+    }
+
+    /// [`Job::claim_output`] for several outputs of `input` at once (one per page): each
+    /// claim's result, in order. The error: the batch was stopped.
+    pub fn claim_outputs(
+        &mut self,
+        input: &std::path::Path,
+        dests: &[std::path::PathBuf],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let run = self.dests;
         self.in_turn(|| {
-            dests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .check(input, dest)
-        })?
+            let mut claimed = lock_dests(run);
+            dests.iter().map(|d| claimed.check(input, d)).collect()
+        })
     }
 
     /// Inputs in flight at most in this record's peak window (side by side runs only).
@@ -177,6 +192,12 @@ impl Job<'_> {
             Sink::Queue { flight, .. } => Some(flight.load(Ordering::SeqCst)),
         }
     }
+}
+
+/// The run's destinations; a panic elsewhere while they were held leaves them usable
+/// (each use is one check or one insert).
+fn lock_dests(dests: &Mutex<Destinations>) -> MutexGuard<'_, Destinations> {
+    dests.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `seconds` and `peak_rss` in the tool's section of a record that did work, and
@@ -338,6 +359,7 @@ where
 {
     let mut out = Output::new(tool);
     let bar = cli::progress(None, log);
+    let dests = Mutex::new(Destinations::new());
     for item in cli::inputs(tool, input) {
         let mut record = match item? {
             Input::Bad(r) => {
@@ -351,6 +373,8 @@ where
             }
             Input::Record(r) => r,
         };
+        // An input of the run from now on, whatever becomes of it: no output replaces it.
+        lock_dests(&dests).add_input(&record.path());
         monitor::reset_peak();
         let mut job = Job {
             tool,
@@ -360,6 +384,7 @@ where
             discard: false,
             failed_write: None,
             share: None,
+            dests: &dests,
         };
         let result = boundary(|| per_input(&mut record, &mut job));
         if let Some(e) = job.failed_write.take() {
@@ -441,6 +466,26 @@ impl ProcessingArgs {
             budget,
             jobs,
         })
+    }
+}
+
+impl ProcessingArgs {
+    /// [`ProcessingArgs::resolve`], then [`Processing::for_each_record`]: for a tool
+    /// that needs nothing else of the machine before its first input.
+    pub fn for_each_record<L, F>(
+        &self,
+        tool: &'static str,
+        input: &InputArgs,
+        log: &LogArgs,
+        least: L,
+        per_input: F,
+    ) -> anyhow::Result<cli::Status>
+    where
+        L: Fn(&std::path::Path) -> Option<u64> + Sync,
+        F: Fn(&mut Record, &mut Job, Room) -> Result<(), Error> + Sync,
+    {
+        self.resolve()?
+            .for_each_record(tool, input, log, least, per_input)
     }
 }
 
@@ -554,6 +599,8 @@ struct Control {
     unordered: bool,
     /// The batch's budget.
     budget: u64,
+    /// The run's inputs and outputs ([`Job::claim_output`]).
+    dests: Mutex<Destinations>,
 }
 
 #[derive(Debug)]
@@ -569,6 +616,10 @@ struct State {
     turn: u64,
     /// Inputs after `turn` that have passed their turn.
     passed: BTreeSet<u64>,
+    /// Inputs read whose turn has not come: each becomes an input of the run (in
+    /// [`Control::dests`]) when it does, so that which inputs an output claim sees does
+    /// not depend on how far ahead they were read (as one at a time: the inputs so far).
+    unregistered: BTreeMap<u64, std::path::PathBuf>,
 }
 
 impl Control {
@@ -659,9 +710,18 @@ impl Control {
         let st = &mut *st;
         st.passed.insert(seq);
         while st.passed.remove(&st.turn) {
+            self.register(st, st.turn);
             st.turn += 1;
         }
         self.changed.notify_all();
+    }
+
+    /// Input `seq`'s turn has come: it is an input of the run from now on, whatever
+    /// becomes of it (no output replaces it).
+    fn register(&self, st: &mut State, seq: u64) {
+        if let Some(path) = st.unregistered.remove(&seq) {
+            lock_dests(&self.dests).add_input(&path);
+        }
     }
 
     fn set_written(&self, next: u64) {
@@ -740,12 +800,14 @@ where
             written: 0,
             turn: 0,
             passed: BTreeSet::new(),
+            unregistered: BTreeMap::new(),
         }),
         changed: Condvar::new(),
         stop: AtomicBool::new(false),
         slots,
         unordered: batch.unordered,
         budget: batch.budget,
+        dests: Mutex::new(Destinations::new()),
     };
     let bar = cli::progress(None, log);
     // The reader runs apart and is not joined: it may be blocked on a terminal's stdin
@@ -820,7 +882,11 @@ where
                     Some(Ok(Input::Record(r))) => Ok(r),
                 };
                 match record {
-                    Ok(r) => pending.push_back((seq, r)),
+                    Ok(r) => {
+                        // An input of the run once its turn comes, as one at a time.
+                        ctl.lock().unregistered.insert(seq, r.path());
+                        pending.push_back((seq, r));
+                    }
                     Err(r) => {
                         ctl.pass_turn(seq);
                         let _ = out_tx.send(Written::Record(seq, r));
@@ -867,6 +933,7 @@ where
                     discard: false,
                     failed_write: None,
                     share: Some(share),
+                    dests: &ctl.dests,
                 };
                 let result = boundary(|| per_input(&mut record, &mut job));
                 ctl.pass_turn(n);

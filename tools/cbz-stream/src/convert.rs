@@ -14,13 +14,12 @@ use crate::{ConvertOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
 use membudget::driver::Job;
-use membudget::outputs::{self, Destinations};
+use membudget::outputs;
 use membudget::{Error, Record};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::Mutex;
 use zip::ZipWriter;
 
 /// `--help` text.
@@ -60,15 +59,13 @@ fn sniff(path: &Path) -> Result<Source, Error> {
 
 /// Run `convert`.
 pub fn run(o: &ConvertOpts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // Archives side by side; no model of the least need (one entry in flight).
-    processing.for_each_record(
+    o.processing.for_each_record(
         NAME,
         &o.input,
         log,
         |_| None,
-        |record, job, _room| convert(o, record, job, &dests),
+        |record, job, _room| convert(o, record, job),
     )
 }
 
@@ -130,12 +127,7 @@ impl Writer<'_> {
     }
 }
 
-fn convert(
-    o: &ConvertOpts,
-    record: &mut Record,
-    job: &mut Job,
-    dests: &Mutex<Destinations>,
-) -> Result<(), Error> {
+fn convert(o: &ConvertOpts, record: &mut Record, job: &mut Job) -> Result<(), Error> {
     let input = record.path();
     let dest = crate::output_for(
         &o.output,
@@ -153,7 +145,7 @@ fn convert(
             Source::SevenZ => "7z",
         },
     );
-    if !crate::begin(record, job, dests, &o.output, &dest)? {
+    if !crate::begin(record, job, &o.output, &dest)? {
         return Ok(());
     }
     let parent = dest

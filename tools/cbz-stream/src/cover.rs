@@ -8,12 +8,10 @@ use crate::archive::{self, Kind};
 use crate::{natural, CoverOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{AtomicFile, LogArgs, Status};
-use membudget::outputs::Destinations;
 use membudget::probe::Format;
 use membudget::{Error, ErrorKind};
 use raster::thumbnail::{self, PngRows, Resample};
 use std::io::{BufReader, BufWriter, Seek, Write};
-use std::sync::Mutex;
 
 /// `--help` text.
 pub const LONG_ABOUT: &str = "Writes a PNG thumbnail of each archive's first page (in \
@@ -25,10 +23,8 @@ thumbnail's size. An ICC profile is passed through untouched.";
 
 /// Run `cover`.
 pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // Archives side by side; no model of the least need (one page's thumbnail).
-    processing.for_each_record(
+    o.processing.for_each_record(
         NAME,
         &o.input,
         log,
@@ -38,7 +34,7 @@ pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
             let name = format!("{}.cover.png", crate::stem(&input));
             let dest = crate::output_for(&o.output, &input, &name, &["png"])?;
             record.set_in(NAME, "op", "cover");
-            if !crate::begin(record, job, &dests, &o.output, &dest)? {
+            if !crate::begin(record, job, &o.output, &dest)? {
                 return Ok(());
             }
             let mut a = archive::open(&input)?;

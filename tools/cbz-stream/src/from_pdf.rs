@@ -16,7 +16,6 @@ use membudget::cli::{LogArgs, Status};
 use membudget::cost::cbz::PdfToCbz;
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::Job;
-use membudget::outputs::Destinations;
 use membudget::probe::pdf::PdfPage;
 use membudget::probe::{self, Detail};
 use membudget::{Budget, Error, ErrorKind, Record};
@@ -26,7 +25,6 @@ use pdf::primitive::Primitive;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 /// `--help` text.
 pub const LONG_ABOUT: &str = "Turns each PDF into a CBZ (`a.pdf` -> `a.cbz` beside it, \
@@ -239,24 +237,22 @@ fn render(
 
 /// Run `from-pdf`.
 pub fn run(o: &FromPdfOpts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // PDFs side by side, each batching its pages within its share of the budget; the
     // least need: one page at a time.
     let least = |path: &Path| {
         let s = Summary::from_probe(&probe::pdf::probe(path).ok()?);
         Some(membudget::cost::estimate(&PdfToCbz::default(), &s)?.min_bytes)
     };
-    processing.for_each_record(NAME, &o.input, log, least, |record, job, room| {
-        convert(o, record, job, &dests, Budget::bytes(room.budget))
-    })
+    o.processing
+        .for_each_record(NAME, &o.input, log, least, |record, job, room| {
+            convert(o, record, job, Budget::bytes(room.budget))
+        })
 }
 
 fn convert(
     o: &FromPdfOpts,
     record: &mut Record,
     job: &mut Job,
-    dests: &Mutex<Destinations>,
     budget: Budget,
 ) -> Result<(), Error> {
     let input = record.path();
@@ -267,7 +263,7 @@ fn convert(
         &["cbz", "zip"],
     )?;
     record.set_in(NAME, "op", "from-pdf");
-    if !crate::begin(record, job, dests, &o.output, &dest)? {
+    if !crate::begin(record, job, &o.output, &dest)? {
         return Ok(());
     }
     let probe = probe::pdf::probe(&input)?;

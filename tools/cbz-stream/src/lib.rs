@@ -24,10 +24,8 @@ use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
 use membudget::cli::{AtomicFile, InputArgs, OutputArgs, Status};
 use membudget::driver::{Job, ProcessingArgs};
-use membudget::outputs::Destinations;
 use membudget::{Error, Record};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "cbz-stream";
@@ -304,12 +302,11 @@ pub fn claim(
 pub fn begin(
     record: &mut Record,
     job: &mut Job,
-    dests: &Mutex<Destinations>,
     o: &OutputArgs,
     dest: &Path,
 ) -> Result<bool, Error> {
     record.set_in(NAME, "output", dest.to_string_lossy().into_owned());
-    job.claim_output(dests, &record.path(), dest)?;
+    job.claim_output(&record.path(), dest)?;
     Ok(proceed(record, o, dest))
 }
 

@@ -19,9 +19,8 @@ an error record). Names that would escape an extraction directory get a `warning
 
 /// Run `list`.
 pub fn run(o: &ListOpts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
     // Archives side by side; no model of the least need (one entry's first 256 KiB).
-    processing.for_each_record(
+    o.processing.for_each_record(
         NAME,
         &o.input,
         log,

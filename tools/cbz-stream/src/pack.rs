@@ -11,12 +11,10 @@ use crate::natural;
 use crate::{PackOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{AtomicFile, LogArgs, Output, Status};
-use membudget::outputs::Destinations;
 use membudget::{driver, monitor, Error, ErrorKind, Record};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 use zip::DateTime;
 
@@ -208,10 +206,8 @@ fn relative_names(sources: &mut [Source]) {
 
 /// Each input directory into its own archive.
 fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // Directories side by side; no model of the least need (one page in flight).
-    processing.for_each_record(
+    o.processing.for_each_record(
         NAME,
         &o.input,
         log,
@@ -227,7 +223,7 @@ fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
             let name = format!("{}.cbz", crate::stem(&dir));
             let dest = o.output.output_path(&dir, &name)?;
             record.set_in(NAME, "op", "pack");
-            if !crate::begin(record, job, &dests, &o.output, &dest)? {
+            if !crate::begin(record, job, &o.output, &dest)? {
                 return Ok(());
             }
             let mut files = Vec::new();

@@ -16,13 +16,11 @@ use crate::{natural, UnpackOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
 use membudget::outputs::Claim;
-use membudget::outputs::Destinations;
 use membudget::{Error, Record};
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// `--help` text.
 pub const LONG_ABOUT: &str = "Extracts each archive into a directory named after it \
@@ -276,11 +274,9 @@ fn extract(a: &mut archive::Archive, entries: &[Entry], dest: &Path) -> Result<(
 
 /// Run `unpack`.
 pub fn run(o: &UnpackOpts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // Archives side by side, each within its share of the budget; no model of the
     // least need (one entry in flight).
-    processing.for_each_record(
+    o.processing.for_each_record(
         NAME,
         &o.input,
         log,
@@ -289,7 +285,7 @@ pub fn run(o: &UnpackOpts, log: &LogArgs) -> Result<Status> {
             let input = record.path();
             let dest = o.output.output_path(&input, crate::stem(&input))?;
             record.set_in(NAME, "op", "unpack");
-            if !crate::begin(record, job, &dests, &o.output, &dest)? {
+            if !crate::begin(record, job, &o.output, &dest)? {
                 return Ok(());
             }
             // The claim on the directory: a second run into the same place skips it

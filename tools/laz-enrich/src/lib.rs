@@ -22,13 +22,11 @@ use features::{Feature, Names, Orientation};
 use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::laz_features::{self, LazEnrichOptions, LazFeatures};
 use membudget::cost::{CostModel, Summary};
-use membudget::outputs::Destinations;
 use membudget::plan::{self, Planned};
 use membudget::{driver, Error, ErrorKind, Record};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "laz-enrich";
@@ -170,7 +168,6 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
     };
-    let dests = Mutex::new(Destinations::new());
     // Several clouds at once when there are several (a directory of small tiles keeps
     // every core busy: one tile's passes reach about 1.6 cores), each planning its tile
     // and threads with its share of the budget; a single cloud runs as one at a time,
@@ -193,7 +190,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         let dest = opts
             .output
             .output_path(&path, output_name(&path, &opts.suffix, opts.format))?;
-        job.claim_output(&dests, &path, &dest)?;
+        job.claim_output(&path, &dest)?;
         // The room: without --memory-limit, the budget chunk-plan planned this record
         // for; the driver's share of it when clouds run side by side.
         // The threads that run: chunk-plan's when its plan holds, else what the budget

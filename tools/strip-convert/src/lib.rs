@@ -26,13 +26,11 @@ use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::strip_convert::{parse_size, StripConvert, StripConvertOptions};
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{self, Job, Room};
-use membudget::outputs::Destinations;
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::tiff;
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "strip-convert";
@@ -353,7 +351,6 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         xml,
         xmp,
         metadata_bytes: metadata_bytes as u64,
-        dests: Mutex::new(Destinations::new()),
     };
     // Several inputs at once when there are several (a directory of small scans keeps
     // every core busy), each planning its tiles and threads with its share of the
@@ -394,17 +391,9 @@ struct Ctx<'a> {
     xmp: Option<Vec<u8>>,
     /// What the metadata boxes hold in memory, taken off the budget.
     metadata_bytes: u64,
-    /// The run's inputs and outputs: no input overwritten, no output shared.
-    dests: Mutex<Destinations>,
 }
 
 impl Ctx<'_> {
-    /// The run's destinations (a panic elsewhere while it was held leaves it usable:
-    /// each call is one check or one insert).
-    fn dests(&self) -> std::sync::MutexGuard<'_, Destinations> {
-        self.dests.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Every page of one input: one record each, written as soon as the page is done
     /// (the driver then writes no record of its own); an error before the first page
     /// (the file cannot be opened at all) is the input's error record.
@@ -413,7 +402,6 @@ impl Ctx<'_> {
         if fits::is_fits(&path) {
             return Err(fits::no_operation());
         }
-        self.dests().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
         let offsets = tiff::page_offsets(&path)?;
@@ -439,13 +427,7 @@ impl Ctx<'_> {
             );
         }
         // Never over an input of the run, never the output of an earlier input.
-        let claims = job.in_turn(|| {
-            let mut claimed = self.dests();
-            dests
-                .iter()
-                .map(|d| claimed.check(&path, d))
-                .collect::<Vec<_>>()
-        })?;
+        let claims = job.claim_outputs(&path, &dests)?;
         for ((index, dest), claim) in selected.zip(dests).zip(claims) {
             let mut r = record.clone();
             r.set_path_in(NAME, "output", &dest);

@@ -9,7 +9,6 @@ use membudget::cli::{AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{Job, ProcessingArgs, Room};
-use membudget::outputs::Destinations;
 use membudget::probe::Format;
 use membudget::readahead::read_ahead_with;
 use membudget::{plan, Error, ErrorKind, Record};
@@ -21,7 +20,6 @@ use serde_json::json;
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// `--help` text.
 pub const LONG_ABOUT: &str = "\
@@ -341,7 +339,6 @@ struct Ctx<'a> {
     o: &'a Opts,
     steps: Vec<Step>,
     edge: Edge,
-    dests: Mutex<Destinations>,
 }
 
 /// Run `enhance`.
@@ -355,12 +352,7 @@ pub fn run(o: &Opts, m: Option<&ArgMatches>, log: &LogArgs) -> Result<Status> {
         EdgeArg::Replicate => Edge::Replicate,
         EdgeArg::Mirror => Edge::Mirror,
     };
-    let ctx = Ctx {
-        o,
-        steps,
-        edge,
-        dests: Mutex::new(Destinations::new()),
-    };
+    let ctx = Ctx { o, steps, edge };
     // Several images at once when there are several, each planning its bands and
     // threads with its share of the budget (within chunk-plan's, without --memory-limit).
     let least = |path: &Path| ctx.least(path);
@@ -405,11 +397,6 @@ fn open_source<'a>(path: &'a Path, input: &Input) -> Result<Box<dyn RowSource + 
 }
 
 impl Ctx<'_> {
-    /// The run's destinations (a panic elsewhere while it was held leaves it usable).
-    fn dests(&self) -> std::sync::MutexGuard<'_, Destinations> {
-        self.dests.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The least an input needs, for the batch driver: the chain's model on its
     /// smallest band and one thread, from the header (a TIFF's first page, a PNG);
     /// `None` for another file. A tiled TIFF's row of tiles is not counted.
@@ -437,7 +424,6 @@ impl Ctx<'_> {
     fn process(&self, r: &mut Record, job: &mut Job, room: Room) -> Result<(), Error> {
         let path = r.path();
         let sec = |r: &mut Record, k: &str, v: serde_json::Value| r.set_in(crate::NAME, k, v);
-        self.dests().add_input(&path);
         let mut head = [0u8; 16];
         let n = std::fs::File::open(&path)?.read(&mut head)?;
         let format = membudget::probe::sniff(&head[..n]);
@@ -514,7 +500,7 @@ impl Ctx<'_> {
         let dest = self.o.output.output_path(&path, &name)?;
         r.set_path_in(crate::NAME, "output", &dest);
         sec(r, "format", json!(ext));
-        job.claim_output(&self.dests, &path, &dest)?;
+        job.claim_output(&path, &dest)?;
         let exists = "output exists (use --force to overwrite)";
         if dest.exists() && !self.o.output.force {
             sec(r, "status", json!("skipped"));

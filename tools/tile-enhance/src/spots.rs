@@ -22,7 +22,6 @@ use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{Job, ProcessingArgs, Room};
-use membudget::outputs::Destinations;
 use membudget::{Error, ErrorKind, Record};
 use raster::{Edge, RowSource, Window};
 use serde_json::json;
@@ -309,7 +308,6 @@ pub fn run(o: &Opts, log: &LogArgs) -> Result<Status> {
         )));
     }
     let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // Several images at once when there are several, each planning its tiles and
     // workers with its share of the budget. The least need: the model's smallest tile on
     // one worker, the --channel files read beside the image.
@@ -320,7 +318,7 @@ pub fn run(o: &Opts, log: &LogArgs) -> Result<Status> {
     };
     processing.for_each_record(SECTION, &o.input, log, least, |r, job, room| {
         let path = r.path();
-        one(o, &params, &path, room, &dests, job, r)
+        one(o, &params, &path, room, job, r)
     })
 }
 
@@ -352,7 +350,6 @@ fn one(
     p: &Params,
     input: &Path,
     room: Room,
-    dests: &Mutex<Destinations>,
     job: &mut Job,
     r: &mut Record,
 ) -> Result<(), Error> {
@@ -362,7 +359,7 @@ fn one(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
     let dest = o.output.output_path(input, format!("{stem}.spots.csv"))?;
-    job.claim_output(dests, input, &dest)?;
+    job.claim_output(input, &dest)?;
     // Channels: the input's pages and bands, then --channel files.
     let format = source::format_of(input)?;
     let mut channels = Vec::new();

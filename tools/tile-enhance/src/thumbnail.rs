@@ -8,11 +8,9 @@ use anyhow::Result;
 use clap::Args;
 use membudget::cli::{AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::driver::{Job, ProcessingArgs};
-use membudget::outputs::Destinations;
 use membudget::{Error, Record};
 use raster::thumbnail;
 use std::io::{BufWriter, Write};
-use std::sync::Mutex;
 
 /// `--help` text.
 pub const LONG_ABOUT: &str = "Writes a thumbnail of each image whose longest side is \
@@ -79,26 +77,19 @@ pub struct Opts {
 
 /// Run `thumbnail`.
 pub fn run(o: &Opts, log: &LogArgs) -> Result<Status> {
-    let processing = o.processing.resolve()?;
-    let dests = Mutex::new(Destinations::new());
     // Several images at once when there are several: one thread each, and no model of
     // the least need (a thumbnail's memory is bounded by its reader, see --help), so the
     // inputs in flight share the budget evenly.
-    processing.for_each_record(
+    o.processing.for_each_record(
         NAME,
         &o.input,
         log,
         |_| None,
-        |record, job, _room| one(o, &dests, job, record),
+        |record, job, _room| one(o, job, record),
     )
 }
 
-fn one(
-    o: &Opts,
-    dests: &Mutex<Destinations>,
-    job: &mut Job,
-    record: &mut Record,
-) -> Result<(), Error> {
+fn one(o: &Opts, job: &mut Job, record: &mut Record) -> Result<(), Error> {
     let input = record.path();
     record.set_in(NAME, "op", "thumbnail");
     let ext = match o.format {
@@ -112,7 +103,7 @@ fn one(
     name.push(format!(".thumb.{ext}"));
     let dest = o.output.output_path(&input, &name)?;
     record.set_path_in(NAME, "output", &dest);
-    job.claim_output(dests, &input, &dest)?;
+    job.claim_output(&input, &dest)?;
     if dest.exists() && !o.output.force {
         record.set_in(NAME, "status", "skipped");
         record.set_in(NAME, "reason", "output exists (use --force to overwrite)");
