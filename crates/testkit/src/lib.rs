@@ -410,6 +410,40 @@ pub fn sparse_tiff(
         .unwrap();
 }
 
+/// Every file below `dir` (recursively), by its path relative to `dir`, with its bytes:
+/// to compare what two runs wrote.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                found.insert(p.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    found
+}
+
+/// Assert that `a` and `b` hold the same files with the same bytes ([`files_under`]);
+/// returns how many. `what` names the runs in the message.
+pub fn assert_same_files(a: &Path, b: &Path, what: &str) -> usize {
+    let (fa, fb) = (files_under(a), files_under(b));
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "{what}: not the same files"
+    );
+    for (name, bytes) in &fa {
+        assert!(fb[name] == *bytes, "{what}: {} differs", name.display());
+    }
+    fa.len()
+}
+
 /// The exact path a record names: its `path_bytes` decoded by coreutils' `base64 -d`
 /// (a decoder no one here wrote) when the record has them, else its `path`.
 pub fn record_path(r: &serde_json::Value) -> PathBuf {

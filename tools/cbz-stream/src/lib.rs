@@ -73,8 +73,8 @@ pub struct PackOpts {
     pub no_comic_info: bool,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Directories are packed side by side (-j); pages packed into one archive
-    /// (`-o FILE.cbz`) are read in input order, one at a time.
+    // Directories are packed side by side (-j); pages packed into one archive
+    // (`-o FILE.cbz`) are read in input order, one at a time.
     #[command(flatten)]
     pub processing: ProcessingArgs,
 }

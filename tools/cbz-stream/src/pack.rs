@@ -22,7 +22,8 @@ use zip::DateTime;
 pub const LONG_ABOUT: &str = "Packs page images into a CBZ. With `-o FILE.cbz`, every input \
 (directories expanded, files, or NDJSON page records on stdin such as `unpack \
 --emit-records` writes) goes into that one archive, and one record describes it. \
-Otherwise each input directory becomes `<dir>.cbz` beside it or mirrored under `-o DIR`. \
+Otherwise each input directory becomes `<dir>.cbz` beside it or mirrored under `-o DIR`, \
+several directories at once with -j (-j and -m do not apply to the one archive). \
 Entries are streamed from disk (never the archive in memory); images are stored as they \
 are, XML and text deflated, Zip64 used past 4 GiB or 65,535 entries. Pages are sorted in \
 natural order (numeric-aware, case-insensitive: `Page 2` before `Page 10`) and renamed \

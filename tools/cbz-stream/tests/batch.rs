@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn section(r: &Value) -> &Value {
@@ -22,26 +21,6 @@ fn outcome(r: &Value) -> Value {
         }
     }
     serde_json::json!({"path": r["path"], "section": s, "error": r["error"]["kind"]})
-}
-
-/// Every file under `dir`, by its path below it, with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                found.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    found
 }
 
 /// Run `cbz-stream SUB ARGS -j JOBS -o OUT INPUTS`, expecting exit `code`.
@@ -90,20 +69,8 @@ fn same(
         "{sub}: {one:?}"
     );
     if sub != "list" {
-        let (f1, f2) = (files(&o1), files(&o2));
-        assert!(!f1.is_empty(), "{sub}");
-        assert_eq!(
-            f1.keys().collect::<Vec<_>>(),
-            f2.keys().collect::<Vec<_>>(),
-            "{sub}"
-        );
-        for (name, bytes) in &f1 {
-            assert!(
-                f2[name] == *bytes,
-                "{sub}: {} differs between -j 1 and -j 2",
-                name.display()
-            );
-        }
+        let what = format!("{sub} -j 1 and -j 2");
+        assert!(testkit::assert_same_files(&o1, &o2, &what) > 0, "{sub}");
     }
     // Side by side: the batch driver ran them.
     assert!(

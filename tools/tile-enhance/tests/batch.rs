@@ -6,7 +6,6 @@ mod spots_util;
 
 use serde_json::Value;
 use spots_util::{scene, write_gray16, write_rgb16};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The inputs, in the order a `--recursive` walk gives them: a large image first (done
@@ -71,24 +70,6 @@ fn section<'a>(sub: &str, r: &'a Value) -> &'a Value {
     }
 }
 
-/// Every file under `dir`, by its path below it, with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-                found.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    found
-}
-
 fn side_by_side_equals_one_at_a_time(sub: &str, args: &[&str]) {
     let tmp = testkit::tempdir();
     let dir = tmp.path().join("in");
@@ -142,20 +123,8 @@ fn side_by_side_equals_one_at_a_time(sub: &str, args: &[&str]) {
             .all(|r| section(sub, r)["concurrent"].as_u64() >= Some(1)),
         "{sub}: {two:?}"
     );
-    let (f1, f2) = (files(&o1), files(&o2));
-    assert_eq!(f1.len(), 5, "{sub}: {:?}", f1.keys());
-    assert_eq!(
-        f1.keys().collect::<Vec<_>>(),
-        f2.keys().collect::<Vec<_>>(),
-        "{sub}"
-    );
-    for (name, bytes) in &f1 {
-        assert!(
-            f2[name] == *bytes,
-            "{sub}: {} differs between -j 1 and -j 2",
-            name.display()
-        );
-    }
+    let what = format!("{sub} -j 1 and -j 2");
+    assert_eq!(testkit::assert_same_files(&o1, &o2, &what), 5, "{sub}");
 }
 
 #[test]
