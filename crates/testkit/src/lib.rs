@@ -6,6 +6,7 @@
 //! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails the test. Under plain
 //! `cargo test` a test whose validator is missing prints `skipped: ...` and passes.
 
+pub mod batch;
 pub mod cmd;
 pub mod rng;
 pub use cmd::{cmd, pipe, run_in, run_tool, tool, Cmd, Ran};

@@ -129,12 +129,7 @@ impl Writer<'_> {
 
 fn convert(o: &ConvertOpts, record: &mut Record, job: &mut Job) -> Result<(), Error> {
     let input = record.path();
-    let dest = crate::output_for(
-        &o.output,
-        &input,
-        &format!("{}.cbz", crate::stem(&input)),
-        &["cbz", "zip"],
-    )?;
+    let dest = crate::cbz_for(&o.output, &input)?;
     record.set_in(NAME, "op", "convert");
     let source = sniff(&input)?;
     record.set_in(
@@ -196,9 +191,7 @@ fn convert(o: &ConvertOpts, record: &mut Record, job: &mut Job) -> Result<(), Er
         let mut out = w.zip.finish().map_err(archive::zip_err)?;
         out.flush()?;
     }
-    archive::verify(atomic.temp_path(), entries)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, entries)?;
     record.set_in(NAME, "status", "ok");
     record.set_in(NAME, "entries", entries);
     record.set_in(NAME, "bytes", bytes);

@@ -256,12 +256,7 @@ fn convert(
     budget: Budget,
 ) -> Result<(), Error> {
     let input = record.path();
-    let dest = crate::output_for(
-        &o.output,
-        &input,
-        &format!("{}.cbz", crate::stem(&input)),
-        &["cbz", "zip"],
-    )?;
+    let dest = crate::cbz_for(&o.output, &input)?;
     record.set_in(NAME, "op", "from-pdf");
     if !crate::begin(record, job, &o.output, &dest)? {
         return Ok(());
@@ -374,9 +369,7 @@ fn convert(
         let mut w = zip.finish().map_err(zerr)?;
         w.flush()?;
     }
-    archive::verify(atomic.temp_path(), infos.len() + 1)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, infos.len() + 1)?;
     record.set_in(NAME, "status", "ok");
     record.set_in(NAME, "pages", infos.len());
     record.set_in(NAME, "copied", copied);

@@ -271,6 +271,12 @@ pub fn output_for(
     }
 }
 
+/// The archive made of `input`: `<stem>.cbz` beside it or mirrored under `-o DIR`, or
+/// the archive `-o` names.
+pub fn cbz_for(o: &OutputArgs, input: &Path) -> Result<PathBuf, Error> {
+    output_for(o, input, &format!("{}.cbz", stem(input)), &["cbz", "zip"])
+}
+
 /// The input's file stem (`a` for `dir/a.cbz`).
 pub fn stem(p: &Path) -> String {
     p.file_stem()

@@ -417,9 +417,7 @@ pub fn write(
         let mut w = zip.finish().map_err(zerr)?;
         w.flush()?;
     }
-    archive::verify(atomic.temp_path(), entries)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, entries)?;
     Ok(Packed {
         pages: l.pages.len(),
         entries,
