@@ -159,9 +159,10 @@ impl Job<'_> {
     }
 
     /// Claim `dest` as the output of `input`, in input order ([`Job::in_turn`]): an
-    /// error when it is an input of the run (every input read so far, whether it failed
-    /// or not) or the output of an earlier input ([`Destinations::check`]; the earlier
-    /// input keeps it). Call it once, before writing.
+    /// error when it is an input of the run (this one and every earlier one, whether it
+    /// failed or not: the inputs one at a time would have met) or the output of an
+    /// earlier input ([`Destinations::check`]; the earlier input keeps it). Call it
+    /// once, before writing.
     pub fn claim_output(
         &mut self,
         input: &std::path::Path,
@@ -467,9 +468,7 @@ impl ProcessingArgs {
             jobs,
         })
     }
-}
 
-impl ProcessingArgs {
     /// [`ProcessingArgs::resolve`], then [`Processing::for_each_record`]: for a tool
     /// that needs nothing else of the machine before its first input.
     pub fn for_each_record<L, F>(
