@@ -37,16 +37,22 @@ complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "convert" -d '
 complete -c cbz-stream -n "__fish_cbz_stream_needs_command" -f -a "cover" -d 'A thumbnail of an archive\'s first page (or --page N), in bounded memory'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -l keep-names -d 'Keep the pages\' names (relative to their common directory) instead of renaming them zero-padded (001.jpg, 002.jpg...) in natural order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -l no-comic-info -d 'Do not generate a ComicInfo.xml when the pages come without one'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand pack" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -l no-images -d 'Do not read the first bytes of image entries for their format and dimensions'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -62,6 +68,7 @@ complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -s r -l re
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -l emit-records -d 'One record per extracted page (path = the page file) instead of one per archive, for `unpack --emit-records | <stage> | pack`'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand unpack" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -87,14 +94,18 @@ complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -l rende
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -l delete-source -d 'Delete the PDF once its archive is written and verified'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand from-pdf" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand convert" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -102,9 +113,12 @@ complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -l size -d 
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -l page -d 'The page to use (1-based, in natural order)' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s n -l dry-run -d 'Say what would be done, write nothing'
+complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c cbz-stream -n "__fish_cbz_stream_using_subcommand cover" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -16,9 +16,9 @@ complete -c laz-enrich -s j -l jobs -d 'Workers or threads at most (default: the
 complete -c laz-enrich -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c laz-enrich -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c laz-enrich -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
+complete -c laz-enrich -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c laz-enrich -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c laz-enrich -s n -l dry-run -d 'Say what would be done, write nothing'
-complete -c laz-enrich -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c laz-enrich -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
 complete -c laz-enrich -s v -l verbose -d 'More on stderr: -v explains decisions, -vv traces'
 complete -c laz-enrich -s h -l help -d 'Print help (see more with \'--help\')'

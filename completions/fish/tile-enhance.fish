@@ -59,6 +59,7 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s r 
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l default-chain -d 'The default chain here (curve, gamma 0.9, brightness 1.03, contrast 1.05, autocontrast 1); it is also what runs when no step is given'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l curve -d 'The comic-reader S-curve'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l fill -d '--resize WxH covers the box and crops the centre instead of fitting inside'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
@@ -68,11 +69,14 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s 
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l format -d 'Output format' -r -f -a "jpeg\t'Baseline JPEG at --quality'
 png\t'PNG (keeps alpha)'"
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l quality -d 'JPEG quality (1-100)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l fit -d 'Fit the whole image within N x N (the default)'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l fill -d 'Fill N x N: scale the shortest side to N and crop the rest around the centre'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand thumbnail" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'
@@ -95,6 +99,7 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s o -l
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l subpixel -d 'Add y_sub, x_sub columns: a 3-point Gaussian fit of the response per axis'
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -l unordered -d 'With several inputs running at once (-j, the budget permitting), write each input\'s records as soon as it is done instead of in input order'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s f -l force -d 'Overwrite existing outputs (by default they are skipped); an input of the run is never overwritten'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s n -l dry-run -d 'Say what would be done, write nothing'
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand spots" -s q -l quiet -d 'Less on stderr: -q hides warnings and progress, -qq hides per-input errors too'

@@ -8,7 +8,10 @@
 //! A panic while an input is processed, in any thread (the calling one, a rayon worker,
 //! a [`crate::readahead`] helper), is not printed by the default hook: its message and
 //! location become the record's error message, which stderr then says once. A tool is then its operation plus one
-//! function `FnMut(&mut Record, &mut Job) -> Result<(), Error>`.
+//! function `FnMut(&mut Record, &mut Job) -> Result<(), Error>`; a tool that runs inputs
+//! side by side flattens [`ProcessingArgs`] into its options and gives
+//! [`Processing::for_each_record`] a function of the input's [`Room`] too. The driver keeps
+//! the run's inputs and outputs: [`Job::claim_output`].
 //!
 //! ```no_run
 //! # use membudget::{cli, driver, Error, Record};
@@ -18,10 +21,13 @@
 //! # }
 //! ```
 
-use crate::cli::{self, Input, InputArgs, LogArgs, Output, ReadError};
+use crate::budget::Budget;
+use crate::cli::{self, BudgetArgs, Input, InputArgs, LogArgs, Output, ReadError};
 use crate::error::{Error, ErrorKind};
 use crate::manifest::Record;
 use crate::monitor;
+use crate::outputs::Destinations;
+use crate::system::SystemInfo;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
@@ -44,6 +50,8 @@ pub struct Job<'a> {
     failed_write: Option<anyhow::Error>,
     /// What this input may use when inputs run side by side ([`for_each_record_batch`]).
     share: Option<Share>,
+    /// The run's inputs and outputs ([`Job::claim_output`]).
+    dests: &'a Mutex<Destinations>,
 }
 
 /// Where a job's records go: straight to stdout (one input at a time), or to the writer
@@ -140,6 +148,7 @@ impl Job<'_> {
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                 }
+                ctl.register(&mut st, seq);
                 drop(st);
                 // Later inputs wait on `turn`, so this runs alone.
                 let out = claim();
@@ -149,6 +158,34 @@ impl Job<'_> {
         }
     }
 
+    /// Claim `dest` as the output of `input`, in input order ([`Job::in_turn`]): an
+    /// error when it is an input of the run (this one and every earlier one, whether it
+    /// failed or not: the inputs one at a time would have met) or the output of an
+    /// earlier input ([`Destinations::check`]; the earlier input keeps it). Call it
+    /// once, before writing.
+    pub fn claim_output(
+        &mut self,
+        input: &std::path::Path,
+        dest: &std::path::Path,
+    ) -> Result<(), Error> {
+        let dests = self.dests;
+        self.in_turn(|| lock_dests(dests).check(input, dest))?
+    }
+
+    /// [`Job::claim_output`] for several outputs of `input` at once (one per page): each
+    /// claim's result, in order. The error: the batch was stopped.
+    pub fn claim_outputs(
+        &mut self,
+        input: &std::path::Path,
+        dests: &[std::path::PathBuf],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let run = self.dests;
+        self.in_turn(|| {
+            let mut claimed = lock_dests(run);
+            dests.iter().map(|d| claimed.check(input, d)).collect()
+        })
+    }
+
     /// Inputs in flight at most in this record's peak window (side by side runs only).
     fn concurrent(&self) -> Option<usize> {
         match &self.sink {
@@ -156,6 +193,12 @@ impl Job<'_> {
             Sink::Queue { flight, .. } => Some(flight.load(Ordering::SeqCst)),
         }
     }
+}
+
+/// The run's destinations; a panic elsewhere while they were held leaves them usable
+/// (each use is one check or one insert).
+fn lock_dests(dests: &Mutex<Destinations>) -> MutexGuard<'_, Destinations> {
+    dests.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `seconds` and `peak_rss` in the tool's section of a record that did work, and
@@ -317,6 +360,7 @@ where
 {
     let mut out = Output::new(tool);
     let bar = cli::progress(None, log);
+    let dests = Mutex::new(Destinations::new());
     for item in cli::inputs(tool, input) {
         let mut record = match item? {
             Input::Bad(r) => {
@@ -330,6 +374,8 @@ where
             }
             Input::Record(r) => r,
         };
+        // An input of the run from now on, whatever becomes of it: no output replaces it.
+        lock_dests(&dests).add_input(&record.path());
         monitor::reset_peak();
         let mut job = Job {
             tool,
@@ -339,6 +385,7 @@ where
             discard: false,
             failed_write: None,
             share: None,
+            dests: &dests,
         };
         let result = boundary(|| per_input(&mut record, &mut job));
         if let Some(e) = job.failed_write.take() {
@@ -366,6 +413,128 @@ pub struct BatchArgs {
     /// input's records as soon as it is done instead of in input order
     #[arg(long)]
     pub unordered: bool,
+}
+
+/// The flags of a tool that runs inputs side by side: the budget and threads (`-m`,
+/// `-j`) and `--unordered`. With [`ProcessingArgs::resolve`] and
+/// [`Processing::for_each_record`], a tool is its operation plus one per-input function
+/// that plans with its [`Room`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessingArgs {
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// What one input may use: its share of the batch's budget and threads when inputs run
+/// side by side, else the whole (the budget chunk-plan planned the record for, without
+/// `--memory-limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Bytes this input may hold (its predicted peak RSS at most).
+    pub budget: u64,
+    /// Threads it may run.
+    pub threads: usize,
+    /// A budget was given: `--memory-limit`, or chunk-plan's plan in the record. Without
+    /// it a tool may plan for its efficient chunk instead of the largest that fits the
+    /// machine's memory.
+    pub explicit: bool,
+}
+
+/// [`ProcessingArgs`] resolved against the machine: the run's budget and threads.
+#[derive(Debug, Clone)]
+pub struct Processing<'a> {
+    args: &'a ProcessingArgs,
+    /// The whole process's budget (`--memory-limit` or the default).
+    pub budget: Budget,
+    /// Threads at most, also the most inputs in flight at once.
+    pub jobs: usize,
+}
+
+impl ProcessingArgs {
+    /// Probe the machine and resolve the budget (a bad `--memory-limit` is a usage
+    /// error) and `--jobs`; warns when swap is heavily used.
+    pub fn resolve(&self) -> Result<Processing<'_>, Error> {
+        let sys = SystemInfo::probe();
+        let budget = self.budget.budget(&sys)?;
+        let jobs = self.budget.jobs(&sys);
+        if sys.heavy_swap() {
+            log::warn!("more than half the swap is in use: expect it to be slow (one thread unless -j says otherwise)");
+        }
+        Ok(Processing {
+            args: self,
+            budget,
+            jobs,
+        })
+    }
+
+    /// [`ProcessingArgs::resolve`], then [`Processing::for_each_record`]: for a tool
+    /// that needs nothing else of the machine before its first input.
+    pub fn for_each_record<L, F>(
+        &self,
+        tool: &'static str,
+        input: &InputArgs,
+        log: &LogArgs,
+        least: L,
+        per_input: F,
+    ) -> anyhow::Result<cli::Status>
+    where
+        L: Fn(&std::path::Path) -> Option<u64> + Sync,
+        F: Fn(&mut Record, &mut Job, Room) -> Result<(), Error> + Sync,
+    {
+        self.resolve()?
+            .for_each_record(tool, input, log, least, per_input)
+    }
+}
+
+impl Processing<'_> {
+    /// The room of `record`: `share` when the batch driver gave one, else the budget
+    /// chunk-plan planned the record for (without `--memory-limit`) or the run's, and
+    /// every thread.
+    pub fn room(&self, record: &Record, share: Option<Share>) -> Room {
+        let planned = self.args.budget.planned(record);
+        let share = share.unwrap_or(Share {
+            budget: planned.map_or(self.budget.bytes, |b| b.bytes),
+            threads: self.jobs,
+        });
+        Room {
+            budget: share.budget,
+            threads: share.threads,
+            explicit: self.args.budget.memory_limit.is_some() || planned.is_some(),
+        }
+    }
+
+    /// Run `per_input` over the inputs through [`for_each_record_batch`]: several at
+    /// once when there are several, each with its [`Room`]; a single input runs as one
+    /// at a time, with all of it. `least` is an input file's least need (peak RSS with
+    /// the smallest chunk, one worker; `None` when unknown), read only when the record
+    /// has no `estimate.<tool>.min_bytes` ([`least_need`]).
+    pub fn for_each_record<L, F>(
+        &self,
+        tool: &'static str,
+        input: &InputArgs,
+        log: &LogArgs,
+        least: L,
+        per_input: F,
+    ) -> anyhow::Result<cli::Status>
+    where
+        L: Fn(&std::path::Path) -> Option<u64> + Sync,
+        F: Fn(&mut Record, &mut Job, Room) -> Result<(), Error> + Sync,
+    {
+        let least = |r: &Record| least_need(tool, r, &least);
+        let batch = Batch {
+            budget: self.budget.bytes,
+            jobs: self.jobs,
+            unordered: self.args.batch.unordered,
+            planned_budgets: self.args.budget.memory_limit.is_none(),
+            least: &least,
+        };
+        for_each_record_batch(tool, input, log, &batch, |r, job| {
+            let room = self.room(r, job.share());
+            per_input(r, job, room)
+        })
+    }
 }
 
 /// How a batch runs: the whole process's budget and threads, which the inputs in flight
@@ -429,6 +598,8 @@ struct Control {
     unordered: bool,
     /// The batch's budget.
     budget: u64,
+    /// The run's inputs and outputs ([`Job::claim_output`]).
+    dests: Mutex<Destinations>,
 }
 
 #[derive(Debug)]
@@ -444,6 +615,10 @@ struct State {
     turn: u64,
     /// Inputs after `turn` that have passed their turn.
     passed: BTreeSet<u64>,
+    /// Inputs read whose turn has not come: each becomes an input of the run (in
+    /// [`Control::dests`]) when it does, so that which inputs an output claim sees does
+    /// not depend on how far ahead they were read (as one at a time: the inputs so far).
+    unregistered: BTreeMap<u64, std::path::PathBuf>,
 }
 
 impl Control {
@@ -534,9 +709,18 @@ impl Control {
         let st = &mut *st;
         st.passed.insert(seq);
         while st.passed.remove(&st.turn) {
+            self.register(st, st.turn);
             st.turn += 1;
         }
         self.changed.notify_all();
+    }
+
+    /// Input `seq`'s turn has come: it is an input of the run from now on, whatever
+    /// becomes of it (no output replaces it).
+    fn register(&self, st: &mut State, seq: u64) {
+        if let Some(path) = st.unregistered.remove(&seq) {
+            lock_dests(&self.dests).add_input(&path);
+        }
     }
 
     fn set_written(&self, next: u64) {
@@ -615,12 +799,14 @@ where
             written: 0,
             turn: 0,
             passed: BTreeSet::new(),
+            unregistered: BTreeMap::new(),
         }),
         changed: Condvar::new(),
         stop: AtomicBool::new(false),
         slots,
         unordered: batch.unordered,
         budget: batch.budget,
+        dests: Mutex::new(Destinations::new()),
     };
     let bar = cli::progress(None, log);
     // The reader runs apart and is not joined: it may be blocked on a terminal's stdin
@@ -695,7 +881,11 @@ where
                     Some(Ok(Input::Record(r))) => Ok(r),
                 };
                 match record {
-                    Ok(r) => pending.push_back((seq, r)),
+                    Ok(r) => {
+                        // An input of the run once its turn comes, as one at a time.
+                        ctl.lock().unregistered.insert(seq, r.path());
+                        pending.push_back((seq, r));
+                    }
                     Err(r) => {
                         ctl.pass_turn(seq);
                         let _ = out_tx.send(Written::Record(seq, r));
@@ -742,6 +932,7 @@ where
                     discard: false,
                     failed_write: None,
                     share: Some(share),
+                    dests: &ctl.dests,
                 };
                 let result = boundary(|| per_input(&mut record, &mut job));
                 ctl.pass_turn(n);

@@ -6,6 +6,7 @@
 //! `MEMBUDGET_REQUIRE_VALIDATORS=1`, so a missing validator fails the test. Under plain
 //! `cargo test` a test whose validator is missing prints `skipped: ...` and passes.
 
+pub mod batch;
 pub mod cmd;
 pub mod rng;
 pub use cmd::{cmd, pipe, run_in, run_tool, tool, Cmd, Ran};
@@ -418,6 +419,40 @@ pub fn sparse_tiff(
         .open(path)
         .and_then(|f| f.set_len(len))
         .unwrap();
+}
+
+/// Every file below `dir` (recursively), by its path relative to `dir`, with its bytes:
+/// to compare what two runs wrote.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                found.insert(p.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    found
+}
+
+/// Assert that `a` and `b` hold the same files with the same bytes ([`files_under`]);
+/// returns how many. `what` names the runs in the message.
+pub fn assert_same_files(a: &Path, b: &Path, what: &str) -> usize {
+    let (fa, fb) = (files_under(a), files_under(b));
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "{what}: not the same files"
+    );
+    for (name, bytes) in &fa {
+        assert!(fb[name] == *bytes, "{what}: {} differs", name.display());
+    }
+    fa.len()
 }
 
 /// The exact path a record names: its `path_bytes` decoded by coreutils' `base64 -d`

@@ -227,6 +227,18 @@ impl Writeback {
     }
 }
 
+/// Put a written archive into place once checked ([`verify`]: `expected` entries, every
+/// CRC); returns its size.
+pub fn commit_verified(
+    mut atomic: membudget::cli::AtomicFile,
+    expected: usize,
+) -> Result<u64, Error> {
+    verify(atomic.temp_path(), expected)?;
+    let bytes = atomic.file().metadata()?.len();
+    atomic.commit()?;
+    Ok(bytes)
+}
+
 /// Read an archive back and check it: `expected` entries, each one's data read through
 /// the decompressor and its CRC checked. Shares no code with the writers: it goes
 /// through the zip crate's reader only.

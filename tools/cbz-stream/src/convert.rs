@@ -13,7 +13,9 @@ use crate::unpack::check_name;
 use crate::{ConvertOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
-use membudget::{driver, outputs, Error, Record};
+use membudget::driver::Job;
+use membudget::outputs;
+use membudget::{Error, Record};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -57,7 +59,14 @@ fn sniff(path: &Path) -> Result<Source, Error> {
 
 /// Run `convert`.
 pub fn run(o: &ConvertOpts, log: &LogArgs) -> Result<Status> {
-    driver::for_each_record(NAME, &o.input, log, |record, _job| convert(o, record))
+    // Archives side by side; no model of the least need (one entry in flight).
+    o.processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| convert(o, record, job),
+    )
 }
 
 /// The archive being written and what is known of its entries.
@@ -118,14 +127,9 @@ impl Writer<'_> {
     }
 }
 
-fn convert(o: &ConvertOpts, record: &mut Record) -> Result<(), Error> {
+fn convert(o: &ConvertOpts, record: &mut Record, job: &mut Job) -> Result<(), Error> {
     let input = record.path();
-    let dest = crate::output_for(
-        &o.output,
-        &input,
-        &format!("{}.cbz", crate::stem(&input)),
-        &["cbz", "zip"],
-    )?;
+    let dest = crate::cbz_for(&o.output, &input)?;
     record.set_in(NAME, "op", "convert");
     let source = sniff(&input)?;
     record.set_in(
@@ -136,7 +140,7 @@ fn convert(o: &ConvertOpts, record: &mut Record) -> Result<(), Error> {
             Source::SevenZ => "7z",
         },
     );
-    if !crate::proceed(record, &o.output, &dest) {
+    if !crate::begin(record, job, &o.output, &dest)? {
         return Ok(());
     }
     let parent = dest
@@ -187,9 +191,7 @@ fn convert(o: &ConvertOpts, record: &mut Record) -> Result<(), Error> {
         let mut out = w.zip.finish().map_err(archive::zip_err)?;
         out.flush()?;
     }
-    archive::verify(atomic.temp_path(), entries)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, entries)?;
     record.set_in(NAME, "status", "ok");
     record.set_in(NAME, "entries", entries);
     record.set_in(NAME, "bytes", bytes);

@@ -9,7 +9,7 @@ use crate::{natural, CoverOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{AtomicFile, LogArgs, Status};
 use membudget::probe::Format;
-use membudget::{driver, Error, ErrorKind};
+use membudget::{Error, ErrorKind};
 use raster::thumbnail::{self, PngRows, Resample};
 use std::io::{BufReader, BufWriter, Seek, Write};
 
@@ -23,71 +23,79 @@ thumbnail's size. An ICC profile is passed through untouched.";
 
 /// Run `cover`.
 pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
-    driver::for_each_record(NAME, &o.input, log, |record, _job| {
-        let input = record.path();
-        let name = format!("{}.cover.png", crate::stem(&input));
-        let dest = crate::output_for(&o.output, &input, &name, &["png"])?;
-        record.set_in(NAME, "op", "cover");
-        if !crate::proceed(record, &o.output, &dest) {
-            return Ok(());
-        }
-        let mut a = archive::open(&input)?;
-        let mut pages: Vec<(String, usize)> = (0..a.len())
-            .filter_map(|i| {
-                let e = a.by_index_data(i).ok()?;
-                let n = e.name().ok()?.into_owned();
-                (archive::kind(&n) == Kind::Page).then_some((n, i))
-            })
-            .collect();
-        pages.sort_by(|x, y| natural::cmp(&x.0, &y.0));
-        let (entry, index) = pages.get(o.page as usize - 1).cloned().ok_or_else(|| {
-            Error::new(
-                ErrorKind::BadRecord,
-                format!("--page {}: the archive has {} pages", o.page, pages.len()),
-            )
-        })?;
-        let mut tmp = tempfile::tempfile()?;
-        {
-            let mut e = a.by_index(index).map_err(archive::zip_err)?;
-            std::io::copy(&mut e, &mut tmp).map_err(archive::io_err)?;
-        }
-        tmp.rewind()?;
-        let head = archive::read_head(&mut tmp)?;
-        tmp.rewind()?;
-        let info = archive::image_head(&head)
-            .ok_or_else(|| Error::unsupported(format!("{entry}: not a JPEG or PNG page")))?;
-        let (tw, th) = thumbnail::fit(info.width as u32, info.height as u32, o.size);
-        let (thumb, icc) = match info.format {
-            Format::Jpeg => {
-                let probe = membudget::probe::raster::probe_jpeg_reader(BufReader::new(&mut tmp))?;
-                tmp.rewind()?;
-                let d = raster::jpeg::shrink_for(info.width as u32, info.height as u32, tw, th);
-                let mut src = thumbnail::open_jpeg(BufReader::new(tmp), &probe, d)?;
-                let t = thumbnail::resize(src.source.as_mut(), tw, th, Resample::Box)?;
-                (t, src.icc)
+    // Archives side by side; no model of the least need (one page's thumbnail).
+    o.processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| {
+            let input = record.path();
+            let name = format!("{}.cover.png", crate::stem(&input));
+            let dest = crate::output_for(&o.output, &input, &name, &["png"])?;
+            record.set_in(NAME, "op", "cover");
+            if !crate::begin(record, job, &o.output, &dest)? {
+                return Ok(());
             }
-            Format::Png => {
-                let mut src = PngRows::new(BufReader::new(tmp))?;
-                let t = thumbnail::resize(&mut src, tw, th, Resample::Box)?;
-                (t, src.icc)
+            let mut a = archive::open(&input)?;
+            let mut pages: Vec<(String, usize)> = (0..a.len())
+                .filter_map(|i| {
+                    let e = a.by_index_data(i).ok()?;
+                    let n = e.name().ok()?.into_owned();
+                    (archive::kind(&n) == Kind::Page).then_some((n, i))
+                })
+                .collect();
+            pages.sort_by(|x, y| natural::cmp(&x.0, &y.0));
+            let (entry, index) = pages.get(o.page as usize - 1).cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadRecord,
+                    format!("--page {}: the archive has {} pages", o.page, pages.len()),
+                )
+            })?;
+            let mut tmp = tempfile::tempfile()?;
+            {
+                let mut e = a.by_index(index).map_err(archive::zip_err)?;
+                std::io::copy(&mut e, &mut tmp).map_err(archive::io_err)?;
             }
-            _ => {
-                return Err(Error::unsupported(format!(
-                    "{entry}: not a JPEG or PNG page"
-                )))
+            tmp.rewind()?;
+            let head = archive::read_head(&mut tmp)?;
+            tmp.rewind()?;
+            let info = archive::image_head(&head)
+                .ok_or_else(|| Error::unsupported(format!("{entry}: not a JPEG or PNG page")))?;
+            let (tw, th) = thumbnail::fit(info.width as u32, info.height as u32, o.size);
+            let (thumb, icc) = match info.format {
+                Format::Jpeg => {
+                    let probe =
+                        membudget::probe::raster::probe_jpeg_reader(BufReader::new(&mut tmp))?;
+                    tmp.rewind()?;
+                    let d = raster::jpeg::shrink_for(info.width as u32, info.height as u32, tw, th);
+                    let mut src = thumbnail::open_jpeg(BufReader::new(tmp), &probe, d)?;
+                    let t = thumbnail::resize(src.source.as_mut(), tw, th, Resample::Box)?;
+                    (t, src.icc)
+                }
+                Format::Png => {
+                    let mut src = PngRows::new(BufReader::new(tmp))?;
+                    let t = thumbnail::resize(&mut src, tw, th, Resample::Box)?;
+                    (t, src.icc)
+                }
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "{entry}: not a JPEG or PNG page"
+                    )))
+                }
+            };
+            let mut out = AtomicFile::create(&dest)?;
+            {
+                let mut w = BufWriter::new(out.file());
+                thumbnail::encode_png(&thumb, icc.as_deref(), &mut w)?;
+                w.flush()?;
             }
-        };
-        let mut out = AtomicFile::create(&dest)?;
-        {
-            let mut w = BufWriter::new(out.file());
-            thumbnail::encode_png(&thumb, icc.as_deref(), &mut w)?;
-            w.flush()?;
-        }
-        out.commit()?;
-        record.set_in(NAME, "status", "ok");
-        record.set_in(NAME, "entry", entry);
-        record.set_in(NAME, "width", thumb.width);
-        record.set_in(NAME, "height", thumb.height);
-        Ok(())
-    })
+            out.commit()?;
+            record.set_in(NAME, "status", "ok");
+            record.set_in(NAME, "entry", entry);
+            record.set_in(NAME, "width", thumb.width);
+            record.set_in(NAME, "height", thumb.height);
+            Ok(())
+        },
+    )
 }

@@ -402,9 +402,7 @@ fn edit_one(o: &EditOpts, record: &mut Record) -> Result<(), Error> {
         let mut w = zip.finish().map_err(zerr)?;
         w.flush()?;
     }
-    archive::verify(atomic.temp_path(), entries)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, entries)?;
     record.set_in(NAME, "status", "ok");
     record.set_in(NAME, "entries", entries);
     record.set_in(NAME, "bytes", bytes);

@@ -15,10 +15,10 @@ use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
 use membudget::cost::cbz::PdfToCbz;
 use membudget::cost::{CostModel, Summary};
+use membudget::driver::Job;
 use membudget::probe::pdf::PdfPage;
 use membudget::probe::{self, Detail};
-use membudget::system::SystemInfo;
-use membudget::{driver, Budget, Error, ErrorKind, Record};
+use membudget::{Budget, Error, ErrorKind, Record};
 use pdf::file::{NoCache, NoLog, Storage};
 use pdf::object::{ParseOptions, PlainRef, Resolve};
 use pdf::primitive::Primitive;
@@ -256,24 +256,28 @@ fn render(
 
 /// Run `from-pdf`.
 pub fn run(o: &FromPdfOpts, log: &LogArgs) -> Result<Status> {
-    let sys = SystemInfo::probe();
-    let budget = o.budget.budget(&sys)?;
-    driver::for_each_record(NAME, &o.input, log, |record, _job| {
-        let budget = o.budget.planned(record).unwrap_or(budget);
-        convert(o, record, budget)
-    })
+    // PDFs side by side, each batching its pages within its share of the budget; the
+    // least need: one page at a time.
+    let least = |path: &Path| {
+        let s = Summary::from_probe(&probe::pdf::probe(path).ok()?);
+        Some(membudget::cost::estimate(&PdfToCbz::default(), &s)?.min_bytes)
+    };
+    o.processing
+        .for_each_record(NAME, &o.input, log, least, |record, job, room| {
+            convert(o, record, job, Budget::bytes(room.budget))
+        })
 }
 
-fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), Error> {
+fn convert(
+    o: &FromPdfOpts,
+    record: &mut Record,
+    job: &mut Job,
+    budget: Budget,
+) -> Result<(), Error> {
     let input = record.path();
-    let dest = crate::output_for(
-        &o.output,
-        &input,
-        &format!("{}.cbz", crate::stem(&input)),
-        &["cbz", "zip"],
-    )?;
+    let dest = crate::cbz_for(&o.output, &input)?;
     record.set_in(NAME, "op", "from-pdf");
-    if !crate::proceed(record, &o.output, &dest) {
+    if !crate::begin(record, job, &o.output, &dest)? {
         return Ok(());
     }
     let probe = probe::pdf::probe(&input)?;
@@ -386,9 +390,7 @@ fn convert(o: &FromPdfOpts, record: &mut Record, budget: Budget) -> Result<(), E
         let mut w = zip.finish().map_err(zerr)?;
         w.flush()?;
     }
-    archive::verify(atomic.temp_path(), infos.len() + 1)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, infos.len() + 1)?;
     record.set_in(NAME, "status", "ok");
     record.set_in(NAME, "pages", infos.len());
     record.set_in(NAME, "copied", copied);

@@ -2,8 +2,9 @@
 //! in flight, never the archive in memory; scanned PDFs turned into CBZ with their page
 //! images copied as they are.
 //!
-//! Each subcommand is one module with its per-input function, run through
-//! [`membudget::driver::for_each_record`]: [`pack`], [`list`] and [`unpack`], [`edit`],
+//! Each subcommand is one module with its per-input function, run through the batch
+//! driver ([`membudget::driver::ProcessingArgs`]; `edit` and packing into one archive
+//! one at a time): [`pack`], [`list`] and [`unpack`], [`edit`],
 //! [`from_pdf`], [`convert`], [`cover`]. What they share about ZIP files is in [`archive`]; natural
 //! order in [`natural`]; ComicInfo.xml in [`comicinfo`].
 
@@ -21,7 +22,8 @@ pub mod unpack;
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
-use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, InputArgs, OutputArgs, Status};
+use membudget::driver::{Job, ProcessingArgs};
 use membudget::{Error, Record};
 use std::path::{Path, PathBuf};
 
@@ -71,6 +73,10 @@ pub struct PackOpts {
     pub no_comic_info: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+    // Directories are packed side by side (-j); pages packed into one archive
+    // (`-o FILE.cbz`) are read in input order, one at a time.
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
 }
 
 /// `list` options.
@@ -81,6 +87,8 @@ pub struct ListOpts {
     /// Do not read the first bytes of image entries for their format and dimensions
     #[arg(long)]
     pub no_images: bool,
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
 }
 
 /// `unpack` options.
@@ -107,7 +115,7 @@ pub struct UnpackOpts {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
-    pub budget: BudgetArgs,
+    pub processing: ProcessingArgs,
 }
 
 /// `edit` options.
@@ -167,7 +175,7 @@ pub struct FromPdfOpts {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
-    pub budget: BudgetArgs,
+    pub processing: ProcessingArgs,
 }
 
 /// `convert` options.
@@ -177,6 +185,8 @@ pub struct ConvertOpts {
     pub input: InputArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
 }
 
 /// `cover` options.
@@ -192,6 +202,8 @@ pub struct CoverOpts {
     pub page: u32,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
 }
 
 /// Sizes as `--memory-limit` takes them (bytes, KiB, MB...), without percentages.
@@ -259,6 +271,12 @@ pub fn output_for(
     }
 }
 
+/// The archive made of `input`: `<stem>.cbz` beside it or mirrored under `-o DIR`, or
+/// the archive `-o` names.
+pub fn cbz_for(o: &OutputArgs, input: &Path) -> Result<PathBuf, Error> {
+    output_for(o, input, &format!("{}.cbz", stem(input)), &["cbz", "zip"])
+}
+
 /// The input's file stem (`a` for `dir/a.cbz`).
 pub fn stem(p: &Path) -> String {
     p.file_stem()
@@ -282,6 +300,20 @@ pub fn claim(
     record.set_in(NAME, "status", "skipped");
     record.set_in(NAME, "reason", reason);
     Ok(None)
+}
+
+/// Claim `dest` as the output of the record's input, in input order ([`Job::claim_output`]:
+/// of two inputs with one output name the first keeps it, the second gets an error
+/// record; none is written over an input of the run), then [`proceed`].
+pub fn begin(
+    record: &mut Record,
+    job: &mut Job,
+    o: &OutputArgs,
+    dest: &Path,
+) -> Result<bool, Error> {
+    record.set_in(NAME, "output", dest.to_string_lossy().into_owned());
+    job.claim_output(&record.path(), dest)?;
+    Ok(proceed(record, o, dest))
 }
 
 /// Set the record's status to `skipped` when `dest` exists and `--force` was not given,

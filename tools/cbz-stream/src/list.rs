@@ -5,7 +5,7 @@ use crate::archive::{self, Kind};
 use crate::{ListOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
-use membudget::{driver, Error, Record};
+use membudget::{Error, Record};
 use std::path::Path;
 
 /// `--help` text.
@@ -19,20 +19,27 @@ an error record). Names that would escape an extraction directory get a `warning
 
 /// Run `list`.
 pub fn run(o: &ListOpts, log: &LogArgs) -> Result<Status> {
-    driver::for_each_record(NAME, &o.input, log, |record, job| {
-        let path = record.path_str().to_string();
-        let mut a = archive::open(Path::new(&path))?;
-        for i in 0..a.len() {
-            let mut r = record.clone();
-            describe(&mut a, i, !o.no_images, &mut r)?;
-            job.emit(r)?;
-        }
-        if a.is_empty() {
-            // An empty archive still gets its record.
-            record.set_in(NAME, "entries", 0);
-        }
-        Ok(())
-    })
+    // Archives side by side; no model of the least need (one entry's first 256 KiB).
+    o.processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| {
+            let path = record.path_str().to_string();
+            let mut a = archive::open(Path::new(&path))?;
+            for i in 0..a.len() {
+                let mut r = record.clone();
+                describe(&mut a, i, !o.no_images, &mut r)?;
+                job.emit(r)?;
+            }
+            if a.is_empty() {
+                // An empty archive still gets its record.
+                record.set_in(NAME, "entries", 0);
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Kind name for records.

@@ -22,7 +22,8 @@ use zip::DateTime;
 pub const LONG_ABOUT: &str = "Packs page images into a CBZ. With `-o FILE.cbz`, every input \
 (directories expanded, files, or NDJSON page records on stdin such as `unpack \
 --emit-records` writes) goes into that one archive, and one record describes it. \
-Otherwise each input directory becomes `<dir>.cbz` beside it or mirrored under `-o DIR`. \
+Otherwise each input directory becomes `<dir>.cbz` beside it or mirrored under `-o DIR`, \
+several directories at once with -j (-j and -m do not apply to the one archive). \
 Entries are streamed from disk (never the archive in memory); images are stored as they \
 are, XML and text deflated, Zip64 used past 4 GiB or 65,535 entries. Pages are sorted in \
 natural order (numeric-aware, case-insensitive: `Page 2` before `Page 10`) and renamed \
@@ -206,42 +207,49 @@ fn relative_names(sources: &mut [Source]) {
 
 /// Each input directory into its own archive.
 fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
-    driver::for_each_record(NAME, &o.input, log, |record, _job| {
-        let dir = record.path();
-        if !dir.is_dir() {
-            return Err(Error::new(
-                ErrorKind::BadRecord,
-                "not a directory: give `-o FILE.cbz` to pack files into one archive",
-            ));
-        }
-        let name = format!("{}.cbz", crate::stem(&dir));
-        let dest = o.output.output_path(&dir, &name)?;
-        record.set_in(NAME, "op", "pack");
-        if !crate::proceed(record, &o.output, &dest) {
-            return Ok(());
-        }
-        let mut files = Vec::new();
-        walk(&dir, &mut files)?;
-        let mut sources = Vec::with_capacity(files.len());
-        for f in files {
-            let rel = f.strip_prefix(&dir).unwrap_or(&f);
-            let name = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            sources.push(source(&f, name)?);
-        }
-        if sources.is_empty() {
-            return Err(Error::new(ErrorKind::NotFound, "no files in the directory"));
-        }
-        let Some(atomic) = crate::claim(record, &o.output, &dest)? else {
-            return Ok(());
-        };
-        let p = write(sources, None, atomic, o)?;
-        describe(record, &p);
-        Ok(())
-    })
+    // Directories side by side; no model of the least need (one page in flight).
+    o.processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| {
+            let dir = record.path();
+            if !dir.is_dir() {
+                return Err(Error::new(
+                    ErrorKind::BadRecord,
+                    "not a directory: give `-o FILE.cbz` to pack files into one archive",
+                ));
+            }
+            let name = format!("{}.cbz", crate::stem(&dir));
+            let dest = o.output.output_path(&dir, &name)?;
+            record.set_in(NAME, "op", "pack");
+            if !crate::begin(record, job, &o.output, &dest)? {
+                return Ok(());
+            }
+            let mut files = Vec::new();
+            walk(&dir, &mut files)?;
+            let mut sources = Vec::with_capacity(files.len());
+            for f in files {
+                let rel = f.strip_prefix(&dir).unwrap_or(&f);
+                let name = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                sources.push(source(&f, name)?);
+            }
+            if sources.is_empty() {
+                return Err(Error::new(ErrorKind::NotFound, "no files in the directory"));
+            }
+            let Some(atomic) = crate::claim(record, &o.output, &dest)? else {
+                return Ok(());
+            };
+            let p = write(sources, None, atomic, o)?;
+            describe(record, &p);
+            Ok(())
+        },
+    )
 }
 
 /// Files below `dir`, hidden ones skipped, directory symlinks not followed (they can
@@ -409,9 +417,7 @@ pub fn write(
         let mut w = zip.finish().map_err(zerr)?;
         w.flush()?;
     }
-    archive::verify(atomic.temp_path(), entries)?;
-    let bytes = atomic.file().metadata()?.len();
-    atomic.commit()?;
+    let bytes = archive::commit_verified(atomic, entries)?;
     Ok(Packed {
         pages: l.pages.len(),
         entries,

@@ -16,8 +16,7 @@ use crate::{natural, UnpackOpts, NAME};
 use anyhow::Result;
 use membudget::cli::{LogArgs, Status};
 use membudget::outputs::Claim;
-use membudget::system::SystemInfo;
-use membudget::{driver, Error, Record};
+use membudget::{Error, Record};
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -275,85 +274,92 @@ fn extract(a: &mut archive::Archive, entries: &[Entry], dest: &Path) -> Result<(
 
 /// Run `unpack`.
 pub fn run(o: &UnpackOpts, log: &LogArgs) -> Result<Status> {
-    let sys = SystemInfo::probe();
-    let budget = o.budget.budget(&sys)?;
-    driver::for_each_record(NAME, &o.input, log, |record, job| {
-        let input = record.path();
-        let dest = o.output.output_path(&input, crate::stem(&input))?;
-        record.set_in(NAME, "op", "unpack");
-        if !crate::proceed(record, &o.output, &dest) {
-            return Ok(());
-        }
-        // The claim on the directory: a second run into the same place skips it
-        // instead of racing this one's rename.
-        let _claim = match membudget::outputs::lock(&dest)? {
-            Claim::Mine(l) => l,
-            Claim::Busy(pid) => {
-                record.set_in(NAME, "status", "skipped");
-                record.set_in(NAME, "reason", Claim::busy_reason(pid));
+    // Archives side by side, each within its share of the budget; no model of the
+    // least need (one entry in flight).
+    o.processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, room| {
+            let input = record.path();
+            let dest = o.output.output_path(&input, crate::stem(&input))?;
+            record.set_in(NAME, "op", "unpack");
+            if !crate::begin(record, job, &o.output, &dest)? {
                 return Ok(());
             }
-        };
-        if dest.exists() && !o.output.force {
-            record.set_in(NAME, "status", "skipped");
-            record.set_in(NAME, "reason", "output exists (use --force to overwrite)");
-            return Ok(());
-        }
-        let budget_bytes = o.budget.planned(record).unwrap_or(budget).bytes;
-        let mut a = archive::open(&input)?;
-        let parent = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let free = membudget::outputs::free_space(parent).unwrap_or(u64::MAX);
-        let total_bytes = o.max_total_size.unwrap_or(free / 10 * 9);
-        let limits = Limits {
-            entries: o.max_entries.unwrap_or(
-                (budget_bytes.saturating_sub(16 << 20) / BYTES_PER_ENTRY).clamp(1000, MAX_ENTRIES),
-            ),
-            entry_bytes: o.max_entry_size.unwrap_or(total_bytes).min(total_bytes),
-            total_bytes,
-            ratio: o.max_ratio.max(1),
-        };
-        let entries = check_directory(&mut a, &limits)?;
-        extract(&mut a, &entries, &dest)?;
-        let mut pages: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| archive::kind(&e.name) == Kind::Page)
-            .collect();
-        pages.sort_by(|x, y| natural::cmp(&x.name, &y.name));
-        if o.emit_records {
-            // The archive's ComicInfo travels with every page record, so that `pack` at
-            // the end of the pipe keeps it (brought up to date) instead of writing a new
-            // one without its metadata.
-            let comic = entries
-                .iter()
-                .find(|e| archive::kind(&e.name) == Kind::ComicInfo)
-                .map(|e| dest.join(relative(&e.name)).to_string_lossy().into_owned());
-            for (k, e) in pages.iter().enumerate() {
-                let page_path = dest.join(relative(&e.name));
-                let mut r: Record = record.with_path(&page_path);
-                r.set_in(NAME, "archive", input.to_string_lossy().into_owned());
-                r.set_in(NAME, "entry", e.name.clone());
-                if let Some(c) = &comic {
-                    r.set_in(NAME, "comic_info", c.clone());
+            // The claim on the directory: a second run into the same place skips it
+            // instead of racing this one's rename.
+            let _claim = match membudget::outputs::lock(&dest)? {
+                Claim::Mine(l) => l,
+                Claim::Busy(pid) => {
+                    record.set_in(NAME, "status", "skipped");
+                    record.set_in(NAME, "reason", Claim::busy_reason(pid));
+                    return Ok(());
                 }
-                r.set_in(NAME, "page", k + 1);
-                r.set_in(NAME, "status", "ok");
-                job.emit(r)?;
+            };
+            if dest.exists() && !o.output.force {
+                record.set_in(NAME, "status", "skipped");
+                record.set_in(NAME, "reason", "output exists (use --force to overwrite)");
+                return Ok(());
             }
-            if pages.is_empty() {
-                record.set_in(NAME, "status", "ok");
-                record.set_in(NAME, "pages", 0);
+            let budget_bytes = room.budget;
+            let mut a = archive::open(&input)?;
+            let parent = dest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let free = membudget::outputs::free_space(parent).unwrap_or(u64::MAX);
+            let total_bytes = o.max_total_size.unwrap_or(free / 10 * 9);
+            let limits = Limits {
+                entries: o.max_entries.unwrap_or(
+                    (budget_bytes.saturating_sub(16 << 20) / BYTES_PER_ENTRY)
+                        .clamp(1000, MAX_ENTRIES),
+                ),
+                entry_bytes: o.max_entry_size.unwrap_or(total_bytes).min(total_bytes),
+                total_bytes,
+                ratio: o.max_ratio.max(1),
+            };
+            let entries = check_directory(&mut a, &limits)?;
+            extract(&mut a, &entries, &dest)?;
+            let mut pages: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| archive::kind(&e.name) == Kind::Page)
+                .collect();
+            pages.sort_by(|x, y| natural::cmp(&x.name, &y.name));
+            if o.emit_records {
+                // The archive's ComicInfo travels with every page record, so that `pack` at
+                // the end of the pipe keeps it (brought up to date) instead of writing a new
+                // one without its metadata.
+                let comic = entries
+                    .iter()
+                    .find(|e| archive::kind(&e.name) == Kind::ComicInfo)
+                    .map(|e| dest.join(relative(&e.name)).to_string_lossy().into_owned());
+                for (k, e) in pages.iter().enumerate() {
+                    let page_path = dest.join(relative(&e.name));
+                    let mut r: Record = record.with_path(&page_path);
+                    r.set_in(NAME, "archive", input.to_string_lossy().into_owned());
+                    r.set_in(NAME, "entry", e.name.clone());
+                    if let Some(c) = &comic {
+                        r.set_in(NAME, "comic_info", c.clone());
+                    }
+                    r.set_in(NAME, "page", k + 1);
+                    r.set_in(NAME, "status", "ok");
+                    job.emit(r)?;
+                }
+                if pages.is_empty() {
+                    record.set_in(NAME, "status", "ok");
+                    record.set_in(NAME, "pages", 0);
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        record.set_in(NAME, "status", "ok");
-        record.set_in(NAME, "entries", entries.len());
-        record.set_in(NAME, "pages", pages.len());
-        record.set_in(NAME, "bytes", entries.iter().map(|e| e.size).sum::<u64>());
-        Ok(())
-    })
+            record.set_in(NAME, "status", "ok");
+            record.set_in(NAME, "entries", entries.len());
+            record.set_in(NAME, "pages", pages.len());
+            record.set_in(NAME, "bytes", entries.iter().map(|e| e.size).sum::<u64>());
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

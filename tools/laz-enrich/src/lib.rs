@@ -19,17 +19,14 @@ pub mod tiling;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use features::{Feature, Names, Orientation};
-use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::laz_features::{self, LazEnrichOptions, LazFeatures};
 use membudget::cost::{CostModel, Summary};
-use membudget::outputs::Destinations;
 use membudget::plan::{self, Planned};
-use membudget::system::SystemInfo;
 use membudget::{driver, Error, ErrorKind, Record};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "laz-enrich";
@@ -77,11 +74,9 @@ pub struct Opts {
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
     #[command(flatten)]
-    budget: BudgetArgs,
+    processing: driver::ProcessingArgs,
     #[command(flatten)]
     output: OutputArgs,
-    #[command(flatten)]
-    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -168,35 +163,21 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         }
         None => Feature::DEFAULT.to_vec(),
     };
-    let sys = SystemInfo::probe();
-    let budget = opts.budget.budget(&sys)?;
-    let jobs = opts.budget.jobs(&sys);
-    if sys.heavy_swap() {
-        log::warn!("more than half the swap is in use: expect it to be slow (one thread unless -j says otherwise)");
-    }
+    let processing = opts.processing.resolve()?;
     let neighbours = match &opts.neighbours {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
     };
-    let dests = Mutex::new(Destinations::new());
     // Several clouds at once when there are several (a directory of small tiles keeps
     // every core busy: one tile's passes reach about 1.6 cores), each planning its tile
     // and threads with its share of the budget; a single cloud runs as one at a time,
     // with all of it.
-    let batch = driver::Batch {
-        budget: budget.bytes,
-        jobs,
-        unordered: opts.batch.unordered,
-        planned_budgets: opts.budget.memory_limit.is_none(),
-        least: &|r| {
-            driver::least_need(NAME, r, |p| {
-                let s = Summary::from_probe(&membudget::probe::las::probe(p).ok()?);
-                let model = LazFeatures::with_options(&opts.plan, &s);
-                Some(membudget::cost::estimate(&model, &s)?.min_bytes)
-            })
-        },
+    let least = |p: &Path| {
+        let s = Summary::from_probe(&membudget::probe::las::probe(p).ok()?);
+        let model = LazFeatures::with_options(&opts.plan, &s);
+        Some(membudget::cost::estimate(&model, &s)?.min_bytes)
     };
-    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
+    processing.for_each_record(NAME, &opts.input, &opts.log, least, |r, job, room| {
         let path = r.path();
         // Directory trees hold sidecars and other files: with --recursive only the
         // clouds are inputs (a file named explicitly is always one).
@@ -205,32 +186,22 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
             return Ok(());
         }
         // Never over an input of the run (`--suffix ''`), never the output of an earlier
-        // one: claimed in input order, whichever cloud gets here first. (A panic
-        // elsewhere while it was held leaves it usable: one check or one insert.)
+        // one: claimed in input order, whichever cloud gets here first.
         let dest = opts
             .output
             .output_path(&path, output_name(&path, &opts.suffix, opts.format))?;
-        job.in_turn(|| {
-            dests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .check(&path, &dest)
-        })??;
-        // Without --memory-limit, the budget chunk-plan planned this record for; the
-        // driver's share of it when clouds run side by side.
-        let share = job.share().unwrap_or(driver::Share {
-            budget: opts.budget.planned(r).unwrap_or(budget).bytes,
-            threads: jobs,
-        });
+        job.claim_output(&path, &dest)?;
+        // The room: without --memory-limit, the budget chunk-plan planned this record
+        // for; the driver's share of it when clouds run side by side.
         // The threads that run: chunk-plan's when its plan holds, else what the budget
         // holds, at most the share's (the model counts them). The whole input runs in
         // their pool: a pool built later, beside allocations made on this thread,
         // measured 5 MiB more.
-        let (planned, decided) = decide(&opts.plan, r, &path, share.budget, share.threads as u64);
+        let (planned, decided) = decide(&opts.plan, r, &path, room.budget, room.threads as u64);
         let threads = decided.as_ref().map_or(1, |d| d.run.threads);
         r.set_in(NAME, "plan", planned.describe());
         let run = Run {
-            budget: share.budget,
+            budget: room.budget,
             decided,
             features: &features,
             neighbours: &neighbours,

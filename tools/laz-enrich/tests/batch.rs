@@ -46,12 +46,7 @@ fn a_batch_runs_clouds_side_by_side_in_input_order_within_the_budget() {
     let _serial = testkit::measuring();
     let dir = testkit::tempdir();
     let srcs = tiles();
-    let bad = dir.path().join("bad.laz");
-    std::fs::write(&bad, b"LASF but not a point cloud").unwrap();
-    let upstream = r#"{"path":"gone.laz","error":{"kind":"io","message":"upstream failure"}}"#;
-    let mut lines: Vec<String> = srcs.iter().map(|p| p.display().to_string()).collect();
-    lines.insert(2, bad.display().to_string());
-    lines.insert(4, upstream.to_string());
+    let lines = testkit::batch::lines(&srcs, &dir.path().join("bad.laz"), "gone.laz");
     let out = dir.path().join("batch");
     let budget: u64 = 64 << 20;
     let (records, code, wall, peak) = batch(
@@ -60,44 +55,12 @@ fn a_batch_runs_clouds_side_by_side_in_input_order_within_the_budget() {
         dir.path(),
     );
     assert_eq!(code, 1, "{records:?}");
-    let want: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            if l.starts_with('{') {
-                "gone.laz".to_string()
-            } else {
-                l.rsplit('/').next().unwrap().to_string()
-            }
-        })
-        .collect();
-    assert_eq!(records.iter().map(file_name).collect::<Vec<_>>(), want);
-    let up: Value = serde_json::from_str(upstream).unwrap();
-    assert_eq!(records[4], up);
-    assert_eq!(records[2]["error"]["tool"], "laz-enrich", "{}", records[2]);
-    assert!(peak <= budget, "peak RSS {peak} over the {budget} budget");
-    let ok: Vec<&Value> = records
-        .iter()
-        .filter(|r| section(r)["status"] == "ok")
-        .collect();
-    assert_eq!(ok.len(), srcs.len());
+    let ok = testkit::batch::check("laz-enrich", &records, &lines, budget, peak, wall);
     for r in &ok {
-        let s = section(r);
-        assert!(s["peak_rss"].as_u64().unwrap() <= budget, "{r}");
-        if s["concurrent"] == 2 {
-            assert!(s["budget_bytes"].as_u64().unwrap() <= budget / 2, "{r}");
-            assert_eq!(s["threads"], 1, "{r}");
+        if section(r)["concurrent"] == 2 {
+            assert_eq!(section(r)["threads"], 1, "{r}");
         }
     }
-    // Side by side for real: the clouds' own times add up to well over the run's wall
-    // time (one at a time, they add up to less).
-    let busy: f64 = ok
-        .iter()
-        .map(|r| section(r)["seconds"].as_f64().unwrap())
-        .sum();
-    assert!(
-        busy > 1.3 * wall,
-        "clouds' seconds {busy:.2} against a wall time of {wall:.2}: not side by side"
-    );
     // The same bytes as one cloud at a time with every thread.
     let one = dir.path().join("one");
     for (src, r) in srcs.iter().zip(&ok) {

@@ -22,18 +22,15 @@ pub mod verify;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
-use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::strip_convert::{parse_size, StripConvert, StripConvertOptions};
 use membudget::cost::{CostModel, Summary};
-use membudget::driver::{self, Job};
-use membudget::outputs::Destinations;
-use membudget::system::SystemInfo;
+use membudget::driver::{self, Job, Room};
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::tiff;
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The tool's name, as in records and messages.
 pub const NAME: &str = "strip-convert";
@@ -148,11 +145,9 @@ pub struct Opts {
     #[command(flatten)]
     fits: fits::FitsArgs,
     #[command(flatten)]
-    budget: BudgetArgs,
+    processing: driver::ProcessingArgs,
     #[command(flatten)]
     output: OutputArgs,
-    #[command(flatten)]
-    batch: driver::BatchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -333,16 +328,14 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if let Some(s) = fits::run(
         &opts.fits,
         &opts.input,
-        &opts.budget,
+        &opts.processing.budget,
         &opts.output,
         &opts.log,
     )? {
         return Ok(s);
     }
-    let sys = SystemInfo::probe();
     // A bad --memory-limit is a usage error: cli::main prints it and exits 2.
-    let budget = opts.budget.budget(&sys)?;
-    let jobs = opts.budget.jobs(&sys);
+    let processing = opts.processing.resolve()?;
     let xml = match &opts.xml {
         Some(p) => Some(read_metadata("--xml", p)?),
         None => None,
@@ -358,7 +351,6 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         xml,
         xmp,
         metadata_bytes: metadata_bytes as u64,
-        dests: Mutex::new(Destinations::new()),
     };
     // Several inputs at once when there are several (a directory of small scans keeps
     // every core busy), each planning its tiles and threads with its share of the
@@ -367,34 +359,16 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         options: opts.plan.clone(),
         ..StripConvert::default()
     };
-    let batch = driver::Batch {
-        budget: budget.bytes,
-        jobs,
-        unordered: opts.batch.unordered,
-        planned_budgets: opts.budget.memory_limit.is_none(),
-        // The first page's least need (the largest page of a file decides nothing
-        // before it runs: a later page that needs more is planned within the share).
-        least: &|r| {
-            driver::least_need(NAME, r, |p| {
-                let summary = tiff::TiffPage::open(p, 0).ok()?.info.summary();
-                Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
-            })
-        },
+    // The first page's least need (the largest page of a file decides nothing before it
+    // runs: a later page that needs more is planned within the share).
+    let least = |p: &Path| {
+        let summary = tiff::TiffPage::open(p, 0).ok()?.info.summary();
+        Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
     };
-    driver::for_each_record_batch(NAME, &opts.input, &opts.log, &batch, |r, job| {
-        // Without --memory-limit, the budget chunk-plan planned this record for
-        // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert`
-        // keeps to 256 MiB. The driver's share is within it.
-        let planned = opts.budget.planned(r);
-        let share = job.share().unwrap_or(driver::Share {
-            budget: planned.map_or(budget.bytes, |b| b.bytes),
-            threads: jobs,
-        });
-        let room = Room {
-            budget: share.budget,
-            explicit: opts.budget.memory_limit.is_some() || planned.is_some(),
-            jobs: share.threads,
-        };
+    // Without --memory-limit, the budget chunk-plan planned a record for
+    // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert` keeps
+    // to 256 MiB. The driver's share is within it.
+    processing.for_each_record(NAME, &opts.input, &opts.log, least, |r, job, room| {
         ctx.process(r, job, &room)
     })
 }
@@ -411,35 +385,15 @@ fn page_name(path: &Path, index: usize, pages: usize) -> std::ffi::OsString {
     name
 }
 
-/// What one input may use: its share of the batch's budget and threads.
-struct Room {
-    /// This input's budget (its share of the planned one, or of --memory-limit, or of
-    /// the default).
-    budget: u64,
-    /// `--memory-limit` was given (or chunk-plan planned this record); without it the
-    /// plan aims at the efficient tile size instead of the largest that fits the
-    /// machine's memory.
-    explicit: bool,
-    jobs: usize,
-}
-
 struct Ctx<'a> {
     opts: &'a Opts,
     xml: Option<Vec<u8>>,
     xmp: Option<Vec<u8>>,
     /// What the metadata boxes hold in memory, taken off the budget.
     metadata_bytes: u64,
-    /// The run's inputs and outputs: no input overwritten, no output shared.
-    dests: Mutex<Destinations>,
 }
 
 impl Ctx<'_> {
-    /// The run's destinations (a panic elsewhere while it was held leaves it usable:
-    /// each call is one check or one insert).
-    fn dests(&self) -> std::sync::MutexGuard<'_, Destinations> {
-        self.dests.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Every page of one input: one record each, written as soon as the page is done
     /// (the driver then writes no record of its own); an error before the first page
     /// (the file cannot be opened at all) is the input's error record.
@@ -448,7 +402,6 @@ impl Ctx<'_> {
         if fits::is_fits(&path) {
             return Err(fits::no_operation());
         }
-        self.dests().add_input(&path);
         // One walk of the IFD chain; each page is then opened at its offset, so a file of
         // N pages costs N directory reads, not N^2.
         let offsets = tiff::page_offsets(&path)?;
@@ -474,13 +427,7 @@ impl Ctx<'_> {
             );
         }
         // Never over an input of the run, never the output of an earlier input.
-        let claims = job.in_turn(|| {
-            let mut claimed = self.dests();
-            dests
-                .iter()
-                .map(|d| claimed.check(&path, d))
-                .collect::<Vec<_>>()
-        })?;
+        let claims = job.claim_outputs(&path, &dests)?;
         for ((index, dest), claim) in selected.zip(dests).zip(claims) {
             let mut r = record.clone();
             r.set_path_in(NAME, "output", &dest);
@@ -712,8 +659,9 @@ impl Ctx<'_> {
         let summary = info.summary();
         // The metadata boxes are held while the page is converted.
         let full = room.budget.saturating_sub(self.metadata_bytes);
-        let jobs = u32::try_from(room.jobs).unwrap_or(u32::MAX);
-        let mut planned = plan::planned(r, NAME, &model.options(), room.budget, room.jobs as u64);
+        let jobs = u32::try_from(room.threads).unwrap_or(u32::MAX);
+        let mut planned =
+            plan::planned(r, NAME, &model.options(), room.budget, room.threads as u64);
         if self.metadata_bytes > 0 {
             planned = planned.reject(format!(
                 "the --xml/--xmp boxes ({} bytes held) were not in the plan",

@@ -62,12 +62,7 @@ fn a_batch_runs_files_side_by_side_in_input_order_within_the_budget() {
         (960, 640),
     ];
     let srcs = tiffs(&py, dir.path(), &sizes);
-    let bad = dir.path().join("bad.tif");
-    std::fs::write(&bad, b"II*\0this is not a TIFF directory").unwrap();
-    let upstream = r#"{"path":"gone.tif","error":{"kind":"io","message":"upstream failure"}}"#;
-    let mut lines: Vec<String> = srcs.iter().map(|p| p.display().to_string()).collect();
-    lines.insert(2, bad.display().to_string());
-    lines.insert(4, upstream.to_string());
+    let lines = testkit::batch::lines(&srcs, &dir.path().join("bad.tif"), "gone.tif");
     let out_dir = dir.path().join("out");
     let budget: u64 = 64 << 20;
     let (records, code, wall, peak) = batch(
@@ -77,56 +72,7 @@ fn a_batch_runs_files_side_by_side_in_input_order_within_the_budget() {
     );
     // One input failed: exit 1, every record there.
     assert_eq!(code, 1, "{records:?}");
-    let paths: Vec<&str> = records
-        .iter()
-        .map(|r| r["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        paths,
-        lines
-            .iter()
-            .map(|l| {
-                if l.starts_with('{') {
-                    "gone.tif"
-                } else {
-                    l.as_str()
-                }
-            })
-            .collect::<Vec<_>>(),
-        "records not in input order"
-    );
-    // The upstream failure is written through untouched; the bad file is an error.
-    let up: Value = serde_json::from_str(upstream).unwrap();
-    assert_eq!(records[4], up);
-    assert_eq!(
-        records[2]["error"]["tool"], "strip-convert",
-        "{}",
-        records[2]
-    );
-    // The whole process kept to the budget, each input planned with its share.
-    assert!(peak <= budget, "peak RSS {peak} over the {budget} budget");
-    let ok: Vec<&Value> = records
-        .iter()
-        .filter(|r| section(r)["status"] == "ok")
-        .collect();
-    assert_eq!(ok.len(), srcs.len());
-    for r in &ok {
-        let s = section(r);
-        assert!(s["peak_rss"].as_u64().unwrap() <= budget, "{r}");
-        if s["concurrent"] == 2 {
-            assert!(s["budget_bytes"].as_u64().unwrap() <= budget / 2, "{r}");
-        }
-    }
-    // Side by side for real: the inputs' own times add up to well over the run's wall
-    // time (one at a time, they add up to less).
-    let busy: f64 = ok
-        .iter()
-        .map(|r| section(r)["seconds"].as_f64().unwrap())
-        .sum();
-    assert!(
-        busy > 1.3 * wall,
-        "inputs' seconds {busy:.2} against a wall time of {wall:.2}: not side by side"
-    );
+    let ok = testkit::batch::check("strip-convert", &records, &lines, budget, peak, wall);
     assert!(ok.iter().any(|r| section(r)["concurrent"] == 2));
     // Every output holds its source's samples.
     let want = tiff_samples_many(&py, &srcs, 0);

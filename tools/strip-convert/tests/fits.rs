@@ -15,36 +15,6 @@ fn run(args: &[&str], dir: &Path) -> (Vec<serde_json::Value>, std::process::Outp
     (testkit::ndjson(&out.stdout), out)
 }
 
-/// Run `cmd` and measure its peak RSS by wait4. Linux charges the RSS this test process
-/// had at spawn to the child's ru_maxrss, and other tests running in this process can
-/// push that near or past a small budget: such a run (its figure no more than the
-/// inherited floor) is run again, up to 3 times.
-fn measured(cmd: &mut Command) -> membudget::monitor::Measured {
-    let mut m = None;
-    for _ in 0..3 {
-        membudget::monitor::reset_peak();
-        let run = membudget::monitor::run_measured_capture(cmd).unwrap();
-        let done = run.peak_is_own() || !run.status.success();
-        m = Some(run);
-        if done {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-    }
-    m.expect("at least one run")
-}
-
-/// The child's peak RSS: wait4's figure when it is the child's own, else (this test
-/// process's RSS hid it) the kernel's high-water mark the child read of itself at the
-/// end (`VmHWM`, its record's `peak_rss`).
-fn child_peak(m: &membudget::monitor::Measured, rec: &serde_json::Value) -> u64 {
-    if m.peak_is_own() {
-        m.peak_rss_bytes
-    } else {
-        rec["peak_rss"].as_u64().expect("the record's peak_rss")
-    }
-}
-
 fn py_in(py: &Path, dir: &Path, code: &str) -> String {
     let full = format!("import os, sys, json, numpy as np\nfrom astropy.io import fits\nos.chdir(sys.argv[1])\n{code}");
     testkit::run_python(py, &full, &[dir.to_str().unwrap()])
@@ -479,19 +449,15 @@ for i in range(60):
         cmd.current_dir(d)
             .args(["--stack", "median", "--output", name, "-m", m])
             .args(&files);
-        let meas = measured(&mut cmd);
-        assert!(
-            meas.status.success(),
-            "{}",
-            String::from_utf8_lossy(meas.stderr.as_deref().unwrap_or_default())
-        );
-        let rec = &testkit::ndjson(meas.stdout.as_deref().unwrap())[0]["strip-convert"];
+        let meas = testkit::Cmd::from(cmd).run_own_peak();
+        meas.check();
+        let rec = &meas.records()[0]["strip-convert"];
         outs.push(rec["rows_per_block"].as_u64().unwrap());
         if m == "24MiB" {
             assert!(
-                child_peak(&meas, rec) <= budget,
+                meas.child_peak(rec) <= budget,
                 "peak {} MiB over the 24 MiB budget",
-                child_peak(&meas, rec) >> 20
+                meas.child_peak(rec) >> 20
             );
         }
     }
@@ -630,14 +596,10 @@ for i in range(40):
             .args(["--force", "--stack", "sigma-clip", "--output", "st.fits"])
             .args(["-m", &format!("{limit_mib}MiB")])
             .args(&files);
-        let meas = measured(&mut cmd);
-        assert!(
-            meas.status.success(),
-            "{}",
-            String::from_utf8_lossy(meas.stderr.as_deref().unwrap_or_default())
-        );
-        let s = &testkit::ndjson(meas.stdout.as_deref().unwrap())[0]["strip-convert"];
-        let peak = child_peak(&meas, s);
+        let meas = testkit::Cmd::from(cmd).run_own_peak();
+        meas.check();
+        let s = &meas.records()[0]["strip-convert"];
+        let peak = meas.child_peak(s);
         let predicted = s["predicted_peak_bytes"].as_u64().unwrap();
         assert!(
             peak <= limit_mib << 20,

@@ -5,21 +5,18 @@
 use crate::chain::{self, Shape, Size, Step};
 use anyhow::Result;
 use clap::{ArgAction, ArgMatches, Args, ValueEnum};
-use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
-use membudget::driver::{self, Job};
-use membudget::outputs::Destinations;
+use membudget::driver::{Job, ProcessingArgs, Room};
 use membudget::probe::Format;
 use membudget::readahead::read_ahead_with;
-use membudget::system::SystemInfo;
 use membudget::{plan, Error, ErrorKind, Record};
 use raster::png::{PngSource, PngWriter};
 use raster::tiff::TiffPage;
 use raster::write::{Compression, Meta, RowSink, TiffWriter};
 use raster::{Band, Edge, RowSource};
 use serde_json::json;
-use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::Path;
@@ -171,7 +168,7 @@ pub struct Opts {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub band_rows: Option<u32>,
     #[command(flatten)]
-    pub budget: BudgetArgs,
+    pub processing: ProcessingArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -341,18 +338,12 @@ pub fn steps(o: &Opts, m: Option<&ArgMatches>) -> Vec<Step> {
 struct Ctx<'a> {
     o: &'a Opts,
     steps: Vec<Step>,
-    budget: u64,
-    /// A budget was given (--memory-limit, or chunk-plan's plan in the record).
-    explicit: bool,
-    jobs: usize,
     edge: Edge,
-    dests: RefCell<Destinations>,
 }
 
 /// Run `enhance`.
 pub fn run(o: &Opts, m: Option<&ArgMatches>, log: &LogArgs) -> Result<Status> {
-    let sys = SystemInfo::probe();
-    let budget = o.budget.budget(&sys)?;
+    let processing = o.processing.resolve()?;
     let steps = steps(o, m);
     if o.fill && o.resize.is_empty() {
         return Err(membudget::cli::usage("--fill goes with --resize WxH"));
@@ -361,22 +352,35 @@ pub fn run(o: &Opts, m: Option<&ArgMatches>, log: &LogArgs) -> Result<Status> {
         EdgeArg::Replicate => Edge::Replicate,
         EdgeArg::Mirror => Edge::Mirror,
     };
-    let mut ctx = Ctx {
-        o,
-        steps,
-        budget: budget.bytes,
-        explicit: false,
-        jobs: o.budget.jobs(&sys),
-        edge,
-        dests: RefCell::new(Destinations::new()),
-    };
-    let default_budget = budget.bytes;
-    driver::for_each_record(crate::NAME, &o.input, log, |r, job| {
-        let planned = o.budget.planned(r);
-        ctx.explicit = planned.is_some() || o.budget.memory_limit.is_some();
-        ctx.budget = planned.map_or(default_budget, |b| b.bytes);
-        ctx.process(r, job)
+    let ctx = Ctx { o, steps, edge };
+    // Several images at once when there are several, each planning its bands and
+    // threads with its share of the budget (within chunk-plan's, without --memory-limit).
+    let least = |path: &Path| ctx.least(path);
+    processing.for_each_record(crate::NAME, &o.input, log, least, |r, job, room| {
+        ctx.process(r, job, room)
     })
+}
+
+/// The cost model's summary of a PNG of geometry `g` (read row by row).
+fn png_summary(g: raster::Geometry) -> Summary {
+    Summary {
+        format: Format::Png,
+        bytes: 0,
+        image: Some(membudget::probe::ImageSummary {
+            width: u64::from(g.width),
+            height: u64::from(g.height),
+            bands: g.comps as u32,
+            bits: 8 * g.sample_bytes as u32,
+            sample_format: membudget::probe::SampleFormat::Uint,
+            pages: 1,
+            layout: membudget::probe::Layout::Strips,
+            block: [u64::from(g.width), 1],
+            compressed: true,
+        }),
+        points: None,
+        archive: None,
+        document: None,
+    }
 }
 
 /// The input as the chain reads it.
@@ -393,10 +397,33 @@ fn open_source<'a>(path: &'a Path, input: &Input) -> Result<Box<dyn RowSource + 
 }
 
 impl Ctx<'_> {
-    fn process(&self, r: &mut Record, _job: &mut Job) -> Result<(), Error> {
+    /// The least an input needs, for the batch driver: the chain's model on its
+    /// smallest band and one thread, from the header (a TIFF's first page, a PNG);
+    /// `None` for another file. A tiled TIFF's row of tiles is not counted.
+    fn least(&self, path: &Path) -> Option<u64> {
+        let mut head = [0u8; 16];
+        let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+        let (g, summary) = match membudget::probe::sniff(&head[..n])? {
+            Format::Tiff => {
+                let page = TiffPage::open(path, 0).ok()?;
+                (page.geometry(), page.info.summary())
+            }
+            Format::Png => {
+                let src = PngSource::new(BufReader::new(std::fs::File::open(path).ok()?)).ok()?;
+                (src.geometry(), png_summary(src.geometry()))
+            }
+            _ => return None,
+        };
+        // Halos do not depend on which components are colour.
+        let shape = Shape { g, colour: g.comps };
+        let (_, halo_sum, stages) = chain::neighbourhood(&self.steps, shape, self.edge);
+        let model = TiledFilter::tile_enhance(u64::from(halo_sum), u64::from(stages));
+        Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
+    }
+
+    fn process(&self, r: &mut Record, job: &mut Job, room: Room) -> Result<(), Error> {
         let path = r.path();
         let sec = |r: &mut Record, k: &str, v: serde_json::Value| r.set_in(crate::NAME, k, v);
-        self.dests.borrow_mut().add_input(&path);
         let mut head = [0u8; 16];
         let n = std::fs::File::open(&path)?.read(&mut head)?;
         let format = membudget::probe::sniff(&head[..n]);
@@ -436,27 +463,8 @@ impl Ctx<'_> {
             }
             Some(Format::Png) => {
                 let src = PngSource::new(BufReader::new(std::fs::File::open(&path)?))?;
-                let g = src.geometry();
                 let meta = src.meta().clone();
-                let summary = Summary {
-                    format: Format::Png,
-                    bytes: 0,
-                    image: Some(membudget::probe::ImageSummary {
-                        width: u64::from(g.width),
-                        height: u64::from(g.height),
-                        bands: g.comps as u32,
-                        bits: 8 * g.sample_bytes as u32,
-                        sample_format: membudget::probe::SampleFormat::Uint,
-                        pages: 1,
-                        layout: membudget::probe::Layout::Strips,
-                        block: [u64::from(g.width), 1],
-                        compressed: true,
-                    }),
-                    points: None,
-                    archive: None,
-                    document: None,
-                };
-                (Input::Png, meta, summary, None)
+                (Input::Png, meta, png_summary(src.geometry()), None)
             }
             Some(f) => {
                 return Err(Error::unsupported(format!(
@@ -492,7 +500,7 @@ impl Ctx<'_> {
         let dest = self.o.output.output_path(&path, &name)?;
         r.set_path_in(crate::NAME, "output", &dest);
         sec(r, "format", json!(ext));
-        self.dests.borrow_mut().check(&path, &dest)?;
+        job.claim_output(&path, &dest)?;
         let exists = "output exists (use --force to overwrite)";
         if dest.exists() && !self.o.output.force {
             sec(r, "status", json!("skipped"));
@@ -512,7 +520,7 @@ impl Ctx<'_> {
         // Memory plan: the band height and threads.
         let (_, halo_sum, stages) = chain::neighbourhood(&self.steps, shape, self.edge);
         let model = TiledFilter::tile_enhance(u64::from(halo_sum), u64::from(stages));
-        let jobs = u32::try_from(self.jobs).unwrap_or(u32::MAX);
+        let jobs = u32::try_from(room.threads).unwrap_or(u32::MAX);
         // A tiled TIFF holds a row of tiles, raw and compressed, beside the model's
         // strips (counted at the input's width: resizing here mostly shrinks).
         let tile_hold = match (out_format, self.o.tile) {
@@ -531,11 +539,11 @@ impl Ctx<'_> {
             None => {
                 // Taller bands than the efficient height buy no speed, only memory:
                 // without a budget given, plan for that height on every thread.
-                let budget = if self.explicit {
-                    self.budget
+                let budget = if room.explicit {
+                    room.budget
                 } else {
                     let eff = model.efficient_chunk(&summary);
-                    self.budget.min(model.peak_bytes(&summary, eff, jobs))
+                    room.budget.min(model.peak_bytes(&summary, eff, jobs))
                 };
                 let budget = membudget::Budget::bytes(budget.saturating_sub(tile_hold));
                 let p = plan::plan(&model, &summary, budget, jobs)?;
@@ -550,7 +558,7 @@ impl Ctx<'_> {
         sec(r, "halo", json!(halo_sum));
         sec(r, "threads", json!(threads));
         sec(r, "predicted_peak_rss", json!(predicted));
-        sec(r, "budget_bytes", json!(self.budget));
+        sec(r, "budget_bytes", json!(room.budget));
         if self.o.output.dry_run {
             sec(r, "status", json!("dry_run"));
             return Ok(());

@@ -2,7 +2,8 @@
 //! with a halo, so that a tiled result equals the whole-image result bit for bit.
 //!
 //! Each subcommand is one module with its options and its per-input function, run through
-//! [`membudget::driver::for_each_record`]: [`enhance`] (tone curves, filters, resizing),
+//! the batch driver ([`membudget::driver::ProcessingArgs`]: several inputs at once, each
+//! with its share of the budget): [`enhance`] (tone curves, filters, resizing),
 //! [`thumbnail`] (shrink-on-load thumbnails), [`spots`] (spot and star detection). Pixels
 //! come from and go to `crates/raster`.
 

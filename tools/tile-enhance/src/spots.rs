@@ -18,12 +18,11 @@ mod threshold;
 use anyhow::Result;
 use clap::Args;
 use log::{reflect, Scale, Scratch, Stack};
-use membudget::cli::{self, AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
-use membudget::outputs::Destinations;
-use membudget::system::SystemInfo;
-use membudget::{driver, Error, ErrorKind, Record};
+use membudget::driver::{Job, ProcessingArgs, Room};
+use membudget::{Error, ErrorKind, Record};
 use raster::{Edge, RowSource, Window};
 use serde_json::json;
 use source::{Channel, Src};
@@ -81,7 +80,7 @@ pub struct Opts {
     #[command(flatten)]
     pub det: Box<DetectArgs>,
     #[command(flatten)]
-    pub budget: BudgetArgs,
+    pub processing: ProcessingArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -308,14 +307,18 @@ pub fn run(o: &Opts, log: &LogArgs) -> Result<Status> {
             o.det.detect_on
         )));
     }
-    let sys = SystemInfo::probe();
-    let budget = o.budget.budget(&sys)?;
-    let jobs = o.budget.jobs(&sys);
-    let mut dests = Destinations::new();
-    driver::for_each_record(SECTION, &o.input, log, |r, _job| {
+    let processing = o.processing.resolve()?;
+    // Several images at once when there are several, each planning its tiles and
+    // workers with its share of the budget. The least need: the model's smallest tile on
+    // one worker, the --channel files read beside the image.
+    let least = |path: &Path| {
+        let summary = Summary::from_probe(&membudget::probe::probe_path(path).ok()?);
+        let model = params.model(o.det.channels.len() as u64, o.det.readout.radius());
+        Some(membudget::cost::estimate(&model, &summary)?.min_bytes)
+    };
+    processing.for_each_record(SECTION, &o.input, log, least, |r, job, room| {
         let path = r.path();
-        let budget = o.budget.planned(r).unwrap_or(budget);
-        one(o, &params, &path, budget.bytes, jobs, &mut dests, r)
+        one(o, &params, &path, room, job, r)
     })
 }
 
@@ -346,17 +349,17 @@ fn one(
     o: &Opts,
     p: &Params,
     input: &Path,
-    budget: u64,
-    jobs: usize,
-    dests: &mut Destinations,
+    room: Room,
+    job: &mut Job,
     r: &mut Record,
 ) -> Result<(), Error> {
+    let (budget, jobs) = (room.budget, room.threads);
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
     let dest = o.output.output_path(input, format!("{stem}.spots.csv"))?;
-    dests.check(input, &dest)?;
+    job.claim_output(input, &dest)?;
     // Channels: the input's pages and bands, then --channel files.
     let format = source::format_of(input)?;
     let mut channels = Vec::new();

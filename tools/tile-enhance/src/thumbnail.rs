@@ -7,8 +7,8 @@ use crate::NAME;
 use anyhow::Result;
 use clap::Args;
 use membudget::cli::{AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
-use membudget::outputs::Destinations;
-use membudget::{driver, Error, Record};
+use membudget::driver::{Job, ProcessingArgs};
+use membudget::{Error, Record};
 use raster::thumbnail;
 use std::io::{BufWriter, Write};
 
@@ -70,18 +70,26 @@ pub struct Opts {
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
     #[command(flatten)]
+    pub processing: ProcessingArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
 /// Run `thumbnail`.
 pub fn run(o: &Opts, log: &LogArgs) -> Result<Status> {
-    let mut dests = Destinations::new();
-    driver::for_each_record(NAME, &o.input, log, |record, _job| {
-        one(o, &mut dests, record)
-    })
+    // Several images at once when there are several: one thread each, and no model of
+    // the least need (a thumbnail's memory is bounded by its reader, see --help), so the
+    // inputs in flight share the budget evenly.
+    o.processing.for_each_record(
+        NAME,
+        &o.input,
+        log,
+        |_| None,
+        |record, job, _room| one(o, job, record),
+    )
 }
 
-fn one(o: &Opts, dests: &mut Destinations, record: &mut Record) -> Result<(), Error> {
+fn one(o: &Opts, job: &mut Job, record: &mut Record) -> Result<(), Error> {
     let input = record.path();
     record.set_in(NAME, "op", "thumbnail");
     let ext = match o.format {
@@ -95,7 +103,7 @@ fn one(o: &Opts, dests: &mut Destinations, record: &mut Record) -> Result<(), Er
     name.push(format!(".thumb.{ext}"));
     let dest = o.output.output_path(&input, &name)?;
     record.set_path_in(NAME, "output", &dest);
-    dests.check(&input, &dest)?;
+    job.claim_output(&input, &dest)?;
     if dest.exists() && !o.output.force {
         record.set_in(NAME, "status", "skipped");
         record.set_in(NAME, "reason", "output exists (use --force to overwrite)");
