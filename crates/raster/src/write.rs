@@ -238,6 +238,16 @@ impl<W: Write + Seek> TiffWriter<W> {
             self.g.comps,
             self.row_bytes(),
         );
+        if comp == Compression::None && self.tile.is_none() {
+            // Stored as is: written from the rows held, no copy per strip.
+            self.w.write_all(&self.pending[..end])?;
+            for strip in self.pending[..end].chunks(strip_len) {
+                self.offsets.push(self.pos);
+                self.counts.push(strip.len() as u64);
+                self.pos += strip.len() as u64;
+            }
+            return self.written(end);
+        }
         let encoded: Vec<Result<Vec<u8>, Error>> = match self.tile {
             None => self.pending[..end]
                 .par_chunks(strip_len)
@@ -276,6 +286,11 @@ impl<W: Write + Seek> TiffWriter<W> {
             self.counts.push(data.len() as u64);
             self.pos += data.len() as u64;
         }
+        self.written(end)
+    }
+
+    /// The first `end` bytes of the rows held are written: drop them.
+    fn written(&mut self, end: usize) -> Result<(), Error> {
         if !self.big && self.pos > u64::from(u32::MAX) {
             return Err(Error::new(
                 ErrorKind::Internal,
