@@ -627,6 +627,7 @@ impl Ctx<'_> {
             .num_threads(threads.max(1) as usize)
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("thread pool: {e}")))?;
+        let pool = std::sync::Arc::new(pool);
         let mut file = match AtomicFile::claim(&dest)? {
             Ok(f) => f,
             Err(busy) => {
@@ -648,9 +649,10 @@ impl Ctx<'_> {
         };
         let plan = pool.install(|| chain::plan(steps, shape, &open, band_rows, edge))?;
         let g = plan.out;
-        // Made in the pool: the TIFF writer sizes its batch of strips by the pool's threads.
+        // The TIFF writer interleaves and compresses on the pool (its batch of strips
+        // sized by the pool's threads) and writes on this thread.
         let tile = self.o.tile;
-        let mut sink = pool.install(|| -> Result<Box<dyn RowSink + Send>, Error> {
+        let mut sink = (|| -> Result<Box<dyn RowSink + Send>, Error> {
             Ok(match out_format {
                 FormatArg::Tiff => {
                     let w = TiffWriter::new(
@@ -658,7 +660,8 @@ impl Ctx<'_> {
                         g,
                         meta.clone(),
                         compression,
-                    )?;
+                    )?
+                    .in_pool(pool.clone());
                     match tile {
                         Some((tw, th)) => Box::new(w.tiled(tw, th)?),
                         None => Box::new(w),
@@ -679,11 +682,13 @@ impl Ctx<'_> {
                     meta.resolution.map(|r| (r.x_ppm(), r.y_ppm())),
                 )?),
             })
-        })?;
+        })()?;
         // The pass that writes: the chain computes the next band on the read-ahead
-        // helper while this thread encodes and writes the one before (write-behind).
-        // Both hand their parallel work to the same pool.
-        let (pool, plan) = (&pool, &plan);
+        // helper while this thread encodes and writes the one before (write-behind):
+        // the chain's parallel work and the TIFF writer's go to the same pool; the
+        // writes themselves, and the PNG and JPEG encoders (one thread each), run here,
+        // beside the pool.
+        let (pool, plan) = (&*pool, &plan);
         open(&mut |src| {
             read_ahead_with(
                 vec![Band::default(); 2],
@@ -703,7 +708,7 @@ impl Ctx<'_> {
                 |filled| -> Result<(), Error> {
                     for band in filled {
                         let band = band?;
-                        pool.install(|| sink.write_band(&band))?;
+                        sink.write_band(&band)?;
                         if membudget::cli::interrupted() {
                             return Err(Error::new(ErrorKind::Io, "interrupted by a signal"));
                         }
@@ -713,7 +718,7 @@ impl Ctx<'_> {
             )
             .map_err(|e| Error::new(ErrorKind::Io, format!("starting the chain's thread: {e}")))?
         })?;
-        pool.install(|| sink.finish())?;
+        sink.finish()?;
         let out_g = g;
         if out_format == FormatArg::Jpeg {
             sec(r, "quality", json!(self.o.quality));
