@@ -5,7 +5,9 @@
 use crate::chain::{self, Shape, Size, Step};
 use anyhow::Result;
 use clap::{ArgAction, ArgMatches, Args, ValueEnum};
-use membudget::cli::{AtomicFile, BudgetArgs, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{
+    AtomicFile, BudgetArgs, EarlyWriteback, InputArgs, LogArgs, OutputArgs, Status,
+};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{self, Job};
@@ -656,7 +658,7 @@ impl Ctx<'_> {
             Ok(match out_format {
                 FormatArg::Tiff => {
                     let w = TiffWriter::new(
-                        BufWriter::with_capacity(1 << 20, out_file),
+                        BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
                         g,
                         meta.clone(),
                         compression,
@@ -668,12 +670,12 @@ impl Ctx<'_> {
                     }
                 }
                 FormatArg::Png => Box::new(PngWriter::new(
-                    BufWriter::with_capacity(1 << 20, out_file),
+                    BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
                     g,
                     &meta,
                 )?),
                 FormatArg::Jpeg => Box::new(JpegWriter::new(
-                    BufWriter::with_capacity(1 << 20, out_file),
+                    BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
                     g.width,
                     g.height,
                     g.comps,
