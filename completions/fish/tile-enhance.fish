@@ -44,7 +44,9 @@ complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l ma
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l edge -d 'Rows and columns outside the image for neighbourhood steps' -r -f -a "replicate\t'The edge row or column repeated (scipy.ndimage `nearest`)'
 mirror\t'Reflected about the edge sample, not repeated (scipy.ndimage `mirror`)'"
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l format -d 'Output format (default: the input\'s)' -r -f -a "tiff\t'Striped TIFF'
-png\t'PNG'"
+png\t'PNG'
+jpeg\t'Baseline JPEG (8-bit gray or RGB)'"
+complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l quality -d 'JPEG quality (1-100)' -r
 complete -c tile-enhance -n "__fish_tile_enhance_using_subcommand enhance" -l compression -d 'TIFF compression (default: the input\'s when written here, else deflate)' -r -f -a "none\t'Uncompressed'
 deflate\t'Deflate with the horizontal predictor'
 lzw\t'LZW with the horizontal predictor'

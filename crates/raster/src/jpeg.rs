@@ -1,17 +1,23 @@
 //! JPEG by scanlines through libjpeg-turbo (mozjpeg's fork, built from source by
 //! `mozjpeg-sys`): [`JpegRows`] reads rows in order, optionally downscaled in the DCT
 //! domain by 1/2, 1/4 or 1/8 (the reduced inverse DCT, so a 1/8 decode computes one
-//! sample per 8x8 block); [`JpegWriter`] encodes rows in order, baseline, at a quality.
+//! sample per 8x8 block); [`JpegWriter`] encodes rows in order, baseline, at a quality,
+//! and is a [`RowSink`] for 8-bit gray or RGB bands. Both carry the ICC profile (APP2) and
+//! the JFIF density ([`JpegRows::meta`]).
 //!
 //! Memory: a sequential JPEG holds one row of MCUs (16 rows at most) whatever its size; a
 //! progressive one needs every coefficient before its first row (2 bytes a coefficient,
-//! 64 a block), which [`JpegRows::open`] refuses above a bound it is given.
+//! 64 a block), which [`JpegRows::open`] refuses above a bound it is given. The writer,
+//! baseline with fixed Huffman tables (no optimisation pass, which would hold every
+//! coefficient), holds an MCU row of samples ([`JpegWriter::held_bytes`]) and one row.
 //!
 //! libjpeg reports a fatal error by calling `error_exit` and a recoverable corruption (a
 //! truncated file, a bad Huffman code) by a warning it would otherwise skip over, drawing
 //! grey: here both unwind (the `unwinding` feature lets a Rust panic cross the C frames)
 //! and become one corrupt-file error, so a damaged JPEG never yields a plausible image.
 
+use crate::tiff::{Colour, Extra, Resolution};
+use crate::write::{Meta, RowSink};
 use crate::{Band, Geometry, RowSource};
 use membudget::probe::{Detail, Probe};
 use membudget::{Error, ErrorKind};
@@ -107,6 +113,8 @@ pub struct JpegRows<R> {
     pub shrink: u32,
     /// The ICC profile of APP2 markers, reassembled in sequence order.
     pub icc: Option<Vec<u8>>,
+    /// The JFIF density, when in dots per inch or per centimetre.
+    pub resolution: Option<Resolution>,
     next: u32,
     row: Vec<u8>,
 }
@@ -183,6 +191,20 @@ impl<R: BufRead> JpegRows<R> {
                     .map(|m| (m.data[12], m.data[14..].to_vec()))
                     .collect(),
             );
+            let resolution = d.pixel_density().and_then(|p| {
+                let (x, y) = (u32::from(p.x), u32::from(p.y));
+                let ppm = |v: u32| match p.unit {
+                    // Per inch: v / 0.0254 = v / 254 * 10^4; per cm: v * 10^2.
+                    mozjpeg::PixelDensityUnit::Inches => Some((v, 254, 4)),
+                    mozjpeg::PixelDensityUnit::Centimeters => Some((v, 1, 2)),
+                    mozjpeg::PixelDensityUnit::PixelAspectRatio => None,
+                };
+                (x > 0 && y > 0).then_some(())?;
+                Some(Resolution {
+                    x: ppm(x)?,
+                    y: ppm(y)?,
+                })
+            });
             d.scale((8 / shrink) as u8);
             let gray = d.color_space() == ColorSpace::JCS_GRAYSCALE;
             let dec = if gray { d.grayscale() } else { d.rgb() }.map_err(io)?;
@@ -198,10 +220,27 @@ impl<R: BufRead> JpegRows<R> {
                 full,
                 shrink,
                 icc,
+                resolution,
                 next: 0,
                 row: vec![0; geometry.width as usize * geometry.comps],
             })
         })?
+    }
+
+    /// What an output of this image carries: 8-bit gray or RGB, no alpha, the ICC
+    /// profile and the density.
+    pub fn meta(&self) -> Meta {
+        Meta {
+            colour: if self.geometry.comps == 1 {
+                Colour::Gray
+            } else {
+                Colour::Rgb
+            },
+            extra: Extra::None,
+            bits: 8,
+            icc: self.icc.clone(),
+            resolution: self.resolution,
+        }
     }
 
     /// Serve only the first `width` x `height` pixels (libvips drops the partial block
@@ -263,7 +302,15 @@ pub struct JpegWriter<W: Write> {
     width: u32,
     comps: usize,
     rows_left: u32,
+    /// One interleaved row, for bands.
+    row: Vec<u8>,
 }
+
+// SAFETY: libjpeg's compress object points only at memory it owns (its pools), at the
+// boxed error manager and at the destination manager, both owned by the same value; it
+// has no thread affinity (no thread-local state), and `&mut self` keeps its use to one
+// thread at a time. Moving it with its writer `W: Send` is sound.
+unsafe impl<W: Write + Send> Send for JpegWriter<W> {}
 
 impl<W: Write> std::fmt::Debug for JpegWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,8 +330,17 @@ fn write_err(e: Error) -> Error {
 }
 
 impl<W: Write> JpegWriter<W> {
+    /// Bytes libjpeg holds while writing a `width`-pixel image of `comps` components:
+    /// the colour-converted rows of an MCU row (16 at most) and their downsampled copy,
+    /// each padded to whole blocks, plus one interleaved row here.
+    pub fn held_bytes(width: u32, comps: usize) -> u64 {
+        let padded = u64::from(width.div_ceil(16) * 16) * comps as u64;
+        2 * 16 * padded + padded + (64 << 10)
+    }
+
     /// Start a `width` x `height` JPEG of `comps` (1 or 3) components at `quality`
-    /// (1..=100). `ppm` is the resolution in pixels per metre, written as dots per cm.
+    /// (1..=100). `ppm` is the resolution in pixels per metre, written as dots per inch
+    /// when it is a whole number of them (to a thousandth), else as dots per centimetre.
     pub fn new(
         out: W,
         width: u32,
@@ -319,11 +375,18 @@ impl<W: Write> JpegWriter<W> {
                 c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
             }
             if let Some((x, y)) = ppm {
-                let dpcm = |v: f64| (v / 100.0).round().clamp(1.0, 65535.0) as u16;
+                let whole = |v: f64| (v - v.round()).abs() < 1e-3;
+                let (dx, dy) = (x * 0.0254, y * 0.0254);
+                let (unit, x, y) = if whole(dx) && whole(dy) {
+                    (mozjpeg::PixelDensityUnit::Inches, dx, dy)
+                } else {
+                    (mozjpeg::PixelDensityUnit::Centimeters, x / 100.0, y / 100.0)
+                };
+                let d = |v: f64| v.round().clamp(1.0, 65535.0) as u16;
                 c.set_pixel_density(mozjpeg::PixelDensity {
-                    unit: mozjpeg::PixelDensityUnit::Centimeters,
-                    x: dpcm(x),
-                    y: dpcm(y),
+                    unit,
+                    x: d(x),
+                    y: d(y),
                 });
             }
             let mut s = c
@@ -340,6 +403,7 @@ impl<W: Write> JpegWriter<W> {
             width,
             comps,
             rows_left: height,
+            row: Vec::new(),
         })
     }
 
@@ -392,6 +456,62 @@ impl<W: Write> JpegWriter<W> {
     }
 }
 
+/// Bands of 8-bit gray or RGB (no alpha: JPEG has none), interleaved a row at a time.
+impl<W: Write> RowSink for JpegWriter<W> {
+    fn write_band(&mut self, band: &Band) -> Result<(), Error> {
+        if band.width != self.width
+            || band.planes.len() != self.comps
+            || band.sample_bytes != 1
+            || band.rows > self.rows_left
+        {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "JPEG writer: a band of {} x {} components of {} bytes does not follow \
+                     the {}-wide, {}-component 8-bit image ({} rows left)",
+                    band.width,
+                    band.planes.len(),
+                    band.sample_bytes,
+                    self.width,
+                    self.comps,
+                    self.rows_left
+                ),
+            ));
+        }
+        let w = self.width as usize;
+        let mut row = std::mem::take(&mut self.row);
+        row.resize(w * self.comps, 0);
+        let mut r = Ok(());
+        for y in 0..band.rows as usize {
+            match self.comps {
+                1 => row.copy_from_slice(&band.planes[0][y * w..(y + 1) * w]),
+                _ => {
+                    let (a, b, c) = (
+                        &band.planes[0][y * w..(y + 1) * w],
+                        &band.planes[1][y * w..(y + 1) * w],
+                        &band.planes[2][y * w..(y + 1) * w],
+                    );
+                    for (((px, &x), &y), &z) in row.chunks_exact_mut(3).zip(a).zip(b).zip(c) {
+                        px.copy_from_slice(&[x, y, z]);
+                    }
+                }
+            }
+            r = self.write_rows(&row);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.row = row;
+        r
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), Error> {
+        let mut w = JpegWriter::finish(*self)?;
+        w.flush()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("JPEG write: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +553,46 @@ mod tests {
         assert_eq!(shrink_for(10240, 10240, 256, 256), 8);
         assert_eq!(shrink_for(1000, 800, 300, 240), 2);
         assert_eq!(shrink_for(1001, 800, 251, 200), 4);
+    }
+
+    /// Bands in, the same pixels out (within JPEG's loss), the density back in the unit
+    /// written (whole dots per inch as inches, else per centimetre); bands that do not fit
+    /// are refused.
+    #[test]
+    fn bands_and_density_round_trip() {
+        for (ppm, want) in [(300.0 / 0.0254, (300, 254, 4)), (5100.0, (51, 1, 2))] {
+            let (w, h) = (37u32, 21u32);
+            let mut j = JpegWriter::new(Vec::new(), w, h, 3, 95, None, Some((ppm, ppm))).unwrap();
+            let mut band = Band::default();
+            let px = |c: usize, i: usize| (60 + c * 50 + i % 37) as u8;
+            for (y0, rows) in [(0, 5), (5, 1), (6, 15)] {
+                band.shape(y0, rows, w, 3, 1);
+                for (c, p) in band.planes.iter_mut().enumerate() {
+                    for (i, v) in p.iter_mut().enumerate() {
+                        *v = px(c, i);
+                    }
+                }
+                j.write_band(&band).unwrap();
+            }
+            band.shape(21, 1, w, 3, 1);
+            assert!(j.write_band(&band).is_err(), "a row past the image");
+            let b = j.finish().unwrap();
+            let mut r = JpegRows::open(&b[..], &probe(&b), 1, 1 << 30).unwrap();
+            let m = r.meta();
+            assert_eq!((m.colour, m.bits), (Colour::Rgb, 8));
+            let res = m.resolution.unwrap();
+            assert_eq!(res.x, want);
+            r.read_band(0, h, &mut band).unwrap();
+            for (c, p) in band.planes.iter().enumerate() {
+                for (i, &v) in p.iter().enumerate() {
+                    assert!(v.abs_diff(px(c, i % 37)) <= 3, "{c} {i}: {v}");
+                }
+            }
+        }
+        let mut j = JpegWriter::new(Vec::new(), 8, 8, 1, 80, None, None).unwrap();
+        let mut band = Band::default();
+        band.shape(0, 8, 8, 1, 2);
+        assert!(j.write_band(&band).is_err(), "16-bit band");
     }
 
     #[test]

@@ -639,7 +639,7 @@ impl TiffPage {
                         let n = step.min(r1 - r);
                         // offset + count was checked not to overflow; this is within it.
                         let at = offset + u64::from(r - cy0) * row_bytes;
-                        buf.clear();
+                        // read_exact_at fills it all: no clearing (a memset a read).
                         buf.resize((u64::from(n) * row_bytes) as usize, 0);
                         direct.file.read_exact_at(buf, at).map_err(|e| {
                             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -1554,6 +1554,24 @@ fn scatter<T: Copy + Into<u32>>(
         }
     };
     match &info.kind {
+        Kind::Direct | Kind::YCbCr if !two && spp == 3 && band.planes.len() == 3 => {
+            // Chunky 8-bit RGB, the common case: the three planes in one pass.
+            let n = vals.len() / 3;
+            let [r, g, b] = &mut band.planes[..] else {
+                return;
+            };
+            if let (Some(r), Some(g), Some(b)) = (
+                r.get_mut(start..start + n),
+                g.get_mut(start..start + n),
+                b.get_mut(start..start + n),
+            ) {
+                for (((r, g), b), px) in r.iter_mut().zip(g).zip(b).zip(vals.chunks_exact(3)) {
+                    *r = px[0].into() as u8;
+                    *g = px[1].into() as u8;
+                    *b = px[2].into() as u8;
+                }
+            }
+        }
         Kind::Direct | Kind::YCbCr => {
             for s in 0..spp {
                 let c = if info.planar { usize::from(plane) } else { s };

@@ -13,6 +13,7 @@ use crate::{Band, Geometry};
 use membudget::{Error, ErrorKind};
 use rayon::prelude::*;
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
 
 /// What travels with the pixels from input to output.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +123,9 @@ pub struct TiffWriter<W: Write + Seek> {
     counts: Vec<u64>,
     pos: u64,
     rows_written: u32,
+    /// Where the parallel work (interleaving, compressing) runs when the caller is not
+    /// in a pool: the writes then stay on the calling thread, beside the pool's work.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl<W: Write + Seek> TiffWriter<W> {
@@ -170,7 +174,17 @@ impl<W: Write + Seek> TiffWriter<W> {
             counts: Vec::new(),
             pos: header.len() as u64,
             rows_written: 0,
+            pool: None,
         })
+    }
+
+    /// Interleave and compress on `pool`, write on the calling thread: a caller outside
+    /// the pool then writes one band while the pool computes the next. The batch of
+    /// strips is sized by the pool's threads.
+    pub fn in_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
+        self.batch = 2 * pool.current_num_threads().max(1);
+        self.pool = Some(pool);
+        self
     }
 
     /// Write tiles of `width` x `height` (multiples of 16, as TIFF requires) instead of
@@ -238,7 +252,18 @@ impl<W: Write + Seek> TiffWriter<W> {
             self.g.comps,
             self.row_bytes(),
         );
-        let encoded: Vec<Result<Vec<u8>, Error>> = match self.tile {
+        if comp == Compression::None && self.tile.is_none() {
+            // Stored as is: written from the rows held, no copy per strip.
+            self.w.write_all(&self.pending[..end])?;
+            for strip in self.pending[..end].chunks(strip_len) {
+                self.offsets.push(self.pos);
+                self.counts.push(strip.len() as u64);
+                self.pos += strip.len() as u64;
+            }
+            return self.written(end);
+        }
+        let pool = self.pool.clone();
+        let encoded: Vec<Result<Vec<u8>, Error>> = in_pool(pool.as_deref(), || match self.tile {
             None => self.pending[..end]
                 .par_chunks(strip_len)
                 .map(|strip| encode_strip(strip, comp, sb, spp, rb))
@@ -268,7 +293,7 @@ impl<W: Write + Seek> TiffWriter<W> {
                     })
                     .collect()
             }
-        };
+        });
         for e in encoded {
             let data = e?;
             self.w.write_all(&data)?;
@@ -276,6 +301,11 @@ impl<W: Write + Seek> TiffWriter<W> {
             self.counts.push(data.len() as u64);
             self.pos += data.len() as u64;
         }
+        self.written(end)
+    }
+
+    /// The first `end` bytes of the rows held are written: drop them.
+    fn written(&mut self, end: usize) -> Result<(), Error> {
         if !self.big && self.pos > u64::from(u32::MAX) {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -501,6 +531,14 @@ fn layout_ifd(entries: &[Entry], at: u64, big: bool) -> Vec<u8> {
     out
 }
 
+/// `f` on `pool` when given, else where the caller is.
+fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
 /// One strip of interleaved little-endian rows, predicted and compressed.
 fn encode_strip(
     strip: &[u8],
@@ -566,34 +604,36 @@ impl<W: Write + Seek> RowSink for TiffWriter<W> {
         let start = self.pending.len();
         self.pending.resize(start + rb * band.rows as usize, 0);
         let out = &mut self.pending[start..];
-        out.par_chunks_mut(rb).enumerate().for_each(|(r, row)| {
-            let line = |c: usize| &band.planes[c][r * w * sb..(r + 1) * w * sb];
-            // The common cases pixel by pixel (contiguous stores).
-            match (sb, comps) {
-                (1, 1) => return row.copy_from_slice(line(0)),
-                (1, 3) => {
-                    let (a, b, c) = (line(0), line(1), line(2));
-                    for (((px, &x), &y), &z) in row.chunks_exact_mut(3).zip(a).zip(b).zip(c) {
-                        px.copy_from_slice(&[x, y, z]);
+        in_pool(self.pool.as_deref(), || {
+            out.par_chunks_mut(rb).enumerate().for_each(|(r, row)| {
+                let line = |c: usize| &band.planes[c][r * w * sb..(r + 1) * w * sb];
+                // The common cases pixel by pixel (contiguous stores).
+                match (sb, comps) {
+                    (1, 1) => return row.copy_from_slice(line(0)),
+                    (1, 3) => {
+                        let (a, b, c) = (line(0), line(1), line(2));
+                        for (((px, &x), &y), &z) in row.chunks_exact_mut(3).zip(a).zip(b).zip(c) {
+                            px.copy_from_slice(&[x, y, z]);
+                        }
+                        return;
                     }
-                    return;
+                    _ => {}
                 }
-                _ => {}
-            }
-            for (c, plane) in band.planes.iter().enumerate() {
-                let src = &plane[r * w * sb..(r + 1) * w * sb];
-                if sb == 1 {
-                    for (x, &v) in src.iter().enumerate() {
-                        row[x * comps + c] = v;
-                    }
-                } else {
-                    for x in 0..w {
-                        let v = u16::from_ne_bytes([src[2 * x], src[2 * x + 1]]);
-                        let at = 2 * (x * comps + c);
-                        row[at..at + 2].copy_from_slice(&v.to_le_bytes());
+                for (c, plane) in band.planes.iter().enumerate() {
+                    let src = &plane[r * w * sb..(r + 1) * w * sb];
+                    if sb == 1 {
+                        for (x, &v) in src.iter().enumerate() {
+                            row[x * comps + c] = v;
+                        }
+                    } else {
+                        for x in 0..w {
+                            let v = u16::from_ne_bytes([src[2 * x], src[2 * x + 1]]);
+                            let at = 2 * (x * comps + c);
+                            row[at..at + 2].copy_from_slice(&v.to_le_bytes());
+                        }
                     }
                 }
-            }
+            })
         });
         self.pending_rows += band.rows;
         self.rows_written += band.rows;

@@ -1,17 +1,18 @@
 //! `tile-enhance enhance`: the steps given (or the default chain), in order, on full-width
 //! bands of rows; whole-image statistics from a first streaming pass; output written band
-//! by band (TIFF or PNG) under a temporary name and renamed into place.
+//! by band (TIFF, PNG or JPEG) under a temporary name and renamed into place.
 
 use crate::chain::{self, Shape, Size, Step};
 use anyhow::Result;
 use clap::{ArgAction, ArgMatches, Args, ValueEnum};
-use membudget::cli::{AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, EarlyWriteback, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{Job, ProcessingArgs, Room};
-use membudget::probe::Format;
+use membudget::probe::{Detail, Format, Probe};
 use membudget::readahead::read_ahead_with;
 use membudget::{plan, Error, ErrorKind, Record};
+use raster::jpeg::{JpegRows, JpegWriter};
 use raster::png::{PngSource, PngWriter};
 use raster::tiff::TiffPage;
 use raster::write::{Compression, Meta, RowSink, TiffWriter};
@@ -50,14 +51,19 @@ coefficients (support 3 times the scale when shrinking, taps clipped at the edge
 every component.
 
 Inputs: TIFF (first page; gray, gray+alpha, RGB, RGBA, 8 or 16 bits, as raster's TIFF \
-reader reads them: palette expanded to RGB) and PNG (non-interlaced; palette expanded, \
-16 bits kept). CMYK, float, signed and other depths than 8 and 16 bits are refused with \
-an error record. Outputs: --format tiff (striped, or tiled with --tile; --compression \
-none, deflate, lzw or zstd; default: the input's when it is one of these, else deflate; \
-BigTIFF when the data may pass 4 GiB; a row of tiles is held until it is complete) or png (default: the input's format). The ICC profile, resolution and alpha \
-are carried over; premultiplied alpha is kept as stored (TIFF only). Output name: \
-<stem>.tif or <stem>.png under --output-dir, <stem>_enhanced.<ext> beside the input \
-without it.
+reader reads them: palette expanded to RGB), PNG (non-interlaced; palette expanded, \
+16 bits kept) and JPEG (8-bit gray or RGB, by scanlines through libjpeg-turbo; a \
+progressive JPEG only when its coefficients fit the memory budget). CMYK, float, signed \
+and other depths than 8 and 16 bits are refused with an error record. Outputs: --format \
+tiff (striped, or tiled with --tile; --compression none, deflate, lzw or zstd; default: \
+the input's when it is one of these, else deflate; BigTIFF when the data may pass 4 \
+GiB; a row of tiles is held until it is complete), png, or jpeg (baseline, written by \
+scanlines at --quality, 4:4:4 chroma from quality 90, 4:2:0 below; 8-bit gray or RGB \
+only: a 16-bit or alpha image is refused with an error record, write TIFF or PNG for \
+it); default: the input's format. The ICC profile, resolution (JFIF density in JPEG: \
+dots per inch when whole, else per centimetre) and alpha are carried over; \
+premultiplied alpha is kept as stored (TIFF only). Output name: <stem>.tif, <stem>.png \
+or <stem>.jpg under --output-dir, <stem>_enhanced.<ext> beside the input without it.
 
 Memory: the band height and threads are planned from --memory-limit with membudget's \
 tile-enhance model (full-width bands; the halos of the chain's neighbourhood steps); \
@@ -82,6 +88,8 @@ pub enum FormatArg {
     Tiff,
     /// PNG
     Png,
+    /// Baseline JPEG (8-bit gray or RGB)
+    Jpeg,
 }
 
 /// TIFF compression.
@@ -158,6 +166,10 @@ pub struct Opts {
     /// Output format (default: the input's)
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
+    /// JPEG quality (1-100)
+    #[arg(long, value_name = "Q", default_value_t = 90,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
     /// TIFF compression (default: the input's when written here, else deflate)
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
@@ -385,14 +397,27 @@ fn png_summary(g: raster::Geometry) -> Summary {
 
 /// The input as the chain reads it.
 enum Input {
-    Tiff { offset: u64 },
+    Tiff {
+        offset: u64,
+    },
     Png,
+    /// Read by scanlines at full size; a progressive JPEG's coefficients up to
+    /// `max_coefficients` bytes.
+    Jpeg {
+        probe: Box<Probe>,
+        max_coefficients: u64,
+    },
 }
 
 fn open_source<'a>(path: &'a Path, input: &Input) -> Result<Box<dyn RowSource + 'a>, Error> {
+    let buffered = || -> Result<_, Error> { Ok(BufReader::new(std::fs::File::open(path)?)) };
     Ok(match input {
         Input::Tiff { offset } => Box::new(TiffPage::open_at(path, 0, *offset)?),
-        Input::Png => Box::new(PngSource::new(BufReader::new(std::fs::File::open(path)?))?),
+        Input::Png => Box::new(PngSource::new(buffered()?)?),
+        Input::Jpeg {
+            probe,
+            max_coefficients,
+        } => Box::new(JpegRows::open(buffered()?, probe, 1, *max_coefficients)?),
     })
 }
 
@@ -466,17 +491,39 @@ impl Ctx<'_> {
                 let meta = src.meta().clone();
                 (Input::Png, meta, png_summary(src.geometry()), None)
             }
+            Some(Format::Jpeg) => {
+                let probe = membudget::probe::raster::probe_jpeg(&path)?;
+                if let Detail::Jpeg(j) = &probe.detail {
+                    if j.bits != 8 {
+                        return Err(Error::unsupported(format!(
+                            "{}-bit JPEG: enhance reads 8-bit JPEG",
+                            j.bits
+                        )));
+                    }
+                }
+                let summary = Summary::from_probe(&probe);
+                // A progressive JPEG's coefficients are held whole: up to the budget.
+                let max_coefficients = room.budget;
+                let file = BufReader::new(std::fs::File::open(&path)?);
+                let meta = JpegRows::open(file, &probe, 1, max_coefficients)?.meta();
+                let input = Input::Jpeg {
+                    probe: Box::new(probe),
+                    max_coefficients,
+                };
+                (input, meta, summary, None)
+            }
             Some(f) => {
                 return Err(Error::unsupported(format!(
-                    "{} input: enhance reads TIFF and PNG",
+                    "{} input: enhance reads TIFF, PNG and JPEG",
                     f.as_str()
                 )))
             }
-            None => return Err(Error::unsupported("not a TIFF or PNG file")),
+            None => return Err(Error::unsupported("not a TIFF, PNG or JPEG file")),
         };
         let out_format = self.o.format.unwrap_or(match input {
             Input::Tiff { .. } => FormatArg::Tiff,
             Input::Png => FormatArg::Png,
+            Input::Jpeg { .. } => FormatArg::Jpeg,
         });
         let compression = match self.o.compression {
             Some(CompressionArg::None) => Compression::None,
@@ -488,6 +535,7 @@ impl Ctx<'_> {
         let ext = match out_format {
             FormatArg::Tiff => "tif",
             FormatArg::Png => "png",
+            FormatArg::Jpeg => "jpg",
         };
         let mut name: OsString = path
             .file_stem()
@@ -508,6 +556,22 @@ impl Ctx<'_> {
             return Ok(());
         }
         let g_in = open_source(&path, &input)?.geometry();
+        if out_format == FormatArg::Jpeg {
+            // JPEG holds 8-bit gray or RGB: converting silently would lose what the user
+            // has (depth, transparency); say so and name the formats that hold it.
+            let alpha = g_in.comps > meta.colour_comps();
+            if g_in.sample_bytes != 1 || alpha {
+                let what = match (g_in.sample_bytes != 1, alpha) {
+                    (true, true) => "16-bit samples and alpha",
+                    (true, false) => "16-bit samples",
+                    _ => "alpha",
+                };
+                return Err(Error::unsupported(format!(
+                    "JPEG output cannot hold this image's {what} (JPEG is 8-bit gray or \
+                     RGB): use --format tiff or png"
+                )));
+            }
+        }
         let shape = Shape {
             g: g_in,
             colour: meta.colour_comps().min(g_in.comps),
@@ -521,20 +585,23 @@ impl Ctx<'_> {
         let (_, halo_sum, stages) = chain::neighbourhood(&self.steps, shape, self.edge);
         let model = TiledFilter::tile_enhance(u64::from(halo_sum), u64::from(stages));
         let jobs = u32::try_from(room.threads).unwrap_or(u32::MAX);
-        // A tiled TIFF holds a row of tiles, raw and compressed, beside the model's
-        // strips (counted at the input's width: resizing here mostly shrinks).
-        let tile_hold = match (out_format, self.o.tile) {
+        // What the writer holds beyond the model's: a tiled TIFF's row of tiles, raw and
+        // compressed, or libjpeg's MCU row (counted at the input's width: resizing here
+        // mostly shrinks).
+        let writer_hold = match (out_format, self.o.tile) {
             (FormatArg::Tiff, Some((tw, th))) => {
                 let px = (g_in.comps * g_in.sample_bytes) as u64;
                 2 * u64::from(th) * u64::from(g_in.width.div_ceil(tw) * tw) * px
             }
+            // libjpeg's MCU row of samples.
+            (FormatArg::Jpeg, _) => JpegWriter::<std::fs::File>::held_bytes(g_in.width, g_in.comps),
             _ => 0,
         };
         let (band_rows, threads, predicted) = match self.o.band_rows {
             Some(b) => {
                 let b = b.min(g_in.height.max(1));
                 let p = model.peak_bytes(&summary, u64::from(b), jobs);
-                (b, jobs, p.saturating_add(tile_hold))
+                (b, jobs, p.saturating_add(writer_hold))
             }
             None => {
                 // Taller bands than the efficient height buy no speed, only memory:
@@ -543,14 +610,15 @@ impl Ctx<'_> {
                     room.budget
                 } else {
                     let eff = model.efficient_chunk(&summary);
-                    room.budget.min(model.peak_bytes(&summary, eff, jobs))
+                    let peak = model.peak_bytes(&summary, eff, jobs);
+                    room.budget.min(peak.saturating_add(writer_hold))
                 };
-                let budget = membudget::Budget::bytes(budget.saturating_sub(tile_hold));
+                let budget = membudget::Budget::bytes(budget.saturating_sub(writer_hold));
                 let p = plan::plan(&model, &summary, budget, jobs)?;
                 (
                     p.chunk as u32,
                     p.workers,
-                    p.predicted_peak_bytes.saturating_add(tile_hold),
+                    p.predicted_peak_bytes.saturating_add(writer_hold),
                 )
             }
         };
@@ -567,6 +635,7 @@ impl Ctx<'_> {
             .num_threads(threads.max(1) as usize)
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("thread pool: {e}")))?;
+        let pool = std::sync::Arc::new(pool);
         let mut file = match AtomicFile::claim(&dest)? {
             Ok(f) => f,
             Err(busy) => {
@@ -588,33 +657,46 @@ impl Ctx<'_> {
         };
         let plan = pool.install(|| chain::plan(steps, shape, &open, band_rows, edge))?;
         let g = plan.out;
-        // Made in the pool: the TIFF writer sizes its batch of strips by the pool's threads.
+        // The TIFF writer interleaves and compresses on the pool (its batch of strips
+        // sized by the pool's threads) and writes on this thread.
         let tile = self.o.tile;
-        let mut sink = pool.install(|| -> Result<Box<dyn RowSink + Send>, Error> {
+        let mut sink = (|| -> Result<Box<dyn RowSink + Send>, Error> {
             Ok(match out_format {
                 FormatArg::Tiff => {
                     let w = TiffWriter::new(
-                        BufWriter::with_capacity(1 << 20, out_file),
+                        BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
                         g,
                         meta.clone(),
                         compression,
-                    )?;
+                    )?
+                    .in_pool(pool.clone());
                     match tile {
                         Some((tw, th)) => Box::new(w.tiled(tw, th)?),
                         None => Box::new(w),
                     }
                 }
                 FormatArg::Png => Box::new(PngWriter::new(
-                    BufWriter::with_capacity(1 << 20, out_file),
+                    BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
                     g,
                     &meta,
                 )?),
+                FormatArg::Jpeg => Box::new(JpegWriter::new(
+                    BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
+                    g.width,
+                    g.height,
+                    g.comps,
+                    self.o.quality,
+                    meta.icc.as_deref(),
+                    meta.resolution.map(|r| (r.x_ppm(), r.y_ppm())),
+                )?),
             })
-        })?;
+        })()?;
         // The pass that writes: the chain computes the next band on the read-ahead
-        // helper while this thread encodes and writes the one before (write-behind).
-        // Both hand their parallel work to the same pool.
-        let (pool, plan) = (&pool, &plan);
+        // helper while this thread encodes and writes the one before (write-behind):
+        // the chain's parallel work and the TIFF writer's go to the same pool; the
+        // writes themselves, and the PNG and JPEG encoders (one thread each), run here,
+        // beside the pool.
+        let (pool, plan) = (&*pool, &plan);
         open(&mut |src| {
             read_ahead_with(
                 vec![Band::default(); 2],
@@ -634,7 +716,7 @@ impl Ctx<'_> {
                 |filled| -> Result<(), Error> {
                     for band in filled {
                         let band = band?;
-                        pool.install(|| sink.write_band(&band))?;
+                        sink.write_band(&band)?;
                         if membudget::cli::interrupted() {
                             return Err(Error::new(ErrorKind::Io, "interrupted by a signal"));
                         }
@@ -644,8 +726,11 @@ impl Ctx<'_> {
             )
             .map_err(|e| Error::new(ErrorKind::Io, format!("starting the chain's thread: {e}")))?
         })?;
-        pool.install(|| sink.finish())?;
+        sink.finish()?;
         let out_g = g;
+        if out_format == FormatArg::Jpeg {
+            sec(r, "quality", json!(self.o.quality));
+        }
         if out_format == FormatArg::Tiff {
             sec(r, "compression", json!(compression.as_str()));
             if let Some((tw, th)) = self.o.tile {

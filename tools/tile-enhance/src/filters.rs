@@ -37,15 +37,21 @@ fn blur_row(
     let mid = &mut tmp[rad..rad + w];
     let centre = view.row(c, r);
     if sb == 1 {
-        for (m, &v) in mid.iter_mut().zip(centre) {
-            *m = g.w[0] * f32::from(v);
+        // Block by block of columns, every tap on a block held in registers: one store
+        // per sample instead of one load and store per tap. Each sample sees the same
+        // float operations in the same order as tap after tap over the row would give;
+        // p + q is summed as integers, exact, as its float sum of two bytes is.
+        let pairs: Vec<(&[u8], &[u8])> = (1..=rad as i64)
+            .map(|k| (&view.row(c, r - k)[..w], &view.row(c, r + k)[..w]))
+            .collect();
+        let pairs = &pairs[..];
+        let centre = &centre[..w];
+        let full = w / LANES * LANES;
+        for x0 in (0..full).step_by(LANES) {
+            vertical_block::<LANES>(&g.w, centre, pairs, x0, &mut mid[x0..x0 + LANES]);
         }
-        for k in 1..=rad {
-            let (a, b) = (view.row(c, r - k as i64), view.row(c, r + k as i64));
-            let wk = g.w[k];
-            for ((m, &p), &q) in mid.iter_mut().zip(a).zip(b) {
-                *m += wk * (f32::from(p) + f32::from(q));
-            }
+        for x0 in full..w {
+            vertical_block::<1>(&g.w, centre, pairs, x0, &mut mid[x0..x0 + 1]);
         }
     } else {
         for (x, m) in mid.iter_mut().enumerate() {
@@ -64,17 +70,68 @@ fn blur_row(
         tmp[i] = tmp[rad + g.cols[i] as usize];
         tmp[rad + w + i] = tmp[rad + g.cols[rad + w + i] as usize];
     }
-    // Horizontal, tap by tap over the whole row (vectorises).
-    for (o, &t) in out.iter_mut().zip(&tmp[rad..rad + w]) {
-        *o = g.w[0] * t;
+    // Horizontal, block by block as the vertical pass (the same order of operations as
+    // tap after tap over the whole row).
+    let full = w / LANES * LANES;
+    for x0 in (0..full).step_by(LANES) {
+        horizontal_block::<LANES>(&g.w, tmp, x0, &mut out[x0..x0 + LANES]);
     }
-    for k in 1..=rad {
-        let wk = g.w[k];
-        let (a, b) = (&tmp[rad - k..rad - k + w], &tmp[rad + k..rad + k + w]);
-        for ((o, &p), &q) in out.iter_mut().zip(a).zip(b) {
-            *o += wk * (p + q);
+    for x0 in full..w {
+        horizontal_block::<1>(&g.w, tmp, x0, &mut out[x0..x0 + 1]);
+    }
+}
+
+/// Columns a block of the blur computes at once: four 8-lane AVX2 registers (32 took
+/// 7% less CPU than 16 on the 10240^2 bench image).
+const LANES: usize = 32;
+
+/// The vertical pass on columns `x0 .. x0 + L` of 8-bit rows: `w[0] centre + w[k] (above
+/// k + below k)`, k = 1, 2, ... in turn.
+#[inline(always)]
+fn vertical_block<const L: usize>(
+    w: &[f32],
+    centre: &[u8],
+    pairs: &[(&[u8], &[u8])],
+    x0: usize,
+    out: &mut [f32],
+) {
+    let c: &[u8; L] = centre[x0..x0 + L].try_into().expect("L columns");
+    let mut acc = [0f32; L];
+    for i in 0..L {
+        acc[i] = w[0] * f32::from(c[i]);
+    }
+    for (&(a, b), &wk) in pairs.iter().zip(&w[1..]) {
+        let a: &[u8; L] = a[x0..x0 + L].try_into().expect("L columns");
+        let b: &[u8; L] = b[x0..x0 + L].try_into().expect("L columns");
+        for i in 0..L {
+            acc[i] += wk * f32::from(u16::from(a[i]) + u16::from(b[i]));
         }
     }
+    out.copy_from_slice(&acc);
+}
+
+/// The horizontal pass on columns `x0 .. x0 + L` of the padded row `tmp` (column x at
+/// `tmp[x + radius]`).
+#[inline(always)]
+fn horizontal_block<const L: usize>(w: &[f32], tmp: &[f32], x0: usize, out: &mut [f32]) {
+    let rad = w.len() - 1;
+    let t: &[f32; L] = tmp[rad + x0..rad + x0 + L].try_into().expect("L columns");
+    let mut acc = [0f32; L];
+    for i in 0..L {
+        acc[i] = w[0] * t[i];
+    }
+    for (k, &wk) in w.iter().enumerate().skip(1) {
+        let a: &[f32; L] = tmp[rad + x0 - k..rad + x0 - k + L]
+            .try_into()
+            .expect("L columns");
+        let b: &[f32; L] = tmp[rad + x0 + k..rad + x0 + k + L]
+            .try_into()
+            .expect("L columns");
+        for i in 0..L {
+            acc[i] += wk * (a[i] + b[i]);
+        }
+    }
+    out.copy_from_slice(&acc);
 }
 
 /// Gaussian blur.
@@ -179,7 +236,13 @@ fn filter_row_body(
     match sharpen {
         None if sb == 1 => {
             for (d, &v) in row.iter_mut().zip(&s.out) {
-                *d = (v + 0.5).clamp(0.0, 255.0) as u8;
+                // As `put` rounds (`(v + 0.5).clamp(0, 255) as u8`), in a form that
+                // vectorises: max/min map NaN to 0 (none arises from finite weights and
+                // samples), and a value in 0..=255 truncates alike as i32 or u8.
+                #[allow(clippy::manual_clamp)] // clamp keeps NaN, max does not
+                let v = (v + 0.5).max(0.0).min(255.0);
+                // SAFETY: `v` is finite and within 0..=255, so it fits an i32.
+                *d = unsafe { v.to_int_unchecked::<i32>() } as u8;
             }
         }
         None => {

@@ -140,6 +140,21 @@ impl<K: Kernel> RowSource for Neigh<'_, K> {
     }
     fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
         let g = self.g_out;
+        if self.buf.rows == 0 && y0 == self.buf.y0 && rows > 0 {
+            // Nothing held and the rows asked start where the next computed band does:
+            // compute into `band`, and when that band is exactly the rows asked (the
+            // reader's band height is the window's, as the chain plans it), no copy.
+            if let Some(view) = self.win.next_band() {
+                self.kernel.compute(&view?, self.g_in, band);
+                if band.y0 == y0 && band.rows == rows {
+                    self.buf.y0 = y0 + rows;
+                    return Ok(());
+                }
+                // Other rows (a resize's): held, as they would have been, and served
+                // from below.
+                std::mem::swap(band, &mut self.buf);
+            }
+        }
         band.shape(y0, rows, g.width, g.comps, g.sample_bytes);
         let rl = band.row_len();
         let mut y = y0;

@@ -579,3 +579,185 @@ fn planned_through_real_pipes() {
     assert!(r[0]["plan"]["tile-enhance"].is_object() || r[0]["plan"].is_object());
     assert!(output_of(&r[0]).exists());
 }
+
+/// JPEG output, read back by Pillow (its own libjpeg): within JPEG's loss of the TIFF
+/// output of the same steps (PSNR at least 40 dB at quality 95), byte for byte the same
+/// whatever the band height, ICC profile and density carried from TIFF and JPEG inputs;
+/// a JPEG input is the default for JPEG output and decodes as Pillow decodes it; 16-bit
+/// and alpha inputs are refused with an error record and no output.
+#[test]
+fn jpeg_output_matches_the_tiff_output_and_carries_icc_and_density() {
+    let Some((py, dir)) = testkit::python_and_tempdir(&["numpy", "tifffile", "PIL"]) else {
+        return;
+    };
+    generate(&py, dir.path());
+    let d = dir.path();
+    testkit::run_python(
+        &py,
+        r#"
+import sys, numpy as np, tifffile
+from PIL import Image
+d, photo = sys.argv[1:]
+icc = bytes(range(256)) * 3
+# A photograph at odd sizes (generated noise is what JPEG keeps worst).
+p = Image.open(photo).convert('RGB')
+a = np.asarray(p)[100:401, 50:307]
+tifffile.imwrite(f'{d}/rgbicc.tif', a, resolution=(300, 300), resolutionunit='INCH',
+                 iccprofile=icc)
+tifffile.imwrite(f'{d}/grayphoto.tif', np.asarray(p.convert('L'))[:131, :97])
+Image.fromarray(a).save(f'{d}/in.jpg', quality=92, icc_profile=icc, dpi=(300, 300))
+# What Pillow decodes, as a TIFF: the JPEG input's steps must match this one's.
+tifffile.imwrite(f'{d}/decoded.tif', np.asarray(Image.open(f'{d}/in.jpg')))
+Image.fromarray(tifffile.imread(f'{d}/gray8.tif')).save(f'{d}/gray.jpg', quality=90,
+                                                        dpi=(72, 72))
+"#,
+        &[
+            d.to_str().unwrap(),
+            testkit::data("images/astronaut.png").to_str().unwrap(),
+        ],
+    );
+    let psnr = r#"
+import sys, numpy as np, tifffile
+from PIL import Image
+j, t, icc_want, dpi_want = sys.argv[1:]
+im = Image.open(j)
+assert im.format == 'JPEG', im.format
+a = np.asarray(im).astype(np.float64)
+b = tifffile.imread(t).astype(np.float64)
+assert a.shape == b.shape, (a.shape, b.shape)
+mse = ((a - b) ** 2).mean()
+icc = im.info.get('icc_profile')
+assert icc == (bytes(range(256)) * 3 if icc_want == '1' else None), icc and len(icc)
+assert dpi_want == '-' or tuple(im.info['dpi']) == (int(dpi_want),) * 2, im.info.get('dpi')
+# Pillow's own encoding of the TIFF at the same quality, chroma at full resolution.
+import io
+f = io.BytesIO()
+Image.fromarray(tifffile.imread(t)).save(f, 'JPEG', quality=95, subsampling=0)
+c = np.asarray(Image.open(f)).astype(np.float64)
+db = lambda e: 10 * np.log10(255 ** 2 / max(e, 1e-12))
+print(db(mse), db(((c - b) ** 2).mean()))
+"#;
+    let run = |args: &[&str]| -> PathBuf {
+        let (r, code) = enhance(args);
+        assert_eq!(code, 0, "{r:?}");
+        assert_eq!(section(&r[0])["status"], "ok", "{:?}", r[0]);
+        output_of(&r[0])
+    };
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // (steps, PSNR floor): the default chain's contrast stretch and unsharp's sharpening
+    // leave more texture for JPEG to lose (Pillow's own q95 of them: 39.2 and 37.1 dB
+    // on the photograph); the smoothing steps keep it above 40 dB.
+    let ops: &[(&[&str], f64)] = &[
+        (&[], 38.5),
+        (&["--blur", "1.7"], 40.0),
+        (&["--unsharp", "1.2,1.5,2"], 36.5),
+        (&["--resize", "61%", "--median", "1"], 40.0),
+    ];
+    for (input, icc, dpi) in [("rgbicc.tif", "1", "300"), ("grayphoto.tif", "0", "-")] {
+        let src = s(&d.join(input));
+        for (k, &(op, floor)) in ops.iter().enumerate() {
+            let o = |tag: &str| s(&d.join(format!("j{k}-{tag}")));
+            fn with<'a>(mut a: Vec<&'a str>, op: &[&'a str]) -> Vec<&'a str> {
+                a.extend_from_slice(op);
+                a
+            }
+            let tif = run(&with(vec!["-o", &o("t"), &src], op));
+            let mut jpegs = Vec::new();
+            for band in ["1", "7", "100000"] {
+                let j = run(&with(
+                    vec![
+                        "-o",
+                        &o(band),
+                        "--format",
+                        "jpeg",
+                        "--quality",
+                        "95",
+                        "--band-rows",
+                        band,
+                        &src,
+                    ],
+                    op,
+                ));
+                assert_eq!(j.extension().unwrap(), "jpg");
+                jpegs.push(std::fs::read(&j).unwrap());
+                if band == "1" {
+                    let out = testkit::run_python(&py, psnr, &[&s(&j), &s(&tif), icc, dpi]);
+                    let v: Vec<f64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                    let (db, pillow) = (v[0], v[1]);
+                    assert!(
+                        db >= floor && db >= pillow - 0.1,
+                        "{input} {op:?}: PSNR {db} dB against the TIFF, Pillow's {pillow}"
+                    );
+                }
+            }
+            assert!(
+                jpegs[0] == jpegs[2] && jpegs[1] == jpegs[2],
+                "{input} {op:?}: bands of 1 or 7 rows give another JPEG than one band"
+            );
+        }
+    }
+    // A JPEG input: JPEG out by default, ICC and density carried, and the steps on what
+    // libjpeg-turbo decodes equal (within a level) the steps on Pillow's decoding.
+    let j = run(&[
+        "-o",
+        &s(&d.join("ji")),
+        &s(&d.join("in.jpg")),
+        "--blur",
+        "1.5",
+    ]);
+    assert_eq!(j.extension().unwrap(), "jpg");
+    let t = run(&[
+        "-o",
+        &s(&d.join("ji")),
+        "--format",
+        "tiff",
+        &s(&d.join("in.jpg")),
+        "--blur",
+        "1.5",
+    ]);
+    let t2 = run(&[
+        "-o",
+        &s(&d.join("jd")),
+        &s(&d.join("decoded.tif")),
+        "--blur",
+        "1.5",
+    ]);
+    let (max, _) = diff(&py, &t, &t2);
+    assert!(
+        max <= 1,
+        "JPEG input decoded otherwise than by Pillow: {max}"
+    );
+    let out = testkit::run_python(&py, psnr, &[&s(&j), &s(&t), "1", "300"]);
+    let db: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(db >= 40.0, "{out}");
+    let g = run(&["-o", &s(&d.join("ji")), &s(&d.join("gray.jpg")), "--curve"]);
+    let out = testkit::run_python(
+        &py,
+        "import sys\nfrom PIL import Image\nim = Image.open(sys.argv[1])\n\
+         print(im.format, im.mode, im.size, im.info['dpi'])",
+        &[&s(&g)],
+    );
+    assert_eq!(out.trim(), "JPEG L (97, 131) (72, 72)");
+    // What JPEG cannot hold: an error record naming it, no output.
+    let o = d.join("bad");
+    for (input, what) in [
+        ("rgb16.tif", "16-bit"),
+        ("rgba8.tif", "alpha"),
+        ("rgba.png", "alpha"),
+    ] {
+        let (r, code) = enhance(&[
+            "-o",
+            &s(&o),
+            "--format",
+            "jpeg",
+            &s(&d.join(input)),
+            "--blur",
+            "1",
+        ]);
+        assert_eq!(code, 1, "{r:?}");
+        assert_eq!(r[0]["error"]["kind"], "unsupported", "{:?}", r[0]);
+        let msg = r[0]["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("JPEG") && msg.contains(what), "{msg}");
+    }
+    assert!(!o.exists() || walk(&o).is_empty(), "{:?}", walk(&o));
+}

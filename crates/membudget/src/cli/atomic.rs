@@ -185,3 +185,91 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 }
+
+/// Bytes written between two starts of writeback by [`EarlyWriteback`].
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// A file whose written pages start going to disk every few MiB, without waiting, so
+/// the `fsync` of [`AtomicFile::commit`] finds little left to write: the disk works
+/// while the tool computes instead of after it (a 300 MiB output's commit took 0.13 s
+/// of a 1 s run). Elsewhere than Linux a plain file.
+#[derive(Debug)]
+pub struct EarlyWriteback {
+    file: std::fs::File,
+    since: u64,
+}
+
+impl EarlyWriteback {
+    /// Wrap `file` (a handle on the temporary of an [`AtomicFile`]).
+    pub fn new(file: std::fs::File) -> Self {
+        EarlyWriteback { file, since: 0 }
+    }
+
+    fn start_writeback(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
+            // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
+            // does not wait for it. An error (a filesystem without it) changes nothing:
+            // the commit's fsync writes them all.
+            unsafe {
+                libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+        self.since = 0;
+    }
+}
+
+impl io::Write for EarlyWriteback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since += n as u64;
+        if self.since >= WRITEBACK_EVERY {
+            self.start_writeback();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl io::Seek for EarlyWriteback {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+#[cfg(test)]
+mod early_writeback_tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    /// Past several writeback windows, with a seek back (as a TIFF writer patches its
+    /// header), the file holds exactly what was written.
+    #[test]
+    fn writes_and_seeks_land_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = EarlyWriteback::new(std::fs::File::create(&path).unwrap());
+        let chunk: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+        for _ in 0..7 {
+            w.write_all(&chunk).unwrap();
+        }
+        w.seek(SeekFrom::Start(5)).unwrap();
+        w.write_all(b"head").unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got.len(), 7 * chunk.len());
+        assert_eq!(&got[5..9], b"head");
+        assert_eq!(got[..5], chunk[..5]);
+        assert_eq!(got[9..chunk.len()], chunk[9..]);
+        assert_eq!(got[6 * chunk.len()..], chunk[..]);
+    }
+}
