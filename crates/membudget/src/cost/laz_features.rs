@@ -201,7 +201,9 @@ pub struct LazFeatures {
     /// Bytes per point of a whole-cloud tool.
     pub whole_bytes_per_point: u64,
     /// Each thread beyond the first: its stack, its allocator arena's slack and its
-    /// neighbour scratch (0.83 MB measured a thread, 1 to 32 threads on 2 CPUs).
+    /// neighbour scratch (0.83 MB measured a thread, 1 to 32 threads on 2 CPUs; 1.5 MiB
+    /// counted: at an 18 MiB budget two threads peaked 0.5 MB above the prediction
+    /// under load, once over the budget).
     pub per_thread: u64,
     /// Threads the run uses (see [`LazFeatures::threads_within`]).
     pub threads: u64,
@@ -223,7 +225,7 @@ impl Default for LazFeatures {
             stream_bytes_per_point: 10,
             radius: 1.0,
             whole_bytes_per_point: 150,
-            per_thread: MIB,
+            per_thread: 3 * MIB / 2,
             threads: 1,
             options: LazEnrichOptions::default(),
         }
