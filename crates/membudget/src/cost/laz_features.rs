@@ -537,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_budget_for_one_thread_runs_one_rather_than_failing() {
-        // 16 MiB holds the fixed part and one slab with one thread; threads_within's
+        // Near 16 MiB the budget holds the fixed part and one slab with one thread; threads_within's
         // quarter rule would add a second thread whose overhead leaves no room.
         let s = Summary {
             format: Format::Laz,
@@ -553,14 +553,19 @@ mod tests {
             document: None,
         };
         let m = LazFeatures::default();
-        assert_eq!(m.threads_within(16 * MIB, 64_614, 2), 2);
-        let run = m.run(&s, 16 * MIB, 2).unwrap();
-        assert_eq!(run.threads, 1);
+        // A budget (near 16 MiB) where the quarter rule allows a second thread...
+        let budget = (12 * MIB..24 * MIB)
+            .step_by(64 << 10)
+            .find(|&b| m.threads_within(b, 64_614, 2) == 2)
+            .expect("a budget where the quarter rule allows two threads");
+        // ...but the run takes one.
+        let run = m.run(&s, budget, 2).unwrap();
+        assert_eq!(run.threads, 1, "at {budget}");
         let one = LazFeatures {
             threads: 1,
             ..m.clone()
         };
-        assert!(one.predicted_peak(64_614, 38, run.tile_points, run.slab_points) <= 16 * MIB);
+        assert!(one.predicted_peak(64_614, 38, run.tile_points, run.slab_points) <= budget);
     }
 
     #[test]
@@ -579,7 +584,7 @@ mod tests {
         };
         assert_eq!(
             more.predicted_peak(700_000, 38, 0, 0),
-            m.predicted_peak(700_000, 38, 0, 0) + (t - 1) * MIB
+            m.predicted_peak(700_000, 38, 0, 0) + (t - 1) * m.per_thread
         );
     }
 }
