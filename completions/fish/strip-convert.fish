@@ -25,6 +25,7 @@ complete -c strip-convert -l dc-source -d 'XMP dc:source (bnf profile)' -r
 complete -c strip-convert -l min-psnr -d 'Lossy verification: lowest acceptable PSNR in dB' -r
 complete -c strip-convert -l min-ssim -d 'Lossy verification: lowest acceptable SSIM, from 0 to 1' -r
 complete -c strip-convert -l hdu -d 'FITS: the HDU to read, a number (the primary HDU is 0), an EXTNAME, or EXTNAME,EXTVER (astropy\'s (\'SCI\', 2)); default the first HDU holding an image' -r
+complete -c strip-convert -l plane -d 'FITS: read plane N of a cube as the frame (0-based, the axes past NAXIS2 flattened: astropy\'s data.reshape(-1, NAXIS2, NAXIS1)[N]); without it a cube is refused' -r
 complete -c strip-convert -l split-cfa -d 'FITS: split each CFA (Bayer) frame into CFA0_..CFA3_<name>.fits (even/odd rows and columns, bit-exact); the pattern names their FILTER; auto reads BAYERPAT/ROWORDER' -r
 complete -c strip-convert -l normalize -d 'FITS: normalise each frame to the reference by median (L) and MAD (S): additive x-(Li-Lr), multiplicative x*Lr/Li, addscale (Sr/Si)(x-Li)+Lr, mulscale x*(Sr/Si)(Lr/Li); writes norm_<name>.fits, or with --stack normalises on the fly' -r -f -a "additive\t'x - (L_i - L_r)'
 multiplicative\t'x * L_r / L_i'

@@ -1016,3 +1016,109 @@ print(bad or 'ok')
     );
     assert_eq!(res.trim(), "ok");
 }
+
+/// The cube rule: `--plane N` reads plane N of a cube (astropy's
+/// `data.reshape(-1, NAXIS2, NAXIS1)[N]`, NAXIS4 included) for every operation, and the
+/// outputs say which plane; without it, or with a plane not there, a cube is refused
+/// before anything is written.
+#[test]
+fn a_cube_is_read_plane_by_plane_with_plane_n_or_refused_before_writing() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    std::fs::copy(testkit::data("fits/arange.fits"), d.join("arange.fits")).unwrap();
+    py_in(
+        &py,
+        d,
+        r#"
+rng = np.random.default_rng(23)
+for i in range(3):
+    fits.writeto(f'c{i}.fits', rng.normal(100, 20, (5, 9, 13)).astype(np.float32), overwrite=True)
+fits.writeto('h4.fits', rng.integers(0, 60000, (2, 3, 9, 13)).astype(np.uint16), overwrite=True)
+"#,
+    );
+    // CFA split of plane 3 of the int32 cube and of plane 4 (NAXIS3 = 3: [1][1]) of a
+    // 4-D uint16 (BZERO) one: bit-equal to numpy slicing of astropy's planes.
+    for (file, plane) in [("arange.fits", "3"), ("h4.fits", "4")] {
+        let (recs, out) = run(&["--plane", plane, "--split-cfa", "RGGB", file], d);
+        assert!(out.status.success(), "{recs:?}");
+        assert_eq!(recs[0]["strip-convert"]["status"], "ok", "{recs:?}");
+    }
+    // Normalisation and a stack of plane 1 of three cubes.
+    let (recs, out) = run(
+        &[
+            "--plane",
+            "1",
+            "--normalize",
+            "additive",
+            "--reference",
+            "c0.fits",
+            "c2.fits",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{recs:?}");
+    let (recs, out) = run(
+        &[
+            "--plane", "1", "--stack", "median", "--output", "med.fits", "c0.fits", "c1.fits",
+            "c2.fits",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{recs:?}");
+    let res = py_in(
+        &py,
+        d,
+        r#"
+for n, p in [('arange', 3), ('h4', 4)]:
+    src = fits.getdata(n + '.fits'); a = src.reshape(-1, *src.shape[-2:])[p]; H, W = a.shape
+    for k in range(4):
+        dy, dx = 1 - k % 2, k // 2
+        h = fits.open(f'CFA{k}_{n}.fits')[0]
+        assert h.header['NAXIS'] == 2 and h.data.dtype == a.dtype, (n, k, h.header['NAXIS'], h.data.dtype)
+        assert np.array_equal(h.data, a[dy::2, dx::2][:H // 2, :W // 2]), (n, k)
+        assert any(f'plane {p} (from 0)' in str(c) for c in h.header['HISTORY']), (n, k)
+c = [fits.getdata(f'c{i}.fits')[1].astype(np.float64) for i in range(3)]
+norm = fits.getdata('norm_c2.fits')
+want = c[2] - (np.median(c[2]) - np.median(c[0]))
+assert np.allclose(norm, want, rtol=1e-6, atol=0), np.abs(norm - want).max()
+med = fits.getdata('med.fits')
+assert med.shape == (9, 13) and np.allclose(med, np.median(np.stack(c), 0), rtol=1e-6, atol=0)
+print('ok')
+"#,
+    );
+    assert_eq!(res.trim(), "ok");
+    // Refused, nothing written: a cube without --plane (a stack and a split), a plane
+    // past the cube's last.
+    for (args, want) in [
+        (
+            vec![
+                "--stack", "mean", "--output", "s.fits", "c0.fits", "c1.fits",
+            ],
+            "give --plane N",
+        ),
+        (vec!["--split-cfa", "RGGB", "c1.fits"], "cube of 5 planes"),
+        (
+            vec![
+                "--plane",
+                "7",
+                "--split-cfa",
+                "RGGB",
+                "c1.fits",
+                "arange.fits",
+            ],
+            "has 7 plane(s)",
+        ),
+    ] {
+        let (recs, out) = run(&args, d);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {recs:?}");
+        assert!(
+            recs.iter().any(|r| r.to_string().contains(want)),
+            "{args:?}: {recs:?}"
+        );
+    }
+    assert!(!d.join("s.fits").exists());
+    assert!(!d.join("CFA0_c1.fits").exists());
+}
