@@ -1,5 +1,5 @@
 complete -c chunk-plan -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
-complete -c chunk-plan -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
+complete -c chunk-plan -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran. Tools that run several inputs at once keep up to this many in flight, or twice the CPUs without -j (each input gets at least one thread: small inputs wait on I/O part of the time)' -r
 complete -c chunk-plan -l for -d 'Plan only for this tool (repeatable); default: every tool that can process the input' -r -f -a "strip-convert\t''
 tile-enhance\t''
 spot-detect\t''

@@ -12,7 +12,7 @@ las\t'Uncompressed LAS'"
 complete -c laz-enrich -l suffix -d 'Appended to the input\'s stem to name the output: a name part (no `/`, no `..`); an output that would be the input itself is refused' -r
 complete -c laz-enrich -l temp-dir -d 'Directory for temporary files (the point records plus about 12 + 4 x features bytes a point; free space is checked first); default: $TMPDIR when set, else the output\'s directory' -r -F
 complete -c laz-enrich -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
-complete -c laz-enrich -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
+complete -c laz-enrich -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran. Tools that run several inputs at once keep up to this many in flight, or twice the CPUs without -j (each input gets at least one thread: small inputs wait on I/O part of the time)' -r
 complete -c laz-enrich -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c laz-enrich -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c laz-enrich -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'

@@ -49,7 +49,7 @@ gzip\t'GZIP_1'
 gzip2\t'GZIP_2 (bytes shuffled by significance)'"
 complete -c strip-convert -l quantize -d 'FITS: with --compress, quantise floating-point outputs (lossy, as fpack -q Q): steps of a tile\'s noise sigma / Q, or of -Q when Q is negative, dithered; auto then means RICE_1' -r
 complete -c strip-convert -s m -l memory-limit -d 'Memory budget for peak RSS: bytes (512MiB, 2G, 1.5GiB, 1000000) or a share of available memory (60%). Default: 70% of the smallest of available memory, the cgroup limit and the room left under it (the limit less what other processes in the cgroup hold, page cache not counted)' -r
-complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran' -r
+complete -c strip-convert -s j -l jobs -d 'Workers or threads at most (default: the CPUs this process may use); fewer run when the budget holds fewer, and the record says how many ran. Tools that run several inputs at once keep up to this many in flight, or twice the CPUs without -j (each input gets at least one thread: small inputs wait on I/O part of the time)' -r
 complete -c strip-convert -s o -l output-dir -d 'Write outputs under this directory, mirroring the input tree (see --base); default: beside each input' -r -F
 complete -c strip-convert -l base -d 'The part of input paths not mirrored under --output-dir (default: none for relative paths, the parent directory for absolute ones)' -r -F
 complete -c strip-convert -s r -l recursive -d 'Expand directories into the files below them (sorted, hidden files skipped)'

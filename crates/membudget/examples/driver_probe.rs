@@ -98,6 +98,7 @@ fn main() -> std::process::ExitCode {
             let batch = driver::Batch {
                 budget: opts.budget,
                 jobs,
+                in_flight: jobs,
                 unordered: opts.batch.unordered,
                 planned_budgets: true,
                 // No cost model: an estimate in the record is the least need.

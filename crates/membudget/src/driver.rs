@@ -448,8 +448,15 @@ pub struct Processing<'a> {
     args: &'a ProcessingArgs,
     /// The whole process's budget (`--memory-limit` or the default).
     pub budget: Budget,
-    /// Threads at most, also the most inputs in flight at once.
+    /// Threads at most.
     pub jobs: usize,
+    /// Inputs in flight at most: `--jobs` when given (or when swap is heavily used),
+    /// else twice the threads. Small inputs spend part of their time waiting (reading,
+    /// the fsync before an output is renamed into place); a second input per thread
+    /// computes meanwhile. 50 LAZ tiles of 60,000 points on 2 CPUs: 1.5x faster than
+    /// one file at a time with 2 in flight, 1.85x with 4. The threads are still shared:
+    /// an input gets at least one, so up to twice `jobs` may run at once.
+    pub in_flight: usize,
 }
 
 impl ProcessingArgs {
@@ -462,10 +469,16 @@ impl ProcessingArgs {
         if sys.heavy_swap() {
             log::warn!("more than half the swap is in use: expect it to be slow (one thread unless -j says otherwise)");
         }
+        let in_flight = if self.budget.jobs.is_some() || sys.heavy_swap() {
+            jobs
+        } else {
+            jobs.saturating_mul(2)
+        };
         Ok(Processing {
             args: self,
             budget,
             jobs,
+            in_flight,
         })
     }
 
@@ -526,6 +539,7 @@ impl Processing<'_> {
         let batch = Batch {
             budget: self.budget.bytes,
             jobs: self.jobs,
+            in_flight: self.in_flight,
             unordered: self.args.batch.unordered,
             planned_budgets: self.args.budget.memory_limit.is_none(),
             least: &least,
@@ -543,8 +557,10 @@ impl Processing<'_> {
 pub struct Batch<'a> {
     /// Peak RSS of the whole process at most, in bytes.
     pub budget: u64,
-    /// Threads at most (`--jobs`): also the most inputs in flight at once.
+    /// Threads at most (`--jobs`).
     pub jobs: usize,
+    /// Inputs in flight at most (at least `jobs`; see [`Processing::in_flight`]).
+    pub in_flight: usize,
     /// Write records as inputs finish, not in input order.
     pub unordered: bool,
     /// A record's `plan.budget_bytes` (chunk-plan's budget) caps the whole batch while
@@ -607,7 +623,9 @@ struct State {
     free_budget: u64,
     free_threads: usize,
     /// Inputs in flight, each with the most in flight at once during its peak window.
-    running: Vec<(u64, Arc<AtomicUsize>)>,
+    /// And the threads each took from `free_threads` (an input runs at least one even
+    /// when none is free: more inputs in flight than threads).
+    running: Vec<(u64, Arc<AtomicUsize>, usize)>,
     /// In input order: every input before this one is written.
     written: u64,
     /// In input order: every input before this one has made its claims
@@ -668,17 +686,18 @@ impl Control {
                 };
                 if let Some(budget) = budget {
                     let threads = (st.free_threads / open).max(1);
+                    let taken = threads.min(st.free_threads);
                     st.free_budget -= budget;
-                    st.free_threads = st.free_threads.saturating_sub(threads);
+                    st.free_threads -= taken;
                     if running == 0 {
                         // Nothing else in flight: the high-water mark can be this input's.
                         monitor::reset_peak();
                     }
                     let flight = Arc::new(AtomicUsize::new(running + 1));
-                    for (_, f) in &st.running {
+                    for (_, f, _) in &st.running {
                         f.fetch_max(running + 1, Ordering::SeqCst);
                     }
-                    st.running.push((seq, Arc::clone(&flight)));
+                    st.running.push((seq, Arc::clone(&flight), taken));
                     return Some((Share { budget, threads }, flight));
                 }
             }
@@ -695,8 +714,10 @@ impl Control {
     fn release(&self, seq: u64, share: Share) {
         let mut st = self.lock();
         st.free_budget += share.budget;
-        st.free_threads += share.threads;
-        st.running.retain(|(s, _)| *s != seq);
+        if let Some(i) = st.running.iter().position(|(s, _, _)| *s == seq) {
+            let (_, _, taken) = st.running.swap_remove(i);
+            st.free_threads += taken;
+        }
         self.changed.notify_all();
     }
 
@@ -785,7 +806,7 @@ pub fn for_each_record_batch<F>(
 where
     F: Fn(&mut Record, &mut Job) -> Result<(), Error> + Sync,
 {
-    let slots = batch.jobs.max(1);
+    let slots = batch.in_flight.max(batch.jobs).max(1);
     // One input, or one slot: the one-at-a-time driver, with no reader or writer thread
     // (each thread that allocates gets its own malloc arena and stack).
     if slots == 1 || single_input(input) {
@@ -794,7 +815,7 @@ where
     let ctl = Control {
         state: Mutex::new(State {
             free_budget: batch.budget,
-            free_threads: slots,
+            free_threads: batch.jobs.max(1),
             running: Vec::new(),
             written: 0,
             turn: 0,

@@ -29,7 +29,9 @@ pub struct BudgetArgs {
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = memory_limit)]
     pub memory_limit: Option<String>,
     /// Workers or threads at most (default: the CPUs this process may use); fewer run
-    /// when the budget holds fewer, and the record says how many ran
+    /// when the budget holds fewer, and the record says how many ran. Tools that run
+    /// several inputs at once keep up to this many in flight, or twice the CPUs without
+    /// -j (each input gets at least one thread: small inputs wait on I/O part of the time)
     #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
     pub jobs: Option<usize>,
 }
