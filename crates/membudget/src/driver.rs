@@ -427,6 +427,18 @@ pub struct ProcessingArgs {
     pub batch: BatchArgs,
 }
 
+/// The flags every processing tool on the batch driver takes: budget, jobs and order
+/// ([`ProcessingArgs`]), outputs and logging.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ToolArgs {
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
+    #[command(flatten)]
+    pub output: cli::OutputArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
 /// What one input may use: its share of the batch's budget and threads when inputs run
 /// side by side, else the whole (the budget chunk-plan planned the record for, without
 /// `--memory-limit`).

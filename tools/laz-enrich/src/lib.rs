@@ -19,7 +19,7 @@ pub mod tiling;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use features::{Feature, Names, Orientation};
-use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{self, AtomicFile, InputArgs, OutputArgs, Status};
 use membudget::cost::laz_features::{self, LazEnrichOptions, LazFeatures};
 use membudget::cost::{CostModel, Summary};
 use membudget::plan::{self, Planned};
@@ -74,11 +74,7 @@ pub struct Opts {
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
     #[command(flatten)]
-    processing: driver::ProcessingArgs,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    log: LogArgs,
+    common: driver::ToolArgs,
 }
 
 /// A suffix is part of a file name: a separator or `..` would put the output elsewhere
@@ -163,7 +159,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         }
         None => Feature::DEFAULT.to_vec(),
     };
-    let processing = opts.processing.resolve()?;
+    let processing = opts.common.processing.resolve()?;
     let neighbours = match &opts.neighbours {
         Some(dir) => list_clouds(dir)?,
         None => Vec::new(),
@@ -177,41 +173,48 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
         let model = LazFeatures::with_options(&opts.plan, &s);
         Some(membudget::cost::estimate(&model, &s)?.min_bytes)
     };
-    processing.for_each_record(NAME, &opts.input, &opts.log, least, |r, job, room| {
-        let path = r.path();
-        // Directory trees hold sidecars and other files: with --recursive only the
-        // clouds are inputs (a file named explicitly is always one).
-        if opts.input.recursive && !is_cloud_name(&path) {
-            job.discard();
-            return Ok(());
-        }
-        // Never over an input of the run (`--suffix ''`), never the output of an earlier
-        // one: claimed in input order, whichever cloud gets here first.
-        let dest = opts
-            .output
-            .output_path(&path, output_name(&path, &opts.suffix, opts.format))?;
-        job.claim_output(&path, &dest)?;
-        // The room: without --memory-limit, the budget chunk-plan planned this record
-        // for; the driver's share of it when clouds run side by side.
-        // The threads that run: chunk-plan's when its plan holds, else what the budget
-        // holds, at most the share's (the model counts them). The whole input runs in
-        // their pool: a pool built later, beside allocations made on this thread,
-        // measured 5 MiB more.
-        let (planned, decided) = decide(&opts.plan, r, &path, room.budget, room.threads as u64);
-        let threads = decided.as_ref().map_or(1, |d| d.run.threads);
-        r.set_in(NAME, "plan", planned.describe());
-        let run = Run {
-            budget: room.budget,
-            decided,
-            features: &features,
-            neighbours: &neighbours,
-        };
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads as usize)
-            .build()
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
-            .install(|| one(&opts, &path, &dest, &run, r))
-    })
+    processing.for_each_record(
+        NAME,
+        &opts.input,
+        &opts.common.log,
+        least,
+        |r, job, room| {
+            let path = r.path();
+            // Directory trees hold sidecars and other files: with --recursive only the
+            // clouds are inputs (a file named explicitly is always one).
+            if opts.input.recursive && !is_cloud_name(&path) {
+                job.discard();
+                return Ok(());
+            }
+            // Never over an input of the run (`--suffix ''`), never the output of an earlier
+            // one: claimed in input order, whichever cloud gets here first.
+            let dest = opts
+                .common
+                .output
+                .output_path(&path, output_name(&path, &opts.suffix, opts.format))?;
+            job.claim_output(&path, &dest)?;
+            // The room: without --memory-limit, the budget chunk-plan planned this record
+            // for; the driver's share of it when clouds run side by side.
+            // The threads that run: chunk-plan's when its plan holds, else what the budget
+            // holds, at most the share's (the model counts them). The whole input runs in
+            // their pool: a pool built later, beside allocations made on this thread,
+            // measured 5 MiB more.
+            let (planned, decided) = decide(&opts.plan, r, &path, room.budget, room.threads as u64);
+            let threads = decided.as_ref().map_or(1, |d| d.run.threads);
+            r.set_in(NAME, "plan", planned.describe());
+            let run = Run {
+                budget: room.budget,
+                decided,
+                features: &features,
+                neighbours: &neighbours,
+            };
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads as usize)
+                .build()
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("threads: {e}")))?
+                .install(|| one(&opts, &path, &dest, &run, r))
+        },
+    )
 }
 
 /// Whether a file name ends in `.las` or `.laz`.
@@ -389,11 +392,11 @@ fn one(opts: &Opts, input: &Path, dest: &Path, run: &Run<'_>, r: &mut Record) ->
         r.set_in(NAME, "reason", reason);
     };
     let exists = "output exists (use --force to overwrite)";
-    if dest.exists() && !opts.output.force {
+    if dest.exists() && !opts.common.output.force {
         skip(r, exists);
         return Ok(());
     }
-    if opts.output.dry_run {
+    if opts.common.output.dry_run {
         r.set_in(NAME, "status", "dry_run");
         return Ok(());
     }
@@ -450,13 +453,13 @@ fn one(opts: &Opts, input: &Path, dest: &Path, run: &Run<'_>, r: &mut Record) ->
         }
     };
     // Another run may have finished it meanwhile.
-    if dest.exists() && !opts.output.force {
+    if dest.exists() && !opts.common.output.force {
         skip(r, exists);
         return Ok(());
     }
     let report = enrich::enrich(input, atomic.file(), &params)?;
     atomic.commit()?;
-    let sidecars = copy_sidecars(&opts.output, input, opts.output.force)?;
+    let sidecars = copy_sidecars(&opts.common.output, input, opts.common.output.force)?;
     if !sidecars.is_empty() {
         r.set_in(NAME, "sidecars", sidecars);
     }

@@ -22,7 +22,7 @@ pub mod verify;
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use encode::{EncodeParams, Order, Quality, TileParts};
-use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{self, AtomicFile, InputArgs, Status};
 use membudget::cost::strip_convert::{parse_size, StripConvert, StripConvertOptions};
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{self, Job, Room};
@@ -145,11 +145,7 @@ pub struct Opts {
     #[command(flatten)]
     fits: fits::FitsArgs,
     #[command(flatten)]
-    processing: driver::ProcessingArgs,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    log: LogArgs,
+    common: driver::ToolArgs,
 }
 
 fn parse_codeblock(s: &str) -> Result<(u32, u32), String> {
@@ -328,14 +324,14 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if let Some(s) = fits::run(
         &opts.fits,
         &opts.input,
-        &opts.processing.budget,
-        &opts.output,
-        &opts.log,
+        &opts.common.processing.budget,
+        &opts.common.output,
+        &opts.common.log,
     )? {
         return Ok(s);
     }
     // A bad --memory-limit is a usage error: cli::main prints it and exits 2.
-    let processing = opts.processing.resolve()?;
+    let processing = opts.common.processing.resolve()?;
     let xml = match &opts.xml {
         Some(p) => Some(read_metadata("--xml", p)?),
         None => None,
@@ -368,9 +364,13 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     // Without --memory-limit, the budget chunk-plan planned a record for
     // (`plan.budget_bytes`) is the budget: `chunk-plan -m 256MiB | strip-convert` keeps
     // to 256 MiB. The driver's share is within it.
-    processing.for_each_record(NAME, &opts.input, &opts.log, least, |r, job, room| {
-        ctx.process(r, job, &room)
-    })
+    processing.for_each_record(
+        NAME,
+        &opts.input,
+        &opts.common.log,
+        least,
+        |r, job, room| ctx.process(r, job, &room),
+    )
 }
 
 /// The output name of page `index` of `pages` of `path`: `x.jp2`, or `x_page_N.jp2`.
@@ -422,6 +422,7 @@ impl Ctx<'_> {
         for index in selected.clone() {
             dests.push(
                 self.opts
+                    .common
                     .output
                     .output_path(&path, page_name(&path, index, pages))?,
             );
@@ -461,7 +462,7 @@ impl Ctx<'_> {
             sec(r, "reason", json!(reason));
         };
         let exists = "output exists (use --force to overwrite)".to_string();
-        if dest.exists() && !self.opts.output.force {
+        if dest.exists() && !self.opts.common.output.force {
             skip(r, exists);
             return Ok(());
         }
@@ -497,7 +498,7 @@ impl Ctx<'_> {
         if let Some(w) = &setup.xmp_warning {
             sec(r, "warning", json!(w));
         }
-        if self.opts.output.dry_run {
+        if self.opts.common.output.dry_run {
             sec(r, "status", json!("dry_run"));
             return Ok(());
         }
@@ -509,7 +510,7 @@ impl Ctx<'_> {
             }
         };
         // Another run may have finished it while we planned.
-        if dest.exists() && !self.opts.output.force {
+        if dest.exists() && !self.opts.common.output.force {
             skip(r, exists);
             return Ok(());
         }
