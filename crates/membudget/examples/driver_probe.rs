@@ -23,6 +23,9 @@ struct Opts {
     /// driver)
     #[arg(short = 'j', long)]
     jobs: Option<usize>,
+    /// Inputs in flight at most, when more than --jobs (the threads)
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// The batch's budget in bytes
     #[arg(long, default_value_t = 1 << 30)]
     budget: u64,
@@ -98,7 +101,7 @@ fn main() -> std::process::ExitCode {
             let batch = driver::Batch {
                 budget: opts.budget,
                 jobs,
-                in_flight: jobs,
+                in_flight: opts.in_flight.unwrap_or(jobs),
                 unordered: opts.batch.unordered,
                 planned_budgets: true,
                 // No cost model: an estimate in the record is the least need.

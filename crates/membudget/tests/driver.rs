@@ -138,6 +138,23 @@ fn batch_runs_inputs_side_by_side_in_order() {
     assert!(serial.as_millis() >= 900, "{serial:?}");
 }
 
+/// More inputs in flight than threads: each gets at least one thread, and gives back
+/// only the threads it took, so an input admitted alone afterwards gets `-j`, not more.
+#[test]
+fn batch_in_flight_beyond_the_threads_shares_them_without_inflating() {
+    let last = r#"{"path":"sleep:1","estimate":{"driver-probe":{"min_bytes":1000}}}"#;
+    let input = format!("{}{last}\n", "sleep:300\n".repeat(4));
+    let (records, _) = probe(&["-j", "2", "--in-flight", "4", "--budget", "1000"], &input);
+    assert_eq!(records.len(), 5);
+    for r in &records[..4] {
+        assert_eq!(section(r, "share_threads"), 1, "{r}");
+        assert_eq!(section(r, "concurrent"), 4, "{r}");
+    }
+    // Needing the whole budget, the last waited until the others were done.
+    assert_eq!(section(&records[4], "concurrent"), 1, "{}", records[4]);
+    assert_eq!(section(&records[4], "share_threads"), 2, "{}", records[4]);
+}
+
 /// A single input gets the whole budget and every thread.
 #[test]
 fn batch_single_input_gets_everything() {
