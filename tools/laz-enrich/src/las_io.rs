@@ -2,8 +2,9 @@
 //! ones that describe the input's encoding (the laszip VLR, the COPC info VLR and
 //! hierarchy EVLR: a header cloned from a reader keeps them, and a LAZ written with the
 //! stale laszip VLR cannot be read back), and one Extra Bytes VLR describing the input's
-//! extra bytes (every input Extra Bytes VLR and EVLR merged, descriptors kept in order)
-//! followed by the new dimensions.
+//! extra bytes (every input Extra Bytes VLR and EVLR merged into the first, descriptors
+//! kept in order, the others kept as Superseded records) followed by the new dimensions.
+//! Kept records keep their header bytes too ([`restore_header`]).
 
 use las::{Builder, Header, Reader, Vlr};
 use membudget::probe::las::LasInfo;
@@ -165,9 +166,39 @@ fn descriptor_name(d: &[u8]) -> String {
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
+/// LASF_Spec record 7, "Superseded": a record that is no longer in use (R15, 4.5).
+const SUPERSEDED: u16 = 7;
+
+fn is_encoding(v: &Vlr) -> bool {
+    las::laz::is_laszip_vlr(v) || v.is_copc_info() || v.is_copc_hierarchy()
+}
+
+/// `s` as the las writer accepts it (ASCII, at most `len` bytes): the raw bytes of every
+/// kept record header are written back by [`restore_header`], so this only has to let
+/// a Latin-1 or UTF-8 description through the writer.
+fn ascii_fit(s: &str, len: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .take(len)
+        .collect()
+}
+
 /// The output header: the input's, minus the encoding VLRs, with one Extra Bytes VLR
 /// describing the input's extra bytes then `dims` (name, description) as f32, and the
 /// point format grown by 4 bytes a dimension.
+///
+/// Several Extra Bytes records (VLRs or EVLRs) are merged: LAS 1.4 R15 (section 4.3)
+/// describes the extra bytes with one Extra Bytes VLR, and LAS 1.5 R00 says so outright
+/// (ASPRS/LAS issue 150: new descriptors go in the existing one). Readers disagree on
+/// more than one: laspy uses the first, LASlib re-initialises its attributes at each
+/// (so keeps the last, at offset 0), PDAL 2.9 concatenates them but counts each one's
+/// offsets from the start of the extra bytes again; none reads every dimension of the
+/// second at its offset. So the first Extra Bytes VLR keeps its place and header and
+/// holds every input descriptor, byte for byte and in order, then ours; every other
+/// Extra Bytes record stays where it was, byte for byte but for its record ID, marked
+/// Superseded (LASF_Spec 7, the specification's way to retire a record), which every
+/// reader skips. When the first is an EVLR, the Extra Bytes VLR comes after the
+/// other VLRs.
 pub fn output_header(
     path: &Path,
     input: &Header,
@@ -176,17 +207,9 @@ pub fn output_header(
 ) -> Result<Header, Error> {
     let mut b = Builder::from(input.clone());
     let old_extra = b.point_format.extra_bytes;
-    // Every descriptor of every Extra Bytes record, VLRs then EVLRs, in file order. LAS
-    // 1.4 R15 (section 4, "Extra Bytes") defines one Extra Bytes VLR whose descriptors
-    // describe the extra bytes in order; some writers split them over several records,
-    // and readers then disagree (laspy and PDAL's readers.las read the first record 4,
-    // LASlib re-initialises its attributes at each one, so keeps the last), each seeing
-    // part of the bytes as undocumented or at the wrong offset. They are merged into one
-    // VLR: each input descriptor kept byte for byte, in order, then ours, so every
-    // reader finds every dimension at its offset.
+    // Every descriptor of every Extra Bytes record, VLRs then EVLRs, in file order.
     let mut descriptors: Vec<u8> = Vec::new();
     let mut first_eb = None;
-    let mut kept = Vec::with_capacity(b.vlrs.len());
     let mut take = |v: &Vlr| -> Result<(), Error> {
         if !v.data.len().is_multiple_of(EB_DESCRIPTOR) {
             return Err(Error::corrupt(format!(
@@ -198,35 +221,34 @@ pub fn output_header(
         descriptors.extend_from_slice(&v.data);
         Ok(())
     };
-    for v in b.vlrs.drain(..) {
-        if las::laz::is_laszip_vlr(&v) || v.is_copc_info() {
-            continue;
-        }
-        if is_extra_bytes(&v) {
-            take(&v)?;
-            if first_eb.is_none() {
-                first_eb = Some((kept.len(), v.description.clone()));
+    let mut keep = |records: Vec<Vlr>, evlr: bool| -> Result<Vec<Vlr>, Error> {
+        let mut kept = Vec::with_capacity(records.len());
+        for mut v in records {
+            if is_encoding(&v) {
+                continue;
             }
-            continue;
-        }
-        kept.push(v);
-    }
-    b.vlrs = kept;
-    let mut evlrs = Vec::with_capacity(b.evlrs.len());
-    for v in b.evlrs.drain(..) {
-        if v.is_copc_hierarchy() || v.is_copc_info() {
-            continue;
-        }
-        if is_extra_bytes(&v) {
-            take(&v)?;
-            if first_eb.is_none() {
-                first_eb = Some((usize::MAX, v.description.clone()));
+            if is_extra_bytes(&v) {
+                take(&v)?;
+                if first_eb.is_none() {
+                    first_eb = Some((if evlr { None } else { Some(kept.len()) }, v.clone()));
+                    if !evlr {
+                        // Its place, filled below.
+                        kept.push(v);
+                        continue;
+                    }
+                }
+                v.record_id = SUPERSEDED;
             }
-            continue;
+            v.user_id = ascii_fit(&v.user_id, 16);
+            v.description = ascii_fit(&v.description, 32);
+            kept.push(v);
         }
-        evlrs.push(v);
-    }
-    b.evlrs = evlrs;
+        Ok(kept)
+    };
+    let vlrs = std::mem::take(&mut b.vlrs);
+    b.vlrs = keep(vlrs, false)?;
+    // All of them: the las reader keeps only the first EVLR.
+    b.evlrs = keep(read_evlrs(path)?, true)?;
     let mut described = 0u32;
     let mut names = Vec::new();
     for d in descriptors.chunks(EB_DESCRIPTOR) {
@@ -268,18 +290,17 @@ pub fn output_header(
         .ok_or_else(|| Error::unsupported("too many extra bytes per point"))?;
     b.point_format.extra_bytes = added;
     b.point_format.is_compressed = compress;
-    // In the first one's place (after the VLRs when it was an EVLR), under its
-    // description: a single input Extra Bytes VLR is kept byte for byte, the new
-    // descriptors appended.
-    let (at, description) = first_eb.unwrap_or((b.vlrs.len(), "Extra Bytes Record".into()));
-    let eb = Vlr {
+    let eb = |description: &str| Vlr {
         user_id: "LASF_Spec".into(),
         record_id: 4,
-        description,
+        description: ascii_fit(description, 32),
         data: descriptors,
     };
-    let at = at.min(b.vlrs.len());
-    b.vlrs.insert(at, eb);
+    match first_eb {
+        Some((Some(at), first)) => b.vlrs[at] = eb(&first.description),
+        Some((None, first)) => b.vlrs.push(eb(&first.description)),
+        None => b.vlrs.push(eb("Extra Bytes Record")),
+    }
     b.into_header().map_err(|e| las_error(path, e))
 }
 
@@ -322,6 +343,7 @@ pub fn restore_header(
     if b[24] == 1 && b[25] >= 4 && b[104] & 0x3F >= 6 {
         out.write_all_at(&[0u8; 24], 107)?;
     }
+    restore_record_headers(input, &src, out)?;
     if let Some((lo, hi)) = extent {
         let (scale, off) = (scales(header), offsets(header));
         let world = |a: usize, v: i64| v as f64 * scale[a] + off[a];
@@ -332,6 +354,145 @@ pub fn restore_header(
             buf.extend_from_slice(&world(a, lo[a]).to_le_bytes());
         }
         out.write_all_at(&buf, 179)?;
+    }
+    Ok(())
+}
+
+/// One VLR or EVLR header as stored: where it starts, its user ID bytes, record ID and
+/// payload length.
+struct RawRecord {
+    at: u64,
+    user_id: [u8; 16],
+    record_id: u16,
+    len: u64,
+}
+
+impl RawRecord {
+    fn user(&self) -> &[u8] {
+        let end = self.user_id.iter().position(|&b| b == 0).unwrap_or(16);
+        &self.user_id[..end]
+    }
+
+    /// The laszip VLR and the COPC info and hierarchy records: what the output drops.
+    fn is_encoding(&self) -> bool {
+        (self.user() == b"laszip encoded" && self.record_id == 22204)
+            || (self.user() == b"copc" && matches!(self.record_id, 1 | 1000))
+    }
+}
+
+/// The VLR (`extended` false) or EVLR headers of a LAS file, checked against its length.
+fn raw_records(f: &File, extended: bool) -> std::io::Result<Vec<RawRecord>> {
+    use std::os::unix::fs::FileExt;
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let file_len = f.metadata()?.len();
+    let mut h = [0u8; 247];
+    let n = f.read_at(&mut h, 0)?;
+    let (mut at, count, head) = if extended {
+        if n < 247 || h[24] != 1 || h[25] < 4 || u16::from_le_bytes([h[94], h[95]]) < 375 {
+            return Ok(Vec::new());
+        }
+        let at = u64::from_le_bytes(h[235..243].try_into().unwrap());
+        let count = u32::from_le_bytes(h[243..247].try_into().unwrap());
+        (at, count, 60u64)
+    } else {
+        if n < 104 {
+            return Err(bad("short LAS header"));
+        }
+        let at = u64::from(u16::from_le_bytes([h[94], h[95]]));
+        (at, u32::from_le_bytes(h[100..104].try_into().unwrap()), 54)
+    };
+    let mut records = Vec::new();
+    for _ in 0..count {
+        let mut r = [0u8; 28];
+        if at.checked_add(head).is_none_or(|end| end > file_len) {
+            return Err(bad("a VLR or EVLR runs past the end of the file"));
+        }
+        f.read_exact_at(&mut r, at)?;
+        let len = if extended {
+            u64::from_le_bytes(r[20..28].try_into().unwrap())
+        } else {
+            u64::from(u16::from_le_bytes([r[20], r[21]]))
+        };
+        if len > file_len - at - head {
+            return Err(bad("a VLR or EVLR runs past the end of the file"));
+        }
+        records.push(RawRecord {
+            at,
+            user_id: r[2..18].try_into().unwrap(),
+            record_id: u16::from_le_bytes([r[18], r[19]]),
+            len,
+        });
+        at = at
+            .checked_add(head + len)
+            .ok_or_else(|| bad("VLR length overflows"))?;
+    }
+    Ok(records)
+}
+
+/// Every EVLR of `path` (the las reader keeps only the first), payloads read whole:
+/// [`check_header_budget`] counted them.
+fn read_evlrs(path: &Path) -> Result<Vec<Vlr>, Error> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path)?;
+    let text = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    let mut evlrs = Vec::new();
+    for r in raw_records(&f, true)? {
+        let mut head = [0u8; 60];
+        f.read_exact_at(&mut head, r.at)?;
+        let len = usize::try_from(r.len).map_err(|_| Error::hostile("EVLR too large"))?;
+        let mut data = vec![0u8; len];
+        f.read_exact_at(&mut data, r.at + 60)?;
+        evlrs.push(Vlr {
+            user_id: text(&head[2..18]),
+            record_id: r.record_id,
+            description: text(&head[28..60]),
+            data,
+        });
+    }
+    Ok(evlrs)
+}
+
+/// Give every VLR and EVLR the output kept its input header bytes back: reserved field,
+/// user ID and description, which the las writer rebuilds (reserved 0, text cut at the
+/// first NUL, non-ASCII refused). Record IDs and lengths stay the output's (an Extra
+/// Bytes VLR grew, the others are Superseded: see [`output_header`]); payloads were
+/// copied already. The output's records are the input's in order, less the encoding
+/// ones, plus the laszip VLR of a LAZ output and the Extra Bytes VLR appended after the
+/// others when the input had none.
+fn restore_record_headers(input: &Path, src: &File, out: &File) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
+    for extended in [false, true] {
+        let head = if extended { 60 } else { 54 };
+        let from = raw_records(src, extended)?;
+        let to = raw_records(out, extended)?;
+        let from = from.iter().filter(|r| !r.is_encoding());
+        let to = to.iter().filter(|r| !r.is_encoding());
+        for (a, b) in from.zip(to) {
+            let eb = a.user() == b"LASF_Spec" && a.record_id == 4;
+            let same = b.record_id == a.record_id && b.len == a.len
+                || eb && b.record_id == 4 && b.len >= a.len
+                || eb && b.record_id == SUPERSEDED && b.len == a.len;
+            if !same {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "{}: output record {} ({} bytes) does not match input record {} ({} bytes)",
+                        input.display(),
+                        b.record_id,
+                        b.len,
+                        a.record_id,
+                        a.len
+                    ),
+                ));
+            }
+            let mut h = vec![0u8; head];
+            src.read_exact_at(&mut h, a.at)?;
+            out.write_all_at(&h[..18], b.at)?;
+            out.write_all_at(&h[head - 32..], b.at + head as u64 - 32)?;
+        }
     }
     Ok(())
 }
