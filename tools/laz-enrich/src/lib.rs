@@ -100,6 +100,24 @@ fn parse_viewpoint(s: &str) -> Result<[f64; 3], String> {
     }
 }
 
+/// What happens to the input's VLRs and EVLRs, and why several Extra Bytes records
+/// become one (see `las_io::output_header`).
+const VLR_HELP: &str = "\nEXTRA BYTES AND VLRS. Every input VLR and EVLR is kept in its place, \
+     byte for byte (header and payload), except the laszip and COPC records, which describe \
+     the input's encoding. The new dimensions are float32 extra bytes after the input's, \
+     described in one Extra Bytes VLR (LASF_Spec 4): the input's own, its descriptors kept \
+     byte for byte, with one descriptor per feature appended (extra bytes that no descriptor \
+     documents get a data type 0 descriptor first, so the offsets stay right). When the \
+     input has several Extra Bytes records (VLRs or EVLRs, as files passed through two \
+     programs may have), the first becomes that one VLR and holds every descriptor of \
+     every record, byte for byte and in file order, then the new ones; the others stay in \
+     their place, byte for byte but for the record ID, marked Superseded (LASF_Spec 7, \
+     which readers skip). LAS 1.4 R15 describes the extra bytes with one Extra Bytes VLR \
+     and LAS 1.5 says only one may exist; readers given several disagree (laspy uses the \
+     first, LAStools the last, PDAL 2.9 all but counts each one's offsets from the start \
+     again), while all of them read the output's one VLR alike. When the first Extra Bytes record is \
+     an EVLR, the Extra Bytes VLR comes after the other VLRs.\n";
+
 fn features_help() -> String {
     let mut s = String::from(
         "FEATURES (eigenvalues l1 >= l2 >= l3 of the neighbourhood's sample covariance, \
@@ -133,8 +151,8 @@ pub fn command() -> Command {
                  every point the features of its neighbourhood (the points within R metres, or \
                  with -k its K nearest) and writes a copy of the cloud with one new float32 \
                  dimension per feature (LAS 1.4 extra bytes, all described in one Extra Bytes \
-                 VLR). Every input point, dimension, VLR and the CRS are kept, in the original \
-                 order. The cloud is cut into spatial tiles whose points plus a halo fit the \
+                 VLR). Every input point, dimension, VLR, EVLR and the CRS are kept, in the \
+                 original order (see EXTRA BYTES AND VLRS). The cloud is cut into spatial tiles whose points plus a halo fit the \
                  memory budget; the halo covers R (and the ground radius for height above \
                  ground, 2 m for num_points_2m), and kNN points whose K nearest may lie beyond \
                  it are computed again with a wider one, so results are exact at tile borders \
@@ -145,7 +163,7 @@ pub fn command() -> Command {
                  on stdout with a `laz-enrich` section (output, status, points, tiles, \
                  peak_rss, predicted_peak, seconds).",
     )
-    .after_long_help(features_help() + membudget::outputs::OUTPUTS_HELP)
+    .after_long_help(features_help() + VLR_HELP + membudget::outputs::OUTPUTS_HELP)
 }
 
 /// Run on parsed arguments.
