@@ -284,6 +284,15 @@ pub fn output_header(
         }
         descriptors.extend_from_slice(&descriptor(EB_FLOAT, 0, name, desc));
     }
+    // Past 65,535 bytes (341 descriptors) the las writer would make it an EVLR, which
+    // laspy does not read for the point format.
+    if descriptors.len() > usize::from(u16::MAX) {
+        return Err(Error::unsupported(format!(
+            "{}: {} extra dimensions do not fit one Extra Bytes VLR (341 at most)",
+            path.display(),
+            descriptors.len() / EB_DESCRIPTOR
+        )));
+    }
     let added = u16::try_from(dims.len() * 4)
         .ok()
         .and_then(|a| old_extra.checked_add(a))
@@ -512,5 +521,12 @@ mod tests {
         let d = descriptor(EB_FLOAT, 0, "planarity", "(l2 - l3) / l1");
         assert_eq!(descriptor_name(&d), "planarity");
         assert_eq!(d[2], 9);
+    }
+
+    #[test]
+    fn texts_fit_the_writer() {
+        assert_eq!(ascii_fit("Hauteur m\u{e9}diane", 32), "Hauteur m?diane");
+        assert_eq!(ascii_fit("\u{fffd}\u{fffd}\u{fffd}", 2), "??");
+        assert_eq!(ascii_fit("LASF_Spec", 16), "LASF_Spec");
     }
 }
