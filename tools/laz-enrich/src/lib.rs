@@ -115,8 +115,8 @@ const VLR_HELP: &str = "\nEXTRA BYTES AND VLRS. Every input VLR and EVLR is kept
      which readers skip). LAS 1.4 R15 describes the extra bytes with one Extra Bytes VLR \
      and LAS 1.5 says only one may exist; readers given several disagree (laspy uses the \
      first, LAStools the last, PDAL 2.9 all but counts each one's offsets from the start \
-     again), while all of them read the output's one VLR alike. When the first Extra Bytes record is \
-     an EVLR, the Extra Bytes VLR comes after the other VLRs.\n";
+     again), while all of them read the output's one VLR alike. When the first Extra \
+     Bytes record is an EVLR, the Extra Bytes VLR comes after the other VLRs.\n";
 
 fn features_help() -> String {
     let mut s = String::from(
