@@ -19,7 +19,7 @@ use anyhow::Result;
 use clap::Args;
 use log::{reflect, Scale, Scratch, Stack};
 use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
-use membudget::cost::raster_filters::TiledFilter;
+use membudget::cost::raster_filters::{self, TiledFilter};
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{Job, ProcessingArgs, Room};
 use membudget::{Error, ErrorKind, Record};
@@ -454,6 +454,8 @@ fn one(
     };
     // The plan: tile side and workers from the budget and the cost model.
     let mut model = p.model(keys.len() as u64 - 1, o.det.readout.radius());
+    // The first pass (and its read-ahead) runs for the automatic threshold only.
+    model.read_ahead = o.det.threshold.is_none();
     model.fixed += 2 * pool_expect * pool::BYTES_PER_SPOT;
     let summary = match membudget::probe::probe_path(&det_path) {
         Ok(pr) => Summary::from_probe(&pr),
@@ -515,16 +517,27 @@ fn one(
     let (threshold, method, in_units) = match o.det.threshold {
         Some(t) => (Some(t as f32), "given", t / f64::from(s_ref)),
         None => {
-            let mut w = Window::new(open_src(&keys[det_src])?, tile, p.halo, Edge::Replicate);
             let mut h = threshold::Histograms::default();
             let pool = pool::Pool::new(pool_cap as usize, pool_expect as usize);
-            while let Some(view) = w.next_band() {
-                let view = view?;
-                det.band(&view, Pass::Histogram(&mut h, &pool), None)?;
-                if cli::interrupted() {
-                    return Err(Error::new(ErrorKind::Internal, "interrupted"));
-                }
-            }
+            // The image is decoded a band ahead on the read-ahead helper while the workers
+            // compute on the current band.
+            let det_key = &keys[det_src];
+            raster::ahead::with_read_ahead_buffers(
+                g,
+                raster_filters::read_ahead_buffers(u64::from(tile)) as usize,
+                || open_src(det_key),
+                |a| {
+                    let mut w = Window::new(a, tile, p.halo, Edge::Replicate);
+                    while let Some(view) = w.next_band() {
+                        let view = view?;
+                        det.band(&view, Pass::Histogram(&mut h, &pool), None)?;
+                        if cli::interrupted() {
+                            return Err(Error::new(ErrorKind::Internal, "interrupted"));
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
             match h.elbow() {
                 Some(u) => {
                     let t = (u * f64::from(s_ref)) as f32;
