@@ -513,7 +513,7 @@ fn big(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
         println!("inputs kept in {} (MEMBUDGET_BENCH_KEEP=1)", dir.display());
     } else {
         // 6 GiB on a shared disk: generated again next time.
-        for p in big.iter().chain([&csv]) {
+        for p in big.iter().chain([&csv, &truth]) {
             super::remove(p)?;
         }
         super::remove(&dir.join(format!("spots-{BIG_SIDE}.stamp")))?;
