@@ -22,9 +22,26 @@ where
     O: FnOnce() -> Result<S, Error> + Send,
     F: FnOnce(&mut Ahead) -> Result<R, Error>,
 {
+    with_read_ahead_buffers(g, AHEAD_BUFFERS, open, f)
+}
+
+/// [`with_read_ahead`] with `buffers` buffers of [`AHEAD_ROWS`] rows (at least 1): the
+/// helper runs up to that many buffers ahead, so a caller that computes on a band of
+/// rows for a while finds the next band decoded meanwhile (spot detection).
+pub fn with_read_ahead_buffers<S, O, F, R>(
+    g: Geometry,
+    buffers: usize,
+    open: O,
+    f: F,
+) -> Result<R, Error>
+where
+    S: RowSource,
+    O: FnOnce() -> Result<S, Error> + Send,
+    F: FnOnce(&mut Ahead) -> Result<R, Error>,
+{
     let h = g.height;
     read_ahead_with(
-        vec![Band::default(); AHEAD_BUFFERS],
+        vec![Band::default(); buffers.max(1)],
         move || {
             let mut src = open()?;
             let mut y = 0;

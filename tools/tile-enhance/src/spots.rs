@@ -19,7 +19,7 @@ use anyhow::Result;
 use clap::Args;
 use log::{reflect, Scale, Scratch, Stack};
 use membudget::cli::{self, AtomicFile, InputArgs, LogArgs, OutputArgs, Status};
-use membudget::cost::raster_filters::TiledFilter;
+use membudget::cost::raster_filters::{self, TiledFilter};
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{Job, ProcessingArgs, Room};
 use membudget::{Error, ErrorKind, Record};
@@ -52,8 +52,10 @@ above t) against t (with a --sigma range: every scale's response over the smalle
 sigma^2). The record says which was used (`threshold`, `threshold_method`, and \
 `threshold_bigfish` in big-fish's units: threshold / sigma^2). That first pass also keeps \
 its strongest local maxima (up to a twelfth of the budget): when they include every one \
-above the threshold, the second pass only reads the channels out, else it detects again \
-(`detect_passes` 1 or 2 in the record; the spots are the same).\n\n\
+above the threshold, the second pass only reads the channels out (nothing at all when the \
+detection image, of 8 or 16-bit or 32-bit float samples, is the only channel, read by pixel: \
+the first pass kept the values), else it detects again (`detect_passes` 1 or 2 in the \
+record; the spots are the same).\n\n\
 Channels: the bands and pages of the input are channels c0, c1, ... (page after page, band \
 after band); --channel NAME=PATH adds the first band of another file of the same size. \
 Spots are detected on --detect-on (default c0) and every channel is read at each spot: the \
@@ -342,6 +344,9 @@ pub struct Spot {
     pub dy: f32,
     /// Column shift.
     pub dx: f32,
+    /// The detection image's sample there (as f32: exact for 8 and 16-bit and f32
+    /// samples), its pixel readout when it is the only channel.
+    pub value: f32,
 }
 
 /// The per-input routine.
@@ -449,6 +454,8 @@ fn one(
     };
     // The plan: tile side and workers from the budget and the cost model.
     let mut model = p.model(keys.len() as u64 - 1, o.det.readout.radius());
+    // The first pass (and its read-ahead) runs for the automatic threshold only.
+    model.read_ahead = o.det.threshold.is_none();
     model.fixed += 2 * pool_expect * pool::BYTES_PER_SPOT;
     let summary = match membudget::probe::probe_path(&det_path) {
         Ok(pr) => Summary::from_probe(&pr),
@@ -510,16 +517,27 @@ fn one(
     let (threshold, method, in_units) = match o.det.threshold {
         Some(t) => (Some(t as f32), "given", t / f64::from(s_ref)),
         None => {
-            let mut w = Window::new(open_src(&keys[det_src])?, tile, p.halo, Edge::Replicate);
             let mut h = threshold::Histograms::default();
             let pool = pool::Pool::new(pool_cap as usize, pool_expect as usize);
-            while let Some(view) = w.next_band() {
-                let view = view?;
-                det.band(&view, Pass::Histogram(&mut h, &pool), None)?;
-                if cli::interrupted() {
-                    return Err(Error::new(ErrorKind::Internal, "interrupted"));
-                }
-            }
+            // The image is decoded a band ahead on the read-ahead helper while the workers
+            // compute on the current band.
+            let det_key = &keys[det_src];
+            raster::ahead::with_read_ahead_buffers(
+                g,
+                raster_filters::read_ahead_buffers(u64::from(tile)) as usize,
+                || open_src(det_key),
+                |a| {
+                    let mut w = Window::new(a, tile, p.halo, Edge::Replicate);
+                    while let Some(view) = w.next_band() {
+                        let view = view?;
+                        det.band(&view, Pass::Histogram(&mut h, &pool), None)?;
+                        if cli::interrupted() {
+                            return Err(Error::new(ErrorKind::Internal, "interrupted"));
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
             match h.elbow() {
                 Some(u) => {
                     let t = (u * f64::from(s_ref)) as f32;
@@ -548,8 +566,14 @@ fn one(
     }
     writeln!(csv, "{header}")?;
     let rr = o.det.readout.radius();
+    // With the spots known, and the detection image the only channel, read by pixel, the
+    // first pass kept each spot's value: nothing is read again.
+    let from_pass1 = known.is_some()
+        && channels.len() == 1
+        && o.det.readout == Readout::Pixel
+        && g.sample_bytes <= 4;
     let mut windows: Vec<Window<Src>> = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
+    for (i, k) in keys.iter().enumerate().filter(|_| !from_pass1) {
         // With the spots known, the detection image is only read out too.
         let halo = if i == det_src && known.is_none() {
             p.halo.max(rr)
@@ -568,6 +592,7 @@ fn one(
     let mut bands = 0u64;
     let n_windows = windows.len();
     if let Some(t) = threshold {
+        let mut next_y = 0u32;
         loop {
             let mut views = Vec::with_capacity(windows.len());
             for w in windows.iter_mut() {
@@ -576,14 +601,15 @@ fn one(
                     None => break,
                 }
             }
-            if views.len() < n_windows {
+            if views.len() < n_windows || next_y >= g.height {
                 break;
             }
+            let end = next_y.saturating_add(tile).min(g.height);
+            next_y = end;
             bands += 1;
             let mut spots = Vec::new();
             match known.as_mut() {
                 Some(k) => {
-                    let end = views[det_src].y0 + views[det_src].rows;
                     while let Some(s) = k.next_if(|s| s.y < end) {
                         spots.push(s);
                     }
@@ -609,7 +635,10 @@ fn one(
                     sigma_text(p.sigmas[usize::from(s.scale)]),
                     s.response
                 );
-                for (ci, c) in channels.iter().enumerate() {
+                if from_pass1 {
+                    let _ = write!(line, ",{}", f64::from(s.value));
+                }
+                for (ci, c) in channels.iter().enumerate().filter(|_| !from_pass1) {
                     let v = readout(
                         &views[chan_src[ci]],
                         (c.comp, src_sb[chan_src[ci]]),
@@ -671,6 +700,18 @@ fn one(
         channels.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
     );
     Ok(())
+}
+
+/// Bins of the first pass's small per-tile histograms (see [`Detector::histogram`]).
+const LOW_BINS: usize = 4096;
+
+/// `acc[i] = max(acc[i], v[i])`, NaNs in `v` left out; a select the compiler turns into
+/// vector max instructions.
+#[inline(always)]
+fn max_into(acc: &mut [f32], v: &[f32]) {
+    for (m, &q) in acc.iter_mut().zip(v) {
+        *m = if q > *m { q } else { *m };
+    }
 }
 
 fn sigma_text(s: f64) -> String {
@@ -743,8 +784,9 @@ struct Detector<'a> {
 #[derive(Debug, Default)]
 struct Planes {
     scratch: Scratch,
-    input: Vec<f32>,
     stack: Stack,
+    /// Rows of the first pass's square maxima (a few rows of a tile).
+    maxrows: Vec<f32>,
 }
 
 impl Detector<'_> {
@@ -771,8 +813,8 @@ impl Detector<'_> {
             let mut planes = self.planes[w].lock().unwrap_or_else(|e| e.into_inner());
             let Planes {
                 scratch,
-                input,
                 stack,
+                maxrows,
             } = &mut *planes;
             let mut local = threshold.is_none().then(threshold::Histograms::default);
             loop {
@@ -782,13 +824,13 @@ impl Detector<'_> {
                 }
                 let x0 = (t * self.tile) as i64;
                 let x1 = (x0 + self.tile as i64).min(self.width);
-                self.responses(view, x0, x1, input, scratch, stack);
+                self.responses(view, x0, x1, scratch, stack);
                 let y0 = i64::from(view.y0);
                 let y1 = y0 + i64::from(view.rows);
                 match (&mut local, threshold) {
                     (Some(h), _) => {
                         if let Some(pool) = pool {
-                            self.histogram(stack, (y0, y1), (x0, x1), h, pool);
+                            self.histogram(stack, (y0, y1), (x0, x1), h, pool, maxrows);
                         }
                     }
                     (None, Some(th)) => {
@@ -831,7 +873,6 @@ impl Detector<'_> {
         view: &raster::window::View<'_>,
         x0: i64,
         x1: i64,
-        input: &mut Vec<f32>,
         scratch: &mut Scratch,
         stack: &mut Stack,
     ) {
@@ -842,6 +883,7 @@ impl Detector<'_> {
         let pad = self.scales.iter().map(|s| s.radius).max().unwrap_or(0) as i64;
         let sb = self.sample_bytes;
         // The input plane, edges by scipy's reflect rule.
+        let input = &mut stack.input;
         input.clear();
         let (ia, ib) = (rx0 - pad, rx1 + pad);
         let (inner_a, inner_b) = (ia.max(0), ib.min(self.width));
@@ -864,70 +906,139 @@ impl Detector<'_> {
         stack.x0 = rx0;
         stack.rows = rows;
         stack.cols = cols;
+        stack.pad = pad as usize;
         for (s, plane) in self.scales.iter().zip(stack.planes.iter_mut()) {
-            log::response(s, input, pad as usize, rows, cols, scratch, plane);
+            log::response(s, &stack.input, pad as usize, rows, cols, scratch, plane);
         }
     }
 
+    /// Add the core's pixels and local maxima to the histograms, and offer its strong
+    /// maxima to the pool.
+    ///
+    /// Most pixels are not local maxima: a pixel is tested by [`Stack::is_max`] (ties,
+    /// order) only when it equals the largest value of its square at its scales, found
+    /// first for a whole row by separable maxima (the columns' maxima over the square's
+    /// rows, then their maxima over the square's columns), branch-free and vectorised.
+    /// Any local maximum equals that value, so no maximum is missed. NaN responses take
+    /// no part in the maxima (a NaN pixel has bin 0 and is never tested).
     fn histogram(
+        &self,
+        st: &Stack,
+        rows: (i64, i64),
+        cols: (i64, i64),
+        h: &mut threshold::Histograms,
+        pool: &pool::Pool,
+        maxrows: &mut Vec<f32>,
+    ) {
+        self.histogram_any(st, rows, cols, h, pool, maxrows);
+    }
+
+    #[inline(always)]
+    fn histogram_any(
         &self,
         st: &Stack,
         (y0, y1): (i64, i64),
         (x0, x1): (i64, i64),
         h: &mut threshold::Histograms,
         pool: &pool::Pool,
+        maxrows: &mut Vec<f32>,
     ) {
         let s2 = (self.scales[0].sigma * self.scales[0].sigma) as f32;
         let mut batch = Vec::with_capacity(pool::BATCH);
         let (a, n) = ((x0 - st.x0) as usize, (x1 - x0) as usize);
-        let (mut bins, mut maybe) = (vec![0u32; n], vec![false; n]);
-        // Columns whose 4 neighbours lie in the image (the region holds them there).
-        let (ia, ib) = (
-            usize::from(x0 == 0),
-            n - usize::from(x1 == self.width).min(n),
-        );
-        for s in 0..self.scales.len() {
-            let plane = &st.planes[s];
-            let row_at = |y: i64| &plane[(y - st.y0) as usize * st.cols..][..st.cols];
-            for y in y0..y1 {
-                let row = row_at(y);
+        let (cols, ns, d) = (st.cols, self.scales.len(), self.d);
+        let mut bins = vec![0u32; n];
+        // Per scale: its square maxima over the core row; then the column maxima.
+        maxrows.clear();
+        maxrows.resize(ns * n + cols, f32::NEG_INFINITY);
+        let (sq, colmax) = maxrows.split_at_mut(ns * n);
+        let mut best = vec![f32::NEG_INFINITY; n];
+        let mut flags = vec![0u8; n];
+        // u32 counts: a tile's core has fewer than 2^32 pixels.
+        let mut low = vec![0u32; 4 * LOW_BINS];
+        for y in y0..y1 {
+            let (ya, yb) = ((y - d).max(0), (y + d).min(self.height - 1));
+            for s in 0..ns {
+                let plane = &st.planes[s];
+                colmax.fill(f32::NEG_INFINITY);
+                for yy in ya..=yb {
+                    let row = &plane[(yy - st.y0) as usize * cols..][..cols];
+                    max_into(colmax, row);
+                }
+                let m = &mut sq[s * n..(s + 1) * n];
+                m.fill(f32::NEG_INFINITY);
+                // Columns a + i + k of the region, clipped to it (it is clipped to the
+                // image and holds the core's columns +- d within it).
+                for k in -d..=d {
+                    let start = a as i64 + k;
+                    let lo = (-start).max(0) as usize;
+                    let hi = ((cols as i64 - start).max(0) as usize).min(n);
+                    if lo < hi {
+                        max_into(&mut m[lo..hi], &colmax[(start + lo as i64) as usize..]);
+                    }
+                }
+            }
+            for s in 0..ns {
+                let row = &st.planes[s][(y - st.y0) as usize * cols..][..cols];
                 let core = &row[a..a + n];
                 for (b, &r) in bins.iter_mut().zip(core) {
                     *b = threshold::bin(r, s2) as u32;
                 }
-                for &b in &bins {
-                    h.all[b as usize] += 1;
-                }
-                // Most pixels have a greater 4-neighbour: a quick, branch-free no before
-                // the whole square. Pixels on the image's edge go to the square.
-                for (m, &b) in maybe.iter_mut().zip(&bins) {
-                    *m = b > 0;
-                }
-                if y > 0 && y + 1 < self.height && ia < ib {
-                    let (up, dn) = (&row_at(y - 1)[a..a + n], &row_at(y + 1)[a..a + n]);
-                    let (left, right) =
-                        (&row[a + ia - 1..a + ib - 1], &row[a + ia + 1..a + ib + 1]);
-                    for i in ia..ib {
-                        let r = core[i];
-                        let k = i - ia;
-                        maybe[i] &= !((left[k] > r) | (right[k] > r) | (up[i] > r) | (dn[i] > r));
+                // Low bins (most pixels) by turns into four small histograms: equal
+                // neighbours would otherwise wait on each other's increments.
+                for (i, &b) in bins.iter().enumerate() {
+                    if (b as usize) < LOW_BINS {
+                        low[(i & 3) * LOW_BINS + b as usize] += 1;
+                    } else {
+                        h.all[b as usize] += 1;
                     }
                 }
-                for i in 0..n {
-                    let x = x0 + i as i64;
-                    if !maybe[i] || !st.is_max(s, y, x, self.d, self.height, self.width) {
+                best.copy_from_slice(&sq[s * n..(s + 1) * n]);
+                if s > 0 {
+                    max_into(&mut best, &sq[(s - 1) * n..s * n]);
+                }
+                if s + 1 < ns {
+                    max_into(&mut best, &sq[(s + 1) * n..(s + 2) * n]);
+                }
+                for ((f, (&v, &m)), &b) in flags.iter_mut().zip(core.iter().zip(&best)).zip(&bins) {
+                    *f = u8::from(v == m) & u8::from(b != 0);
+                }
+                // Candidates are few: skip 8 flags at a time.
+                for (c, chunk) in flags.chunks(8).enumerate() {
+                    if chunk.iter().all(|&f| f == 0) {
                         continue;
                     }
-                    h.maxima[bins[i] as usize] += 1;
-                    let r = core[i];
-                    if pool.wants(r) {
-                        batch.push(self.spot(st, s, y, x));
-                        if batch.len() == pool::BATCH {
-                            pool.offer(&mut batch);
+                    for (j, &f) in chunk.iter().enumerate() {
+                        if f == 0 {
+                            continue;
+                        }
+                        let i = c * 8 + j;
+                        let x = x0 + i as i64;
+                        // The largest of its square: a maximum unless an equal one
+                        // comes first.
+                        debug_assert!(
+                            st.is_max(s, y, x, d, self.height, self.width)
+                                == st.first_of_equals(s, y, x, d, self.width)
+                        );
+                        if !st.first_of_equals(s, y, x, d, self.width) {
+                            continue;
+                        }
+                        h.maxima[bins[i] as usize] += 1;
+                        let r = core[i];
+                        if pool.wants(r) {
+                            batch.push(self.spot(st, s, y, x));
+                            if batch.len() == pool::BATCH {
+                                pool.offer(&mut batch);
+                            }
                         }
                     }
                 }
             }
+        }
+        for (i, v) in h.all[..LOW_BINS].iter_mut().enumerate() {
+            *v += (0..4)
+                .map(|k| u64::from(low[k * LOW_BINS + i]))
+                .sum::<u64>();
         }
         pool.offer(&mut batch);
     }
@@ -949,6 +1060,7 @@ impl Detector<'_> {
             response: st.at(s, y, x),
             dy,
             dx,
+            value: st.sample(y, x),
         }
     }
 

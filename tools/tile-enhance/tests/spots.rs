@@ -109,7 +109,9 @@ fn tiled_output_equals_whole_image_output() {
 
 /// With the automatic threshold, the first pass keeps its strongest maxima (`--pool`, a
 /// hidden option for this test, caps them): the output is the same whether they hold every
-/// spot (one detection pass) or not (a second detection pass), tiled or not.
+/// spot (one detection pass) or not (a second detection pass), tiled or not. In the first
+/// case (seed 21: the image is the only channel, read by pixel) its values come from the
+/// first pass, in the second from reading the image again.
 #[test]
 fn one_detection_pass_equals_two() {
     for (seed, sigma, d, more) in [

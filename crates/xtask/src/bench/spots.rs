@@ -10,8 +10,13 @@
 //! detected and read out under `--memory-limit 256MiB`: peak RSS at or below it, and the
 //! `spot-detect` cost model's prediction within 20% of it.
 //!
-//! Images are generated here, strip by strip (the 32768 one is 2 GiB a channel): Poisson
-//! samples by inversion of the exact CDF, from testkit's seeded generator.
+//! `MEMBUDGET_BENCH_ONLY=compare` (or `big`) runs only that part; `MEMBUDGET_BENCH_ROUNDS`
+//! sets the comparison's rounds (3). The big case's 6 GiB of inputs are deleted after it
+//! unless `MEMBUDGET_BENCH_KEEP=1`.
+//!
+//! Images are generated here, strip by strip (the 32768 one is 2 GiB a channel, generated
+//! 64 rows at a time): Poisson samples by inversion of the exact CDF, from testkit's
+//! seeded generator.
 
 use super::{alternate, argv as os, measure, print_table, Contender};
 use anyhow::{Context, Result};
@@ -35,8 +40,26 @@ const MIN_DISTANCE: u32 = 2;
 const BACKGROUND: f64 = 100.0;
 /// Bumped whenever the generator changes.
 const VERSION: &str = "1";
-/// Alternating rounds.
-const ROUNDS: usize = 3;
+/// Alternating rounds (`MEMBUDGET_BENCH_ROUNDS`, default 3).
+fn rounds() -> usize {
+    std::env::var("MEMBUDGET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+/// Whether part `what` (`compare`, `big`) is to run (`MEMBUDGET_BENCH_ONLY`, all when
+/// unset; `MEMBUDGET_BENCH_SMALL=1` leaves out `big`).
+fn wanted(what: &str) -> bool {
+    if what == "big" && std::env::var_os("MEMBUDGET_BENCH_SMALL").is_some_and(|v| v == "1") {
+        return false;
+    }
+    match std::env::var("MEMBUDGET_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| w.trim() == what),
+        Err(_) => true,
+    }
+}
 
 /// big-fish as its users run it: read the TIFF, detect, write the coordinates.
 const BIGFISH: &str = r#"
@@ -76,6 +99,29 @@ for path, cols in zip(sys.argv[2::2], sys.argv[3::2]):
             uf.add(i); ut.add(j); tp += 1
     p, r = tp / max(1, len(found)), tp / max(1, len(truth))
     print(f"{len(found)} {p:.4f} {r:.4f} {2 * p * r / max(1e-12, p + r):.4f}")
+"#;
+
+/// The big case's readout (`--readout mean:2`) at 3000 of its spots, spread over the image,
+/// against numpy on tifffile's memory maps of the three channel files.
+const READOUT: &str = r#"
+import sys, numpy as np, tifffile
+rows = np.loadtxt(sys.argv[1], delimiter=",", skiprows=1, ndmin=2)
+chans = [tifffile.memmap(p, mode="r") for p in sys.argv[2:]]
+h, w = chans[0].shape
+pick = rows[np.linspace(0, len(rows) - 1, min(3000, len(rows))).astype(int)]
+worst = 0.0
+for r in pick:
+    y, x = int(r[0]), int(r[1])
+    ya, yb, xa, xb = max(0, y - 2), min(h, y + 3), max(0, x - 2), min(w, x + 3)
+    yy, xx = np.mgrid[ya:yb, xa:xb]
+    disc = (yy - y) ** 2 + (xx - x) ** 2 <= 4
+    for c, img in enumerate(chans):
+        want = img[ya:yb, xa:xb].astype(np.float64)[disc].mean()
+        got = r[4 + c]
+        worst = max(worst, abs(got - want) / max(1.0, abs(want)))
+if worst > 1e-9:
+    print(f"readout differs from numpy: worst relative error {worst:.3g}"); sys.exit(1)
+print(f"readout mean:2 of 3 channels equals numpy on tifffile.memmap at {len(pick)} spots")
 "#;
 
 /// One spot of the ground truth.
@@ -228,11 +274,29 @@ fn make(dir: &Path, side: u32, channels: u32) -> Result<(Vec<PathBuf>, PathBuf)>
 /// Generate, build, measure, print; true when the targets were met.
 pub fn run(root: &Path) -> Result<bool> {
     let dir = root.join("target/bench/spots");
-    let python = crate::suite::ensure_venv(root)?;
-    let (imgs, truth) = make(&dir, SIDE, 1)?;
-    let img = &imgs[0];
+    std::fs::create_dir_all(&dir)?;
     let bin = crate::build_release(root, &["tile-enhance"])?;
-    let tool = bin.join("tile-enhance");
+    // A private copy: another build may relink the binary while the bench runs.
+    let tool = dir.join("tile-enhance");
+    std::fs::copy(bin.join("tile-enhance"), &tool).context("copying tile-enhance")?;
+    let mut ok = true;
+    if wanted("compare") {
+        ok &= compare(root, &dir, &tool)?;
+    }
+    if wanted("big") {
+        ok &= big(root, &dir, &tool)?;
+    } else {
+        println!("\n{BIG_SIDE}x{BIG_SIDE} under 256 MiB: SKIPPED (MEMBUDGET_BENCH_SMALL or _ONLY)");
+    }
+    Ok(ok)
+}
+
+/// The 8192 x 8192 comparison with big-fish and blob_log.
+fn compare(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
+    let python = crate::suite::ensure_venv(root)?;
+    let (imgs, truth) = make(dir, SIDE, 1)?;
+    let img = &imgs[0];
+    let rounds = rounds();
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let devnull = PathBuf::from("/dev/null");
@@ -278,7 +342,7 @@ pub fn run(root: &Path) -> Result<bool> {
         &threshold.to_string(),
     ]);
     let samples = alternate(
-        ROUNDS,
+        rounds,
         &[
             Contender::new("tile-enhance spots -j 2", ours),
             Contender::new("big-fish detect_spots", bigfish),
@@ -289,7 +353,7 @@ pub fn run(root: &Path) -> Result<bool> {
     let n = u64::from(SIDE) * u64::from(SIDE);
     println!(
         "\ntile-enhance spots: {SIDE}x{SIDE} uint16, {} spots, sigma {SIGMA}, min distance \
-         {MIN_DISTANCE}, median of {ROUNDS} alternating rounds, same machine, same run\n",
+         {MIN_DISTANCE}, median of {rounds} alternating rounds, same machine, same run\n",
         spots(SIDE, 11).len()
     );
     print_table(n, "px", &[a.clone(), b.clone(), c.clone()]);
@@ -343,12 +407,17 @@ pub fn run(root: &Path) -> Result<bool> {
         f1[0][3],
         f1[1][3]
     );
-    if std::env::var_os("MEMBUDGET_BENCH_SMALL").is_some_and(|v| v == "1") {
-        return Ok(fast && f1_ok);
-    }
+    Ok(fast && f1_ok)
+}
 
-    // The budget check: 3 channels of 32768 x 32768 as separate files.
-    let (big, _) = make(&dir, BIG_SIDE, 3)?;
+/// The budget check: 3 channels of 32768 x 32768 as separate files, under 256 MiB.
+fn big(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
+    let python = crate::suite::ensure_venv(root)?;
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out)?;
+    let devnull = PathBuf::from("/dev/null");
+    let (sigma, d) = (SIGMA.to_string(), MIN_DISTANCE.to_string());
+    let (big, truth) = make(dir, BIG_SIDE, 3)?;
     let ch1 = format!("ch1={}", big[1].display());
     let ch2 = format!("ch2={}", big[2].display());
     let limited = os(&[
@@ -395,5 +464,59 @@ pub fn run(root: &Path) -> Result<bool> {
         human_bytes(predicted),
         (predicted as f64 / s.peak_rss.max(1) as f64 - 1.0) * 100.0
     );
-    Ok(fast && f1_ok && under && close)
+    println!(
+        "plan: tile {}, {} workers, {} bands, {} detection pass(es)",
+        rec["spots"]["tile"],
+        rec["spots"]["workers"],
+        rec["spots"]["bands"],
+        rec["spots"]["detect_passes"]
+    );
+    // What was found, against the ground truth and numpy on the channel files.
+    let csv = out.join(format!(
+        "{}.spots.csv",
+        big[0].file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    let f1 = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(F1)
+        .arg(&truth)
+        .args([csv.as_os_str(), "0:1".as_ref()])
+        .output()
+        .context("F1")?;
+    let f1_text = String::from_utf8_lossy(&f1.stdout).trim().to_string();
+    let f1_ok = f1.status.success()
+        && f1_text
+            .split_whitespace()
+            .nth(3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 0.95);
+    println!(
+        "{}: spots, precision, recall, F1 at 1.5 px against the ground truth: {f1_text} {}",
+        if f1_ok { "PASS" } else { "FAIL" },
+        String::from_utf8_lossy(&f1.stderr).trim()
+    );
+    let check = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(READOUT)
+        .arg(&csv)
+        .args(&big)
+        .output()
+        .context("readout check")?;
+    let readout_ok = check.status.success();
+    println!(
+        "{}: {}{}",
+        if readout_ok { "PASS" } else { "FAIL" },
+        String::from_utf8_lossy(&check.stdout).trim(),
+        String::from_utf8_lossy(&check.stderr).trim()
+    );
+    if std::env::var_os("MEMBUDGET_BENCH_KEEP").is_some_and(|v| v == "1") {
+        println!("inputs kept in {} (MEMBUDGET_BENCH_KEEP=1)", dir.display());
+    } else {
+        // 6 GiB on a shared disk: generated again next time.
+        for p in big.iter().chain([&csv, &truth]) {
+            super::remove(p)?;
+        }
+        super::remove(&dir.join(format!("spots-{BIG_SIDE}.stamp")))?;
+    }
+    Ok(under && close && f1_ok && readout_ok)
 }

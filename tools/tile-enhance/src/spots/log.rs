@@ -234,12 +234,51 @@ pub struct Stack {
     pub rows: usize,
     /// Columns.
     pub cols: usize,
+    /// The input plane the responses were computed from: the region with `pad` more
+    /// pixels on each side.
+    pub input: Vec<f32>,
+    /// Its margin.
+    pub pad: usize,
 }
 
 impl Stack {
     /// The response of scale `s` at image pixel (`y`, `x`), which must lie in the region.
     pub fn at(&self, s: usize, y: i64, x: i64) -> f32 {
         self.planes[s][(y - self.y0) as usize * self.cols + (x - self.x0) as usize]
+    }
+
+    /// The input sample at image pixel (`y`, `x`), which must lie in the region.
+    pub fn sample(&self, y: i64, x: i64) -> f32 {
+        let w = self.cols + 2 * self.pad;
+        self.input[((y - self.y0) as usize + self.pad) * w + (x - self.x0) as usize + self.pad]
+    }
+
+    /// [`Stack::is_max`] for a pixel known to be the largest of its square at its scales:
+    /// whether no equal pixel comes before it in (y, x, scale) order. Only the square's
+    /// rows up to its own can hold one.
+    pub fn first_of_equals(&self, s: usize, y: i64, x: i64, d: i64, width: i64) -> bool {
+        let v = self.at(s, y, x);
+        let ya = (y - d).max(0);
+        let (xa, xb) = ((x - d).max(0), (x + d).min(width - 1));
+        let (sa, sb) = (s.saturating_sub(1), (s + 1).min(self.planes.len() - 1));
+        for ss in sa..=sb {
+            let plane = &self.planes[ss];
+            for yy in ya..=y {
+                let row = &plane[(yy - self.y0) as usize * self.cols..][..self.cols];
+                let (a, b) = ((xa - self.x0) as usize, (xb - self.x0) as usize);
+                let earlier = if yy < y {
+                    row[a..=b].iter().fold(false, |e, &q| e | (q == v))
+                } else {
+                    // Columns before x; at x, scales before s.
+                    let c = (x - self.x0) as usize;
+                    row[a..c].iter().fold(false, |e, &q| e | (q == v)) || (ss < s && row[c] == v)
+                };
+                if earlier {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Whether image pixel (`y`, `x`) at scale `s` is a local maximum: no pixel of the

@@ -107,6 +107,7 @@ mod tests {
             response: r,
             dy: 0.0,
             dx: 0.0,
+            value: 0.0,
         }
     }
 
