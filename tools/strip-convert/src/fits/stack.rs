@@ -338,6 +338,124 @@ pub fn combine(p: &Params, v: &[f32], maps: FrameMaps, px: &mut Pixel) -> (f64, 
 /// N values side by side) so the per-pixel work reads contiguous memory, not N streams.
 const TILE: usize = 64;
 
+/// Pixels of a tile in [`sigma_clip_tile`]: frames outer, pixels inner, so each loop
+/// runs over contiguous values of one frame and the compiler vectorises it.
+const WIDE: usize = 256;
+
+/// Frame i's value `x` as [`FrameMaps::value`] gives it (`NORM`: through `c`).
+#[inline(always)]
+fn norm<const NORM: bool>(c: (f64, f64), x: f32) -> f64 {
+    if NORM {
+        c.0 * f64::from(x) + c.1
+    } else {
+        f64::from(x)
+    }
+}
+
+/// Sigma-clip (unweighted) of the pixels `base .. base + out.len()` of a block, the pixels
+/// that reject nothing in a few vectorised passes over the tile:
+///
+/// 1. the sum, min and max of each pixel's values (a NaN sends the pixel to [`combine`]),
+/// 2. the sum of squared deviations from the mean,
+/// 3. how many values lie below `max - high * std` and above `min + low * std`, with a
+///    margin far above the rounding of those bounds: when at most `(n - 1) / 2` lie below
+///    and `n - 1 - n / 2` above, both middle values, hence the median `c`, are within
+///    them, so `c - low * std <= min` and `max <= c + high * std`: the first round keeps
+///    every value and the result is the mean.
+///
+/// Each pixel's sums are taken in frame order, as [`combine`] takes them, so a pixel
+/// gets the same bits either way; a pixel the count leaves in doubt (a value rejected, or
+/// its median too close to a bound to tell) goes through [`combine`]. Most pixels of a
+/// sky frame reject nothing, and their median is never computed.
+#[allow(clippy::too_many_arguments)]
+fn sigma_clip_tile<const NORM: bool>(
+    p: &Params,
+    frames: &[Vec<f32>],
+    coef: &[(f64, f64)],
+    base: usize,
+    out: &mut [f32],
+    rejected: &mut [f32],
+    px: &mut Pixel,
+    v: &mut Vec<f32>,
+) {
+    let m = out.len();
+    let n = frames.len();
+    // -0.0: the start of Rust's f64 `sum`, which `combine` uses.
+    let mut sum = [-0.0f64; WIDE];
+    let mut min = [f64::INFINITY; WIDE];
+    let mut max = [f64::NEG_INFINITY; WIDE];
+    let mut nan = [false; WIDE];
+    let (sum, min, max, nan) = (&mut sum[..m], &mut min[..m], &mut max[..m], &mut nan[..m]);
+    for (f, &c) in frames.iter().zip(coef) {
+        let xs = &f[base..base + m];
+        for j in 0..m {
+            let x = norm::<NORM>(c, xs[j]);
+            nan[j] |= x.is_nan();
+            sum[j] += x;
+            min[j] = if x < min[j] { x } else { min[j] };
+            max[j] = if x > max[j] { x } else { max[j] };
+        }
+    }
+    let nf = n as f64;
+    let mut mean = [0f64; WIDE];
+    let mean = &mut mean[..m];
+    for j in 0..m {
+        mean[j] = sum[j] / nf;
+    }
+    let mut sq = [-0.0f64; WIDE];
+    let sq = &mut sq[..m];
+    for (f, &c) in frames.iter().zip(coef) {
+        let xs = &f[base..base + m];
+        for j in 0..m {
+            let d = norm::<NORM>(c, xs[j]) - mean[j];
+            sq[j] += d * d;
+        }
+    }
+    let (mut below, mut above) = ([0u32; WIDE], [0u32; WIDE]);
+    let (below, above) = (&mut below[..m], &mut above[..m]);
+    let (mut t_lo, mut t_hi) = ([0f64; WIDE], [0f64; WIDE]);
+    let (t_lo, t_hi) = (&mut t_lo[..m], &mut t_hi[..m]);
+    for j in 0..m {
+        let s = (sq[j] / nf).sqrt();
+        let (lo, hi) = (p.sigma_low * s, p.sigma_high * s);
+        // Far above the few units in the last place the bounds are computed to.
+        let margin = 1e-12 * (max[j].abs() + min[j].abs() + lo + hi);
+        // The median must be at least t_hi and at most t_lo.
+        t_hi[j] = max[j] - hi + margin;
+        t_lo[j] = min[j] + lo - margin;
+    }
+    for (f, &c) in frames.iter().zip(coef) {
+        let xs = &f[base..base + m];
+        for j in 0..m {
+            let x = norm::<NORM>(c, xs[j]);
+            below[j] += u32::from(x < t_hi[j]);
+            above[j] += u32::from(x > t_lo[j]);
+        }
+    }
+    let (max_below, max_above) = ((n - 1) / 2, n - 1 - n / 2);
+    let maps = FrameMaps {
+        coef: NORM.then_some(coef),
+        weights: None,
+    };
+    for j in 0..m {
+        let sure = !nan[j]
+            && t_hi[j].is_finite()
+            && t_lo[j].is_finite()
+            && below[j] as usize <= max_below
+            && above[j] as usize <= max_above;
+        if sure {
+            out[j] = mean[j] as f32;
+            rejected[j] = 0.0;
+        } else {
+            v.clear();
+            v.extend(frames.iter().map(|f| f[base + j]));
+            let (value, rej) = combine(p, v, maps, px);
+            out[j] = value as f32;
+            rejected[j] = rej as f32;
+        }
+    }
+}
+
 /// Combine a block: `frames[i]` holds frame i's `len` values of the block (as read),
 /// `coef[i]` its normalisation and `weights[i]` its weight; writes `out[..len]` and
 /// `rejected[..len]`, splitting the pixels over `threads` threads.
@@ -368,6 +486,18 @@ pub fn combine_block(
             s.spawn(move || {
                 let start = t * per;
                 let mut px = Pixel::default();
+                if p.method == Method::SigmaClip && maps.weights.is_none() {
+                    let mut v = Vec::with_capacity(n);
+                    for (c, (o, r)) in o.chunks_mut(WIDE).zip(r.chunks_mut(WIDE)).enumerate() {
+                        let base = start + c * WIDE;
+                        if maps.coef.is_some() {
+                            sigma_clip_tile::<true>(p, frames, coef, base, o, r, &mut px, &mut v);
+                        } else {
+                            sigma_clip_tile::<false>(p, frames, coef, base, o, r, &mut px, &mut v);
+                        }
+                    }
+                    return;
+                }
                 let mut tile = vec![0f32; TILE * n];
                 for (c, (o, r)) in o.chunks_mut(TILE).zip(r.chunks_mut(TILE)).enumerate() {
                     let base = start + c * TILE;
