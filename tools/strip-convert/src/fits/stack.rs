@@ -277,24 +277,7 @@ pub fn combine(p: &Params, v: &[f32], maps: FrameMaps, px: &mut Pixel) -> (f64, 
     let all = (0, n);
     let kept = match p.method {
         Method::Mean | Method::Median => all,
-        Method::SigmaClip => {
-            let mut r = all;
-            if let Some((lo, hi)) = first {
-                // The first round, whose bounds the fast path found.
-                r = px.clip(r, lo, hi);
-            }
-            while r.0 < r.1 {
-                let c = px.median(r);
-                let s = px.std(r);
-                let next = px.clip(r, c - p.sigma_low * s, c + p.sigma_high * s);
-                let done = next == r;
-                r = next;
-                if done {
-                    break;
-                }
-            }
-            r
-        }
+        Method::SigmaClip => clip_rounds(p, px, first),
         Method::Winsorized => {
             let mut r = all;
             loop {
@@ -328,10 +311,37 @@ pub fn combine(p: &Params, v: &[f32], maps: FrameMaps, px: &mut Pixel) -> (f64, 
             (p.reject_low, n - p.reject_high)
         }
     };
+    kept_mean(px, kept)
+}
+
+/// The (weighted) mean of the kept run and how many values were rejected (NaN when
+/// none is kept).
+fn kept_mean(px: &Pixel, kept: (usize, usize)) -> (f64, u32) {
+    let n = px.x.len();
     if kept.0 == kept.1 {
         return (f64::NAN, n as u32);
     }
     (px.mean(kept), (n - (kept.1 - kept.0)) as u32)
+}
+
+/// Sigma-clip's rounds over the sorted values: the first with the bounds `first` if
+/// given (found before sorting), then around the run's median until one rejects nothing.
+fn clip_rounds(p: &Params, px: &Pixel, first: Option<(f64, f64)>) -> (usize, usize) {
+    let mut r = (0, px.x.len());
+    if let Some((lo, hi)) = first {
+        r = px.clip(r, lo, hi);
+    }
+    while r.0 < r.1 {
+        let c = px.median(r);
+        let s = px.std(r);
+        let next = px.clip(r, c - p.sigma_low * s, c + p.sigma_high * s);
+        let done = next == r;
+        r = next;
+        if done {
+            break;
+        }
+    }
+    r
 }
 
 /// Pixels gathered at once: their values are transposed into one buffer (each pixel's
@@ -415,8 +425,11 @@ fn sigma_clip_tile<const NORM: bool>(
     let (below, above) = (&mut below[..m], &mut above[..m]);
     let (mut t_lo, mut t_hi) = ([0f64; WIDE], [0f64; WIDE]);
     let (t_lo, t_hi) = (&mut t_lo[..m], &mut t_hi[..m]);
+    let mut std = [0f64; WIDE];
+    let std = &mut std[..m];
     for j in 0..m {
         let s = (sq[j] / nf).sqrt();
+        std[j] = s;
         let (lo, hi) = (p.sigma_low * s, p.sigma_high * s);
         // Far above the few units in the last place the bounds are computed to.
         let margin = 1e-12 * (max[j].abs() + min[j].abs() + lo + hi);
@@ -449,7 +462,23 @@ fn sigma_clip_tile<const NORM: bool>(
         } else {
             v.clear();
             v.extend(frames.iter().map(|f| f[base + j]));
-            let (value, rej) = combine(p, v, maps, px);
+            let (value, rej) = if nan[j] {
+                combine(p, v, maps, px)
+            } else {
+                // What `combine` does once its first round's bounds fail to hold every
+                // value, with the mean and std found above (the same bits): sorted
+                // once, the median is the middle of the run, with no selection first.
+                px.gather(v, maps);
+                px.sort(maps);
+                let all = (0, n);
+                let c = px.median(all);
+                let (lo, hi) = (c - p.sigma_low * std[j], c + p.sigma_high * std[j]);
+                if lo <= px.x[0] && px.x[n - 1] <= hi {
+                    (mean[j], 0)
+                } else {
+                    kept_mean(px, clip_rounds(p, px, Some((lo, hi))))
+                }
+            };
             out[j] = value as f32;
             rejected[j] = rej as f32;
         }
