@@ -84,6 +84,17 @@ impl AtomicFile {
         f.rewind()
     }
 
+    /// Start writing the temporary's dirty pages to disk, without waiting (Linux; else
+    /// nothing): the [`AtomicFile::commit`] after it finds less left to write. Calls
+    /// while the file is written keep the disk busy while the tool computes, and a call
+    /// on each of several files before committing them lets their writes overlap. The
+    /// file at the temporary path is the one meant (a library handed `temp_path` may
+    /// have replaced it).
+    pub fn start_writeback(&self) -> io::Result<()> {
+        start_writeback(&std::fs::File::open(self.temp_path())?);
+        Ok(())
+    }
+
     /// Flush to disk and rename into place.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let tmp = self.tmp.take().expect("AtomicFile committed twice");
@@ -206,19 +217,26 @@ impl EarlyWriteback {
     }
 
     fn start_writeback(&mut self) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
-            // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
-            // does not wait for it. An error (a filesystem without it) changes nothing:
-            // the commit's fsync writes them all.
-            unsafe {
-                libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-            }
-        }
+        start_writeback(&self.file);
         self.since = 0;
     }
+}
+
+/// Start writeback of `file`'s dirty pages without waiting for it (Linux only).
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
+        // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
+        // does not wait for it. An error (a filesystem without it) changes nothing:
+        // the commit's fsync writes them all.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 impl io::Write for EarlyWriteback {
