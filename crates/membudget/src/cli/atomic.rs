@@ -176,6 +176,28 @@ mod tests {
         assert!(!tmp2.exists() && !dest2.exists());
     }
 
+    /// Writeback started on the file at the temporary path (one a library replaced,
+    /// too) changes nothing of what is committed.
+    #[test]
+    fn writeback_started_before_the_commit_keeps_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let a = AtomicFile::create(&dest).unwrap();
+        std::fs::remove_file(a.temp_path()).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(a.temp_path(), &data[..1_000_000]).unwrap();
+        a.start_writeback().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(a.temp_path())
+            .unwrap();
+        f.write_all(&data[1_000_000..]).unwrap();
+        drop(f);
+        a.start_writeback().unwrap();
+        a.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+    }
+
     /// A library given `temp_path` that deletes and recreates the file (CFITSIO does):
     /// the file renamed into place gets the replaced output's mode, as one written
     /// through the handle does.
