@@ -344,7 +344,7 @@ fn sample_key(src: &mut FrameValues) -> Result<Option<u32>, Error> {
 /// order-preserving 32-bit keys of its values: a histogram of their high 16 bits finds the
 /// buckets of the two middle ranks, the counts of the low 16 bits of those buckets' values
 /// the values. Those are counted in the same pass for a window of buckets around the
-/// median of a sample of the frame's rows ([`sample_key`]); a middle rank outside the
+/// median of a sample of the frame's rows (`sample_key`); a middle rank outside the
 /// window (the sample was far off) costs a second pass over the frame. None when every
 /// value is NaN.
 pub fn median_f32(src: &mut FrameValues) -> Result<Option<(f64, u64)>, Error> {

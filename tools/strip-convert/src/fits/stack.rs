@@ -22,8 +22,11 @@
 //!
 //! Speed: a pixel's values are sorted once ([`Pixel`]); every rejection keeps an
 //! interval of values, so each round moves the ends of a run of the sorted values and
-//! its median is the run's middle. Pixels are transposed by tiles of [`TILE`] so a
-//! pixel's values are contiguous.
+//! its median is the run's middle. Pixels are transposed by tiles of `TILE` so a
+//! pixel's values are contiguous. Unweighted sigma-clipping first takes 256 pixels at a
+//! time in vectorised passes (`sigma_clip_tile`): a pixel whose first round provably
+//! keeps every value (counts against its bounds, no median) gets its mean at once, with
+//! the same bits; only the others are sorted.
 
 use super::normalize::{key, unkey};
 use clap::ValueEnum;
