@@ -324,7 +324,7 @@ pub fn run(m: &ArgMatches) -> Result<Status> {
     if let Some(s) = fits::run(
         &opts.fits,
         &opts.input,
-        &opts.common.processing.budget,
+        &opts.common.processing,
         &opts.common.output,
         &opts.common.log,
     )? {

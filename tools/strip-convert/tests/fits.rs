@@ -1017,6 +1017,62 @@ print(bad or 'ok')
     assert_eq!(res.trim(), "ok");
 }
 
+/// Frames are split side by side (`-j 2`, four in flight): records come in input order,
+/// each frame's planes are its own (numpy slicing), and of two inputs whose outputs are
+/// named alike (`f0.fits` and `f0.fit` both make `CFA0_f0.fits`), the first in order
+/// keeps them and the second gets an error record, whichever finishes first.
+#[test]
+fn frames_split_side_by_side_keep_input_order_and_first_claims() {
+    let Some(py) = testkit::python(&["astropy", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    py_in(
+        &py,
+        d,
+        r#"
+rng = np.random.default_rng(4)
+# f0.fits is large, so that f0.fit (small, after it) would finish first.
+for name, (h, w) in [('f0.fits', (900, 700)), ('f1.fits', (10, 12)), ('f2.fits', (31, 17)), ('f0.fit', (6, 8)), ('f3.fits', (12, 9))]:
+    fits.writeto(name, rng.integers(0, 65536, (h, w)).astype(np.uint16), overwrite=True)
+"#,
+    );
+    let inputs = ["f0.fits", "f1.fits", "f2.fits", "f0.fit", "f3.fits"];
+    let mut args = vec!["-j", "2", "--split-cfa", "RGGB"];
+    args.extend(inputs);
+    let (recs, out) = run(&args, d);
+    assert_eq!(out.status.code(), Some(1), "one input fails");
+    let paths: Vec<&str> = recs.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, inputs, "records in input order");
+    for (r, name) in recs.iter().zip(inputs) {
+        let s = &r["strip-convert"];
+        if name == "f0.fit" {
+            let msg = r["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("already the output of f0.fits"), "{r}");
+        } else {
+            assert_eq!(s["status"], "ok", "{r}");
+        }
+    }
+    let res = py_in(
+        &py,
+        d,
+        r#"
+bad = []
+for name in ['f0', 'f1', 'f2', 'f3']:
+    a = fits.getdata(name + '.fits'); H, W = a.shape
+    for k in range(4):
+        # Siril's numbering, as above: CFA0 = data[1::2, 0::2], ...
+        r, c = 1 - k % 2, k // 2
+        want = a[r::2, c::2][:H // 2, :W // 2]
+        if not np.array_equal(fits.getdata(f'CFA{k}_{name}.fits'), want): bad.append((name, k))
+left = [f for f in os.listdir('.') if f.endswith('.part')]
+print(bad or left or 'ok')
+"#,
+    );
+    assert_eq!(res.trim(), "ok");
+}
+
 /// The cube rule: `--plane N` reads plane N of a cube (astropy's
 /// `data.reshape(-1, NAXIS2, NAXIS1)[N]`, NAXIS4 included) for every operation, and the
 /// outputs say which plane; without it, or with a plane not there, a cube is refused

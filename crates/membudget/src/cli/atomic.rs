@@ -84,6 +84,17 @@ impl AtomicFile {
         f.rewind()
     }
 
+    /// Start writing the temporary's dirty pages to disk, without waiting (Linux; else
+    /// nothing): the [`AtomicFile::commit`] after it finds less left to write. Calls
+    /// while the file is written keep the disk busy while the tool computes, and a call
+    /// on each of several files before committing them lets their writes overlap. The
+    /// file at the temporary path is the one meant (a library handed `temp_path` may
+    /// have replaced it).
+    pub fn start_writeback(&self) -> io::Result<()> {
+        start_writeback(&std::fs::File::open(self.temp_path())?);
+        Ok(())
+    }
+
     /// Flush to disk and rename into place.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let tmp = self.tmp.take().expect("AtomicFile committed twice");
@@ -165,6 +176,28 @@ mod tests {
         assert!(!tmp2.exists() && !dest2.exists());
     }
 
+    /// Writeback started on the file at the temporary path (one a library replaced,
+    /// too) changes nothing of what is committed.
+    #[test]
+    fn writeback_started_before_the_commit_keeps_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let a = AtomicFile::create(&dest).unwrap();
+        std::fs::remove_file(a.temp_path()).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(a.temp_path(), &data[..1_000_000]).unwrap();
+        a.start_writeback().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(a.temp_path())
+            .unwrap();
+        f.write_all(&data[1_000_000..]).unwrap();
+        drop(f);
+        a.start_writeback().unwrap();
+        a.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+    }
+
     /// A library given `temp_path` that deletes and recreates the file (CFITSIO does):
     /// the file renamed into place gets the replaced output's mode, as one written
     /// through the handle does.
@@ -206,19 +239,26 @@ impl EarlyWriteback {
     }
 
     fn start_writeback(&mut self) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
-            // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
-            // does not wait for it. An error (a filesystem without it) changes nothing:
-            // the commit's fsync writes them all.
-            unsafe {
-                libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-            }
-        }
+        start_writeback(&self.file);
         self.since = 0;
     }
+}
+
+/// Start writeback of `file`'s dirty pages without waiting for it (Linux only).
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
+        // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
+        // does not wait for it. An error (a filesystem without it) changes nothing:
+        // the commit's fsync writes them all.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 impl io::Write for EarlyWriteback {

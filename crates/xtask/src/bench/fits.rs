@@ -142,7 +142,7 @@ const CHECK_CFA: &str = r#"
 import sys, os, glob, numpy as np
 from astropy.io import fits
 src, out, siril = sys.argv[1], sys.argv[2], sys.argv[3]
-for i, f in enumerate(sorted(glob.glob(src + "/*.fits"))[:5]):
+for i, f in enumerate(sorted(glob.glob(src + "/*.fits"))[:5]):  # CHECKED_FRAMES
     d = fits.getdata(f)
     name = os.path.basename(f)
     for k in range(4):
@@ -171,6 +171,23 @@ fn alternate(cs: &[Contender]) -> Result<Vec<Sample>> {
 /// Clear `paths` before each run.
 fn clearing<'a>(paths: Vec<PathBuf>) -> Box<dyn Fn() -> Result<()> + 'a> {
     Box::new(move || paths.iter().try_for_each(|p| remove(p)))
+}
+
+/// Frames whose planes CHECK_CFA compares.
+const CHECKED_FRAMES: usize = 5;
+
+/// Remove the files of `dir` (if it exists) whose names `keep` refuses.
+fn trim(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if !keep(&e.file_name().to_string_lossy()) {
+            remove(&e.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Empty Siril's working directory but for its script before each run: its links
@@ -344,16 +361,40 @@ pub fn run(root: &Path) -> Result<bool> {
         &ours_cfa,
     ]);
     ours.extend(cfa_inputs.iter().map(|p| p.as_os_str().to_os_string()));
+    // Each run first trims the other tool's planes to the frames CHECK_CFA reads: one
+    // full set of planes (4.8 GB) on the disk at a time, not two.
+    let checked: Vec<String> = cfa_inputs
+        .iter()
+        .take(CHECKED_FRAMES)
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let ours_kept = move |name: &str| {
+        checked
+            .iter()
+            .any(|c| (0..4).any(|k| name == format!("CFA{k}_{c}")))
+    };
+    let siril_kept = |name: &str| {
+        !name.starts_with("CFA_")
+            || (0..CHECKED_FRAMES).any(|i| name.ends_with(&format!("_light_{i:05}.fits")))
+    };
+    let (oc, sc) = (ours_cfa.clone(), siril_cfa.clone());
+    let empty_siril = emptying(siril_cfa.clone());
     let s = alternate(&[
         Contender {
             name: "strip-convert --split-cfa RGGB".into(),
             argv: ours,
-            before: clearing(vec![ours_cfa.clone()]),
+            before: Box::new(move || {
+                remove(&oc)?;
+                trim(&sc, &siril_kept)
+            }),
         },
         Contender {
             name: "siril-cli seqsplit_cfa".into(),
             argv: os(&[&"siril-cli", &"-d", &siril_cfa, &"-s", &cfa_script]),
-            before: emptying(siril_cfa.clone()),
+            before: Box::new(move || {
+                empty_siril()?;
+                trim(&ours_cfa, &ours_kept)
+            }),
         },
     ])?;
     let cfa_pixels = (z.cfa_frames * z.cfa_w * z.cfa_h) as u64;
@@ -366,6 +407,7 @@ pub fn run(root: &Path) -> Result<bool> {
         rounds()
     );
     print_table(cfa_pixels, "pixels", &s);
+    let ours_cfa = dir.join("cfa-ours");
     let planes = Command::new(&python)
         .args(["-c", CHECK_CFA])
         .arg(&cfa)

@@ -23,7 +23,7 @@ use membudget::cli::{
 };
 use membudget::cost::fits_stack::FitsStack;
 use membudget::cost::Summary;
-use membudget::driver;
+use membudget::driver::{self, Job, ProcessingArgs};
 use membudget::probe::{Format, ImageSummary, Layout, SampleFormat};
 use membudget::system::SystemInfo;
 use membudget::{monitor, plan, Budget, Error, ErrorKind, Record};
@@ -165,10 +165,11 @@ pub fn no_operation() -> Error {
 pub fn run(
     a: &FitsArgs,
     input: &InputArgs,
-    budget: &BudgetArgs,
+    processing: &ProcessingArgs,
     output: &OutputArgs,
     log: &LogArgs,
 ) -> anyhow::Result<Option<Status>> {
+    let budget = &processing.budget;
     if a.stack.is_none() && a.split_cfa.is_none() && a.normalize.is_none() {
         return Ok(None);
     }
@@ -196,6 +197,26 @@ pub fn run(
             anyhow::bail!("--stack and --split-cfa: split first, then stack each plane");
         }
         return ctx.stack(input, budget).map(Some);
+    }
+    if a.split_cfa.is_some() {
+        // Frames side by side (the batch driver): while one frame's outputs are synced
+        // to disk before their rename, the others are split.
+        return processing
+            .for_each_record(
+                NAME,
+                input,
+                log,
+                |_| None,
+                |r, job, room| {
+                    let c = Ctx {
+                        budget: room.budget,
+                        jobs: room.threads,
+                        ..ctx
+                    };
+                    c.split_input(r, job)
+                },
+            )
+            .map(Some);
     }
     let mut reference: Option<(String, normalize::Stats)> = None;
     driver::for_each_record(NAME, input, log, |r, _job| {
@@ -335,8 +356,17 @@ fn write_atomic(
     Ok(file)
 }
 
-/// Rename into place (AtomicFile syncs the file CFITSIO wrote at the temporary path).
+/// Bytes of input between two starts of the outputs' writeback in a CFA split.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Rename into place (AtomicFile syncs the file CFITSIO wrote at the temporary path),
+/// every file's writeback started before the first sync waits, so that they overlap.
 fn commit(files: Vec<AtomicFile>) -> Result<(), Error> {
+    if files.len() > 1 {
+        for f in &files {
+            let _ = f.start_writeback();
+        }
+    }
     for f in files {
         f.commit()
             .map_err(|e| Error::new(ErrorKind::Io, format!("rename: {e}")))?;
@@ -345,14 +375,11 @@ fn commit(files: Vec<AtomicFile>) -> Result<(), Error> {
 }
 
 impl Ctx<'_> {
-    fn per_input(
-        &self,
-        r: &mut Record,
-        reference: &mut Option<(String, normalize::Stats)>,
-    ) -> Result<(), Error> {
+    /// Open an input's frame and note what it is in the record.
+    fn open_input(&self, r: &mut Record) -> Result<(PathBuf, FitsReader), Error> {
         let path = r.path();
-        let mut reader = open_frame(self.a, &path)?;
-        let info = reader.info().clone();
+        let reader = open_frame(self.a, &path)?;
+        let info = reader.info();
         r.set_in(
             NAME,
             "fits",
@@ -360,9 +387,23 @@ impl Ctx<'_> {
                    "planes": info.planes, "plane": self.a.plane,
                    "bitpix": info.bitpix, "bzero": info.bzero, "bscale": info.bscale}),
         );
-        if let Some(c) = self.a.split_cfa {
-            return self.split(&path, &mut reader, c, r);
-        }
+        Ok((path, reader))
+    }
+
+    /// `--split-cfa` of one input.
+    fn split_input(&self, r: &mut Record, job: &mut Job) -> Result<(), Error> {
+        let (path, mut reader) = self.open_input(r)?;
+        let c = self.a.split_cfa.expect("--split-cfa");
+        self.split(&path, &mut reader, c, r, job)
+    }
+
+    fn per_input(
+        &self,
+        r: &mut Record,
+        reference: &mut Option<(String, normalize::Stats)>,
+    ) -> Result<(), Error> {
+        let (path, mut reader) = self.open_input(r)?;
+        let info = reader.info().clone();
         let m = self.a.normalize.expect("an operation was asked");
         let scale = matches!(m, normalize::Method::Addscale | normalize::Method::Mulscale);
         let st = self.frame_stats(&mut reader, scale)?;
@@ -485,6 +526,7 @@ impl Ctx<'_> {
         reader: &mut FitsReader,
         c: cfa::CfaSel,
         r: &mut Record,
+        job: &mut Job,
     ) -> Result<(), Error> {
         let info = reader.info().clone();
         if info.width < 2 || info.height < 2 {
@@ -519,6 +561,11 @@ impl Ctx<'_> {
                 .map(|d| d.to_string_lossy())
                 .collect::<Vec<_>>()),
         );
+        // Never over an input of the run, never an earlier input's output (in input
+        // order, as frames run side by side).
+        for claim in job.claim_outputs(path, &dests)? {
+            claim?;
+        }
         if self.output.dry_run {
             r.set_in(NAME, "status", json!("dry_run"));
             return Ok(());
@@ -570,6 +617,8 @@ impl Ctx<'_> {
         let mut planes: [Vec<u8>; 4] = Default::default();
         let mut raw = Vec::new();
         let mut phys = Vec::new();
+        // Bytes read since the outputs' pages last started going to disk.
+        let mut since = 0u64;
         while y < 2 * h2 {
             let n = rows.min(2 * h2 - y);
             let oy = y / 2;
@@ -606,6 +655,14 @@ impl Ctx<'_> {
                 }
             }
             y += n;
+            since += u64::from(info.width) * u64::from(n) * sb as u64;
+            if since >= WRITEBACK_EVERY {
+                // The disk writes while the frame is split, not all at the commit.
+                for t in &temps {
+                    let _ = t.start_writeback();
+                }
+                since = 0;
+            }
         }
         for w in writers {
             w.finish()?;

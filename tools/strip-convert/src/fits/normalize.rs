@@ -13,8 +13,9 @@
 //!
 //! Frames whose physical values are all `f32` values (BITPIX -32 unscaled, 8 and 16 with
 //! an integral BZERO: what cameras write) take a shorter road to the same exact median,
-//! [`median_f32`]: two passes over the file, histograms of the high then the low 16 bits
-//! of each value's 32-bit key. The MAD is computed only when a method needs it
+//! [`median_f32`]: histograms of the high then the low 16 bits of each value's 32-bit
+//! key, in one pass over the file when the median falls near that of a sample of its
+//! rows (in two otherwise). The MAD is computed only when a method needs it
 //! (`addscale`, `mulscale`, `--weighted`); otherwise the record's `scale` is null.
 
 use clap::ValueEnum;
@@ -209,19 +210,154 @@ fn bucket_of(hist: &[u64], k: u64) -> Option<(usize, u64)> {
     None
 }
 
-/// numpy's median of an [`exact_f32`] frame (NaN left out), exactly, in two passes:
-/// a histogram of the high 16 bits of every value's order-preserving 32-bit key finds
-/// the buckets of the two middle ranks, a histogram of the low 16 bits of the values in
-/// those buckets finds the values. None when every value is NaN.
-pub fn median_f32(src: &mut FrameValues) -> Result<Option<(f64, u64)>, Error> {
-    let mut high = vec![0u64; 1 << 16];
-    src.blocks_f32(&mut |b| {
-        for &v in b {
-            if !v.is_nan() {
-                high[(key32(v) >> 16) as usize] += 1;
+/// Buckets (of the high 16 bits of the keys) counted in full in [`median_f32`]'s first
+/// pass: the bucket of the sample's median and one each side.
+const WINDOW: u32 = 3;
+
+/// Values [`sample_key`] reads at most.
+const SAMPLE: usize = 1 << 16;
+
+/// One pass of counts over a frame's 32-bit keys: every value's high 16 bits (four
+/// tables, so that runs of values in one bucket, as a sky frame's few dozen hot buckets
+/// give, do not wait on each other's increments), and the whole key of the values in a
+/// window of [`WINDOW`] buckets.
+struct KeyCounts {
+    /// `4 << 16` counters: table t counts the values at positions t mod 4.
+    high: Vec<u32>,
+    /// The high counts flushed before a table could overflow.
+    flushed: Vec<u64>,
+    /// Values counted into `high` since the last flush.
+    pending: u64,
+    /// The window's first key, and its keys' counts (`fine[k - first]`), then 256
+    /// counters the values outside it go to (spread by their low bits, for the same
+    /// reason as the four tables), so the loop has no branch.
+    first: u32,
+    span: u32,
+    fine: Vec<u32>,
+}
+
+impl KeyCounts {
+    /// Counts with the window around the key `guess` (none: no window).
+    fn new(guess: Option<u32>) -> KeyCounts {
+        let span = if guess.is_some() { WINDOW << 16 } else { 0 };
+        let first = guess.map_or(0, |g| {
+            ((g >> 16).saturating_sub(WINDOW / 2).min((1 << 16) - WINDOW)) << 16
+        });
+        KeyCounts {
+            high: vec![0; 4 << 16],
+            flushed: vec![0; 1 << 16],
+            pending: 0,
+            first,
+            span,
+            fine: vec![0; if span > 0 { span as usize + 256 } else { 0 }],
+        }
+    }
+
+    fn flush(&mut self) {
+        for h in self.high.chunks_exact_mut(1 << 16) {
+            for (f, c) in self.flushed.iter_mut().zip(h.iter_mut()) {
+                *f += u64::from(*c);
+                *c = 0;
             }
         }
-    })?;
+        self.pending = 0;
+    }
+
+    /// Count the non-NaN values of `b`. The window's counters are `u32`: a window is
+    /// only set for frames of fewer than 2^32 values.
+    fn add(&mut self, b: &[f32]) {
+        if self.pending + b.len() as u64 > u64::from(u32::MAX) {
+            self.flush();
+        }
+        self.pending += b.len() as u64;
+        let (first, span) = (self.first, self.span);
+        let windowed = span > 0;
+        let (h0, rest) = self.high.split_at_mut(1 << 16);
+        let (h1, rest) = rest.split_at_mut(1 << 16);
+        let (h2, h3) = rest.split_at_mut(1 << 16);
+        let fine = &mut self.fine[..];
+        let mut count = |h: &mut [u32], v: f32| {
+            if v.is_nan() {
+                return;
+            }
+            let k = key32(v);
+            h[(k >> 16) as usize] += 1;
+            if windowed {
+                let d = k.wrapping_sub(first);
+                let i = if d < span { d } else { span + (k & 255) };
+                fine[i as usize] += 1;
+            }
+        };
+        let mut quads = b.chunks_exact(4);
+        for q in &mut quads {
+            count(h0, q[0]);
+            count(h1, q[1]);
+            count(h2, q[2]);
+            count(h3, q[3]);
+        }
+        for &v in quads.remainder() {
+            count(h0, v);
+        }
+    }
+
+    /// The counts of the high 16 bits.
+    fn high(&mut self) -> Vec<u64> {
+        self.flush();
+        self.flushed.clone()
+    }
+
+    /// The counts of the low 16 bits of bucket `b`'s values, if the window holds it.
+    fn bucket(&self, b: u32) -> Option<&[u32]> {
+        let first = (self.first >> 16) as usize;
+        let b = b as usize;
+        (self.span > 0 && b >= first && b < first + WINDOW as usize)
+            .then(|| &self.fine[(b - first) << 16..(b - first + 1) << 16])
+    }
+}
+
+/// The key of the median of about [`SAMPLE`] values of the frame, taken from 32 rows
+/// spread over its height (none if they are all NaN): where [`median_f32`] looks closely.
+fn sample_key(src: &mut FrameValues) -> Result<Option<u32>, Error> {
+    let (w, h) = (src.reader.info().width, src.reader.info().height);
+    let rows = h.clamp(1, 32);
+    let step = (rows as usize * w as usize).div_ceil(SAMPLE).max(1);
+    let mut row = vec![0f32; w as usize];
+    let mut keys = Vec::with_capacity(SAMPLE);
+    for k in 0..rows {
+        let y = (u64::from(k) * u64::from(h) / u64::from(rows)) as u32;
+        src.reader.read_rows_f32(y, 1, &mut row)?;
+        keys.extend(
+            row.iter()
+                .step_by(step)
+                .filter(|v| !v.is_nan())
+                .map(|&v| key32(v)),
+        );
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let mid = keys.len() / 2;
+    Ok(Some(*keys.select_nth_unstable(mid).1))
+}
+
+/// numpy's median of an [`exact_f32`] frame (NaN left out), exactly, from counts of the
+/// order-preserving 32-bit keys of its values: a histogram of their high 16 bits finds the
+/// buckets of the two middle ranks, the counts of the low 16 bits of those buckets' values
+/// the values. Those are counted in the same pass for a window of buckets around the
+/// median of a sample of the frame's rows (`sample_key`); a middle rank outside the
+/// window (the sample was far off) costs a second pass over the frame. None when every
+/// value is NaN.
+pub fn median_f32(src: &mut FrameValues) -> Result<Option<(f64, u64)>, Error> {
+    let info = src.reader.info();
+    let values = u64::from(info.width) * u64::from(info.height);
+    let guess = if values < u64::from(u32::MAX) {
+        sample_key(src)?
+    } else {
+        None
+    };
+    let mut counts = KeyCounts::new(guess);
+    src.blocks_f32(&mut |b| counts.add(b))?;
+    let high = counts.high();
     let n: u64 = high.iter().sum();
     if n == 0 {
         return Ok(None);
@@ -237,27 +373,35 @@ pub fn median_f32(src: &mut FrameValues) -> Result<Option<(f64, u64)>, Error> {
     let [Some((b1, below1)), Some((b2, below2))] = buckets else {
         return Err(changed());
     };
-    let (mut low1, mut low2) = (
-        vec![0u64; 1 << 16],
-        vec![0u64; if b2 != b1 { 1 << 16 } else { 0 }],
-    );
     let (b1k, b2k) = (b1 as u32, b2 as u32);
-    src.blocks_f32(&mut |b| {
-        for &v in b {
-            if v.is_nan() {
-                continue;
-            }
-            let k = key32(v);
-            if k >> 16 == b1k {
-                low1[(k & 0xffff) as usize] += 1;
-            } else if k >> 16 == b2k {
-                low2[(k & 0xffff) as usize] += 1;
-            }
-        }
-    })?;
     let value = |hist: &[u64], b: u32, k: u64| -> Result<f64, Error> {
         let (l, _) = bucket_of(hist, k).ok_or_else(changed)?;
         Ok(f64::from(unkey32((b << 16) | l as u32)))
+    };
+    let widen = |c: &[u32]| c.iter().map(|&c| u64::from(c)).collect::<Vec<u64>>();
+    let (low1, low2) = match (counts.bucket(b1k), counts.bucket(b2k)) {
+        (Some(l1), Some(l2)) => (widen(l1), if b2 != b1 { widen(l2) } else { Vec::new() }),
+        _ => {
+            // The sample missed: count the two buckets' low bits in a second pass.
+            let (mut low1, mut low2) = (
+                vec![0u64; 1 << 16],
+                vec![0u64; if b2 != b1 { 1 << 16 } else { 0 }],
+            );
+            src.blocks_f32(&mut |b| {
+                for &v in b {
+                    if v.is_nan() {
+                        continue;
+                    }
+                    let k = key32(v);
+                    if k >> 16 == b1k {
+                        low1[(k & 0xffff) as usize] += 1;
+                    } else if k >> 16 == b2k {
+                        low2[(k & 0xffff) as usize] += 1;
+                    }
+                }
+            })?;
+            (low1, low2)
+        }
     };
     let lo = value(&low1, b1k, ranks[0] - below1)?;
     let hi = if b2 == b1 {
@@ -440,6 +584,86 @@ mod tests {
         } else {
             s[n / 2 - 1] + (s[n / 2] - s[n / 2 - 1]) / 2.0
         }
+    }
+
+    /// A frame written to FITS and read back through [`median_f32`], against a sort.
+    fn f32_median_of(rows: &[Vec<f32>]) -> (Option<(f64, u64)>, bool) {
+        let dir = testkit::tempdir();
+        let path = dir.path().join("f.fits");
+        let (w, h) = (rows[0].len() as u32, rows.len() as u32);
+        let mut wr = raster::fits::FitsWriter::create(&path, w, h, 1, -32, None).unwrap();
+        for (y, r) in rows.iter().enumerate() {
+            wr.write_rows_f32(0, y as u32, r).unwrap();
+        }
+        wr.finish().unwrap();
+        let mut reader = FitsReader::open(&path, &Default::default()).unwrap();
+        let mut src = FrameValues {
+            reader: &mut reader,
+            rows: 3,
+        };
+        // Whether the first pass's window held the middle values (no second pass).
+        let guess = sample_key(&mut src).unwrap();
+        let all: Vec<f64> = rows.iter().flatten().map(|&v| f64::from(v)).collect();
+        let finite: Vec<f64> = all.iter().copied().filter(|v| !v.is_nan()).collect();
+        let in_window = !finite.is_empty() && {
+            let counts = KeyCounts::new(guess);
+            let mut s = finite.clone();
+            s.sort_by(f64::total_cmp);
+            let mid = [s[(s.len() - 1) / 2], s[s.len() / 2]];
+            mid.iter()
+                .all(|&v| counts.bucket(key32(v as f32) >> 16).is_some())
+        };
+        let got = median_f32(&mut src).unwrap();
+        if finite.is_empty() {
+            assert_eq!(got, None);
+        } else {
+            let (m, n) = got.unwrap();
+            assert_eq!(n, finite.len() as u64);
+            assert_eq!(m.to_bits(), naive_median(&finite).to_bits(), "{rows:?}");
+        }
+        (got, in_window)
+    }
+
+    #[test]
+    fn f32_medians_are_exact_in_one_pass_or_two() {
+        let mut rng = testkit::Rng::new(11);
+        // A sky: the sample of rows finds the median's bucket, one pass.
+        let sky: Vec<Vec<f32>> = (0..70)
+            .map(|y| {
+                (0..33)
+                    .map(|x| 0.0165 + 1e-5 * (x + y) as f32 + 5e-4 * (rng.f64() as f32 - 0.5))
+                    .collect()
+            })
+            .collect();
+        assert!(
+            f32_median_of(&sky).1,
+            "the sample should find a sky's median"
+        );
+        // The sampled rows (y = 2k of 64) are far below the others and the middle values
+        // are the greatest of them and the least of the rest: a second pass.
+        let split: Vec<Vec<f32>> = (0..64)
+            .map(|y| {
+                (0..20)
+                    .map(|_| {
+                        let v = rng.f64() as f32 * 1000.0;
+                        if y % 2 == 0 {
+                            v
+                        } else {
+                            1e6 + v
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(!f32_median_of(&split).1, "this frame's sample should miss");
+        // NaNs left out; an odd count; every value NaN.
+        let mut nans = sky.clone();
+        nans[3][4] = f32::NAN;
+        nans[0][0] = f32::NAN;
+        nans[69][32] = f32::NAN;
+        f32_median_of(&nans);
+        f32_median_of(&[vec![f32::NAN; 5], vec![f32::NAN; 5]]);
+        f32_median_of(&[vec![-2.0, 7.5, 1e30], vec![-0.0, 3.0, f32::INFINITY]]);
     }
 
     #[test]

@@ -22,8 +22,11 @@
 //!
 //! Speed: a pixel's values are sorted once ([`Pixel`]); every rejection keeps an
 //! interval of values, so each round moves the ends of a run of the sorted values and
-//! its median is the run's middle. Pixels are transposed by tiles of [`TILE`] so a
-//! pixel's values are contiguous.
+//! its median is the run's middle. Pixels are transposed by tiles of `TILE` so a
+//! pixel's values are contiguous. Unweighted sigma-clipping first takes 256 pixels at a
+//! time in vectorised passes (`sigma_clip_tile`): a pixel whose first round provably
+//! keeps every value (counts against its bounds, no median) gets its mean at once, with
+//! the same bits; only the others are sorted.
 
 use super::normalize::{key, unkey};
 use clap::ValueEnum;
@@ -277,24 +280,7 @@ pub fn combine(p: &Params, v: &[f32], maps: FrameMaps, px: &mut Pixel) -> (f64, 
     let all = (0, n);
     let kept = match p.method {
         Method::Mean | Method::Median => all,
-        Method::SigmaClip => {
-            let mut r = all;
-            if let Some((lo, hi)) = first {
-                // The first round, whose bounds the fast path found.
-                r = px.clip(r, lo, hi);
-            }
-            while r.0 < r.1 {
-                let c = px.median(r);
-                let s = px.std(r);
-                let next = px.clip(r, c - p.sigma_low * s, c + p.sigma_high * s);
-                let done = next == r;
-                r = next;
-                if done {
-                    break;
-                }
-            }
-            r
-        }
+        Method::SigmaClip => clip_rounds(p, px, first),
         Method::Winsorized => {
             let mut r = all;
             loop {
@@ -328,15 +314,219 @@ pub fn combine(p: &Params, v: &[f32], maps: FrameMaps, px: &mut Pixel) -> (f64, 
             (p.reject_low, n - p.reject_high)
         }
     };
+    kept_mean(px, kept)
+}
+
+/// The (weighted) mean of the kept run and how many values were rejected (NaN when
+/// none is kept).
+fn kept_mean(px: &Pixel, kept: (usize, usize)) -> (f64, u32) {
+    let n = px.x.len();
     if kept.0 == kept.1 {
         return (f64::NAN, n as u32);
     }
     (px.mean(kept), (n - (kept.1 - kept.0)) as u32)
 }
 
+/// Sigma-clip's rounds over the sorted values: the first with the bounds `first` if
+/// given (found before sorting), then around the run's median until one rejects nothing.
+fn clip_rounds(p: &Params, px: &Pixel, first: Option<(f64, f64)>) -> (usize, usize) {
+    let mut r = (0, px.x.len());
+    if let Some((lo, hi)) = first {
+        r = px.clip(r, lo, hi);
+    }
+    while r.0 < r.1 {
+        let c = px.median(r);
+        let s = px.std(r);
+        let next = px.clip(r, c - p.sigma_low * s, c + p.sigma_high * s);
+        let done = next == r;
+        r = next;
+        if done {
+            break;
+        }
+    }
+    r
+}
+
 /// Pixels gathered at once: their values are transposed into one buffer (each pixel's
 /// N values side by side) so the per-pixel work reads contiguous memory, not N streams.
 const TILE: usize = 64;
+
+/// Pixels of a tile in [`sigma_clip_tile`]: frames outer, pixels inner, so each loop
+/// runs over contiguous values of one frame and the compiler vectorises it.
+const WIDE: usize = 256;
+
+/// Frame i's value `x` as [`FrameMaps::value`] gives it (`NORM`: through `c`).
+#[inline(always)]
+fn norm<const NORM: bool>(c: (f64, f64), x: f32) -> f64 {
+    if NORM {
+        c.0 * f64::from(x) + c.1
+    } else {
+        f64::from(x)
+    }
+}
+
+/// Sigma-clip (unweighted) of the pixels `base .. base + out.len()` of a block, the pixels
+/// that reject nothing in a few vectorised passes over the tile:
+///
+/// 1. the sum, min and max of each pixel's values (a NaN sends the pixel to [`combine`]),
+/// 2. the sum of squared deviations from the mean,
+/// 3. how many values lie below `max - high * std` and above `min + low * std`, with a
+///    margin far above the rounding of those bounds: when at most `(n - 1) / 2` lie below
+///    and `n - 1 - n / 2` above, both middle values, hence the median `c`, are within
+///    them, so `c - low * std <= min` and `max <= c + high * std`: the first round keeps
+///    every value and the result is the mean.
+///
+/// Each pixel's sums are taken in frame order, as [`combine`] takes them, so a pixel
+/// gets the same bits either way; a pixel the count leaves in doubt (a value rejected, or
+/// its median too close to a bound to tell) goes through [`combine`]. Most pixels of a
+/// sky frame reject nothing, and their median is never computed.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn sigma_clip_tile<const NORM: bool>(
+    p: &Params,
+    frames: &[Vec<f32>],
+    coef: &[(f64, f64)],
+    base: usize,
+    out: &mut [f32],
+    rejected: &mut [f32],
+    px: &mut Pixel,
+    v: &mut Vec<f32>,
+) {
+    let m = out.len();
+    let n = frames.len();
+    // -0.0: the start of Rust's f64 `sum`, which `combine` uses.
+    let mut sum = [-0.0f64; WIDE];
+    let mut min = [f64::INFINITY; WIDE];
+    let mut max = [f64::NEG_INFINITY; WIDE];
+    let mut nan = [false; WIDE];
+    let (sum, min, max, nan) = (&mut sum[..m], &mut min[..m], &mut max[..m], &mut nan[..m]);
+    for (f, &c) in frames.iter().zip(coef) {
+        let xs = &f[base..base + m];
+        for j in 0..m {
+            let x = norm::<NORM>(c, xs[j]);
+            nan[j] |= x.is_nan();
+            sum[j] += x;
+            min[j] = if x < min[j] { x } else { min[j] };
+            max[j] = if x > max[j] { x } else { max[j] };
+        }
+    }
+    let nf = n as f64;
+    let mut mean = [0f64; WIDE];
+    let mean = &mut mean[..m];
+    for j in 0..m {
+        mean[j] = sum[j] / nf;
+    }
+    let mut sq = [-0.0f64; WIDE];
+    let sq = &mut sq[..m];
+    for (f, &c) in frames.iter().zip(coef) {
+        let xs = &f[base..base + m];
+        for j in 0..m {
+            let d = norm::<NORM>(c, xs[j]) - mean[j];
+            sq[j] += d * d;
+        }
+    }
+    let (mut below, mut above) = ([0u32; WIDE], [0u32; WIDE]);
+    let (below, above) = (&mut below[..m], &mut above[..m]);
+    let (mut t_lo, mut t_hi) = ([0f64; WIDE], [0f64; WIDE]);
+    let (t_lo, t_hi) = (&mut t_lo[..m], &mut t_hi[..m]);
+    let mut std = [0f64; WIDE];
+    let std = &mut std[..m];
+    for j in 0..m {
+        let s = (sq[j] / nf).sqrt();
+        std[j] = s;
+        let (lo, hi) = (p.sigma_low * s, p.sigma_high * s);
+        // Far above the few units in the last place the bounds are computed to.
+        let margin = 1e-12 * (max[j].abs() + min[j].abs() + lo + hi);
+        // The median must be at least t_hi and at most t_lo.
+        t_hi[j] = max[j] - hi + margin;
+        t_lo[j] = min[j] + lo - margin;
+    }
+    for (f, &c) in frames.iter().zip(coef) {
+        let xs = &f[base..base + m];
+        for j in 0..m {
+            let x = norm::<NORM>(c, xs[j]);
+            below[j] += u32::from(x < t_hi[j]);
+            above[j] += u32::from(x > t_lo[j]);
+        }
+    }
+    let (max_below, max_above) = ((n - 1) / 2, n - 1 - n / 2);
+    let maps = FrameMaps {
+        coef: NORM.then_some(coef),
+        weights: None,
+    };
+    for j in 0..m {
+        let sure = !nan[j]
+            && t_hi[j].is_finite()
+            && t_lo[j].is_finite()
+            && below[j] as usize <= max_below
+            && above[j] as usize <= max_above;
+        if sure {
+            out[j] = mean[j] as f32;
+            rejected[j] = 0.0;
+        } else {
+            v.clear();
+            v.extend(frames.iter().map(|f| f[base + j]));
+            let (value, rej) = if nan[j] {
+                combine(p, v, maps, px)
+            } else {
+                // What `combine` does once its first round's bounds fail to hold every
+                // value, with the mean and std found above (the same bits): sorted
+                // once, the median is the middle of the run, with no selection first.
+                px.gather(v, maps);
+                px.sort(maps);
+                let all = (0, n);
+                let c = px.median(all);
+                let (lo, hi) = (c - p.sigma_low * std[j], c + p.sigma_high * std[j]);
+                if lo <= px.x[0] && px.x[n - 1] <= hi {
+                    (mean[j], 0)
+                } else {
+                    kept_mean(px, clip_rounds(p, px, Some((lo, hi))))
+                }
+            };
+            out[j] = value as f32;
+            rejected[j] = rej as f32;
+        }
+    }
+}
+
+/// [`sigma_clip_tile`] compiled for AVX2 (four `f64` lanes a loop step, not SSE2's
+/// two): the same operations on each pixel, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn sigma_clip_tile_avx2<const NORM: bool>(
+    p: &Params,
+    frames: &[Vec<f32>],
+    coef: &[(f64, f64)],
+    base: usize,
+    out: &mut [f32],
+    rejected: &mut [f32],
+    px: &mut Pixel,
+    v: &mut Vec<f32>,
+) {
+    sigma_clip_tile::<NORM>(p, frames, coef, base, out, rejected, px, v);
+}
+
+/// [`sigma_clip_tile`], with AVX2 when the CPU has it.
+#[allow(clippy::too_many_arguments)]
+fn sigma_clip_tile_best<const NORM: bool>(
+    p: &Params,
+    frames: &[Vec<f32>],
+    coef: &[(f64, f64)],
+    base: usize,
+    out: &mut [f32],
+    rejected: &mut [f32],
+    px: &mut Pixel,
+    v: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { sigma_clip_tile_avx2::<NORM>(p, frames, coef, base, out, rejected, px, v) };
+        return;
+    }
+    sigma_clip_tile::<NORM>(p, frames, coef, base, out, rejected, px, v);
+}
 
 /// Combine a block: `frames[i]` holds frame i's `len` values of the block (as read),
 /// `coef[i]` its normalisation and `weights[i]` its weight; writes `out[..len]` and
@@ -368,6 +558,22 @@ pub fn combine_block(
             s.spawn(move || {
                 let start = t * per;
                 let mut px = Pixel::default();
+                if p.method == Method::SigmaClip && maps.weights.is_none() {
+                    let mut v = Vec::with_capacity(n);
+                    for (c, (o, r)) in o.chunks_mut(WIDE).zip(r.chunks_mut(WIDE)).enumerate() {
+                        let base = start + c * WIDE;
+                        if maps.coef.is_some() {
+                            sigma_clip_tile_best::<true>(
+                                p, frames, coef, base, o, r, &mut px, &mut v,
+                            );
+                        } else {
+                            sigma_clip_tile_best::<false>(
+                                p, frames, coef, base, o, r, &mut px, &mut v,
+                            );
+                        }
+                    }
+                    return;
+                }
                 let mut tile = vec![0f32; TILE * n];
                 for (c, (o, r)) in o.chunks_mut(TILE).zip(r.chunks_mut(TILE)).enumerate() {
                     let base = start + c * TILE;
