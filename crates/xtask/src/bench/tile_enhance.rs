@@ -24,7 +24,7 @@
 
 use super::strip_convert as sc;
 use super::{alternate, measure, print_table, Contender};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -168,9 +168,8 @@ pub fn run(root: &Path) -> Result<bool> {
     let dir = root.join("target/bench/tile-enhance");
     std::fs::create_dir_all(&dir)?;
     let bin = crate::build_release(root, &["tile-enhance"])?;
-    // A private copy: other builds may relink the binary while the bench runs.
     let tool = dir.join("tile-enhance");
-    std::fs::copy(bin.join("tile-enhance"), &tool).context("copying tile-enhance")?;
+    super::private_copy(&bin.join("tile-enhance"), &tool)?;
     let mpx = u64::from(sc::SIDE) * u64::from(sc::SIDE) / 1_000_000;
     let mut ok = true;
     for case in cases(root, &tool, &src, &dir) {
