@@ -250,7 +250,8 @@ pub fn resize<S: RowSource + ?Sized>(
 
 /// Lanczos3 resampling of a small in-memory image (alpha-weighted when there is alpha).
 pub fn lanczos3(t: &Thumb, tw: u32, th: u32) -> Result<Thumb, Error> {
-    use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions};
+    use fast_image_resize::images::{Image, ImageRef};
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions};
     if (t.width, t.height) == (tw, th) {
         return Ok(t.clone());
     }
@@ -262,7 +263,8 @@ pub fn lanczos3(t: &Thumb, tw: u32, th: u32) -> Result<Thumb, Error> {
         n => return Err(Error::unsupported(format!("thumbnails of {n} components"))),
     };
     let e = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Internal, format!("resize: {e}"));
-    let src = Image::from_vec_u8(t.width, t.height, t.pixels.clone(), pt).map_err(|x| e(&x))?;
+    // Borrowed, not copied: the small image is most of a thumbnail's memory.
+    let src = ImageRef::new(t.width, t.height, &t.pixels, pt).map_err(|x| e(&x))?;
     let mut dst = Image::new(tw, th, pt);
     fast_image_resize::Resizer::new()
         .resize(

@@ -309,13 +309,12 @@ pub fn plan(
                     _ => hist.is_some(),
                 };
                 if !usable {
-                    // A pass over the chain so far, these tables included.
-                    let mut upto = ready.clone();
-                    upto.push(lut_stage(&luts, s_comps(&shape)));
+                    // A pass over the chain so far; these tables are applied by the
+                    // statistics themselves (no stage writing every sample).
                     let mut st = Stats::default();
                     open(&mut |src| {
-                        let mut chain = build(&upto, src, band_rows, edge);
-                        st = point::gather(chain.as_mut(), comps, band_rows)?;
+                        let mut chain = build(&ready, src, band_rows, edge);
+                        st = point::gather(chain.as_mut(), &luts, band_rows)?;
                         Ok(())
                     })?;
                     passes += 1;

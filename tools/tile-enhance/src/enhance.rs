@@ -5,7 +5,7 @@
 use crate::chain::{self, Shape, Size, Step};
 use anyhow::Result;
 use clap::{ArgAction, ArgMatches, Args, ValueEnum};
-use membudget::cli::{AtomicFile, EarlyWriteback, InputArgs, LogArgs, OutputArgs, Status};
+use membudget::cli::{AtomicFile, DirectWriter, InputArgs, LogArgs, OutputArgs, Status};
 use membudget::cost::raster_filters::TiledFilter;
 use membudget::cost::{CostModel, Summary};
 use membudget::driver::{Job, ProcessingArgs, Room};
@@ -19,7 +19,7 @@ use raster::write::{Compression, Meta, RowSink, TiffWriter};
 use raster::{Band, Edge, RowSource};
 use serde_json::json;
 use std::ffi::OsString;
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 /// `--help` text.
@@ -663,25 +663,17 @@ impl Ctx<'_> {
         let mut sink = (|| -> Result<Box<dyn RowSink + Send>, Error> {
             Ok(match out_format {
                 FormatArg::Tiff => {
-                    let w = TiffWriter::new(
-                        BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
-                        g,
-                        meta.clone(),
-                        compression,
-                    )?
-                    .in_pool(pool.clone());
+                    let w =
+                        TiffWriter::new(DirectWriter::new(out_file), g, meta.clone(), compression)?
+                            .in_pool(pool.clone());
                     match tile {
                         Some((tw, th)) => Box::new(w.tiled(tw, th)?),
                         None => Box::new(w),
                     }
                 }
-                FormatArg::Png => Box::new(PngWriter::new(
-                    BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
-                    g,
-                    &meta,
-                )?),
+                FormatArg::Png => Box::new(PngWriter::new(DirectWriter::new(out_file), g, &meta)?),
                 FormatArg::Jpeg => Box::new(JpegWriter::new(
-                    BufWriter::with_capacity(1 << 20, EarlyWriteback::new(out_file)),
+                    DirectWriter::new(out_file),
                     g.width,
                     g.height,
                     g.comps,

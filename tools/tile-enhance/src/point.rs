@@ -176,19 +176,29 @@ impl Stats {
 }
 
 /// Read `src` to its end, `band_rows` rows at a time, and gather [`Stats`] of its first
-/// `colour` components.
+/// `luts.len()` components as they are once `luts[c]` maps component `c` (the point
+/// steps before the statistics: applied here, not by a stage writing every sample).
 pub fn gather(
     src: &mut dyn RowSource,
-    colour: usize,
+    luts: &[Lut],
     band_rows: u32,
 ) -> Result<Stats, membudget::Error> {
     use rayon::prelude::*;
+    let colour = luts.len();
     let g = src.geometry();
     let bins = if g.sample_bytes == 2 { 65536 } else { 256 };
+    // Component histograms are counted on the samples as read and mapped at the end; the
+    // greyscale one mixes components, so it is counted on mapped samples.
     let mut stats = Stats {
         hist: vec![vec![0u64; bins]; colour],
         gray: vec![0u64; bins],
     };
+    // Pillow's luma weights times each mapped 8-bit value.
+    let weighted: Vec<[u32; 256]> = [19595u32, 38470, 7471]
+        .iter()
+        .zip(luts)
+        .map(|(&wt, l)| std::array::from_fn(|v| u32::from(l.get(v).copied().unwrap_or(0)) * wt))
+        .collect();
     let mut band = Band::default();
     let mut y = 0;
     let w = g.width as usize;
@@ -208,22 +218,36 @@ pub fn gather(
         let part = (0..n.div_ceil(chunk))
             .into_par_iter()
             .map(|k| {
+                let range = k * chunk..((k + 1) * chunk).min(n);
+                if g.sample_bytes == 1 && colour == 3 {
+                    return rgb8(
+                        &band.planes[0][range.clone()],
+                        &band.planes[1][range.clone()],
+                        &band.planes[2][range],
+                        &weighted,
+                    );
+                }
                 let mut s = Stats {
                     hist: vec![vec![0u64; bins]; colour],
                     gray: vec![0u64; bins],
                 };
-                for i in k * chunk..((k + 1) * chunk).min(n) {
+                for i in range {
                     if colour == 3 {
                         let (r, gg, b) = (sample(0, i), sample(1, i), sample(2, i));
                         s.hist[0][r] += 1;
                         s.hist[1][gg] += 1;
                         s.hist[2][b] += 1;
+                        let (r, gg, b) = (
+                            usize::from(luts[0][r]),
+                            usize::from(luts[1][gg]),
+                            usize::from(luts[2][b]),
+                        );
                         let l = (r * 19595 + gg * 38470 + b * 7471 + 0x8000) >> 16;
                         s.gray[l] += 1;
                     } else {
                         let v = sample(0, i);
                         s.hist[0][v] += 1;
-                        s.gray[v] += 1;
+                        s.gray[usize::from(luts[0][v])] += 1;
                     }
                 }
                 s
@@ -247,7 +271,61 @@ pub fn gather(
         }
         y += rows;
     }
+    for (h, l) in stats.hist.iter_mut().zip(luts) {
+        *h = map_hist(h, l);
+    }
     Ok(stats)
+}
+
+/// [`Stats`] of 8-bit RGB planes, the component histograms of the samples as read, the
+/// greyscale one of `(weighted[0][r] + weighted[1][g] + weighted[2][b] + 0x8000) >> 16`
+/// (the luma of the mapped samples). Counts in `u32` (a chunk has fewer than 2^32
+/// pixels), straight from the three slices; neighbouring pixels mostly fall in the same
+/// bins, so four sets of histograms take the pixels in turn: an increment then rarely
+/// waits for the one before to be stored.
+fn rgb8(r: &[u8], g: &[u8], b: &[u8], weighted: &[[u32; 256]]) -> Stats {
+    const WAYS: usize = 4;
+    let [wr, wg, wb] = weighted else {
+        unreachable!("three components");
+    };
+    // [way][r, g, b, gray][bin]
+    let mut h = vec![[[0u32; 256]; 4]; WAYS];
+    let n = r.len().min(g.len()).min(b.len());
+    let (r, g, b) = (&r[..n], &g[..n], &b[..n]);
+    let luma = |r: u8, g: u8, b: u8| {
+        ((wr[usize::from(r)] + wg[usize::from(g)] + wb[usize::from(b)] + 0x8000) >> 16) as usize
+            & 255
+    };
+    let whole = n / WAYS * WAYS;
+    for ((r4, g4), b4) in r[..whole]
+        .chunks_exact(WAYS)
+        .zip(g[..whole].chunks_exact(WAYS))
+        .zip(b[..whole].chunks_exact(WAYS))
+    {
+        for (k, hk) in h.iter_mut().enumerate() {
+            let (r, g, b) = (r4[k], g4[k], b4[k]);
+            hk[0][usize::from(r)] += 1;
+            hk[1][usize::from(g)] += 1;
+            hk[2][usize::from(b)] += 1;
+            hk[3][luma(r, g, b)] += 1;
+        }
+    }
+    for i in whole..n {
+        let h0 = &mut h[0];
+        h0[0][usize::from(r[i])] += 1;
+        h0[1][usize::from(g[i])] += 1;
+        h0[2][usize::from(b[i])] += 1;
+        h0[3][luma(r[i], g[i], b[i])] += 1;
+    }
+    let sum = |c: usize| -> Vec<u64> {
+        (0..256)
+            .map(|v| h.iter().map(|hk| u64::from(hk[c][v])).sum())
+            .collect()
+    };
+    Stats {
+        hist: (0..3).map(sum).collect(),
+        gray: sum(3),
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +347,44 @@ mod tests {
         let mut one = vec![0u64; 256];
         one[7] = 9;
         assert_eq!(autocontrast(&one, 1.0).1, None);
+    }
+
+    #[test]
+    fn rgb8_counts_as_the_definition() {
+        let n = 5000;
+        let px = |k: u32| -> Vec<u8> {
+            (0..n)
+                .map(|i: u32| (i.wrapping_mul(2654435761).rotate_left(k) >> 13) as u8)
+                .collect()
+        };
+        let (r, g, b) = (px(3), px(11), px(19));
+        // Through tables: the component histograms are of the samples as read, the
+        // greyscale one of the mapped samples.
+        let lut: Vec<[u32; 256]> = [(19595u32, 3usize), (38470, 5), (7471, 7)]
+            .iter()
+            .map(|&(wt, k)| std::array::from_fn(|v| ((v * k) % 256) as u32 * wt))
+            .collect();
+        let s = rgb8(&r, &g, &b, &lut);
+        let mut want = vec![vec![0u64; 256]; 4];
+        for i in 0..n as usize {
+            want[0][usize::from(r[i])] += 1;
+            want[1][usize::from(g[i])] += 1;
+            want[2][usize::from(b[i])] += 1;
+            let l = (usize::from(r[i]) * 3 % 256 * 19595
+                + usize::from(g[i]) * 5 % 256 * 38470
+                + usize::from(b[i]) * 7 % 256 * 7471
+                + 0x8000)
+                >> 16;
+            want[3][l] += 1;
+        }
+        assert_eq!(s.hist, want[..3]);
+        assert_eq!(s.gray, want[3]);
+        // White stays in range: 255 * (19595 + 38470 + 7471) + 0x8000 < 256 << 16.
+        let ident: Vec<[u32; 256]> = [19595u32, 38470, 7471]
+            .iter()
+            .map(|&wt| std::array::from_fn(|v| v as u32 * wt))
+            .collect();
+        assert_eq!(rgb8(&[255], &[255], &[255], &ident).gray[255], 1);
     }
 
     #[test]

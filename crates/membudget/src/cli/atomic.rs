@@ -281,6 +281,214 @@ impl io::Seek for EarlyWriteback {
     }
 }
 
+/// Bytes a [`DirectWriter`] gathers before each write (a multiple of any block size).
+const DIRECT_CHUNK: usize = 512 << 10;
+/// What `O_DIRECT` asks the buffer's address, the file offset and the length to be
+/// multiples of (the largest logical block size in use).
+const DIRECT_ALIGN: usize = 4096;
+
+/// A large output written past the page cache (`O_DIRECT` on Linux), in aligned chunks
+/// of 512 KiB: the disk takes the data straight from this buffer, so writing costs the
+/// writing thread no copy into the cache (for a 300 MiB TIFF, 0.3-0.5 s of CPU in the
+/// kernel, the largest single cost of a point-operation chain) and leaves no dirty pages
+/// for [`AtomicFile::commit`]'s `fsync`. The tail (less than a chunk) and anything
+/// written after a seek outside the chunk held, or after `flush`, go through the page
+/// cache as usual; so does everything on a filesystem that refuses `O_DIRECT` (tmpfs),
+/// where this is [`EarlyWriteback`]'s behaviour with a buffer. Writes land where a
+/// buffered file's would: seek back inside the chunk held, or anywhere after it.
+#[derive(Debug)]
+pub struct DirectWriter {
+    file: std::fs::File,
+    /// Over-allocated by [`DIRECT_ALIGN`] so that an aligned chunk fits inside.
+    raw: Vec<u8>,
+    /// Where the aligned chunk starts in `raw`.
+    start: usize,
+    /// Bytes of the chunk holding data, and the write position in it.
+    len: usize,
+    cur: usize,
+    /// The file offset of the chunk's first byte.
+    at: u64,
+    direct: bool,
+    /// Bytes written through the page cache since writeback was last started.
+    since: u64,
+}
+
+impl DirectWriter {
+    /// Write `file` (a handle on the temporary of an [`AtomicFile`], at its start) from
+    /// offset 0, past the page cache when the filesystem allows it.
+    pub fn new(file: std::fs::File) -> Self {
+        let raw = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+        let start = raw.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        let direct = set_direct(&file, true);
+        DirectWriter {
+            file,
+            raw,
+            start,
+            len: 0,
+            cur: 0,
+            at: 0,
+            direct,
+            since: 0,
+        }
+    }
+
+    /// Whether writes still bypass the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Write the chunk held at its offset and start an empty one where the write
+    /// position is.
+    fn write_chunk(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.len > 0 {
+            let (a, b) = (self.start, self.start + self.len);
+            let aligned = self.len == DIRECT_CHUNK && self.at.is_multiple_of(DIRECT_ALIGN as u64);
+            if self.direct && !aligned {
+                self.leave_direct();
+            }
+            match self.file.write_all_at(&self.raw[a..b], self.at) {
+                Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                    // Refused after all (an alignment this filesystem wants larger).
+                    self.leave_direct();
+                    self.file.write_all_at(&self.raw[a..b], self.at)?;
+                }
+                r => r?,
+            }
+            if !self.direct {
+                self.since += self.len as u64;
+                if self.since >= WRITEBACK_EVERY {
+                    start_writeback(&self.file);
+                    self.since = 0;
+                }
+            }
+        }
+        self.at += self.cur as u64;
+        self.len = 0;
+        self.cur = 0;
+        Ok(())
+    }
+
+    fn leave_direct(&mut self) {
+        if self.direct {
+            set_direct(&self.file, false);
+            self.direct = false;
+        }
+    }
+}
+
+/// Set or clear `O_DIRECT` on `file`'s open file description: whether it is set after.
+fn set_direct(file: &std::fs::File, on: bool) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: F_GETFL and F_SETFL read and set the status flags of a descriptor this
+        // handle owns; no memory is passed.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags < 0 {
+                return false;
+            }
+            let want = if on {
+                flags | libc::O_DIRECT
+            } else {
+                flags & !libc::O_DIRECT
+            };
+            let set = libc::fcntl(fd, libc::F_SETFL, want) == 0;
+            // Cleared unless clearing failed.
+            if on {
+                set
+            } else {
+                !set
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, on);
+        false
+    }
+}
+
+/// Start writeback of `file`'s dirty pages, without waiting.
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
+        // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
+        // does not wait for it. An error (a filesystem without it) changes nothing: the
+        // commit's fsync writes them all.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
+impl io::Write for DirectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(DIRECT_CHUNK - self.cur);
+        let a = self.start + self.cur;
+        self.raw[a..a + n].copy_from_slice(&buf[..n]);
+        self.cur += n;
+        self.len = self.len.max(self.cur);
+        if self.cur == DIRECT_CHUNK {
+            self.write_chunk()?;
+        }
+        Ok(n)
+    }
+    /// Everything held goes to the file; later writes go through the page cache.
+    fn flush(&mut self) -> io::Result<()> {
+        self.leave_direct();
+        self.write_chunk()
+    }
+}
+
+impl io::Seek for DirectWriter {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let here = self.at + self.cur as u64;
+        let to = match pos {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::Current(d) => here.checked_add_signed(d),
+            io::SeekFrom::End(_) => None,
+        };
+        match to {
+            // Inside the chunk held: only the write position moves.
+            Some(p) if p >= self.at && p <= self.at + self.len as u64 => {
+                self.cur = (p - self.at) as usize;
+                Ok(p)
+            }
+            _ => {
+                // Elsewhere: what is held is written, then buffered writes from there.
+                let end = self.at + self.len as u64;
+                self.cur = self.len;
+                io::Write::flush(self)?;
+                let p = match pos {
+                    io::SeekFrom::End(d) => {
+                        let size = self.file.metadata()?.len().max(end);
+                        size.checked_add_signed(d)
+                    }
+                    _ => to,
+                }
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before 0"))?;
+                self.at = p;
+                Ok(p)
+            }
+        }
+    }
+}
+
+impl Drop for DirectWriter {
+    fn drop(&mut self) {
+        // As BufWriter does: what is held is written, errors ignored (call flush to
+        // see them).
+        let _ = io::Write::flush(self);
+    }
+}
+
 #[cfg(test)]
 mod early_writeback_tests {
     use super::*;
@@ -311,5 +519,56 @@ mod early_writeback_tests {
         assert_eq!(got[..5], chunk[..5]);
         assert_eq!(got[9..chunk.len()], chunk[9..]);
         assert_eq!(got[6 * chunk.len()..], chunk[..]);
+    }
+}
+
+#[cfg(test)]
+mod direct_writer_tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    /// Chunks of odd sizes past several direct chunks, a seek back inside the chunk held,
+    /// one before it (as a TIFF writer patches its header at the end) and a tail: the file
+    /// holds what a plain file would, whether the temporary directory's filesystem takes
+    /// O_DIRECT (ext4, xfs) or refuses it (tmpfs).
+    #[test]
+    fn writes_and_seeks_land_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = DirectWriter::new(std::fs::File::create(&path).unwrap());
+        let mut want = Vec::new();
+        let mut k = 0u32;
+        for len in [5usize, 4091, 1 << 20, 3 << 19, 777, (1 << 20) - 3, 12345] {
+            let chunk: Vec<u8> = (0..len)
+                .map(|i| {
+                    k = k.wrapping_mul(1103515245).wrapping_add(12345 + i as u32);
+                    (k >> 16) as u8
+                })
+                .collect();
+            w.write_all(&chunk).unwrap();
+            want.extend_from_slice(&chunk);
+        }
+        // Inside the chunk held: back 100 bytes, then on past the end.
+        let end = want.len() as u64;
+        w.seek(SeekFrom::Start(end - 100)).unwrap();
+        w.write_all(&[7; 150]).unwrap();
+        want.truncate(want.len() - 100);
+        want.extend_from_slice(&[7; 150]);
+        // Before it: the header.
+        assert_eq!(w.seek(SeekFrom::Start(4)).unwrap(), 4);
+        w.write_all(b"head").unwrap();
+        want[4..8].copy_from_slice(b"head");
+        assert_eq!(w.seek(SeekFrom::End(0)).unwrap(), want.len() as u64);
+        w.write_all(b"tail").unwrap();
+        want.extend_from_slice(b"tail");
+        w.flush().unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "contents differ");
     }
 }
