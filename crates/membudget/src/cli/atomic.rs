@@ -411,23 +411,6 @@ fn set_direct(file: &std::fs::File, on: bool) -> bool {
     }
 }
 
-/// Start writeback of `file`'s dirty pages, without waiting.
-fn start_writeback(file: &std::fs::File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: sync_file_range only reads the descriptor and the range (0, 0: the
-        // whole file); SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages and
-        // does not wait for it. An error (a filesystem without it) changes nothing: the
-        // commit's fsync writes them all.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
 impl io::Write for DirectWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(DIRECT_CHUNK - self.cur);
