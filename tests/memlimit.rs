@@ -224,12 +224,14 @@ fn section<'a>(r: &'a Value, tool: &str) -> &'a Value {
     &r[tool]
 }
 
-/// mem-estimate and chunk-plan inside 24 MiB on a 240 MiB TIFF; chunk-plan without -m
-/// plans within the limit.
+/// mem-estimate and chunk-plan inside 32 MiB on a 320 MiB TIFF; chunk-plan without -m
+/// plans within the limit. (The limit leaves a default budget, 70% of it, that some tool's
+/// minimum fits: at 24 MiB none did once tile-enhance's writer took 0.5 MiB more, and
+/// chunk-plan rightly exits 3.)
 #[test]
 fn mem_estimate_and_chunk_plan_inside_their_limit() {
     let dir = testkit::tempdir();
-    let limit = 24 * MIB;
+    let limit = 32 * MIB;
     let tif = big_tiff(&dir, 10 * limit);
     let path = tif.to_str().unwrap();
     let lim = Limited::new("estimate", limit);
@@ -239,7 +241,7 @@ fn mem_estimate_and_chunk_plan_inside_their_limit() {
     let records = lim.run_checked(
         "chunk-plan -m",
         &bin("chunk-plan"),
-        &["-q", "-m", "24MiB"],
+        &["-q", "-m", "32MiB"],
         &format!("{estimate}\n"),
     );
     assert_eq!(records[0]["plan"]["budget_bytes"], limit);
