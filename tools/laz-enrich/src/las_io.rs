@@ -367,6 +367,22 @@ pub fn restore_header(
     Ok(())
 }
 
+/// Header byte of the "start of waveform data packet record" (u64, LAS 1.3 and later).
+const WAVEFORM_START: u64 = 227;
+
+/// Where the input's header says its waveform data packet record starts, if it says so
+/// (a LAS 1.3+ header, a non-zero value).
+fn waveform_start(f: &File) -> Result<Option<u64>, Error> {
+    use std::os::unix::fs::FileExt;
+    let mut h = [0u8; 235];
+    let n = f.read_at(&mut h, 0)?;
+    if n < 235 || u16::from_le_bytes([h[94], h[95]]) < 235 {
+        return Ok(None);
+    }
+    let at = u64::from_le_bytes(h[227..235].try_into().unwrap());
+    Ok((at != 0).then_some(at))
+}
+
 /// One VLR or EVLR header as stored: where it starts, its user ID bytes, record ID and
 /// payload length.
 struct RawRecord {
@@ -471,8 +487,14 @@ fn read_evlrs(path: &Path) -> Result<Vec<Vlr>, Error> {
 /// copied already. The output's records are the input's in order, less the encoding
 /// ones, plus the laszip VLR of a LAZ output and the Extra Bytes VLR appended after the
 /// others when the input had none.
+///
+/// The header's "start of waveform data packet record" (LAS 1.3+, byte 227), which the
+/// las writer leaves 0, is pointed at the output's copy of the EVLR it pointed at in the
+/// input: without it, internal waveform data (global encoding bit 1) would be kept but
+/// unreachable. The points' waveform offsets count from that record, so they still hold.
 fn restore_record_headers(input: &Path, src: &File, out: &File) -> Result<(), Error> {
     use std::os::unix::fs::FileExt;
+    let waveform_at = waveform_start(src)?;
     for extended in [false, true] {
         let head = if extended { 60 } else { 54 };
         let from = raw_records(src, extended)?;
@@ -480,6 +502,9 @@ fn restore_record_headers(input: &Path, src: &File, out: &File) -> Result<(), Er
         let from = from.iter().filter(|r| !r.is_encoding());
         let to = to.iter().filter(|r| !r.is_encoding());
         for (a, b) in from.zip(to) {
+            if extended && Some(a.at) == waveform_at {
+                out.write_all_at(&b.at.to_le_bytes(), WAVEFORM_START)?;
+            }
             let eb = a.user() == b"LASF_Spec" && a.record_id == 4;
             let same = b.record_id == a.record_id && b.len == a.len
                 || eb && b.record_id == 4 && b.len >= a.len

@@ -116,7 +116,10 @@ const VLR_HELP: &str = "\nEXTRA BYTES AND VLRS. Every input VLR and EVLR is kept
      and LAS 1.5 says only one may exist; readers given several disagree (laspy uses the \
      first, LAStools the last, PDAL 2.9 all but counts each one's offsets from the start \
      again), while all of them read the output's one VLR alike. When the first Extra \
-     Bytes record is an EVLR, the Extra Bytes VLR comes after the other VLRs.\n";
+     Bytes record is an EVLR, the Extra Bytes VLR comes after the other VLRs. Internal \
+     waveform data (LAS 1.4, global encoding bit 1) stays reachable: the header's start \
+     of the waveform data packet record points at the output's copy of that EVLR, and \
+     the points' waveform offsets, which count from it, are kept.\n";
 
 fn features_help() -> String {
     let mut s = String::from(

@@ -979,3 +979,80 @@ fn several_extra_bytes_records_become_one_vlr_and_superseded_copies() {
         );
     }
 }
+
+/// A LAS 1.4 cloud with internal waveform data: an EVLR of another user, then the
+/// waveform data packet record (LASF_Spec 65535) the header's byte 227 points at, global
+/// encoding bit 1 set.
+const WAVEFORM: &str = r#"
+import sys, struct, numpy as np, laspy
+out = sys.argv[1]
+rng = np.random.default_rng(3)
+n = 400
+h = laspy.LasHeader(point_format=6, version="1.4")
+h.scales = np.array([0.01, 0.01, 0.01]); h.offsets = np.array([0.0, 0.0, 0.0])
+las = laspy.LasData(h)
+las.x = rng.uniform(0, 20, n); las.y = rng.uniform(0, 20, n); las.z = rng.uniform(0, 5, n)
+las.write(out)
+b = bytearray(open(out, "rb").read())
+assert struct.unpack_from("<Q", b, 235)[0] == 0, "laspy wrote EVLRs"
+def evlr(user, rid, desc, data):
+    return (struct.pack("<H", 0) + user.ljust(16, b"\0") + struct.pack("<HQ", rid, len(data))
+            + desc.ljust(32, b"\0") + data)
+first = evlr(b"membudget-test", 7, b"before the waveforms", b"y" * 1000)
+packets = bytes(range(256)) * 40
+start = len(b)
+b += first
+struct.pack_into("<Q", b, 227, len(b))
+b += evlr(b"LASF_Spec", 65535, b"waveform data packets", packets)
+struct.pack_into("<QL", b, 235, start, 2)
+ge, = struct.unpack_from("<H", b, 6)
+struct.pack_into("<H", b, 6, ge | 2)
+open(out, "wb").write(b)
+"#;
+
+/// The output's byte 227 must point at its own waveform data packet record, holding the
+/// input's packets byte for byte.
+const WAVEFORM_CHECK: &str = r#"
+import sys, struct, laspy
+def waveform(path):
+    b = open(path, "rb").read()
+    at, = struct.unpack_from("<Q", b, 227)
+    assert at > 0, f"{path}: no waveform record start in the header"
+    user = b[at + 2:at + 18].rstrip(b"\0"); rid, ln = struct.unpack_from("<HQ", b, at + 18)
+    assert (user, rid) == (b"LASF_Spec", 65535), f"{path}: byte 227 points at {user} {rid}"
+    ge, = struct.unpack_from("<H", b, 6)
+    return b[at + 60:at + 60 + ln], ge & 2
+src, out = sys.argv[1], sys.argv[2]
+assert waveform(out) == waveform(src), "the waveform packets or the encoding bit differ"
+assert len(laspy.read(out).points) == len(laspy.read(src).points)
+"#;
+
+#[test]
+fn internal_waveform_data_stays_reachable() {
+    let Some(py) = testkit::python(&["laspy", "lazrs", "numpy"]) else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let input = dir.path().join("waveform.las");
+    testkit::run_python(&py, WAVEFORM, &[input.to_str().unwrap()]);
+    for format in ["las", "laz"] {
+        let out_dir = dir.path().join(format!("out-{format}"));
+        let (out, recs) = run(&[
+            "-F",
+            "nz",
+            "--format",
+            format,
+            "-o",
+            out_dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        testkit::check(&out, "laz-enrich");
+        let s = section(&recs[0]);
+        assert_eq!(s["status"], "ok", "{:?}", recs[0]);
+        testkit::run_python(
+            &py,
+            WAVEFORM_CHECK,
+            &[input.to_str().unwrap(), s["output"].as_str().unwrap()],
+        );
+    }
+}
