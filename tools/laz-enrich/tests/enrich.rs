@@ -786,6 +786,24 @@ if mode == "evlr":
 open(out, "wb").write(f)
 "#;
 
+/// Enrich `input` with `features` into `out_dir` as `format`; the run must succeed. The
+/// output's path.
+fn enrich_ok(input: &Path, out_dir: &Path, features: &str, format: &str) -> String {
+    let (out, recs) = run(&[
+        "-F",
+        features,
+        "--format",
+        format,
+        "-o",
+        out_dir.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    testkit::check(&out, "laz-enrich");
+    let s = section(&recs[0]);
+    assert_eq!(s["status"], "ok", "{:?}", recs[0]);
+    s["output"].as_str().unwrap().to_string()
+}
+
 /// An output of a `SPLIT_EB` cloud, checked from its bytes, with laspy, and with an
 /// independent reader of the point records.
 const SPLIT_EB_CHECK: &str = r#"
@@ -956,26 +974,11 @@ fn several_extra_bytes_records_become_one_vlr_and_superseded_copies() {
             testkit::run_python(&py, SPLIT_EB, &[input.to_str().unwrap(), mode]);
         }
         let out_dir = dir.path().join(format!("out-{mode}-{format}"));
-        let (out, recs) = run(&[
-            "-F",
-            "nz,planarity",
-            "--format",
-            format,
-            "-o",
-            out_dir.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
-        testkit::check(&out, "laz-enrich");
-        let s = section(&recs[0]);
-        assert_eq!(s["status"], "ok", "{:?}", recs[0]);
+        let output = enrich_ok(&input, &out_dir, "nz,planarity", format);
         testkit::run_python(
             &py,
             SPLIT_EB_CHECK,
-            &[
-                input.to_str().unwrap(),
-                s["output"].as_str().unwrap(),
-                "nz,planarity",
-            ],
+            &[input.to_str().unwrap(), &output, "nz,planarity"],
         );
     }
 }
@@ -1036,23 +1039,12 @@ fn internal_waveform_data_stays_reachable() {
     let input = dir.path().join("waveform.las");
     testkit::run_python(&py, WAVEFORM, &[input.to_str().unwrap()]);
     for format in ["las", "laz"] {
-        let out_dir = dir.path().join(format!("out-{format}"));
-        let (out, recs) = run(&[
-            "-F",
+        let output = enrich_ok(
+            &input,
+            &dir.path().join(format!("out-{format}")),
             "nz",
-            "--format",
             format,
-            "-o",
-            out_dir.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
-        testkit::check(&out, "laz-enrich");
-        let s = section(&recs[0]);
-        assert_eq!(s["status"], "ok", "{:?}", recs[0]);
-        testkit::run_python(
-            &py,
-            WAVEFORM_CHECK,
-            &[input.to_str().unwrap(), s["output"].as_str().unwrap()],
         );
+        testkit::run_python(&py, WAVEFORM_CHECK, &[input.to_str().unwrap(), &output]);
     }
 }
