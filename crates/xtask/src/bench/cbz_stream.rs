@@ -75,10 +75,7 @@ fn need(cmd: &str) -> Result<()> {
 
 /// Whether comparison `what` is to run (`MEMBUDGET_BENCH_ONLY`, all when unset).
 fn wanted(what: &str) -> bool {
-    match std::env::var("MEMBUDGET_BENCH_ONLY") {
-        Ok(only) => only.split(',').any(|w| w.trim() == what),
-        Err(_) => true,
-    }
+    super::only(what).unwrap_or(true)
 }
 
 /// Generate (once), build, measure, print; true when every target was met.

@@ -157,11 +157,7 @@ print("CFA planes equal numpy slicing and Siril's split_cfa planes")
 "#;
 
 fn rounds() -> usize {
-    std::env::var("MEMBUDGET_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(3)
+    super::rounds_or(3)
 }
 
 fn alternate(cs: &[Contender]) -> Result<Vec<Sample>> {

@@ -199,6 +199,24 @@ pub fn alternate(rounds: usize, contenders: &[Contender]) -> Result<Vec<Sample>>
         .collect())
 }
 
+/// Alternating rounds: `MEMBUDGET_BENCH_ROUNDS` when set to a positive number, else
+/// `default`.
+pub fn rounds_or(default: usize) -> usize {
+    std::env::var("MEMBUDGET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+/// Whether `MEMBUDGET_BENCH_ONLY` (a comma-separated list) names `what`; `None` when it
+/// is unset, so each bench says what runs by default.
+pub fn only(what: &str) -> Option<bool> {
+    std::env::var("MEMBUDGET_BENCH_ONLY")
+        .ok()
+        .map(|only| only.split(',').any(|w| w.trim() == what))
+}
+
 /// A command line from paths and strings alike.
 pub fn argv(items: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     items.iter().map(|s| s.as_ref().to_os_string()).collect()

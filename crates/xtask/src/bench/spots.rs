@@ -42,11 +42,7 @@ const BACKGROUND: f64 = 100.0;
 const VERSION: &str = "1";
 /// Alternating rounds (`MEMBUDGET_BENCH_ROUNDS`, default 3).
 fn rounds() -> usize {
-    std::env::var("MEMBUDGET_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(3)
+    super::rounds_or(3)
 }
 
 /// Whether part `what` (`compare`, `big`) is to run (`MEMBUDGET_BENCH_ONLY`, all when
@@ -55,10 +51,7 @@ fn wanted(what: &str) -> bool {
     if what == "big" && std::env::var_os("MEMBUDGET_BENCH_SMALL").is_some_and(|v| v == "1") {
         return false;
     }
-    match std::env::var("MEMBUDGET_BENCH_ONLY") {
-        Ok(only) => only.split(',').any(|w| w.trim() == what),
-        Err(_) => true,
-    }
+    super::only(what).unwrap_or(true)
 }
 
 /// big-fish as its users run it: read the TIFF, detect, write the coordinates.

@@ -221,7 +221,7 @@ pub fn run(root: &Path) -> Result<bool> {
         ok &= super::tile_enhance_thumb::thumbnail_cases(root, &dir, &tool)?;
     }
     let env_is = |k: &str| std::env::var_os(k).is_some_and(|v| v == "1");
-    let only_giga = std::env::var("MEMBUDGET_BENCH_ONLY").is_ok() && wanted("giga");
+    let only_giga = super::only("giga") == Some(true);
     if env_is("MEMBUDGET_BENCH_SMALL") {
         println!("\n1 gigapixel: SKIPPED (MEMBUDGET_BENCH_SMALL=1)");
     } else if env_is("MEMBUDGET_BENCH_GIGA") || only_giga {
@@ -238,10 +238,7 @@ pub fn run(root: &Path) -> Result<bool> {
 /// Whether case `key` is to run (`MEMBUDGET_BENCH_ONLY`, a comma-separated list; every
 /// case but the gigapixel one when unset).
 fn wanted(key: &str) -> bool {
-    match std::env::var("MEMBUDGET_BENCH_ONLY") {
-        Ok(only) => only.split(',').any(|w| w.trim() == key),
-        Err(_) => key != "giga",
-    }
+    super::only(key).unwrap_or(key != "giga")
 }
 
 /// Chain and unsharp on strip-convert's 1-gigapixel image under 128 MiB, once.
