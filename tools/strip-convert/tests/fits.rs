@@ -1178,3 +1178,39 @@ print('ok')
     assert!(!d.join("s.fits").exists());
     assert!(!d.join("CFA0_c1.fits").exists());
 }
+
+/// A frame whose name is not UTF-8 (Latin-1 `\xe9`) gives CFA planes and a normalised
+/// copy whose names keep its bytes, not a U+FFFD that another name could share.
+#[test]
+fn frame_names_that_are_not_utf8_keep_their_bytes() {
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    let name = testkit::latin1_name("light_", ".fits");
+    std::fs::copy(testkit::data("fits/fixed-1890.fits"), d.join(&name)).unwrap();
+    let out = tool()
+        .current_dir(d)
+        .args(["--split-cfa", "RGGB"])
+        .arg(&name)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tool()
+        .current_dir(d)
+        .args(["--normalize", "additive"])
+        .arg(&name)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for prefix in ["CFA0_", "CFA1_", "CFA2_", "CFA3_", "norm_"] {
+        let want = d.join(testkit::latin1_name(&format!("{prefix}light_"), ".fits"));
+        assert!(want.is_file(), "{} missing", want.display());
+    }
+}

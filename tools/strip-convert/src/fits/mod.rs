@@ -329,20 +329,22 @@ fn pass_rows(budget: u64, width: u32, bytes: usize) -> u32 {
 /// 6000x4000 uint16 frames in blocks of the whole frame peaked at 113 MB.
 const PASS_BYTES: u64 = 1 << 20;
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "frame.fits".into())
-}
-
-fn stem_fits(path: &Path) -> String {
-    let n = file_name(path);
-    let stem = n
-        .strip_suffix(".fits")
-        .or_else(|| n.strip_suffix(".fit"))
-        .or_else(|| n.strip_suffix(".fts"))
-        .unwrap_or(&n);
-    format!("{stem}.fits")
+/// `<prefix><stem>.fits` for the frame at `path` (its `.fits`, `.fit` or `.fts` dropped).
+fn stem_fits(prefix: &str, path: &Path) -> std::ffi::OsString {
+    // Byte for byte: a name that is not UTF-8 (Latin-1 from an old camera PC) keeps its
+    // bytes rather than a U+FFFD that two names could share.
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let n = path
+        .file_name()
+        .map_or(&b"frame.fits"[..], |n| n.as_bytes());
+    let stem = [&b".fits"[..], b".fit", b".fts"]
+        .iter()
+        .find_map(|s| n.strip_suffix(*s))
+        .unwrap_or(n);
+    let mut v = prefix.as_bytes().to_vec();
+    v.extend_from_slice(stem);
+    v.extend_from_slice(b".fits");
+    std::ffi::OsString::from_vec(v)
 }
 
 /// Claim `dest`, create its temporary and fill it (the caller commits).
@@ -428,9 +430,7 @@ impl Ctx<'_> {
                    "a": ka, "b": kb,
                    "reference": {"path": rpath, "location": rs.location, "scale": rs.scale}}),
         );
-        let dest = self
-            .output
-            .output_path(&path, format!("norm_{}", stem_fits(&path)))?;
+        let dest = self.output.output_path(&path, stem_fits("norm_", &path))?;
         r.set_in(NAME, "output", json!(dest.to_string_lossy()));
         if self.skip(&dest, r) {
             return Ok(());
@@ -544,12 +544,14 @@ impl Ctx<'_> {
             .map_err(Error::unsupported)?,
         };
         let (w2, h2) = (info.width / 2, info.height / 2);
-        let name = stem_fits(path);
         let dests: Vec<PathBuf> = if self.a.cfa_rgb {
-            vec![self.output.output_path(path, format!("RGB_{name}"))?]
+            vec![self.output.output_path(path, stem_fits("RGB_", path))?]
         } else {
             (0..4)
-                .map(|k| self.output.output_path(path, format!("CFA{k}_{name}")))
+                .map(|k| {
+                    self.output
+                        .output_path(path, stem_fits(&format!("CFA{k}_"), path))
+                })
                 .collect::<Result<_, _>>()?
         };
         r.set_in(NAME, "pattern", json!(pattern.as_str()));
