@@ -239,6 +239,52 @@ fn a_file_named_with_latin1_bytes_goes_through_every_tool() {
     assert_eq!(&head[..12], b"\0\0\0\x0cjP  \r\n\x87\n");
 }
 
+/// Outputs named after a non-UTF-8 input keep its bytes in tile-enhance (thumbnail,
+/// spots) and cbz-stream (pack, cover, unpack), as in strip-convert above.
+#[test]
+fn outputs_named_after_a_latin1_input_keep_its_bytes() {
+    bin("tile-enhance");
+    bin("cbz-stream");
+    let dir = testkit::tempdir();
+    let d = dir.path();
+    let tif = testkit::latin1_name("scan_", ".tif");
+    std::fs::copy(testkit::data("tiff/rgb-3c-8b.tiff"), d.join(&tif)).unwrap();
+    let pages = d.join(testkit::latin1_name("issue_", ""));
+    std::fs::create_dir(&pages).unwrap();
+    std::fs::copy(
+        testkit::data("images/hubble_deep_field.jpg"),
+        pages.join("001.jpg"),
+    )
+    .unwrap();
+    let out = sh(&format!(
+        "cd '{}' && tile-enhance thumbnail -q -s 32 -o out scan_* \
+         && tile-enhance spots -q --sigma 1.5 -o out scan_* \
+         && cbz-stream pack -q -o out issue_* \
+         && cbz-stream cover -q -o out out/issue_*.cbz \
+         && cbz-stream unpack -q -o unpacked out/issue_*.cbz",
+        d.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        d.join("out")
+            .join(testkit::latin1_name("scan_", ".thumb.jpg")),
+        d.join("out")
+            .join(testkit::latin1_name("scan_", ".spots.csv")),
+        d.join("out").join(testkit::latin1_name("issue_", ".cbz")),
+        d.join("out/out")
+            .join(testkit::latin1_name("issue_", ".cover.png")),
+        d.join("unpacked/out")
+            .join(testkit::latin1_name("issue_", ""))
+            .join("001.jpg"),
+    ] {
+        assert!(want.is_file(), "{} missing", want.display());
+    }
+}
+
 #[test]
 fn a_write_error_on_stdout_is_fatal_only_a_closed_pipe_is_quiet() {
     bin("strip-convert");

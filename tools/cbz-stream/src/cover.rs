@@ -31,7 +31,7 @@ pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
         |_| None,
         |record, job, _room| {
             let input = record.path();
-            let name = format!("{}.cover.png", crate::stem(&input));
+            let name = membudget::cli::stem_name(&input, "out", ".cover.png");
             let dest = crate::output_for(&o.output, &input, &name, &["png"])?;
             record.set_in(NAME, "op", "cover");
             if !crate::begin(record, job, &o.output, &dest)? {

@@ -262,7 +262,7 @@ pub fn names_file(o: &OutputArgs, exts: &[&str]) -> bool {
 pub fn output_for(
     o: &OutputArgs,
     input: &Path,
-    name: &str,
+    name: impl AsRef<std::ffi::OsStr>,
     exts: &[&str],
 ) -> Result<PathBuf, Error> {
     match &o.output_dir {
@@ -274,14 +274,17 @@ pub fn output_for(
 /// The archive made of `input`: `<stem>.cbz` beside it or mirrored under `-o DIR`, or
 /// the archive `-o` names.
 pub fn cbz_for(o: &OutputArgs, input: &Path) -> Result<PathBuf, Error> {
-    output_for(o, input, &format!("{}.cbz", stem(input)), &["cbz", "zip"])
+    output_for(
+        o,
+        input,
+        membudget::cli::stem_name(input, "out", ".cbz"),
+        &["cbz", "zip"],
+    )
 }
 
-/// The input's file stem (`a` for `dir/a.cbz`).
-pub fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into())
+/// The input's file stem (`a` for `dir/a.cbz`), byte for byte.
+pub fn stem(p: &Path) -> std::ffi::OsString {
+    membudget::cli::stem_name(p, "out", "")
 }
 
 /// Claim `dest` for writing ([`AtomicFile::claim`]): `None`, with the record's status

@@ -221,7 +221,7 @@ fn pack_dirs(o: &PackOpts, log: &LogArgs) -> Result<Status> {
                     "not a directory: give `-o FILE.cbz` to pack files into one archive",
                 ));
             }
-            let name = format!("{}.cbz", crate::stem(&dir));
+            let name = membudget::cli::stem_name(&dir, "out", ".cbz");
             let dest = o.output.output_path(&dir, &name)?;
             record.set_in(NAME, "op", "pack");
             if !crate::begin(record, job, &o.output, &dest)? {

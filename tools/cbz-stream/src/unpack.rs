@@ -238,7 +238,7 @@ fn extract(a: &mut archive::Archive, entries: &[Entry], dest: &Path) -> Result<(
     std::fs::create_dir_all(parent)?;
     // Named for its owner (not `.<stem>.<random>.part`), so the next run into this
     // directory removes it when this one is killed.
-    let tmp = membudget::outputs::scratch_dir(parent, &crate::stem(dest))?;
+    let tmp = membudget::outputs::scratch_dir(parent, &crate::stem(dest).to_string_lossy())?;
     for e in entries {
         let rel = relative(&e.name);
         let path = tmp.path().join(&rel);

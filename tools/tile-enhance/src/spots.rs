@@ -359,11 +359,10 @@ fn one(
     r: &mut Record,
 ) -> Result<(), Error> {
     let (budget, jobs) = (room.budget, room.threads);
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let dest = o.output.output_path(input, format!("{stem}.spots.csv"))?;
+    let dest = o.output.output_path(
+        input,
+        membudget::cli::stem_name(input, "image", ".spots.csv"),
+    )?;
     job.claim_output(input, &dest)?;
     // Channels: the input's pages and bands, then --channel files.
     let format = source::format_of(input)?;

@@ -96,11 +96,7 @@ fn one(o: &Opts, job: &mut Job, record: &mut Record) -> Result<(), Error> {
         OutFormat::Jpeg => "jpg",
         OutFormat::Png => "png",
     };
-    let mut name = input
-        .file_stem()
-        .unwrap_or(std::ffi::OsStr::new("out"))
-        .to_os_string();
-    name.push(format!(".thumb.{ext}"));
+    let name = membudget::cli::stem_name(&input, "out", &format!(".thumb.{ext}"));
     let dest = o.output.output_path(&input, &name)?;
     record.set_path_in(NAME, "output", &dest);
     job.claim_output(&input, &dest)?;

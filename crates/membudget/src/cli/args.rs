@@ -44,6 +44,19 @@ pub(super) fn memory_limit(s: &str) -> Result<String, String> {
         .map_err(|e| e.message)
 }
 
+/// An output file name made from `input`'s file stem (`a` of `dir/a.tif`, or `default`
+/// when it has none) followed by `suffix` (`.thumb.jpg`), byte for byte: an input name
+/// that is not UTF-8 (Latin-1 from an old scanner PC) gives an output name with the same
+/// bytes, not a U+FFFD that another input could share.
+pub fn stem_name(input: &Path, default: &str, suffix: &str) -> OsString {
+    let mut name = input
+        .file_stem()
+        .unwrap_or(OsStr::new(default))
+        .to_os_string();
+    name.push(suffix);
+    name
+}
+
 /// A usage error found by a tool's own checks of its options (those clap cannot check
 /// alone, e.g. two options that must agree): `return Err(cli::usage("..."))` from `run`
 /// **before the first input is read** (before `cli::inputs`), and [`main`] prints
