@@ -5,6 +5,7 @@
 pub mod ahead;
 pub mod fits;
 pub mod jpeg;
+pub mod jpeg_dc;
 pub mod metrics;
 pub mod png;
 pub mod thumbnail;

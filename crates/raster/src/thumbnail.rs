@@ -17,6 +17,7 @@
 //! source has one, is passed through untouched (no colour conversion).
 
 use crate::jpeg::{self, JpegRows};
+use crate::jpeg_dc::DcRows;
 use crate::tiff::TiffPage;
 use crate::{Band, Geometry, RowSource};
 use membudget::probe::Format;
@@ -511,8 +512,21 @@ pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
             // As libvips's loader: whole blocks only, so sizes agree with vipsthumbnail.
             rows.crop(w / d, h / d);
             let icc = rows.icc.clone();
+            // At 1/8 only the DC terms count: a baseline JPEG is read by jpeg_dc, which
+            // skips the AC coefficients faster than libjpeg decodes them (libjpeg read the
+            // header above: its errors and its ICC profile and density stand).
+            let source: Box<dyn RowSource> = match d {
+                8 => match DcRows::open(std::fs::File::open(path)?)? {
+                    Some(mut dc) => {
+                        dc.crop(w / d, h / d);
+                        Box::new(dc)
+                    }
+                    None => Box::new(rows),
+                },
+                _ => Box::new(rows),
+            };
             Ok(Opened {
-                source: Box::new(rows),
+                source,
                 full: (w, h),
                 loaded: format!("jpeg 1/{d}"),
                 icc,

@@ -1,0 +1,883 @@
+//! A baseline JPEG read at 1/8 scale from its DC terms alone: [`DcRows`] serves one
+//! pixel per 8x8 block, as libjpeg's 1/8 decode does (its 1x1 inverse DCT is the DC term
+//! dequantised, `(dc * q + 4) >> 3` plus 128), colour-converted by libjpeg's fixed-point
+//! YCbCr to RGB, while skipping every AC coefficient without computing it.
+//!
+//! Why by hand: at 1/8 scale a JPEG thumbnail's time is the entropy decoder's (76% of it
+//! in libjpeg-turbo's `decode_mcu` on a 100-megapixel photo). libjpeg-turbo decodes each
+//! AC symbol through an 8-bit lookahead, then reads its value bits in a second step and
+//! refills its bit buffer byte by byte; no crate decodes only the DC terms (zune-jpeg and
+//! jpeg-decoder decode every coefficient). Skipping needs only each symbol's whole length
+//! (code plus value bits) and the coefficients it covers, so one lookup of a table indexed
+//! by the next [`LUT_BITS`] bits skips one to several symbols, and the bit buffer is
+//! refilled eight bytes at a time when they hold no `0xFF`.
+//!
+//! Scope: baseline and extended sequential Huffman JPEGs, 8-bit, gray or YCbCr, one scan
+//! holding every component, with or without restart markers. [`DcRows::open`] answers
+//! `None` for anything else (progressive, arithmetic, 12-bit, lossless, CMYK, RGB-coded,
+//! several scans), which the caller decodes with libjpeg instead.
+//!
+//! Subsampled chroma is taken from the block covering each pixel (libjpeg's 1/8 decode
+//! of 4:2:0 runs a 2x2 inverse DCT on chroma instead, whose four pixels average to the
+//! same DC value): a thumbnail shrinks further from here, so the two agree to about a
+//! level after the next reduction.
+//!
+//! Damaged data is an error, as in [`crate::jpeg`]'s strict libjpeg: a code no table
+//! holds, a missing or misnumbered restart marker, data ending (a marker or the end of
+//! the file) before the last block.
+//!
+//! Memory: one MCU row of DC samples (`width / 8` a component, 4 rows at most), its
+//! converted rows, and a 128 KiB read buffer.
+
+use crate::{Band, Geometry, RowSource};
+use membudget::{Error, ErrorKind};
+use std::io::Read;
+
+/// Bits indexing the AC skip table and the DC table.
+const LUT_BITS: u32 = 11;
+/// Read buffer.
+const BUF_BYTES: usize = 128 << 10;
+
+fn corrupt(msg: impl std::fmt::Display) -> Error {
+    Error::corrupt(format!("JPEG: {msg}"))
+}
+
+/// A Huffman table as JPEG defines it (Annex C): code lengths' counts and symbols.
+#[derive(Clone)]
+struct Huff {
+    /// Largest code of each length (1..=16), -1 when none.
+    maxcode: [i32; 17],
+    /// Index in `vals` of the first code of each length, less that code.
+    delta: [i32; 17],
+    vals: Vec<u8>,
+}
+
+impl Huff {
+    fn new(counts: &[u8; 16], vals: &[u8]) -> Result<Self, Error> {
+        let mut maxcode = [-1i32; 17];
+        let mut delta = [0i32; 17];
+        let (mut code, mut k) = (0i32, 0i32);
+        for l in 1..=16 {
+            let n = i32::from(counts[l - 1]);
+            delta[l] = k - code;
+            code += n;
+            k += n;
+            // libjpeg's check: the codes of a length must fit in that length.
+            if code > 1 << l {
+                return Err(corrupt("bogus Huffman table"));
+            }
+            if n > 0 {
+                maxcode[l] = code - 1;
+            }
+            code <<= 1;
+        }
+        Ok(Huff {
+            maxcode,
+            delta,
+            vals: vals.to_vec(),
+        })
+    }
+
+    /// The code at the top of `window` (MSB first, at least 16 valid bits): its length
+    /// and symbol, or `None` when no code matches.
+    fn decode(&self, window: u64) -> Option<(u32, u8)> {
+        for l in 1..=16u32 {
+            let code = (window >> (64 - l)) as i32;
+            if code <= self.maxcode[l as usize] {
+                let i = (code + self.delta[l as usize]) as usize;
+                return self.vals.get(i).map(|&s| (l, s));
+            }
+        }
+        None
+    }
+}
+
+/// A DC table entry: code length in the low 8 bits (0: not in the table's first
+/// [`LUT_BITS`] bits), the value's bit count above.
+fn dc_lut(h: &Huff) -> Vec<u16> {
+    let mut lut = vec![0u16; 1 << LUT_BITS];
+    for (i, e) in lut.iter_mut().enumerate() {
+        let window = (i as u64) << (64 - LUT_BITS);
+        if let Some((l, s)) = h.decode(window) {
+            if l <= LUT_BITS {
+                *e = l as u16 | u16::from(s) << 8;
+            }
+        }
+    }
+    lut
+}
+
+/// An AC skip entry, packed:
+/// - bits 0..6: bits the whole run of symbols takes (codes and value bits);
+/// - bits 6..13: coefficients they cover (an end of block counts 1);
+/// - bit 13: the run ends with an end of block;
+/// - bits 14..19: bits of the first symbol alone; bits 19..24: its coefficients;
+///   bit 24: it is an end of block;
+/// - 0 when the first code is longer than [`LUT_BITS`] (or no code): the slow path.
+///
+/// A symbol RS (run R, size S) covers R + 1 coefficients and takes its code's length
+/// plus S bits; ZRL (0xF0) covers 16; S = 0 with another R ends the block, as libjpeg
+/// reads it.
+fn ac_lut(h: &Huff) -> Vec<u32> {
+    let one = |window: u64, room: u32| -> Option<(u32, u32, bool)> {
+        let (l, rs) = h.decode(window)?;
+        if l > room {
+            return None;
+        }
+        let (r, s) = (u32::from(rs >> 4), u32::from(rs & 15));
+        Some(match (r, s) {
+            (15, 0) => (l, 16, false),
+            (_, 0) => (l, 1, true),
+            _ => (l + s, r + 1, false),
+        })
+    };
+    let mut lut = vec![0u32; 1 << LUT_BITS];
+    for (i, e) in lut.iter_mut().enumerate() {
+        let window = (i as u64) << (64 - LUT_BITS);
+        let Some((l0, a0, eob0)) = one(window, LUT_BITS) else {
+            continue;
+        };
+        let (mut used, mut adv, mut eob) = (l0, a0, eob0);
+        // More symbols while their codes lie inside the indexed bits (their value bits
+        // may run past them: the length is all a skip needs).
+        while !eob && used < LUT_BITS && adv < 64 {
+            match one(window << used, LUT_BITS - used) {
+                Some((l, a, end)) if used + l <= 63 => {
+                    used += l;
+                    adv += a;
+                    eob = end;
+                }
+                _ => break,
+            }
+        }
+        *e = used | adv << 6 | u32::from(eob) << 13 | l0 << 14 | a0 << 19 | u32::from(eob0) << 24;
+    }
+    lut
+}
+
+/// One component as the frame and the scan give it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Comp {
+    id: u8,
+    h: usize,
+    v: usize,
+    q: usize,
+    dc: usize,
+    ac: usize,
+}
+
+/// The bit reader over the entropy-coded data: a 64-bit buffer, MSB first.
+struct Bits<R> {
+    src: R,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    bits: u64,
+    nbits: u32,
+    /// A marker (or the end of the file) was reached: zero bits are fed from there.
+    ended: bool,
+    /// Zero bits at the tail of the buffer that no data gave.
+    fake: u32,
+}
+
+impl<R: Read> Bits<R> {
+    /// Make at least 2 bytes available at `pos` unless the file ends.
+    fn more(&mut self) -> Result<(), Error> {
+        if self.len - self.pos >= 2 || self.eof {
+            return Ok(());
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        while self.len < self.buf.len() {
+            match self.src.read(&mut self.buf[self.len..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::new(ErrorKind::Io, format!("JPEG: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next header byte.
+    fn byte(&mut self) -> Result<u8, Error> {
+        self.more()?;
+        if self.pos >= self.len {
+            return Err(corrupt("the file ends inside its header"));
+        }
+        self.pos += 1;
+        Ok(self.buf[self.pos - 1])
+    }
+
+    fn u16(&mut self) -> Result<u16, Error> {
+        Ok(u16::from(self.byte()?) << 8 | u16::from(self.byte()?))
+    }
+
+    /// Skip `n` header bytes.
+    fn skip(&mut self, mut n: usize) -> Result<(), Error> {
+        while n > 0 {
+            self.more()?;
+            let k = n.min(self.len - self.pos);
+            if k == 0 {
+                return Err(corrupt("the file ends inside its header"));
+            }
+            self.pos += k;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// Fill the bit buffer to at least 56 bits (zeros past the data's end).
+    #[inline]
+    fn refill(&mut self) -> Result<(), Error> {
+        if !self.ended && self.pos + 8 <= self.len {
+            let w = u64::from_be_bytes(self.buf[self.pos..self.pos + 8].try_into().unwrap());
+            // No 0xFF byte among the eight: no stuffing, no marker.
+            let x = !w;
+            if x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 == 0 {
+                // Whole bytes only (the partial one is read again, same bits, next time).
+                self.bits |= w >> self.nbits;
+                self.pos += ((63 - self.nbits) >> 3) as usize;
+                self.nbits |= 56;
+                return Ok(());
+            }
+        }
+        self.refill_slow()
+    }
+
+    #[cold]
+    fn refill_slow(&mut self) -> Result<(), Error> {
+        while self.nbits <= 56 {
+            let mut b = 0u8;
+            if !self.ended {
+                self.more()?;
+                match self.buf[self.pos..self.len] {
+                    [] => self.ended = true,
+                    [0xFF, 0x00, ..] => {
+                        b = 0xFF;
+                        self.pos += 2;
+                    }
+                    // A marker (or 0xFF last in the file): the data ends before it.
+                    [0xFF, ..] => self.ended = true,
+                    [x, ..] => {
+                        b = x;
+                        self.pos += 1;
+                    }
+                }
+            }
+            if self.ended {
+                self.fake += 8;
+            }
+            self.bits |= u64::from(b) << (56 - self.nbits);
+            self.nbits += 8;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn consume(&mut self, n: u32) {
+        self.bits <<= n;
+        self.nbits -= n;
+    }
+
+    /// Whether bits past the data's end were used.
+    fn overrun(&self) -> bool {
+        self.nbits < self.fake
+    }
+
+    /// Drop the bits left (byte padding) and read the restart marker `want` (0..8).
+    fn restart(&mut self, want: u8) -> Result<(), Error> {
+        if self.overrun() {
+            return Err(corrupt("Premature end of JPEG file"));
+        }
+        self.bits = 0;
+        self.nbits = 0;
+        self.fake = 0;
+        self.ended = false;
+        loop {
+            self.more()?;
+            match self.buf[self.pos..self.len] {
+                [0xFF, 0xFF, ..] => self.pos += 1,
+                [0xFF, m, ..] if m == 0xD0 + want => {
+                    self.pos += 2;
+                    return Ok(());
+                }
+                _ => return Err(corrupt("corrupt data: a restart marker is missing")),
+            }
+        }
+    }
+}
+
+/// Precomputed per block of an MCU.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    comp: usize,
+    /// Offset of the block's sample in its component's MCU-row plane.
+    offset: usize,
+}
+
+/// A baseline JPEG's rows at 1/8 scale, from DC terms (see the module's documentation).
+pub struct DcRows<R> {
+    bits: Bits<R>,
+    comps: Vec<Comp>,
+    dc_luts: Vec<Vec<u16>>,
+    ac_luts: Vec<Vec<u32>>,
+    dc_huff: Vec<Huff>,
+    ac_huff: Vec<Huff>,
+    quant0: [i64; 4],
+    slots: Vec<Slot>,
+    mcus_x: usize,
+    mcus_y: usize,
+    vmax: usize,
+    restart_interval: u32,
+    to_restart: u32,
+    next_rst: u8,
+    pred: Vec<i32>,
+    /// One MCU row of DC samples, a plane per component (`mcus_x * h` by `v`).
+    planes: Vec<Vec<u8>>,
+    /// The MCU row's output rows, planar, `vmax` rows of `width`.
+    out: Vec<Vec<u8>>,
+    /// First image row `out` holds, and how many.
+    out_y0: u32,
+    out_rows: u32,
+    mcu_row: usize,
+    /// For each component, the plane column of each output column.
+    xmap: Vec<Vec<u32>>,
+    ycc: Box<[[i32; 256]; 4]>,
+    /// Serve Y, Cb, Cr as coded instead of RGB.
+    coded: bool,
+    geometry: Geometry,
+    /// Full-size width and height.
+    pub full: (u32, u32),
+}
+
+impl<R> std::fmt::Debug for DcRows<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DcRows")
+            .field("geometry", &self.geometry)
+            .field("full", &self.full)
+            .field("comps", &self.comps)
+            .finish()
+    }
+}
+
+/// libjpeg's YCbCr to RGB (jdcolor.c): 16-bit fixed point, its rounding.
+fn ycc_tables() -> [[i32; 256]; 4] {
+    let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
+    let half = 1 << 15;
+    let mut t = [[0i32; 256]; 4];
+    for (i, x) in (-128i32..128).enumerate() {
+        t[0][i] = (fix(1.402) * x + half) >> 16; // Cr to R
+        t[1][i] = (fix(1.772) * x + half) >> 16; // Cb to B
+        t[2][i] = -fix(0.714_14) * x; // Cr to G
+        t[3][i] = -fix(0.344_14) * x + half; // Cb to G
+    }
+    t
+}
+
+impl<R: Read> DcRows<R> {
+    /// Read the header of the JPEG `src` holds, up to its first scan: `Some` when it is
+    /// one this reader decodes, `None` when it is not (see the module's documentation);
+    /// an error when the header is damaged.
+    pub fn open(src: R) -> Result<Option<Self>, Error> {
+        let mut b = Bits {
+            src,
+            buf: vec![0; BUF_BYTES],
+            pos: 0,
+            len: 0,
+            eof: false,
+            bits: 0,
+            nbits: 0,
+            ended: false,
+            fake: 0,
+        };
+        if b.u16()? != 0xFFD8 {
+            return Err(corrupt("not a JPEG (no SOI marker)"));
+        }
+        let mut quant0: [Option<i64>; 4] = [None; 4];
+        let mut dc: [Option<Huff>; 4] = [None, None, None, None];
+        let mut ac: [Option<Huff>; 4] = [None, None, None, None];
+        let mut frame: Option<(u32, u32, Vec<Comp>)> = None;
+        let mut restart_interval = 0u32;
+        let (mut jfif, mut adobe) = (false, None);
+        loop {
+            // Markers, with any fill bytes before them.
+            if b.byte()? != 0xFF {
+                return Err(corrupt("a marker was expected"));
+            }
+            let mut m = b.byte()?;
+            while m == 0xFF {
+                m = b.byte()?;
+            }
+            match m {
+                0xD8 | 0xD9 | 0xD0..=0xD7 | 0x01 | 0x00 => {
+                    return Err(corrupt(format!("marker 0x{m:02X} before the first scan")))
+                }
+                _ => {}
+            }
+            let len = usize::from(b.u16()?);
+            if len < 2 {
+                return Err(corrupt("a marker segment is shorter than its length field"));
+            }
+            let body = len - 2;
+            match m {
+                // Baseline and extended sequential, Huffman.
+                0xC0 | 0xC1 => {
+                    let p = b.byte()?;
+                    let h = u32::from(b.u16()?);
+                    let w = u32::from(b.u16()?);
+                    let n = usize::from(b.byte()?);
+                    if body != 6 + 3 * n {
+                        return Err(corrupt("bogus frame header length"));
+                    }
+                    let mut comps = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let id = b.byte()?;
+                        let hv = b.byte()?;
+                        let q = usize::from(b.byte()?);
+                        comps.push(Comp {
+                            id,
+                            h: usize::from(hv >> 4),
+                            v: usize::from(hv & 15),
+                            q,
+                            ..Comp::default()
+                        });
+                    }
+                    let sane = comps
+                        .iter()
+                        .all(|c| (1..=4).contains(&c.h) && (1..=4).contains(&c.v) && c.q < 4);
+                    if p != 8 || h == 0 || w == 0 || !(n == 1 || n == 3) || !sane {
+                        // 12-bit, a height given later (DNL), CMYK, odd sampling: libjpeg's.
+                        return Ok(None);
+                    }
+                    frame = Some((w, h, comps));
+                }
+                // Every other frame type: progressive, lossless, arithmetic, hierarchical.
+                0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
+                0xC4 => {
+                    let mut left = body;
+                    while left > 0 {
+                        let tc = b.byte()?;
+                        let mut counts = [0u8; 16];
+                        for c in &mut counts {
+                            *c = b.byte()?;
+                        }
+                        let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
+                        if total > 256 || left < 17 + total {
+                            return Err(corrupt("bogus Huffman table"));
+                        }
+                        let mut vals = vec![0u8; total];
+                        for v in &mut vals {
+                            *v = b.byte()?;
+                        }
+                        let t = Huff::new(&counts, &vals)?;
+                        let id = usize::from(tc & 15);
+                        if id > 3 {
+                            return Err(corrupt("bogus Huffman table number"));
+                        }
+                        match tc >> 4 {
+                            0 => dc[id] = Some(t),
+                            1 => ac[id] = Some(t),
+                            _ => return Err(corrupt("bogus Huffman table class")),
+                        }
+                        left -= 17 + total;
+                    }
+                }
+                0xDB => {
+                    let mut left = body;
+                    while left > 0 {
+                        let pq = b.byte()?;
+                        let (wide, id) = (pq >> 4 != 0, usize::from(pq & 15));
+                        let size = if wide { 129 } else { 65 };
+                        if id > 3 || left < size {
+                            return Err(corrupt("bogus quantisation table"));
+                        }
+                        // Only the first value (the DC step) matters at 1/8.
+                        let q0 = if wide {
+                            i64::from(b.u16()?)
+                        } else {
+                            i64::from(b.byte()?)
+                        };
+                        b.skip(size - 1 - if wide { 2 } else { 1 })?;
+                        quant0[id] = Some(q0);
+                        left -= size;
+                    }
+                }
+                0xDD => {
+                    if body != 2 {
+                        return Err(corrupt("bogus restart interval"));
+                    }
+                    restart_interval = u32::from(b.u16()?);
+                }
+                0xDA => {
+                    let Some((w, h, mut comps)) = frame.take() else {
+                        return Err(corrupt("a scan before the frame header"));
+                    };
+                    let n = usize::from(b.byte()?);
+                    if body != 4 + 2 * n {
+                        return Err(corrupt("bogus scan header length"));
+                    }
+                    let mut order = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let id = b.byte()?;
+                        let t = b.byte()?;
+                        let Some(i) = comps.iter().position(|c| c.id == id) else {
+                            return Err(corrupt("a scan names a component the frame lacks"));
+                        };
+                        comps[i].dc = usize::from(t >> 4);
+                        comps[i].ac = usize::from(t & 15);
+                        order.push(i);
+                    }
+                    b.skip(3)?;
+                    // One scan with every component (in frame order), else libjpeg's.
+                    if order != (0..comps.len()).collect::<Vec<_>>() {
+                        return Ok(None);
+                    }
+                    // libjpeg's colour space: YCbCr under a JFIF marker; else under an
+                    // Adobe marker by its transform flag (0 RGB, 1 YCbCr, others warned
+                    // about); else RGB for component ids R, G, B.
+                    let rgb_ids = comps.iter().map(|c| c.id).eq(*b"RGB");
+                    let ycc = jfif
+                        || match adobe {
+                            Some(t) => t == 1,
+                            None => !rgb_ids,
+                        };
+                    if comps.len() == 3 && !ycc {
+                        return Ok(None);
+                    }
+                    return Self::start(b, w, h, comps, &quant0, &dc, &ac, restart_interval)
+                        .map(Some);
+                }
+                // JFIF (APP0) and Adobe (APP14) decide the colour space as in libjpeg
+                // (which reads them from 14 and 12 bytes on).
+                0xE0 | 0xEE => {
+                    let mut head = [0u8; 12];
+                    let k = body.min(12);
+                    for x in head.iter_mut().take(k) {
+                        *x = b.byte()?;
+                    }
+                    if m == 0xE0 {
+                        jfif |= body >= 14 && head.starts_with(b"JFIF\0");
+                    } else if body >= 12 && head.starts_with(b"Adobe") {
+                        adobe = Some(head[11]);
+                    }
+                    b.skip(body - k)?;
+                }
+                _ => b.skip(body)?,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        bits: Bits<R>,
+        w: u32,
+        h: u32,
+        mut comps: Vec<Comp>,
+        quant0: &[Option<i64>; 4],
+        dc: &[Option<Huff>; 4],
+        ac: &[Option<Huff>; 4],
+        restart_interval: u32,
+    ) -> Result<Self, Error> {
+        if comps.len() == 1 {
+            // One component is coded block by block, whatever its sampling factors.
+            comps[0].h = 1;
+            comps[0].v = 1;
+        }
+        let hmax = comps.iter().map(|c| c.h).max().unwrap_or(1);
+        let vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);
+        let mut q = [0i64; 4];
+        let (mut dc_luts, mut ac_luts, mut dc_huff, mut ac_huff) = (vec![], vec![], vec![], vec![]);
+        for (i, c) in comps.iter_mut().enumerate() {
+            q[i] = quant0[c.q].ok_or_else(|| corrupt("a quantisation table is missing"))?;
+            let d = dc[c.dc]
+                .as_ref()
+                .ok_or_else(|| corrupt("a Huffman table is missing"))?;
+            let a = ac[c.ac]
+                .as_ref()
+                .ok_or_else(|| corrupt("a Huffman table is missing"))?;
+            dc_luts.push(dc_lut(d));
+            ac_luts.push(ac_lut(a));
+            dc_huff.push(d.clone());
+            ac_huff.push(a.clone());
+            c.dc = i;
+            c.ac = i;
+        }
+        let mcus_x = (w as usize).div_ceil(8 * hmax);
+        let mcus_y = (h as usize).div_ceil(8 * vmax);
+        let mut slots = Vec::new();
+        for (i, c) in comps.iter().enumerate() {
+            for y in 0..c.v {
+                for x in 0..c.h {
+                    slots.push(Slot {
+                        comp: i,
+                        offset: y * mcus_x * c.h + x,
+                    });
+                }
+            }
+        }
+        let width = w.div_ceil(8);
+        let n = comps.len();
+        let xmap = comps
+            .iter()
+            .map(|c| {
+                (0..width as usize)
+                    .map(|x| (x * c.h / hmax) as u32)
+                    .collect()
+            })
+            .collect();
+        Ok(DcRows {
+            xmap,
+            ycc: Box::new(ycc_tables()),
+            coded: false,
+            bits,
+            planes: comps.iter().map(|c| vec![0; mcus_x * c.h * c.v]).collect(),
+            out: vec![vec![0; width as usize * vmax]; n],
+            pred: vec![0; n],
+            comps,
+            dc_luts,
+            ac_luts,
+            dc_huff,
+            ac_huff,
+            quant0: q,
+            slots,
+            mcus_x,
+            mcus_y,
+            vmax,
+            restart_interval,
+            to_restart: restart_interval,
+            next_rst: 0,
+            out_y0: 0,
+            out_rows: 0,
+            mcu_row: 0,
+            geometry: Geometry {
+                width,
+                height: h.div_ceil(8),
+                comps: n,
+                sample_bytes: 1,
+            },
+            full: (w, h),
+        })
+    }
+
+    /// Serve only the first `width` x `height` pixels (as [`crate::jpeg::JpegRows::crop`]).
+    pub fn crop(&mut self, width: u32, height: u32) {
+        self.geometry.width = width.clamp(1, self.geometry.width);
+        self.geometry.height = height.clamp(1, self.geometry.height);
+    }
+
+    /// Serve three-component images as coded (Y, Cb, Cr, chroma taken as for RGB)
+    /// instead of converting them to RGB.
+    pub fn coded(&mut self) {
+        self.coded = true;
+    }
+
+    /// Decode the next MCU row into `planes`.
+    fn decode_mcu_row(&mut self) -> Result<(), Error> {
+        let slots = std::mem::take(&mut self.slots);
+        let r = self.decode_mcu_row_with(&slots);
+        self.slots = slots;
+        r
+    }
+
+    fn decode_mcu_row_with(&mut self, slots: &[Slot]) -> Result<(), Error> {
+        for mx in 0..self.mcus_x {
+            if self.restart_interval > 0 {
+                if self.to_restart == 0 {
+                    self.bits.restart(self.next_rst)?;
+                    self.next_rst = (self.next_rst + 1) & 7;
+                    self.pred.iter_mut().for_each(|p| *p = 0);
+                    self.to_restart = self.restart_interval;
+                }
+                self.to_restart -= 1;
+            }
+            for s in slots {
+                let c = s.comp;
+                let dc = self.dc_block(c)?;
+                self.skip_ac(c)?;
+                let pred = self.pred[c].wrapping_add(dc);
+                self.pred[c] = pred;
+                // libjpeg's 1x1 inverse DCT: the dequantised DC, descaled by 8, centred.
+                let v = ((i64::from(pred) * self.quant0[c] + 4) >> 3) + 128;
+                let plane = &mut self.planes[c];
+                plane[s.offset + mx * self.comps[c].h] = v.clamp(0, 255) as u8;
+            }
+            if self.bits.overrun() {
+                return Err(corrupt("Premature end of JPEG file"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The DC difference of the next block of component `c`.
+    #[inline]
+    fn dc_block(&mut self, c: usize) -> Result<i32, Error> {
+        let b = &mut self.bits;
+        if b.nbits < 32 {
+            b.refill()?;
+        }
+        let e = self.dc_luts[c][(b.bits >> (64 - LUT_BITS)) as usize];
+        let (l, s) = if e != 0 {
+            (u32::from(e & 0xFF), u32::from(e >> 8))
+        } else {
+            let (l, s) = self.dc_huff[c]
+                .decode(b.bits)
+                .ok_or_else(|| corrupt("corrupt data: bad Huffman code"))?;
+            (l, u32::from(s))
+        };
+        b.consume(l);
+        if s == 0 {
+            return Ok(0);
+        }
+        if s > 15 {
+            // libjpeg refuses such a DC table outright.
+            return Err(corrupt("corrupt data: bad DC difference size"));
+        }
+        let v = (b.bits >> (64 - s)) as i32;
+        b.consume(s);
+        // Annex F's EXTEND: a leading 0 bit means a negative difference.
+        Ok(if v < 1 << (s - 1) {
+            v - (1 << s) + 1
+        } else {
+            v
+        })
+    }
+
+    /// Skip the AC coefficients of the next block of component `c`.
+    #[inline]
+    fn skip_ac(&mut self, c: usize) -> Result<(), Error> {
+        let lut = &self.ac_luts[c];
+        let b = &mut self.bits;
+        let mut k = 1u32;
+        loop {
+            if b.nbits < 32 {
+                b.refill()?;
+            }
+            let e = lut[(b.bits >> (64 - LUT_BITS)) as usize];
+            if e == 0 {
+                let (l, rs) = self.ac_huff[c]
+                    .decode(b.bits)
+                    .ok_or_else(|| corrupt("corrupt data: bad Huffman code"))?;
+                let (r, s) = (u32::from(rs >> 4), u32::from(rs & 15));
+                b.consume(l);
+                if s == 0 {
+                    if r != 15 {
+                        return Ok(());
+                    }
+                    k += 16;
+                } else {
+                    b.consume(s);
+                    k += r + 1;
+                }
+            } else {
+                let adv = (e >> 6) & 0x7F;
+                if k + adv <= 64 {
+                    b.consume(e & 0x3F);
+                    k += adv;
+                    if e & (1 << 13) != 0 {
+                        return Ok(());
+                    }
+                } else {
+                    // The run may cross into the next block: its first symbol only.
+                    b.consume((e >> 14) & 0x1F);
+                    k += (e >> 19) & 0x1F;
+                    if e & (1 << 24) != 0 {
+                        return Ok(());
+                    }
+                }
+            }
+            if k >= 64 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Decode the next MCU row and convert it to output rows.
+    fn next_rows(&mut self) -> Result<(), Error> {
+        if self.mcu_row >= self.mcus_y {
+            return Err(Error::new(ErrorKind::Internal, "JPEG: past the last row"));
+        }
+        self.decode_mcu_row()?;
+        self.mcu_row += 1;
+        let y0 = (self.mcu_row - 1) * self.vmax;
+        let rows = self
+            .vmax
+            .min(self.geometry.height as usize - y0.min(self.geometry.height as usize));
+        let w = self.out[0].len() / self.vmax;
+        // The plane row of component `c` for output row `y` of this MCU row.
+        let row = |c: usize, y: usize| {
+            let cc = &self.comps[c];
+            let pw = self.mcus_x * cc.h;
+            let r = y * cc.v / self.vmax;
+            &self.planes[c][r * pw..(r + 1) * pw]
+        };
+        let mut out = std::mem::take(&mut self.out);
+        if self.comps.len() == 1 || self.coded {
+            for (c, o) in out.iter_mut().enumerate() {
+                for y in 0..rows {
+                    let src = row(c, y);
+                    for (o, &x) in o[y * w..(y + 1) * w].iter_mut().zip(&self.xmap[c]) {
+                        *o = src[x as usize];
+                    }
+                }
+            }
+        } else {
+            let t = &*self.ycc;
+            let [o0, o1, o2] = &mut out[..] else {
+                unreachable!("three components")
+            };
+            for y in 0..rows {
+                let (py, pb, pr) = (row(0, y), row(1, y), row(2, y));
+                let (xy, xb, xr) = (&self.xmap[0], &self.xmap[1], &self.xmap[2]);
+                for x in 0..w {
+                    let yy = i32::from(py[xy[x] as usize]);
+                    let cb = usize::from(pb[xb[x] as usize]);
+                    let cr = usize::from(pr[xr[x] as usize]);
+                    let i = y * w + x;
+                    o0[i] = (yy + t[0][cr]).clamp(0, 255) as u8;
+                    o1[i] = (yy + ((t[3][cb] + t[2][cr]) >> 16)).clamp(0, 255) as u8;
+                    o2[i] = (yy + t[1][cb]).clamp(0, 255) as u8;
+                }
+            }
+        }
+        self.out = out;
+        self.out_y0 = y0 as u32;
+        self.out_rows = rows as u32;
+        Ok(())
+    }
+}
+
+impl<R: Read> RowSource for DcRows<R> {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn read_band(&mut self, y0: u32, rows: u32, band: &mut Band) -> Result<(), Error> {
+        let g = self.geometry;
+        if y0 < self.out_y0 || y0 + rows > g.height {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "JPEG rows are read in order",
+            ));
+        }
+        band.shape(y0, rows, g.width, g.comps, 1);
+        let w = g.width as usize;
+        let full_w = self.out[0].len() / self.vmax;
+        for y in y0..y0 + rows {
+            while y >= self.out_y0 + self.out_rows {
+                self.next_rows()?;
+            }
+            let r = (y - self.out_y0) as usize;
+            let o = (y - y0) as usize * w;
+            for (plane, out) in band.planes.iter_mut().zip(&self.out) {
+                plane[o..o + w].copy_from_slice(&out[r * full_w..r * full_w + w]);
+            }
+        }
+        Ok(())
+    }
+}
