@@ -25,6 +25,9 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("make", "make"),
     ("p7zip-full", "7z"),
     ("libarchive-tools", "bsdtar"),
+    // crates/raster/tests/jpeg_dc.rs: JPEGs of sampling factors and codings Pillow does
+    // not write.
+    ("libjpeg-turbo-progs", "cjpeg"),
     // tests/scaleout.rs: GNU parallel over SSH to a loopback sshd, a one-node Slurm.
     ("openssh-server", "/usr/sbin/sshd"),
     ("munge", "munged"),
