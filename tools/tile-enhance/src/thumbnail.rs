@@ -20,7 +20,10 @@ beside the input, or mirrored under -o DIR.\n\n\
 Shrink-on-load, as vipsthumbnail does and with its size arithmetic (sizes equal \
 `vipsthumbnail -s N`, or with --fill `--smartcrop centre`): a JPEG is decoded by \
 scanlines at the largest DCT reduction (1/2, 1/4 or 1/8, by libjpeg-turbo) that still \
-leaves a factor of two to the final resampling; a TIFF is read from its smallest reduced \
+leaves a factor of two to the final resampling (at 1/8, a baseline gray or YCbCr JPEG is \
+read from its DC terms alone, skipping the AC coefficients faster than libjpeg decodes \
+them: luma equal to libjpeg's 1/8 decode, subsampled chroma from each block's DC where \
+libjpeg upsamples); a TIFF is read from its smallest reduced \
 page or SubIFD (pyramids) still at least N, else its first page by bands; a JPEG 2000 is \
 decoded at the coarsest resolution level still at least N; a PNG is read row by row (interlaced PNGs are refused). That image is box-shrunk \
 by an integer factor to about twice the output as it streams, then resampled with \
