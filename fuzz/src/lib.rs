@@ -84,6 +84,11 @@ pub const TARGETS: &[Target] = &[
         seeds: &["pdf"],
         run: pdf_images,
     },
+    Target {
+        name: "jpeg_dc",
+        seeds: &["jpg", "jpeg"],
+        run: jpeg_dc,
+    },
 ];
 
 /// Most bytes a target decodes from one input: the readers stream, so a small input
@@ -172,6 +177,25 @@ pub fn tiff_band(data: &[u8]) {
             y += n;
         }
     });
+}
+
+/// The 1/8 JPEG reader from DC terms: its header parser, then every row by bands.
+pub fn jpeg_dc(data: &[u8]) {
+    let Ok(Some(mut r)) = raster::jpeg_dc::DcRows::open(data) else {
+        return;
+    };
+    let g = raster::RowSource::geometry(&r);
+    let row = u64::from(g.width) * g.comps as u64;
+    let mut band = raster::Band::default();
+    let (mut y, mut read) = (0u32, 0u64);
+    while y < g.height && read < DECODE_CAP {
+        let n = 16.min(g.height - y);
+        if raster::RowSource::read_band(&mut r, y, n, &mut band).is_err() {
+            return;
+        }
+        read += row * u64::from(n);
+        y += n;
+    }
 }
 
 /// laz-enrich's reader path: the header checks, then the streaming LAZ decoder.

@@ -529,6 +529,9 @@ impl<R: Read> DcRows<R> {
                         let Some(i) = comps.iter().position(|c| c.id == id) else {
                             return Err(corrupt("a scan names a component the frame lacks"));
                         };
+                        if t >> 4 > 3 || t & 15 > 3 {
+                            return Err(corrupt("bogus Huffman table number"));
+                        }
                         comps[i].dc = usize::from(t >> 4);
                         comps[i].ac = usize::from(t & 15);
                         order.push(i);
