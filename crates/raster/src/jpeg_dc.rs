@@ -19,8 +19,9 @@
 //!
 //! Subsampled chroma is taken from the block covering each pixel (libjpeg's 1/8 decode
 //! of 4:2:0 runs a 2x2 inverse DCT on chroma instead, whose four pixels average to the
-//! same DC value): a thumbnail shrinks further from here, so the two agree to about a
-//! level after the next reduction.
+//! same DC value): blocky at 1/8 itself, so [`crate::thumbnail::open_jpeg`] uses this
+//! reader for subsampled JPEGs only when a reduction by 2 or more follows, after which the
+//! two agree to about a level.
 //!
 //! Damaged data is an error, as in [`crate::jpeg`]'s strict libjpeg: a code no table
 //! holds, a missing or misnumbered restart marker, data ending (a marker or the end of
@@ -672,6 +673,13 @@ impl<R: Read> DcRows<R> {
     pub fn crop(&mut self, width: u32, height: u32) {
         self.geometry.width = width.clamp(1, self.geometry.width);
         self.geometry.height = height.clamp(1, self.geometry.height);
+    }
+
+    /// Whether a component is subsampled (its chroma then comes from each block's DC,
+    /// which a further reduction by 2 or more averages to what libjpeg gives).
+    pub fn subsampled(&self) -> bool {
+        let hmax = self.comps.iter().map(|c| c.h).max().unwrap_or(1);
+        self.comps.iter().any(|c| c.h < hmax || c.v < self.vmax)
     }
 
     /// Serve three-component images as coded (Y, Cb, Cr, chroma taken as for RGB)

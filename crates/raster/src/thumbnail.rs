@@ -467,7 +467,8 @@ pub struct Opened {
     pub source: Box<dyn RowSource>,
     /// The input's full size.
     pub full: (u32, u32),
-    /// What was read: `jpeg 1/8`, `tiff page 3`, `tiff subifd 2`, `jp2 reduce 2`, `png`.
+    /// What was read: `jpeg 1/8` (`jpeg 1/8 dc` from the DC terms), `tiff page 3`,
+    /// `tiff subifd 2`, `jp2 reduce 2`, `png`.
     pub loaded: String,
     /// The input's ICC profile, passed through.
     pub icc: Option<Vec<u8>>,
@@ -496,42 +497,15 @@ pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
     match format {
         Format::Jpeg => {
             let probe = membudget::probe::raster::probe_jpeg(path)?;
-            let f = std::fs::File::open(path)?;
             let im = probe
                 .image
                 .as_ref()
                 .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
             let (w, h) = (im.width as u32, im.height as u32);
             let d = size.jpeg_shrink(w, h);
-            let mut rows = JpegRows::open(
-                BufReader::with_capacity(1 << 16, f),
-                &probe,
-                d,
-                MAX_JPEG_BYTES,
-            )?;
             // As libvips's loader: whole blocks only, so sizes agree with vipsthumbnail.
-            rows.crop(w / d, h / d);
-            let icc = rows.icc.clone();
-            // At 1/8 only the DC terms count: a baseline JPEG is read by jpeg_dc, which
-            // skips the AC coefficients faster than libjpeg decodes them (libjpeg read the
-            // header above: its errors and its ICC profile and density stand).
-            let source: Box<dyn RowSource> = match d {
-                8 => match DcRows::open(std::fs::File::open(path)?)? {
-                    Some(mut dc) => {
-                        dc.crop(w / d, h / d);
-                        Box::new(dc)
-                    }
-                    None => Box::new(rows),
-                },
-                _ => Box::new(rows),
-            };
-            Ok(Opened {
-                source,
-                full: (w, h),
-                loaded: format!("jpeg 1/{d}"),
-                icc,
-                format,
-            })
+            let then = size.target(w / d, h / d);
+            open_jpeg(std::fs::File::open(path)?, &probe, d, true, then)
         }
         Format::Png => {
             let rows = PngRows::new(BufReader::new(std::fs::File::open(path)?))?;
@@ -589,27 +563,79 @@ pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
     }
 }
 
-/// Open a JPEG (its header probed as `probe`) reduced by `shrink` (1, 2, 4 or 8) in
-/// its DCT ([`jpeg::shrink_for`] or [`Size::jpeg_shrink`] choose it).
-pub fn open_jpeg<R: BufRead + 'static>(
-    reader: R,
+/// Open a JPEG file (its header probed as `probe`) reduced by `shrink` (1, 2, 4 or 8)
+/// in its DCT ([`jpeg::shrink_for`] or [`Size::jpeg_shrink`] choose it); `whole_blocks`
+/// drops the partial block at the right and bottom, as libvips's loader does.
+///
+/// At 1/8 only the DC terms count: a baseline JPEG is then read by [`DcRows`], which
+/// skips the AC coefficients faster than libjpeg decodes them, if its chroma is not
+/// subsampled or the caller reduces the 1/8 image by 2 or more to `then` (DcRows takes
+/// subsampled chroma from each block's DC, blocky until averaged). libjpeg reads the
+/// header either way: its errors, its ICC profile and density stand.
+pub fn open_jpeg(
+    file: std::fs::File,
     probe: &membudget::probe::Probe,
     shrink: u32,
+    whole_blocks: bool,
+    then: (u32, u32),
 ) -> Result<Opened, Error> {
     let im = probe
         .image
         .as_ref()
         .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
     let (w, h) = (im.width as u32, im.height as u32);
-    let rows = JpegRows::open(reader, probe, shrink, MAX_JPEG_BYTES)?;
+    let reader = BufReader::with_capacity(1 << 16, ReadAt::new(file.try_clone()?));
+    let mut rows = JpegRows::open(reader, probe, shrink, MAX_JPEG_BYTES)?;
     let icc = rows.icc.clone();
+    let reduced_by_2 = w / shrink >= 2 * then.0 && h / shrink >= 2 * then.1;
+    let dc = match shrink {
+        8 => DcRows::open(ReadAt::new(file))?.filter(|d| reduced_by_2 || !d.subsampled()),
+        _ => None,
+    };
+    let loaded = format!("jpeg 1/{shrink}{}", if dc.is_some() { " dc" } else { "" });
+    let source: Box<dyn RowSource> = match dc {
+        Some(mut dc) => {
+            if whole_blocks {
+                dc.crop(w / shrink, h / shrink);
+            }
+            Box::new(dc)
+        }
+        None => {
+            if whole_blocks {
+                rows.crop(w / shrink, h / shrink);
+            }
+            Box::new(rows)
+        }
+    };
     Ok(Opened {
-        source: Box::new(rows),
+        source,
         full: (w, h),
-        loaded: format!("jpeg 1/{shrink}"),
+        loaded,
         icc,
         format: Format::Jpeg,
     })
+}
+
+/// A file read from an offset of its own (`pread`), so that two readers can share one
+/// open file (or a duplicate of its descriptor, which shares the file's offset).
+struct ReadAt {
+    file: std::fs::File,
+    pos: u64,
+}
+
+impl ReadAt {
+    fn new(file: std::fs::File) -> Self {
+        ReadAt { file, pos: 0 }
+    }
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// Whether `(w, h)` is `(w0, h0)` halved `k` times for some k, rounding either way (how

@@ -69,7 +69,7 @@ pub fn run(o: &CoverOpts, log: &LogArgs) -> Result<Status> {
                         membudget::probe::raster::probe_jpeg_reader(BufReader::new(&mut tmp))?;
                     tmp.rewind()?;
                     let d = raster::jpeg::shrink_for(info.width as u32, info.height as u32, tw, th);
-                    let mut src = thumbnail::open_jpeg(BufReader::new(tmp), &probe, d)?;
+                    let mut src = thumbnail::open_jpeg(tmp, &probe, d, false, (tw, th))?;
                     let t = thumbnail::resize(src.source.as_mut(), tw, th, Resample::Box)?;
                     (t, src.icc)
                 }

@@ -37,8 +37,8 @@ PNG iCCP, TIFF tag 34675) is passed through untouched into the thumbnail: pixels
 colour-converted (vipsthumbnail converts to sRGB unless told otherwise). JPEG 2000 \
 profiles are not carried. CMYK, float and signed inputs are refused.\n\n\
 Record: a `tile-enhance` section with op \"thumbnail\", output, status, width, height, \
-source ([width, height] of the input), loaded (what was decoded: \"jpeg 1/8\", \"tiff \
-page 3\", \"tiff subifd 2\", \"jp2 reduce 3\", \"png\"), icc (bytes carried), seconds, \
+source ([width, height] of the input), loaded (what was decoded: \"jpeg 1/8\", or \"jpeg \
+1/8 dc\" from the DC terms; \"tiff page 3\", \"tiff subifd 2\", \"jp2 reduce 3\", \"png\"), icc (bytes carried), seconds, \
 peak_rss. A file that cannot be read gets an error record and no output.";
 
 /// Output encodings.
