@@ -13,7 +13,7 @@ use super::{alternate, argv, print_table, Contender, Sample};
 use anyhow::{Context, Result};
 use std::path::Path;
 
-/// Rounds; each runs every program once, in turn.
+/// Rounds (unless `MEMBUDGET_BENCH_ROUNDS` says); each runs every program once, in turn.
 const ROUNDS: usize = 5;
 /// Thumbnail size.
 const SIZE: &str = "256";
@@ -39,7 +39,10 @@ pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
         ),
     ] {
         let samples = compare(dir, tool, src)?;
-        println!("\nthumbnail: {label} to {SIZE} px, {ROUNDS} alternating rounds, median wall\n");
+        println!(
+            "\nthumbnail: {label} to {SIZE} px, {} alternating rounds, median wall\n",
+            super::rounds_or(ROUNDS)
+        );
         print_table(100, "Mpx", &samples);
         let (ours, vips) = (&samples[0], &samples[1]);
         let wall = ours.wall.as_secs_f64() / vips.wall.as_secs_f64().max(1e-9);
@@ -62,13 +65,13 @@ pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
     Ok(ok)
 }
 
-/// Both programs on `src`, alternating, `ROUNDS` times.
+/// Both programs on `src`, alternating, [`super::rounds_or`] times.
 fn compare(dir: &Path, tool: &Path, src: &Path) -> Result<Vec<Sample>> {
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let vips_out = out.join("vips_%s.jpg");
     alternate(
-        ROUNDS,
+        super::rounds_or(ROUNDS),
         &[
             Contender::new(
                 format!("tile-enhance thumbnail -s {SIZE}"),
