@@ -135,8 +135,29 @@ pub fn coefficient_bytes(width: u64, height: u64, comps: u64) -> u64 {
     width.div_ceil(8) * height.div_ceil(8) * 128 * comps
 }
 
+/// An APP2 marker's ICC profile chunk: its sequence number and bytes.
+pub(crate) fn icc_chunk(app2: &[u8]) -> Option<(u8, &[u8])> {
+    (app2.len() > 14 && app2.starts_with(b"ICC_PROFILE\0")).then(|| (app2[12], &app2[14..]))
+}
+
+/// The JFIF density (`unit` 1 per inch, 2 per centimetre; 0 is an aspect ratio only) as a
+/// resolution.
+pub(crate) fn jfif_resolution(unit: u8, x: u16, y: u16) -> Option<Resolution> {
+    let ppm = |v: u16| match unit {
+        // Per inch: v / 0.0254 = v / 254 * 10^4; per cm: v * 10^2.
+        1 => Some((u32::from(v), 254, 4)),
+        2 => Some((u32::from(v), 1, 2)),
+        _ => None,
+    };
+    (x > 0 && y > 0).then_some(())?;
+    Some(Resolution {
+        x: ppm(x)?,
+        y: ppm(y)?,
+    })
+}
+
 /// Reassemble an ICC profile from APP2 `ICC_PROFILE` chunks (`seq`, `count` in each).
-fn icc_from_chunks(mut chunks: Vec<(u8, Vec<u8>)>) -> Option<Vec<u8>> {
+pub(crate) fn icc_from_chunks(mut chunks: Vec<(u8, Vec<u8>)>) -> Option<Vec<u8>> {
     if chunks.is_empty() {
         return None;
     }
@@ -187,23 +208,17 @@ impl<R: BufRead> JpegRows<R> {
             let full = (d.width() as u32, d.height() as u32);
             let icc = icc_from_chunks(
                 d.markers()
-                    .filter(|m| m.data.len() > 14 && m.data.starts_with(b"ICC_PROFILE\0"))
-                    .map(|m| (m.data[12], m.data[14..].to_vec()))
+                    .filter_map(|m| icc_chunk(m.data))
+                    .map(|(seq, data)| (seq, data.to_vec()))
                     .collect(),
             );
             let resolution = d.pixel_density().and_then(|p| {
-                let (x, y) = (u32::from(p.x), u32::from(p.y));
-                let ppm = |v: u32| match p.unit {
-                    // Per inch: v / 0.0254 = v / 254 * 10^4; per cm: v * 10^2.
-                    mozjpeg::PixelDensityUnit::Inches => Some((v, 254, 4)),
-                    mozjpeg::PixelDensityUnit::Centimeters => Some((v, 1, 2)),
-                    mozjpeg::PixelDensityUnit::PixelAspectRatio => None,
+                let unit = match p.unit {
+                    mozjpeg::PixelDensityUnit::PixelAspectRatio => 0,
+                    mozjpeg::PixelDensityUnit::Inches => 1,
+                    mozjpeg::PixelDensityUnit::Centimeters => 2,
                 };
-                (x > 0 && y > 0).then_some(())?;
-                Some(Resolution {
-                    x: ppm(x)?,
-                    y: ppm(y)?,
-                })
+                jfif_resolution(unit, p.x, p.y)
             });
             d.scale((8 / shrink) as u8);
             let gray = d.color_space() == ColorSpace::JCS_GRAYSCALE;

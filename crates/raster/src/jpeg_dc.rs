@@ -38,6 +38,8 @@ use std::io::Read;
 const LUT_BITS: u32 = 11;
 /// Read buffer.
 const BUF_BYTES: usize = 128 << 10;
+/// Most bytes of ICC profile chunks read (a hostile file could repeat APP2 markers).
+const MAX_ICC_BYTES: usize = 16 << 20;
 
 fn corrupt(msg: impl std::fmt::Display) -> Error {
     Error::corrupt(format!("JPEG: {msg}"))
@@ -355,6 +357,10 @@ pub struct DcRows<R> {
     geometry: Geometry,
     /// Full-size width and height.
     pub full: (u32, u32),
+    /// The ICC profile of APP2 markers, reassembled in sequence order.
+    pub icc: Option<Vec<u8>>,
+    /// The JFIF density, when in dots per inch or per centimetre.
+    pub resolution: Option<crate::tiff::Resolution>,
 }
 
 impl<R> std::fmt::Debug for DcRows<R> {
@@ -406,6 +412,7 @@ impl<R: Read> DcRows<R> {
         let mut frame: Option<(u32, u32, Vec<Comp>)> = None;
         let mut restart_interval = 0u32;
         let (mut jfif, mut adobe) = (false, None);
+        let (mut icc, mut icc_bytes, mut resolution) = (Vec::new(), 0usize, None);
         loop {
             // Markers, with any fill bytes before them.
             if b.byte()? != 0xFF {
@@ -554,23 +561,43 @@ impl<R: Read> DcRows<R> {
                     if comps.len() == 3 && !ycc {
                         return Ok(None);
                     }
-                    return Self::start(b, w, h, comps, &quant0, &dc, &ac, restart_interval)
-                        .map(Some);
+                    let mut r = Self::start(b, w, h, comps, &quant0, &dc, &ac, restart_interval)?;
+                    r.icc = crate::jpeg::icc_from_chunks(icc);
+                    r.resolution = resolution;
+                    return Ok(Some(r));
                 }
                 // JFIF (APP0) and Adobe (APP14) decide the colour space as in libjpeg
-                // (which reads them from 14 and 12 bytes on).
+                // (which reads them from 14 and 12 bytes on); JFIF gives the density.
                 0xE0 | 0xEE => {
                     let mut head = [0u8; 12];
                     let k = body.min(12);
                     for x in head.iter_mut().take(k) {
                         *x = b.byte()?;
                     }
-                    if m == 0xE0 {
-                        jfif |= body >= 14 && head.starts_with(b"JFIF\0");
-                    } else if body >= 12 && head.starts_with(b"Adobe") {
+                    if m == 0xE0 && body >= 14 && head.starts_with(b"JFIF\0") {
+                        jfif = true;
+                        let be = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
+                        resolution = crate::jpeg::jfif_resolution(head[7], be(8), be(10));
+                    } else if m == 0xEE && body >= 12 && head.starts_with(b"Adobe") {
                         adobe = Some(head[11]);
                     }
                     b.skip(body - k)?;
+                }
+                // ICC profile chunks.
+                0xE2 => {
+                    let mut data = vec![0u8; body];
+                    for x in &mut data {
+                        *x = b.byte()?;
+                    }
+                    if let Some((seq, chunk)) = crate::jpeg::icc_chunk(&data) {
+                        icc_bytes += chunk.len();
+                        if icc_bytes > MAX_ICC_BYTES {
+                            return Err(Error::hostile(format!(
+                                "JPEG: ICC profile chunks over {MAX_ICC_BYTES} bytes"
+                            )));
+                        }
+                        icc.push((seq, chunk.to_vec()));
+                    }
                 }
                 _ => b.skip(body)?,
             }
@@ -666,6 +693,8 @@ impl<R: Read> DcRows<R> {
                 sample_bytes: 1,
             },
             full: (w, h),
+            icc: None,
+            resolution: None,
         })
     }
 

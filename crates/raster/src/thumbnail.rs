@@ -570,8 +570,8 @@ pub fn open(path: &Path, size: Size) -> Result<Opened, Error> {
 /// At 1/8 only the DC terms count: a baseline JPEG is then read by [`DcRows`], which
 /// skips the AC coefficients faster than libjpeg decodes them, if its chroma is not
 /// subsampled or the caller reduces the 1/8 image by 2 or more to `then` (DcRows takes
-/// subsampled chroma from each block's DC, blocky until averaged). libjpeg reads the
-/// header either way: its errors, its ICC profile and density stand.
+/// subsampled chroma from each block's DC, blocky until averaged); anything else is
+/// libjpeg's.
 pub fn open_jpeg(
     file: std::fs::File,
     probe: &membudget::probe::Probe,
@@ -584,27 +584,29 @@ pub fn open_jpeg(
         .as_ref()
         .ok_or_else(|| Error::corrupt("JPEG: no frame header"))?;
     let (w, h) = (im.width as u32, im.height as u32);
-    let reader = BufReader::with_capacity(1 << 16, ReadAt::new(file.try_clone()?));
-    let mut rows = JpegRows::open(reader, probe, shrink, MAX_JPEG_BYTES)?;
-    let icc = rows.icc.clone();
     let reduced_by_2 = w / shrink >= 2 * then.0 && h / shrink >= 2 * then.1;
     let dc = match shrink {
-        8 => DcRows::open(ReadAt::new(file))?.filter(|d| reduced_by_2 || !d.subsampled()),
+        8 => DcRows::open(ReadAt::new(file.try_clone()?))?
+            .filter(|d| reduced_by_2 || !d.subsampled()),
         _ => None,
     };
     let loaded = format!("jpeg 1/{shrink}{}", if dc.is_some() { " dc" } else { "" });
-    let source: Box<dyn RowSource> = match dc {
+    let (source, icc): (Box<dyn RowSource>, _) = match dc {
         Some(mut dc) => {
             if whole_blocks {
                 dc.crop(w / shrink, h / shrink);
             }
-            Box::new(dc)
+            let icc = dc.icc.take();
+            (Box::new(dc), icc)
         }
         None => {
+            let reader = BufReader::with_capacity(1 << 16, ReadAt::new(file));
+            let mut rows = JpegRows::open(reader, probe, shrink, MAX_JPEG_BYTES)?;
             if whole_blocks {
                 rows.crop(w / shrink, h / shrink);
             }
-            Box::new(rows)
+            let icc = rows.icc.take();
+            (Box::new(rows), icc)
         }
     };
     Ok(Opened {

@@ -56,6 +56,11 @@ Image.fromarray(p).save(f"{d}/pil_progressive.jpg", quality=90, progressive=True
 add("pil_progressive.jpg", False)
 Image.fromarray(p).convert("CMYK").save(f"{d}/pil_cmyk.jpg", quality=90)
 add("pil_cmyk.jpg", False)
+# An ICC profile in three APP2 chunks (Pillow splits at 65519 bytes) and a density.
+icc = rng.integers(0, 256, 150000, dtype=np.uint8).tobytes()
+open(f"{d}/icc.bin", "wb").write(icc)
+Image.fromarray(p).save(f"{d}/pil_icc.jpg", quality=90, icc_profile=icc, dpi=(300, 150))
+add("pil_icc.jpg", True)
 if sys.argv[2:] == ["pillow"]:
     sys.exit()
 Image.fromarray(p).save(f"{d}/src.ppm")
@@ -188,6 +193,16 @@ fn dc_decode_equals_libjpeg_at_one_eighth() {
             "{name}: decoded here or left to libjpeg"
         );
         let Some(mut rgb) = got else { continue };
+        if name == "pil_icc.jpg" {
+            // The profile as Pillow wrote it, the density as dpi (pixels per metre).
+            let icc = std::fs::read(d.join("icc.bin")).unwrap();
+            assert_eq!(rgb.icc.as_deref(), Some(&icc[..]));
+            let r = rgb.resolution.unwrap();
+            assert!((r.x_ppm() - 300.0 / 0.0254).abs() < 1e-6, "{r:?}");
+            assert!((r.y_ppm() - 150.0 / 0.0254).abs() < 1e-6, "{r:?}");
+        } else if name.starts_with("pil_") {
+            assert_eq!(rgb.icc, None, "{name}");
+        }
         std::fs::write(d.join(format!("{name}.rgb")), read_all(&mut rgb)).unwrap();
         let mut ycc = open(path).unwrap().unwrap();
         ycc.coded();

@@ -322,13 +322,17 @@ fn icc_profiles_pass_through() {
         .map(|n| dir.path().join(n))
         .collect();
     let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    for format in ["jpeg", "png"] {
-        let out = dir.path().join(format);
+    // -s 20 reads the JPEG at 1/8 from its DC terms (jpeg_dc's own header parser).
+    for (format, size) in [("jpeg", "50"), ("png", "50"), ("png", "20")] {
+        let out = dir.path().join(format!("{format}{size}"));
         let recs = thumbs(
-            &["-s", "50", "--format", format, "-o", out.to_str().unwrap()],
+            &["-s", size, "--format", format, "-o", out.to_str().unwrap()],
             &refs,
             0,
         );
+        if size == "20" {
+            assert_eq!(recs[0]["tile-enhance"]["loaded"], "jpeg 1/8 dc", "{recs:?}");
+        }
         let outs: Vec<String> = recs
             .iter()
             .map(|r| {
