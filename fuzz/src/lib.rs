@@ -181,7 +181,7 @@ pub fn tiff_band(data: &[u8]) {
 
 /// The 1/8 JPEG reader from DC terms: its header parser, then every row by bands.
 pub fn jpeg_dc(data: &[u8]) {
-    let Ok(Some(mut r)) = raster::jpeg_dc::DcRows::open(data) else {
+    let Ok(Some(mut r)) = raster::jpeg_dc::DcRows::open(data, DECODE_CAP) else {
         return;
     };
     let g = raster::RowSource::geometry(&r);

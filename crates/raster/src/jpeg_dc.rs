@@ -1,5 +1,5 @@
-//! A baseline JPEG read at 1/8 scale from its DC terms alone: [`DcRows`] serves one
-//! pixel per 8x8 block, as libjpeg's 1/8 decode does (its 1x1 inverse DCT is the DC term
+//! A JPEG read at 1/8 scale from its DC terms alone: [`DcRows`] serves one pixel per
+//! 8x8 block, as libjpeg's 1/8 decode does (its 1x1 inverse DCT is the DC term
 //! dequantised, `(dc * q + 4) >> 3` plus 128), colour-converted by libjpeg's fixed-point
 //! YCbCr to RGB, while skipping every AC coefficient without computing it.
 //!
@@ -12,10 +12,16 @@
 //! by the next [`LUT_BITS`] bits skips one to several symbols, and the bit buffer is
 //! refilled eight bytes at a time when they hold no `0xFF`.
 //!
-//! Scope: baseline and extended sequential Huffman JPEGs, 8-bit, gray or YCbCr, one scan
-//! holding every component, with or without restart markers. [`DcRows::open`] answers
-//! `None` for anything else (progressive, arithmetic, 12-bit, lossless, CMYK, RGB-coded,
-//! several scans), which the caller decodes with libjpeg instead.
+//! A progressive JPEG is worse for libjpeg: it decodes every scan into every coefficient
+//! of the image (128 bytes a block) before the first row. Here its DC scans (first and
+//! refinement, interleaved or not) fill 2 bytes a block and the AC scans are stepped over
+//! to their next marker, never decoded.
+//!
+//! Scope: sequential (baseline or extended) with one scan holding every component, or
+//! progressive, Huffman-coded, 8-bit, gray or YCbCr, with or without restart markers.
+//! [`DcRows::open`] answers `None` for anything else (arithmetic coding, 12-bit,
+//! lossless, CMYK, RGB-coded, a sequential JPEG of several scans), which the caller
+//! decodes with libjpeg instead.
 //!
 //! Subsampled chroma is taken from the block covering each pixel (libjpeg's 1/8 decode
 //! of 4:2:0 runs a 2x2 inverse DCT on chroma instead, whose four pixels average to the
@@ -28,7 +34,8 @@
 //! the file) before the last block.
 //!
 //! Memory: one MCU row of DC samples (`width / 8` a component, 4 rows at most), its
-//! converted rows, and a 128 KiB read buffer.
+//! converted rows, and a 128 KiB read buffer; a progressive JPEG adds its DC terms, 2
+//! bytes a block of each component (1/32 of a byte a pixel).
 
 use crate::{Band, Geometry, RowSource};
 use membudget::{Error, ErrorKind};
@@ -46,7 +53,7 @@ fn corrupt(msg: impl std::fmt::Display) -> Error {
 }
 
 /// A Huffman table as JPEG defines it (Annex C): code lengths' counts and symbols.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Huff {
     /// Largest code of each length (1..=16), -1 when none.
     maxcode: [i32; 17],
@@ -288,6 +295,48 @@ impl<R: Read> Bits<R> {
         self.nbits -= n;
     }
 
+    /// One bit (a DC refinement bit).
+    #[inline]
+    fn bit(&mut self) -> Result<bool, Error> {
+        if self.nbits < 32 {
+            self.refill()?;
+        }
+        let v = self.bits >> 63 != 0;
+        self.consume(1);
+        Ok(v)
+    }
+
+    /// Drop the bits left after a scan's last block (its byte padding): the next
+    /// marker is at `pos`.
+    fn align(&mut self) {
+        self.bits = 0;
+        self.nbits = 0;
+        self.fake = 0;
+        self.ended = false;
+    }
+
+    /// Skip entropy-coded data (stuffed bytes and restart markers) to the next marker.
+    fn skip_entropy(&mut self) -> Result<(), Error> {
+        self.align();
+        loop {
+            self.more()?;
+            let avail = &self.buf[self.pos..self.len];
+            match avail.iter().position(|&x| x == 0xFF) {
+                _ if avail.len() < 2 => return Err(corrupt("Premature end of JPEG file")),
+                None => self.pos = self.len - 1,
+                Some(i) if i + 1 >= avail.len() => self.pos += i,
+                Some(i) => match avail[i + 1] {
+                    0x00 | 0xD0..=0xD7 => self.pos += i + 2,
+                    0xFF => self.pos += i + 1,
+                    _ => {
+                        self.pos += i;
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+
     /// Whether bits past the data's end were used.
     fn overrun(&self) -> bool {
         self.nbits < self.fake
@@ -314,6 +363,170 @@ impl<R: Read> Bits<R> {
             }
         }
     }
+}
+
+/// The next DC difference, by `lut` (see [`dc_lut`]) or `huff` for long codes.
+#[inline]
+fn dc_diff<R: Read>(b: &mut Bits<R>, lut: &[u16], huff: &Huff) -> Result<i32, Error> {
+    if b.nbits < 32 {
+        b.refill()?;
+    }
+    let e = lut[(b.bits >> (64 - LUT_BITS)) as usize];
+    let (l, s) = if e != 0 {
+        (u32::from(e & 0xFF), u32::from(e >> 8))
+    } else {
+        let (l, s) = huff
+            .decode(b.bits)
+            .ok_or_else(|| corrupt("corrupt data: bad Huffman code"))?;
+        (l, u32::from(s))
+    };
+    b.consume(l);
+    if s == 0 {
+        return Ok(0);
+    }
+    if s > 15 {
+        // libjpeg refuses such a DC table outright.
+        return Err(corrupt("corrupt data: bad DC difference size"));
+    }
+    let v = (b.bits >> (64 - s)) as i32;
+    b.consume(s);
+    // Annex F's EXTEND: a leading 0 bit means a negative difference.
+    Ok(if v < 1 << (s - 1) {
+        v - (1 << s) + 1
+    } else {
+        v
+    })
+}
+
+/// A scan header: the components (frame indices) with their table selectors, the
+/// spectral selection and the successive approximation bits.
+#[derive(Clone, Debug)]
+struct Scan {
+    comps: Vec<(usize, u8)>,
+    ss: u8,
+    se: u8,
+    ah: u8,
+    al: u8,
+}
+
+/// The next marker's code (fill bytes skipped); a non-marker byte is corrupt data, as
+/// in strict libjpeg.
+fn read_marker<R: Read>(b: &mut Bits<R>) -> Result<u8, Error> {
+    if b.byte()? != 0xFF {
+        return Err(corrupt("a marker was expected"));
+    }
+    let mut m = b.byte()?;
+    while m == 0xFF {
+        m = b.byte()?;
+    }
+    Ok(m)
+}
+
+/// A DHT segment of `body` bytes into the `dc` and `ac` tables.
+fn read_dht<R: Read>(
+    b: &mut Bits<R>,
+    body: usize,
+    dc: &mut [Option<Huff>; 4],
+    ac: &mut [Option<Huff>; 4],
+) -> Result<(), Error> {
+    let mut left = body;
+    while left > 0 {
+        let tc = b.byte()?;
+        let mut counts = [0u8; 16];
+        for c in &mut counts {
+            *c = b.byte()?;
+        }
+        let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
+        if total > 256 || left < 17 + total {
+            return Err(corrupt("bogus Huffman table"));
+        }
+        let mut vals = vec![0u8; total];
+        for v in &mut vals {
+            *v = b.byte()?;
+        }
+        let t = Huff::new(&counts, &vals)?;
+        let id = usize::from(tc & 15);
+        if id > 3 {
+            return Err(corrupt("bogus Huffman table number"));
+        }
+        match tc >> 4 {
+            0 => dc[id] = Some(t),
+            1 => ac[id] = Some(t),
+            _ => return Err(corrupt("bogus Huffman table class")),
+        }
+        left -= 17 + total;
+    }
+    Ok(())
+}
+
+/// A DQT segment of `body` bytes: each table's first value (the DC step, all a 1/8
+/// decode uses) into `q`.
+fn read_dqt<R: Read>(b: &mut Bits<R>, body: usize, q: &mut [Option<i64>; 4]) -> Result<(), Error> {
+    let mut left = body;
+    while left > 0 {
+        let pq = b.byte()?;
+        let (wide, id) = (pq >> 4 != 0, usize::from(pq & 15));
+        let size = if wide { 129 } else { 65 };
+        if id > 3 || left < size {
+            return Err(corrupt("bogus quantisation table"));
+        }
+        let q0 = if wide {
+            i64::from(b.u16()?)
+        } else {
+            i64::from(b.byte()?)
+        };
+        b.skip(size - 1 - if wide { 2 } else { 1 })?;
+        q[id] = Some(q0);
+        left -= size;
+    }
+    Ok(())
+}
+
+/// An SOS segment of `body` bytes, its components named by index in `comps`.
+fn read_sos<R: Read>(b: &mut Bits<R>, body: usize, comps: &[Comp]) -> Result<Scan, Error> {
+    let n = usize::from(b.byte()?);
+    if n == 0 || n > 4 || body != 4 + 2 * n {
+        return Err(corrupt("bogus scan header length"));
+    }
+    let mut sc = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = b.byte()?;
+        let t = b.byte()?;
+        let Some(i) = comps.iter().position(|c| c.id == id) else {
+            return Err(corrupt("a scan names a component the frame lacks"));
+        };
+        if t >> 4 > 3 || t & 15 > 3 {
+            return Err(corrupt("bogus Huffman table number"));
+        }
+        if sc.iter().any(|&(j, _)| j == i) {
+            return Err(corrupt("a scan names a component twice"));
+        }
+        sc.push((i, t));
+    }
+    let (ss, se, a) = (b.byte()?, b.byte()?, b.byte()?);
+    Ok(Scan {
+        comps: sc,
+        ss,
+        se,
+        ah: a >> 4,
+        al: a & 15,
+    })
+}
+
+/// A progressive JPEG's DC terms and what reading its scans needs.
+#[derive(Debug)]
+struct Progressive {
+    /// The first scan's header, read by `open`.
+    first: Option<Scan>,
+    /// DC Huffman tables as defined so far.
+    dc: [Option<Huff>; 4],
+    /// Quantisation tables' DC steps as defined so far.
+    quant: [Option<i64>; 4],
+    /// Components whose table was latched (at their first scan, as libjpeg does).
+    latched: Vec<bool>,
+    /// Each component's DC coefficients, `mcus_x * h` by `mcus_y * v` blocks.
+    coefs: Vec<Vec<i16>>,
+    absorbed: bool,
 }
 
 /// Precomputed per block of an MCU.
@@ -354,6 +567,8 @@ pub struct DcRows<R> {
     ycc: Box<[[i32; 256]; 4]>,
     /// Serve Y, Cb, Cr as coded instead of RGB.
     coded: bool,
+    /// A progressive JPEG's state: its DC terms, read whole before the first row.
+    progressive: Option<Box<Progressive>>,
     geometry: Geometry,
     /// Full-size width and height.
     pub full: (u32, u32),
@@ -389,9 +604,10 @@ fn ycc_tables() -> [[i32; 256]; 4] {
 
 impl<R: Read> DcRows<R> {
     /// Read the header of the JPEG `src` holds, up to its first scan: `Some` when it is
-    /// one this reader decodes, `None` when it is not (see the module's documentation);
-    /// an error when the header is damaged.
-    pub fn open(src: R) -> Result<Option<Self>, Error> {
+    /// one this reader decodes, `None` when it is not (see the module's documentation,
+    /// and a progressive JPEG whose DC terms, 2 bytes a block, need more than
+    /// `max_held` bytes); an error when the header is damaged.
+    pub fn open(src: R, max_held: u64) -> Result<Option<Self>, Error> {
         let mut b = Bits {
             src,
             buf: vec![0; BUF_BYTES],
@@ -409,7 +625,7 @@ impl<R: Read> DcRows<R> {
         let mut quant0: [Option<i64>; 4] = [None; 4];
         let mut dc: [Option<Huff>; 4] = [None, None, None, None];
         let mut ac: [Option<Huff>; 4] = [None, None, None, None];
-        let mut frame: Option<(u32, u32, Vec<Comp>)> = None;
+        let mut frame: Option<(u32, u32, Vec<Comp>, bool)> = None;
         let mut restart_interval = 0u32;
         let (mut jfif, mut adobe) = (false, None);
         let (mut icc, mut icc_bytes, mut resolution) = (Vec::new(), 0usize, None);
@@ -434,8 +650,8 @@ impl<R: Read> DcRows<R> {
             }
             let body = len - 2;
             match m {
-                // Baseline and extended sequential, Huffman.
-                0xC0 | 0xC1 => {
+                // Baseline and extended sequential, and progressive, Huffman.
+                0xC0..=0xC2 => {
                     let p = b.byte()?;
                     let h = u32::from(b.u16()?);
                     let w = u32::from(b.u16()?);
@@ -463,59 +679,12 @@ impl<R: Read> DcRows<R> {
                         // 12-bit, a height given later (DNL), CMYK, odd sampling: libjpeg's.
                         return Ok(None);
                     }
-                    frame = Some((w, h, comps));
+                    frame = Some((w, h, comps, m == 0xC2));
                 }
                 // Every other frame type: progressive, lossless, arithmetic, hierarchical.
-                0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
-                0xC4 => {
-                    let mut left = body;
-                    while left > 0 {
-                        let tc = b.byte()?;
-                        let mut counts = [0u8; 16];
-                        for c in &mut counts {
-                            *c = b.byte()?;
-                        }
-                        let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
-                        if total > 256 || left < 17 + total {
-                            return Err(corrupt("bogus Huffman table"));
-                        }
-                        let mut vals = vec![0u8; total];
-                        for v in &mut vals {
-                            *v = b.byte()?;
-                        }
-                        let t = Huff::new(&counts, &vals)?;
-                        let id = usize::from(tc & 15);
-                        if id > 3 {
-                            return Err(corrupt("bogus Huffman table number"));
-                        }
-                        match tc >> 4 {
-                            0 => dc[id] = Some(t),
-                            1 => ac[id] = Some(t),
-                            _ => return Err(corrupt("bogus Huffman table class")),
-                        }
-                        left -= 17 + total;
-                    }
-                }
-                0xDB => {
-                    let mut left = body;
-                    while left > 0 {
-                        let pq = b.byte()?;
-                        let (wide, id) = (pq >> 4 != 0, usize::from(pq & 15));
-                        let size = if wide { 129 } else { 65 };
-                        if id > 3 || left < size {
-                            return Err(corrupt("bogus quantisation table"));
-                        }
-                        // Only the first value (the DC step) matters at 1/8.
-                        let q0 = if wide {
-                            i64::from(b.u16()?)
-                        } else {
-                            i64::from(b.byte()?)
-                        };
-                        b.skip(size - 1 - if wide { 2 } else { 1 })?;
-                        quant0[id] = Some(q0);
-                        left -= size;
-                    }
-                }
+                0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
+                0xC4 => read_dht(&mut b, body, &mut dc, &mut ac)?,
+                0xDB => read_dqt(&mut b, body, &mut quant0)?,
                 0xDD => {
                     if body != 2 {
                         return Err(corrupt("bogus restart interval"));
@@ -523,31 +692,19 @@ impl<R: Read> DcRows<R> {
                     restart_interval = u32::from(b.u16()?);
                 }
                 0xDA => {
-                    let Some((w, h, mut comps)) = frame.take() else {
+                    let Some((w, h, mut comps, progressive)) = frame.take() else {
                         return Err(corrupt("a scan before the frame header"));
                     };
-                    let n = usize::from(b.byte()?);
-                    if body != 4 + 2 * n {
-                        return Err(corrupt("bogus scan header length"));
+                    let scan = read_sos(&mut b, body, &comps)?;
+                    let order: Vec<usize> = scan.comps.iter().map(|c| c.0).collect();
+                    // Sequential: one scan with every component (in frame order), else
+                    // libjpeg's. Progressive: the scans are read by `absorb`.
+                    if !progressive && order != (0..comps.len()).collect::<Vec<_>>() {
+                        return Ok(None);
                     }
-                    let mut order = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let id = b.byte()?;
-                        let t = b.byte()?;
-                        let Some(i) = comps.iter().position(|c| c.id == id) else {
-                            return Err(corrupt("a scan names a component the frame lacks"));
-                        };
-                        if t >> 4 > 3 || t & 15 > 3 {
-                            return Err(corrupt("bogus Huffman table number"));
-                        }
+                    for &(i, t) in &scan.comps {
                         comps[i].dc = usize::from(t >> 4);
                         comps[i].ac = usize::from(t & 15);
-                        order.push(i);
-                    }
-                    b.skip(3)?;
-                    // One scan with every component (in frame order), else libjpeg's.
-                    if order != (0..comps.len()).collect::<Vec<_>>() {
-                        return Ok(None);
                     }
                     // libjpeg's colour space: YCbCr under a JFIF marker; else under an
                     // Adobe marker by its transform flag (0 RGB, 1 YCbCr, others warned
@@ -561,7 +718,30 @@ impl<R: Read> DcRows<R> {
                     if comps.len() == 3 && !ycc {
                         return Ok(None);
                     }
-                    let mut r = Self::start(b, w, h, comps, &quant0, &dc, &ac, restart_interval)?;
+                    let blocks: u64 = comps
+                        .iter()
+                        .map(|c| {
+                            let hm = comps.iter().map(|c| c.h).max().unwrap_or(1);
+                            let vm = comps.iter().map(|c| c.v).max().unwrap_or(1);
+                            (u64::from(w).div_ceil(8 * hm as u64) * c.h as u64)
+                                * (u64::from(h).div_ceil(8 * vm as u64) * c.v as u64)
+                        })
+                        .sum();
+                    if progressive && blocks * 2 > max_held {
+                        return Ok(None);
+                    }
+                    let prog = progressive.then(|| {
+                        Box::new(Progressive {
+                            first: Some(scan),
+                            dc: dc.clone(),
+                            quant: quant0,
+                            latched: vec![false; comps.len()],
+                            coefs: Vec::new(),
+                            absorbed: false,
+                        })
+                    });
+                    let mut r =
+                        Self::start(b, w, h, comps, &quant0, &dc, &ac, restart_interval, prog)?;
                     r.icc = crate::jpeg::icc_from_chunks(icc);
                     r.resolution = resolution;
                     return Ok(Some(r));
@@ -614,6 +794,7 @@ impl<R: Read> DcRows<R> {
         dc: &[Option<Huff>; 4],
         ac: &[Option<Huff>; 4],
         restart_interval: u32,
+        progressive: Option<Box<Progressive>>,
     ) -> Result<Self, Error> {
         if comps.len() == 1 {
             // One component is coded block by block, whatever its sampling factors.
@@ -625,6 +806,10 @@ impl<R: Read> DcRows<R> {
         let mut q = [0i64; 4];
         let (mut dc_luts, mut ac_luts, mut dc_huff, mut ac_huff) = (vec![], vec![], vec![], vec![]);
         for (i, c) in comps.iter_mut().enumerate() {
+            if progressive.is_some() {
+                // Tables are taken scan by scan (`absorb`).
+                continue;
+            }
             q[i] = quant0[c.q].ok_or_else(|| corrupt("a quantisation table is missing"))?;
             let d = dc[c.dc]
                 .as_ref()
@@ -663,6 +848,7 @@ impl<R: Read> DcRows<R> {
             })
             .collect();
         Ok(DcRows {
+            progressive,
             xmap,
             ycc: Box::new(ycc_tables()),
             coded: false,
@@ -717,6 +903,193 @@ impl<R: Read> DcRows<R> {
         self.coded = true;
     }
 
+    /// Fill `planes` with the next MCU row of a progressive JPEG's DC terms, reading
+    /// every scan first.
+    fn progressive_mcu_row(&mut self) -> Result<(), Error> {
+        if !self.progressive.as_ref().is_some_and(|p| p.absorbed) {
+            self.absorb()?;
+        }
+        let Some(p) = self.progressive.as_ref() else {
+            return Ok(());
+        };
+        for (c, comp) in self.comps.iter().enumerate() {
+            let pw = self.mcus_x * comp.h;
+            let rows = self.mcu_row * comp.v..(self.mcu_row + 1) * comp.v;
+            let src = &p.coefs[c][rows.start * pw..rows.end * pw];
+            for (o, &coef) in self.planes[c].iter_mut().zip(src) {
+                let v = ((i64::from(coef) * self.quant0[c] + 4) >> 3) + 128;
+                *o = v.clamp(0, 255) as u8;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read every scan of a progressive JPEG to its end: DC scans decoded into the
+    /// coefficients, AC scans skipped to their next marker unread.
+    fn absorb(&mut self) -> Result<(), Error> {
+        let Some(mut p) = self.progressive.take() else {
+            return Ok(());
+        };
+        p.coefs = self
+            .comps
+            .iter()
+            .map(|c| vec![0i16; self.mcus_x * c.h * self.mcus_y * c.v])
+            .collect();
+        let mut seen = vec![false; self.comps.len()];
+        let mut scan = p.first.take();
+        let r = loop {
+            if let Some(sc) = scan.take() {
+                if let Err(e) = self.progressive_scan(&mut p, &sc, &mut seen) {
+                    break Err(e);
+                }
+            }
+            let b = &mut self.bits;
+            if let Err(e) = b.more() {
+                break Err(e);
+            }
+            if b.pos >= b.len {
+                // No EOI: libjpeg's warning, an error here.
+                break Err(corrupt("Premature end of JPEG file"));
+            }
+            let m = match read_marker(b) {
+                Ok(m) => m,
+                Err(e) => break Err(e),
+            };
+            let step = (|| -> Result<bool, Error> {
+                if m == 0xD9 {
+                    return Ok(true);
+                }
+                if matches!(m, 0xD0..=0xD8 | 0x01 | 0x00) {
+                    return Err(corrupt(format!("marker 0x{m:02X} between scans")));
+                }
+                let body = usize::from(b.u16()?)
+                    .checked_sub(2)
+                    .ok_or_else(|| corrupt("a marker segment is shorter than its length field"))?;
+                match m {
+                    0xDA => scan = Some(read_sos(b, body, &self.comps)?),
+                    0xC4 => read_dht(b, body, &mut p.dc, &mut [None, None, None, None])?,
+                    0xDB => read_dqt(b, body, &mut p.quant)?,
+                    0xDD => {
+                        if body != 2 {
+                            return Err(corrupt("bogus restart interval"));
+                        }
+                        self.restart_interval = u32::from(b.u16()?);
+                    }
+                    _ => b.skip(body)?,
+                }
+                Ok(false)
+            })();
+            match step {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        r?;
+        if let Some(c) = seen.iter().position(|s| !s) {
+            return Err(corrupt(format!("component {c} has no DC scan")));
+        }
+        p.absorbed = true;
+        self.progressive = Some(p);
+        Ok(())
+    }
+
+    /// One scan of a progressive JPEG (see [`DcRows::absorb`]).
+    fn progressive_scan(
+        &mut self,
+        p: &mut Progressive,
+        sc: &Scan,
+        seen: &mut [bool],
+    ) -> Result<(), Error> {
+        if sc.ss != 0 {
+            // AC terms: not needed at 1/8.
+            return self.bits.skip_entropy();
+        }
+        if sc.se != 0 || sc.al > 13 || (sc.ah != 0 && sc.ah != sc.al + 1) {
+            return Err(corrupt("bogus progression parameters"));
+        }
+        let first = sc.ah == 0;
+        let mut luts = Vec::with_capacity(sc.comps.len());
+        for &(c, t) in &sc.comps {
+            if !p.latched[c] {
+                self.quant0[c] = p.quant[self.comps[c].q]
+                    .ok_or_else(|| corrupt("a quantisation table is missing"))?;
+                p.latched[c] = true;
+            }
+            if first {
+                seen[c] = true;
+                let h = p.dc[usize::from(t >> 4)]
+                    .clone()
+                    .ok_or_else(|| corrupt("a Huffman table is missing"))?;
+                luts.push((dc_lut(&h), h));
+            } else if !seen[c] {
+                return Err(corrupt("a DC refinement scan before the first DC scan"));
+            }
+        }
+        // Blocks in coding order: MCUs of every component's blocks when interleaved,
+        // else the one component's blocks row by row (its own size, not padded to MCUs).
+        let mut blocks: Vec<(usize, usize)> = Vec::new();
+        let (units_x, units_y) = if sc.comps.len() == 1 {
+            let c = &self.comps[sc.comps[0].0];
+            let hmax = self.comps.iter().map(|c| c.h).max().unwrap_or(1);
+            let (w, h) = self.full;
+            (
+                (w as usize * c.h).div_ceil(hmax).div_ceil(8),
+                (h as usize * c.v).div_ceil(self.vmax).div_ceil(8),
+            )
+        } else {
+            for (k, &(c, _)) in sc.comps.iter().enumerate() {
+                let cc = &self.comps[c];
+                for y in 0..cc.v {
+                    for x in 0..cc.h {
+                        blocks.push((k, y * self.mcus_x * cc.h + x));
+                    }
+                }
+            }
+            (self.mcus_x, self.mcus_y)
+        };
+        let mut pred = [0i32; 4];
+        let (mut to_restart, mut next_rst) = (self.restart_interval, 0u8);
+        let one = [(0usize, 0usize)];
+        for uy in 0..units_y {
+            for ux in 0..units_x {
+                if self.restart_interval > 0 {
+                    if to_restart == 0 {
+                        self.bits.restart(next_rst)?;
+                        next_rst = (next_rst + 1) & 7;
+                        pred = [0; 4];
+                        to_restart = self.restart_interval;
+                    }
+                    to_restart -= 1;
+                }
+                let list: &[(usize, usize)] = if sc.comps.len() == 1 { &one } else { &blocks };
+                for &(k, off) in list {
+                    let c = sc.comps[k].0;
+                    let cc = &self.comps[c];
+                    let pw = self.mcus_x * cc.h;
+                    let at = if sc.comps.len() == 1 {
+                        uy * pw + ux
+                    } else {
+                        uy * cc.v * pw + ux * cc.h + off
+                    };
+                    if first {
+                        let (lut, h) = &luts[k];
+                        let d = dc_diff(&mut self.bits, lut, h)?;
+                        pred[k] = pred[k].wrapping_add(d);
+                        p.coefs[c][at] = (pred[k] << sc.al) as i16;
+                    } else if self.bits.bit()? {
+                        p.coefs[c][at] |= 1 << sc.al;
+                    }
+                }
+            }
+            if self.bits.overrun() {
+                return Err(corrupt("Premature end of JPEG file"));
+            }
+        }
+        self.bits.align();
+        Ok(())
+    }
+
     /// Decode the next MCU row into `planes`.
     fn decode_mcu_row(&mut self) -> Result<(), Error> {
         let slots = std::mem::take(&mut self.slots);
@@ -757,35 +1130,7 @@ impl<R: Read> DcRows<R> {
     /// The DC difference of the next block of component `c`.
     #[inline]
     fn dc_block(&mut self, c: usize) -> Result<i32, Error> {
-        let b = &mut self.bits;
-        if b.nbits < 32 {
-            b.refill()?;
-        }
-        let e = self.dc_luts[c][(b.bits >> (64 - LUT_BITS)) as usize];
-        let (l, s) = if e != 0 {
-            (u32::from(e & 0xFF), u32::from(e >> 8))
-        } else {
-            let (l, s) = self.dc_huff[c]
-                .decode(b.bits)
-                .ok_or_else(|| corrupt("corrupt data: bad Huffman code"))?;
-            (l, u32::from(s))
-        };
-        b.consume(l);
-        if s == 0 {
-            return Ok(0);
-        }
-        if s > 15 {
-            // libjpeg refuses such a DC table outright.
-            return Err(corrupt("corrupt data: bad DC difference size"));
-        }
-        let v = (b.bits >> (64 - s)) as i32;
-        b.consume(s);
-        // Annex F's EXTEND: a leading 0 bit means a negative difference.
-        Ok(if v < 1 << (s - 1) {
-            v - (1 << s) + 1
-        } else {
-            v
-        })
+        dc_diff(&mut self.bits, &self.dc_luts[c], &self.dc_huff[c])
     }
 
     /// Skip the AC coefficients of the next block of component `c`.
@@ -842,7 +1187,11 @@ impl<R: Read> DcRows<R> {
         if self.mcu_row >= self.mcus_y {
             return Err(Error::new(ErrorKind::Internal, "JPEG: past the last row"));
         }
-        self.decode_mcu_row()?;
+        if self.progressive.is_some() {
+            self.progressive_mcu_row()?;
+        } else {
+            self.decode_mcu_row()?;
+        }
         self.mcu_row += 1;
         let y0 = (self.mcu_row - 1) * self.vmax;
         let rows = self

@@ -586,7 +586,7 @@ pub fn open_jpeg(
     let (w, h) = (im.width as u32, im.height as u32);
     let reduced_by_2 = w / shrink >= 2 * then.0 && h / shrink >= 2 * then.1;
     let dc = match shrink {
-        8 => DcRows::open(ReadAt::new(file.try_clone()?))?
+        8 => DcRows::open(ReadAt::new(file.try_clone()?), MAX_JPEG_BYTES)?
             .filter(|d| reduced_by_2 || !d.subsampled()),
         _ => None,
     };

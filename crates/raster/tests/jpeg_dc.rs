@@ -53,7 +53,9 @@ for w, h in ((8, 8), (9, 17), (16, 16), (33, 9), (15, 8)):
     Image.fromarray(p[:h, :w]).save(f"{d}/{n}", quality=90, subsampling=2)
     add(n, True)
 Image.fromarray(p).save(f"{d}/pil_progressive.jpg", quality=90, progressive=True)
-add("pil_progressive.jpg", False)
+add("pil_progressive.jpg", True)
+Image.fromarray(p).save(f"{d}/pil_progressive_opt.jpg", quality=75, progressive=True, optimize=True, subsampling=0)
+add("pil_progressive_opt.jpg", True)
 Image.fromarray(p).convert("CMYK").save(f"{d}/pil_cmyk.jpg", quality=90)
 add("pil_cmyk.jpg", False)
 # An ICC profile in three APP2 chunks (Pillow splits at 65519 bytes) and a density.
@@ -76,8 +78,20 @@ cjpeg("cj_rst_rows.jpg", ["-restart", "1", "-quality", "60"], True)
 cjpeg("cj_rst_blocks.jpg", ["-restart", "7B", "-sample", "1x1"], True)
 cjpeg("cj_gray_2x2.jpg", ["-sample", "2x2", "-restart", "2B"], True, "src.pgm")
 cjpeg("cj_arith.jpg", ["-arithmetic"], False)
+cjpeg("cj_arith_prog.jpg", ["-arithmetic", "-progressive"], False)
 cjpeg("cj_rgb.jpg", ["-rgb"], False)
-cjpeg("cj_12.jpg", ["-progressive", "-sample", "1x1"], False)
+cjpeg("cj_prog444.jpg", ["-progressive", "-sample", "1x1"], True)
+cjpeg("cj_prog_rst.jpg", ["-progressive", "-restart", "3B", "-quality", "95"], True)
+cjpeg("cj_prog_gray.jpg", ["-progressive", "-restart", "1"], True, "src.pgm")
+# DC first scans one component at a time (then every block of that component in
+# turn), the DC refinement bit interleaved at the end, after the AC scans.
+open(f"{d}/scans.txt", "w").write("""
+0: 0-0, 0, 1; 1: 0-0, 0, 1; 2: 0-0, 0, 1;
+0: 1-5, 0, 2; 2: 1-63, 0, 1; 1: 1-63, 0, 1; 0: 6-63, 0, 2; 0: 1-63, 2, 1;
+0,1,2: 0-0, 1, 0;
+0: 1-63, 1, 0; 1: 1-63, 1, 0; 2: 1-63, 1, 0;
+""")
+cjpeg("cj_prog_script.jpg", ["-scans", f"{d}/scans.txt", "-sample", "2x1,1x1,1x1"], True)
 subprocess.run(["vips", "jpegsave", f"{d}/src.ppm", f"{d}/vips_q80.jpg", "--Q", "80"], check=True)
 add("vips_q80.jpg", True)
 for o in out:
@@ -153,7 +167,7 @@ fn read_all(src: &mut dyn RowSource) -> Vec<u8> {
 }
 
 fn open(path: &Path) -> Result<Option<DcRows<std::fs::File>>, membudget::Error> {
-    DcRows::open(std::fs::File::open(path).unwrap())
+    DcRows::open(std::fs::File::open(path).unwrap(), 1 << 30)
 }
 
 #[test]
@@ -256,6 +270,8 @@ fn damaged_data_is_an_error_never_a_panic() {
         "pil_s2_q75.jpg",
         "pil_s0_rst.jpg",
         "pil_gray_rst.jpg",
+        "pil_progressive.jpg",
+        "pil_progressive_opt.jpg",
         "pil_s1_opt.jpg",
     ] {
         let good = std::fs::read(d.join(name)).unwrap();

@@ -20,15 +20,16 @@ beside the input, or mirrored under -o DIR.\n\n\
 Shrink-on-load, as vipsthumbnail does and with its size arithmetic (sizes equal \
 `vipsthumbnail -s N`, or with --fill `--smartcrop centre`): a JPEG is decoded by \
 scanlines at the largest DCT reduction (1/2, 1/4 or 1/8, by libjpeg-turbo) that still \
-leaves a factor of two to the final resampling (at 1/8, a baseline gray or YCbCr JPEG is \
-read from its DC terms alone, skipping the AC coefficients faster than libjpeg decodes \
-them: luma equal to libjpeg's 1/8 decode, subsampled chroma from each block's DC where \
-libjpeg upsamples); a TIFF is read from its smallest reduced \
+leaves a factor of two to the final resampling (at 1/8, a gray or YCbCr Huffman JPEG \
+is read from its DC terms alone, skipping the AC coefficients faster than libjpeg \
+decodes them, and a progressive one without decoding its AC scans at all: luma equal to \
+libjpeg's 1/8 decode, subsampled chroma from each block's DC where libjpeg upsamples); a TIFF is read from its smallest reduced \
 page or SubIFD (pyramids) still at least N, else its first page by bands; a JPEG 2000 is \
 decoded at the coarsest resolution level still at least N; a PNG is read row by row (interlaced PNGs are refused). That image is box-shrunk \
 by an integer factor to about twice the output as it streams, then resampled with \
 Lanczos3. Memory: one source row (for a JPEG, one row of 8x8 blocks at full width; a \
-progressive JPEG holds all its coefficients and is refused above 256 MiB of them; a \
+progressive JPEG read at 1/2 or 1/4 holds all its coefficients and is refused above \
+256 MiB of them, at 1/8 only its DC terms, 2 bytes a block of 8x8 pixels; a \
 JPEG 2000 level is decoded whole, refused above 256 MiB) plus \
 at most 16 times the thumbnail's pixels.\n\n\
 Colour: samples are converted to 8 bits (16-bit sources rounded), gray stays gray, alpha \

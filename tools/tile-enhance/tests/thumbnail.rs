@@ -54,7 +54,7 @@ fn vips_size(input: &Path, size: u32, extra: &[&str], dir: &Path) -> (u64, u64) 
     (be(16), be(20))
 }
 
-/// Generated inputs: photo-like RGB (odd sizes) as JPEG, gray JPEG, PNG, RGBA PNG, a
+/// Generated inputs: photo-like RGB (odd sizes) as JPEG (baseline and progressive), gray JPEG, PNG, RGBA PNG, a
 /// page-pyramid and a SubIFD-pyramid TIFF (written by libvips), a JPEG 2000 (by
 /// OpenJPEG's opj_compress).
 const GENERATE: &str = r#"
@@ -71,6 +71,7 @@ def photo(w, h):
     return np.clip(a, 0, 255).astype(np.uint8)
 p = photo(2401, 1603)
 Image.fromarray(p).save(f"{d}/photo.jpg", quality=92)
+Image.fromarray(p).save(f"{d}/progressive.jpg", quality=85, progressive=True)
 Image.fromarray(p[:1201, :977]).save(f"{d}/crop.png")
 Image.fromarray(p[:1333, :1777, 1]).save(f"{d}/gray.jpg", quality=90)
 rgba = np.dstack([p[:900, :1300], (np.arange(1300)[None, :].repeat(900, 0) % 256).astype(np.uint8)])
@@ -121,6 +122,7 @@ fn generated(py: &Path, dir: &Path) -> Vec<PathBuf> {
     ]);
     vec![
         jpg,
+        d("progressive.jpg"),
         d("crop.png"),
         d("gray.jpg"),
         d("alpha.png"),
@@ -204,6 +206,8 @@ fn sizes_equal_vipsthumbnail_and_pyramids_are_used() {
                     // A baseline JPEG reduced by 2 after 1/8: read from its DC terms.
                     "photo.jpg" => assert_eq!(loaded, "jpeg 1/8 dc"),
                     "gray.jpg" => assert_eq!(loaded, "jpeg 1/8 dc"),
+                    // Its DC scans only: the AC scans are stepped over.
+                    "progressive.jpg" => assert_eq!(loaded, "jpeg 1/8 dc"),
                     "pyramid.tif" => assert_eq!(loaded, "tiff page 6"),
                     "subifd.tif" => assert_eq!(loaded, "tiff subifd 5"),
                     "wavelet.jp2" => assert_eq!(loaded, "jp2 reduce 5"),
