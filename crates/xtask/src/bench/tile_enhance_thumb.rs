@@ -2,8 +2,10 @@
 //! deterministic photo-like 10240x10240 JPEG (quality 90) to 256 pixels by
 //! `tile-enhance thumbnail` and by `vipsthumbnail -s 256`, same run, alternating program
 //! by program each round, median wall and largest peak RSS. Target: wall <= 0.8x and peak
-//! RSS <= 0.25x vipsthumbnail. Then the same on the 10240x10240 striped, uncompressed
-//! TIFF the JPEG is made from, where both must decode every pixel (reported, no target).
+//! RSS <= 0.25x vipsthumbnail. Then the same on a progressive JPEG of the same photo
+//! (libjpeg holds every coefficient before its first row; reported, no target) and on
+//! the 10240x10240 striped, uncompressed TIFF the JPEGs are made from, where both must
+//! decode every pixel (reported, no target).
 //!
 //! The images are strip-convert's benchmark photo (a Kodak photo upscaled bilinearly in
 //! fixed point plus hashed grain) and its JPEG by the pure-Rust `jpeg-encoder` (so no
@@ -29,9 +31,15 @@ pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
         println!("generating {} from {}", jpg.display(), tif.display());
         to_jpeg(&tif, &jpg)?;
     }
+    let prog = dir.join(format!("photo-10240-q90-progressive-v{JPEG_VERSION}.jpg"));
+    if !prog.exists() {
+        println!("generating {} from {}", prog.display(), tif.display());
+        to_jpeg_with(&tif, &prog, true)?;
+    }
     let mut ok = true;
     for (label, src, target) in [
         ("10240x10240 JPEG q90", &jpg, true),
+        ("10240x10240 progressive JPEG q90", &prog, false),
         (
             "10240x10240 RGB TIFF (strips of 64 rows, uncompressed)",
             &tif,
@@ -58,7 +66,7 @@ pub fn thumbnail_cases(root: &Path, dir: &Path, tool: &Path) -> Result<bool> {
         } else {
             println!(
                 "tile-enhance thumbnail at {wall:.2}x vipsthumbnail's wall and {rss:.2}x its \
-                 peak RSS (both decode every pixel; no target)"
+                 peak RSS (no target)"
             );
         }
     }
@@ -96,6 +104,12 @@ fn compare(dir: &Path, tool: &Path, src: &Path) -> Result<Vec<Sample>> {
 
 /// The photo TIFF as a baseline JPEG at quality 90 (4:2:0), by `jpeg-encoder`.
 fn to_jpeg(tif: &Path, dest: &Path) -> Result<()> {
+    to_jpeg_with(tif, dest, false)
+}
+
+/// The photo TIFF as a JPEG at quality 90 (4:2:0), baseline or progressive (its default
+/// scans), by `jpeg-encoder`.
+fn to_jpeg_with(tif: &Path, dest: &Path, progressive: bool) -> Result<()> {
     use tiff::decoder::{Decoder, DecodingResult};
     let f = std::fs::File::open(tif).with_context(|| format!("opening {}", tif.display()))?;
     let mut d =
@@ -107,6 +121,7 @@ fn to_jpeg(tif: &Path, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension("jpg.part");
     let mut enc = jpeg_encoder::Encoder::new_file(&tmp, 90)?;
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.set_progressive(progressive);
     enc.encode(
         &px,
         u16::try_from(w)?,
