@@ -30,8 +30,13 @@
 //! two agree to about a level.
 //!
 //! Damaged data is an error, as in [`crate::jpeg`]'s strict libjpeg: a code no table
-//! holds, a missing or misnumbered restart marker, data ending (a marker or the end of
-//! the file) before the last block.
+//! holds, a bogus table, a missing or misnumbered restart marker, bytes left before a
+//! marker, data ending (a marker or the end of the file) before the last block. Where
+//! libjpeg reads on, so does this: fill bytes, restart markers between scans, a
+//! progressive component without scans (grey), DC values beyond the sample range (its
+//! range-limit table wraps them; see [`idct_1x1`]). Damage inside a progressive JPEG's
+//! AC scans goes unnoticed: they are not decoded, and the 1/8 image does not depend on
+//! them.
 //!
 //! Memory: one MCU row of DC samples (`width / 8` a component, 4 rows at most), its
 //! converted rows, and a 128 KiB read buffer; a progressive JPEG adds its DC terms, 2
@@ -72,8 +77,9 @@ impl Huff {
             delta[l] = k - code;
             code += n;
             k += n;
-            // libjpeg's check: the codes of a length must fit in that length.
-            if code > 1 << l {
+            // libjpeg's check: the codes of a length must fit in that length, and none
+            // may be all ones.
+            if code >= 1 << l {
                 return Err(corrupt("bogus Huffman table"));
             }
             if n > 0 {
@@ -103,8 +109,12 @@ impl Huff {
 }
 
 /// A DC table entry: code length in the low 8 bits (0: not in the table's first
-/// [`LUT_BITS`] bits), the value's bit count above.
-fn dc_lut(h: &Huff) -> Vec<u16> {
+/// [`LUT_BITS`] bits), the value's bit count above. A DC table with a symbol above 15 is
+/// refused when a scan uses it, as libjpeg does.
+fn dc_lut(h: &Huff) -> Result<Vec<u16>, Error> {
+    if h.vals.iter().any(|&v| v > 15) {
+        return Err(corrupt("bogus Huffman table definition"));
+    }
     let mut lut = vec![0u16; 1 << LUT_BITS];
     for (i, e) in lut.iter_mut().enumerate() {
         let window = (i as u64) << (64 - LUT_BITS);
@@ -114,7 +124,7 @@ fn dc_lut(h: &Huff) -> Vec<u16> {
             }
         }
     }
-    lut
+    Ok(lut)
 }
 
 /// An AC skip entry, packed:
@@ -272,6 +282,12 @@ impl<R: Read> Bits<R> {
                         b = 0xFF;
                         self.pos += 2;
                     }
+                    // Fill bytes: libjpeg reads 0xFF..0xFF 0x00 as one stuffed 0xFF
+                    // and 0xFF..0xFF then a marker code as the marker.
+                    [0xFF, 0xFF, ..] => {
+                        self.pos += 1;
+                        continue;
+                    }
                     // A marker (or 0xFF last in the file): the data ends before it.
                     [0xFF, ..] => self.ended = true,
                     [x, ..] => {
@@ -306,18 +322,29 @@ impl<R: Read> Bits<R> {
         Ok(v)
     }
 
-    /// Drop the bits left after a scan's last block (its byte padding): the next
-    /// marker is at `pos`.
-    fn align(&mut self) {
+    /// Drop the bits left after the last block before a marker (its byte padding): the
+    /// marker is at `pos`. A whole byte of data left is libjpeg's "extraneous bytes"
+    /// warning, an error as in strict libjpeg; bits past the data's end were a premature end.
+    fn align(&mut self) -> Result<(), Error> {
+        if self.overrun() {
+            return Err(corrupt("Premature end of JPEG file"));
+        }
+        if self.nbits - self.fake >= 8 {
+            return Err(corrupt("corrupt data: extraneous bytes before a marker"));
+        }
         self.bits = 0;
         self.nbits = 0;
         self.fake = 0;
         self.ended = false;
+        Ok(())
     }
 
     /// Skip entropy-coded data (stuffed bytes and restart markers) to the next marker.
     fn skip_entropy(&mut self) -> Result<(), Error> {
-        self.align();
+        self.bits = 0;
+        self.nbits = 0;
+        self.fake = 0;
+        self.ended = false;
         loop {
             self.more()?;
             let avail = &self.buf[self.pos..self.len];
@@ -344,13 +371,7 @@ impl<R: Read> Bits<R> {
 
     /// Drop the bits left (byte padding) and read the restart marker `want` (0..8).
     fn restart(&mut self, want: u8) -> Result<(), Error> {
-        if self.overrun() {
-            return Err(corrupt("Premature end of JPEG file"));
-        }
-        self.bits = 0;
-        self.nbits = 0;
-        self.fake = 0;
-        self.ended = false;
+        self.align()?;
         loop {
             self.more()?;
             match self.buf[self.pos..self.len] {
@@ -569,6 +590,8 @@ pub struct DcRows<R> {
     coded: bool,
     /// A progressive JPEG's state: its DC terms, read whole before the first row.
     progressive: Option<Box<Progressive>>,
+    /// A read failed: the state is not to be trusted, every later read fails too.
+    failed: bool,
     geometry: Geometry,
     /// Full-size width and height.
     pub full: (u32, u32),
@@ -585,6 +608,20 @@ impl<R> std::fmt::Debug for DcRows<R> {
             .field("full", &self.full)
             .field("comps", &self.comps)
             .finish()
+    }
+}
+
+/// libjpeg's 1x1 inverse DCT (jidctred.c) of a DC coefficient as it stores it (16 bits,
+/// a block's running sum truncated) with the table's step (a 16-bit multiplier): the
+/// dequantised value descaled by 8, through libjpeg's 1024-entry range limit, which
+/// clamps within 384 of the range and wraps beyond, as a corrupt or odd file shows.
+fn idct_1x1(coef: i16, q: i64) -> u8 {
+    let dcval = (i32::from(coef) * i32::from(q as i16) + 4) >> 3;
+    match dcval & 1023 {
+        x @ 0..=127 => (x + 128) as u8,
+        128..=511 => 255,
+        512..=895 => 0,
+        x => (x - 896) as u8,
     }
 }
 
@@ -672,11 +709,21 @@ impl<R: Read> DcRows<R> {
                             ..Comp::default()
                         });
                     }
-                    let sane = comps
-                        .iter()
-                        .all(|c| (1..=4).contains(&c.h) && (1..=4).contains(&c.v) && c.q < 4);
+                    let hmax = comps.iter().map(|c| c.h).max().unwrap_or(1);
+                    let vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);
+                    // Factors 1..=4 dividing the largest (libjpeg refuses fractional
+                    // sampling), at most 10 blocks an MCU (libjpeg's limit).
+                    let sane = comps.iter().all(|c| {
+                        (1..=4).contains(&c.h)
+                            && (1..=4).contains(&c.v)
+                            && c.q < 4
+                            && hmax % c.h == 0
+                            && vmax % c.v == 0
+                    }) && (n == 1
+                        || comps.iter().map(|c| c.h * c.v).sum::<usize>() <= 10);
                     if p != 8 || h == 0 || w == 0 || !(n == 1 || n == 3) || !sane {
-                        // 12-bit, a height given later (DNL), CMYK, odd sampling: libjpeg's.
+                        // 12-bit, a height given later (DNL), CMYK, odd sampling: libjpeg's,
+                        // which refuses or warns as it does.
                         return Ok(None);
                     }
                     frame = Some((w, h, comps, m == 0xC2));
@@ -699,7 +746,9 @@ impl<R: Read> DcRows<R> {
                     let order: Vec<usize> = scan.comps.iter().map(|c| c.0).collect();
                     // Sequential: one scan with every component (in frame order), else
                     // libjpeg's. Progressive: the scans are read by `absorb`.
-                    if !progressive && order != (0..comps.len()).collect::<Vec<_>>() {
+                    let full_scan = (scan.ss, scan.se, scan.ah, scan.al) == (0, 63, 0, 0);
+                    if !progressive && (order != (0..comps.len()).collect::<Vec<_>>() || !full_scan)
+                    {
                         return Ok(None);
                     }
                     for &(i, t) in &scan.comps {
@@ -817,7 +866,7 @@ impl<R: Read> DcRows<R> {
             let a = ac[c.ac]
                 .as_ref()
                 .ok_or_else(|| corrupt("a Huffman table is missing"))?;
-            dc_luts.push(dc_lut(d));
+            dc_luts.push(dc_lut(d)?);
             ac_luts.push(ac_lut(a));
             dc_huff.push(d.clone());
             ac_huff.push(a.clone());
@@ -849,6 +898,7 @@ impl<R: Read> DcRows<R> {
             .collect();
         Ok(DcRows {
             progressive,
+            failed: false,
             xmap,
             ycc: Box::new(ycc_tables()),
             coded: false,
@@ -917,8 +967,7 @@ impl<R: Read> DcRows<R> {
             let rows = self.mcu_row * comp.v..(self.mcu_row + 1) * comp.v;
             let src = &p.coefs[c][rows.start * pw..rows.end * pw];
             for (o, &coef) in self.planes[c].iter_mut().zip(src) {
-                let v = ((i64::from(coef) * self.quant0[c] + 4) >> 3) + 128;
-                *o = v.clamp(0, 255) as u8;
+                *o = idct_1x1(coef, self.quant0[c]);
             }
         }
         Ok(())
@@ -959,7 +1008,11 @@ impl<R: Read> DcRows<R> {
                 if m == 0xD9 {
                     return Ok(true);
                 }
-                if matches!(m, 0xD0..=0xD8 | 0x01 | 0x00) {
+                // Restart markers and TEM stand alone, harmless here (libjpeg skips them).
+                if matches!(m, 0xD0..=0xD7 | 0x01) {
+                    return Ok(false);
+                }
+                if matches!(m, 0xD8 | 0x00) {
                     return Err(corrupt(format!("marker 0x{m:02X} between scans")));
                 }
                 let body = usize::from(b.u16()?)
@@ -985,13 +1038,10 @@ impl<R: Read> DcRows<R> {
                 Err(e) => break Err(e),
             }
         };
-        r?;
-        if let Some(c) = seen.iter().position(|s| !s) {
-            return Err(corrupt(format!("component {c} has no DC scan")));
-        }
-        p.absorbed = true;
+        // A component no DC scan named keeps zero terms (grey), as in libjpeg.
+        p.absorbed = r.is_ok();
         self.progressive = Some(p);
-        Ok(())
+        r
     }
 
     /// One scan of a progressive JPEG (see [`DcRows::absorb`]).
@@ -1021,7 +1071,7 @@ impl<R: Read> DcRows<R> {
                 let h = p.dc[usize::from(t >> 4)]
                     .clone()
                     .ok_or_else(|| corrupt("a Huffman table is missing"))?;
-                luts.push((dc_lut(&h), h));
+                luts.push((dc_lut(&h)?, h));
             } else if !seen[c] {
                 return Err(corrupt("a DC refinement scan before the first DC scan"));
             }
@@ -1086,8 +1136,7 @@ impl<R: Read> DcRows<R> {
                 return Err(corrupt("Premature end of JPEG file"));
             }
         }
-        self.bits.align();
-        Ok(())
+        self.bits.align()
     }
 
     /// Decode the next MCU row into `planes`.
@@ -1115,10 +1164,8 @@ impl<R: Read> DcRows<R> {
                 self.skip_ac(c)?;
                 let pred = self.pred[c].wrapping_add(dc);
                 self.pred[c] = pred;
-                // libjpeg's 1x1 inverse DCT: the dequantised DC, descaled by 8, centred.
-                let v = ((i64::from(pred) * self.quant0[c] + 4) >> 3) + 128;
                 let plane = &mut self.planes[c];
-                plane[s.offset + mx * self.comps[c].h] = v.clamp(0, 255) as u8;
+                plane[s.offset + mx * self.comps[c].h] = idct_1x1(pred as i16, self.quant0[c]);
             }
             if self.bits.overrun() {
                 return Err(corrupt("Premature end of JPEG file"));
@@ -1259,7 +1306,13 @@ impl<R: Read> RowSource for DcRows<R> {
         let full_w = self.out[0].len() / self.vmax;
         for y in y0..y0 + rows {
             while y >= self.out_y0 + self.out_rows {
-                self.next_rows()?;
+                if self.failed {
+                    return Err(corrupt("an earlier read of this file failed"));
+                }
+                if let Err(e) = self.next_rows() {
+                    self.failed = true;
+                    return Err(e);
+                }
             }
             let r = (y - self.out_y0) as usize;
             let o = (y - y0) as usize * w;

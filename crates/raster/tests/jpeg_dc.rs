@@ -92,6 +92,48 @@ open(f"{d}/scans.txt", "w").write("""
 0: 1-63, 1, 0; 1: 1-63, 1, 0; 2: 1-63, 1, 0;
 """)
 cjpeg("cj_prog_script.jpg", ["-scans", f"{d}/scans.txt", "-sample", "2x1,1x1,1x1"], True)
+# Edge cases where libjpeg's arithmetic or parsing must be followed exactly:
+def patched(src, name, edit):
+    b = bytearray(open(f"{d}/{src}", "rb").read())
+    open(f"{d}/{name}", "wb").write(edit(b))
+    add(name, True)
+# a DC step large enough that values leave libjpeg's range-limit table (it wraps there);
+def big_step(b):
+    i = b.find(b"\xff\xdb")
+    b[i + 5] = 24
+    return b
+patched("cj_gray_2x2.jpg", "edge_dc_wrap.jpg", big_step)
+# a restart marker left between two progressive scans (libjpeg skips it);
+def rst_between(b):
+    i = b.find(b"\xff\xda", b.find(b"\xff\xda") + 2)
+    return b[:i] + b"\xff\xd7" + b[i:]
+patched("cj_prog_rst.jpg", "edge_rst_between_scans.jpg", rst_between)
+# a fill byte before a stuffed 0xFF (0xFF 0xFF 0x00 is one 0xFF data byte to libjpeg);
+def fill_before_stuffed(b):
+    i = b.find(b"\xff\x00", b.find(b"\xff\xda") + 2)
+    return b[:i] + b"\xff" + b[i:]
+patched("pil_s0_q100.jpg", "edge_fill_stuffed.jpg", fill_before_stuffed)
+# a progressive file whose chroma scans are gone (libjpeg decodes grey chroma).
+open(f"{d}/scans1.txt", "w").write("0: 0-0, 0, 1; 1: 0-0, 0, 1; 2: 0-0, 0, 1; 0: 1-63, 0, 0; "
+                                    "1: 1-63, 0, 0; 2: 1-63, 0, 0; 0: 0-0, 1, 0; 1: 0-0, 1, 0; 2: 0-0, 1, 0;")
+cjpeg("cj_prog_single.jpg", ["-scans", f"{d}/scans1.txt", "-sample", "1x1"], True)
+def luma_scans_only(b):
+    i = b.find(b"\xff\xda")
+    out, pending = b[:i], b""
+    while b[i + 1] != 0xD9:
+        n = int.from_bytes(b[i + 2:i + 4], "big")
+        if b[i + 1] != 0xDA:
+            pending += b[i:i + 2 + n]
+            i += 2 + n
+            continue
+        j = i + 2 + n
+        while not (b[j] == 0xFF and b[j + 1] not in (0x00, *range(0xD0, 0xD8))):
+            j += 1
+        if b[i + 5] == 1:
+            out += pending + b[i:j]
+        pending, i = b"", j
+    return out + b"\xff\xd9"
+patched("cj_prog_single.jpg", "edge_luma_scans_only.jpg", luma_scans_only)
 subprocess.run(["vips", "jpegsave", f"{d}/src.ppm", f"{d}/vips_q80.jpg", "--Q", "80"], check=True)
 add("vips_q80.jpg", True)
 for o in out:
@@ -306,4 +348,34 @@ fn damaged_data_is_an_error_never_a_panic() {
         }
     }
     assert!(errors > 0, "no damage was noticed");
+
+    // What strict libjpeg refuses, refused here too (each decoded before the fix):
+    let decode = |b: &[u8]| -> Result<(), membudget::Error> {
+        let p = d.join("edge.jpg");
+        std::fs::write(&p, b).unwrap();
+        let mut r = open(&p)?.expect("read by jpeg_dc");
+        let g = r.geometry();
+        r.read_band(0, g.height, &mut Band::default())
+    };
+    let good = std::fs::read(d.join("pil_s0_rst.jpg")).unwrap();
+    decode(&good).unwrap();
+    // bytes between a block's padding and a restart marker ("extraneous bytes");
+    let rst = good.windows(2).position(|w| w == [0xFF, 0xD0]).unwrap();
+    let junk = [&good[..rst], &[0x12, 0x34], &good[rst..]].concat();
+    let e = decode(&junk).unwrap_err();
+    assert!(e.to_string().contains("extraneous"), "{e}");
+    // a DC table with one more 9-bit code, which makes that code all ones.
+    let dht = good.windows(2).position(|w| w == [0xFF, 0xC4]).unwrap();
+    assert_eq!(good[dht + 4] >> 4, 0, "a DC table first");
+    let mut ones = good.clone();
+    ones[dht + 5 + 8] += 1;
+    let n: usize = ones[dht + 5..dht + 21]
+        .iter()
+        .map(|&c| usize::from(c))
+        .sum();
+    ones.insert(dht + 21 + n - 1, 0);
+    let len = u16::from_be_bytes([ones[dht + 2], ones[dht + 3]]) + 1;
+    ones[dht + 2..dht + 4].copy_from_slice(&len.to_be_bytes());
+    let e = decode(&ones).unwrap_err();
+    assert!(e.to_string().contains("Huffman table"), "{e}");
 }
