@@ -9,7 +9,7 @@
 //! refills its bit buffer byte by byte; no crate decodes only the DC terms (zune-jpeg and
 //! jpeg-decoder decode every coefficient). Skipping needs only each symbol's whole length
 //! (code plus value bits) and the coefficients it covers, so one lookup of a table indexed
-//! by the next [`LUT_BITS`] bits skips one to several symbols, and the bit buffer is
+//! by the next `LUT_BITS` (11) bits skips one to several symbols, and the bit buffer is
 //! refilled eight bytes at a time when they hold no `0xFF`.
 //!
 //! A progressive JPEG is worse for libjpeg: it decodes every scan into every coefficient
@@ -34,7 +34,7 @@
 //! marker, data ending (a marker or the end of the file) before the last block. Where
 //! libjpeg reads on, so does this: fill bytes, restart markers between scans, a
 //! progressive component without scans (grey), DC values beyond the sample range (its
-//! range-limit table wraps them; see [`idct_1x1`]). Damage inside a progressive JPEG's
+//! range-limit table wraps them; see `idct_1x1`). Damage inside a progressive JPEG's
 //! AC scans goes unnoticed: they are not decoded, and the 1/8 image does not depend on
 //! them.
 //!
