@@ -767,15 +767,12 @@ impl<R: Read> DcRows<R> {
                     if comps.len() == 3 && !ycc {
                         return Ok(None);
                     }
-                    let blocks: u64 = comps
-                        .iter()
-                        .map(|c| {
-                            let hm = comps.iter().map(|c| c.h).max().unwrap_or(1);
-                            let vm = comps.iter().map(|c| c.v).max().unwrap_or(1);
-                            (u64::from(w).div_ceil(8 * hm as u64) * c.h as u64)
-                                * (u64::from(h).div_ceil(8 * vm as u64) * c.v as u64)
-                        })
-                        .sum();
+                    // The DC planes `absorb` fills: MCUs across and down, times each
+                    // component's blocks in an MCU.
+                    let hm = comps.iter().map(|c| c.h).max().unwrap_or(1) as u64;
+                    let vm = comps.iter().map(|c| c.v).max().unwrap_or(1) as u64;
+                    let mcus = u64::from(w).div_ceil(8 * hm) * u64::from(h).div_ceil(8 * vm);
+                    let blocks: u64 = comps.iter().map(|c| mcus * (c.h * c.v) as u64).sum();
                     if progressive && blocks * 2 > max_held {
                         return Ok(None);
                     }
